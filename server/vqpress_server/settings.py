@@ -1,0 +1,62 @@
+"""Server settings: what the operator chose. One frozen dataclass, read once at start-up."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# Transport limits live here and nowhere else on the server side.
+CHUNK_BYTES = 1 << 20  # artifact stream chunk size: 1 MiB
+MAX_MESSAGE_BYTES = 64 << 20  # largest single gRPC message accepted or sent: 64 MiB
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("vqpress-data")  # artifacts/, jobs.sqlite3 and worker scratch live here
+    host: str = "127.0.0.1"  # bind address; "0.0.0.0" in containers
+    port: int = 50051  # 0 picks a free port (tests)
+    workers: int | None = None  # worker processes; None = one per visible GPU, one on CPU
+    token: str | None = None  # bearer token; None = no auth. Health stays open either way.
+    tls_cert: Path | None = None  # PEM certificate chain; with tls_key enables TLS
+    tls_key: Path | None = None  # PEM private key
+    max_artifact_bytes: int = 8 << 30  # largest upload accepted: 8 GiB
+    max_queued_jobs: int = 1000  # Quantize/Export/Train/Render beyond this -> RESOURCE_EXHAUSTED
+    lease_s: float = 60.0  # a RUNNING job whose lease is older than this is re-queued (seconds)
+    heartbeat_s: float = 5.0  # how often a worker renews its lease (seconds)
+    max_attempts: int = 3  # a job that lost its worker this many times fails with a reason
+    poll_s: float = 0.2  # how often idle workers and WatchJob look at the job table (seconds)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from VQPRESS_* environment variables, then explicit overrides (CLI flags)."""
+        env = os.environ
+        vals: dict[str, object] = {}
+        if "VQPRESS_DATA_DIR" in env:
+            vals["data_dir"] = Path(env["VQPRESS_DATA_DIR"])
+        if "VQPRESS_HOST" in env:
+            vals["host"] = env["VQPRESS_HOST"]
+        if "VQPRESS_PORT" in env:
+            vals["port"] = int(env["VQPRESS_PORT"])
+        if "VQPRESS_WORKERS" in env:
+            vals["workers"] = int(env["VQPRESS_WORKERS"])
+        if env.get("VQPRESS_TOKEN"):
+            vals["token"] = env["VQPRESS_TOKEN"]
+        if env.get("VQPRESS_TLS_CERT"):
+            vals["tls_cert"] = Path(env["VQPRESS_TLS_CERT"])
+        if env.get("VQPRESS_TLS_KEY"):
+            vals["tls_key"] = Path(env["VQPRESS_TLS_KEY"])
+        vals.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**vals)  # type: ignore[arg-type]
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def jobs_db(self) -> Path:
+        return self.data_dir / "jobs.sqlite3"
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.data_dir / "scratch"

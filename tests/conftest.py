@@ -1,0 +1,51 @@
+"""Shared fixtures: the device under test, and the optional real data in ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_DATA = REPO / "tests" / "data"
+
+
+def shared_data_dir() -> Path | None:
+    """Real scenes for benchmarks and GPU runs. VQPRESS_DATA_DIR overrides ../shared/data."""
+    env = os.environ.get("VQPRESS_DATA_DIR")
+    for cand in ([Path(env)] if env else []) + [REPO / ".data", REPO.parent / "shared" / "data"]:
+        if cand.is_dir():
+            return cand
+    return None
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    d = shared_data_dir()
+    if d is None:
+        pytest.skip("real data not present (set VQPRESS_DATA_DIR or provide ../shared/data)")
+    return d
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def device() -> str:
+    """The torch device tests run on: CUDA when present, else CPU."""
+    return "cuda" if _cuda_available() else "cpu"
