@@ -1,0 +1,355 @@
+"""The client's public data types: numpy arrays and dataclasses, never protobuf messages."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import invalid
+
+MAX_SH_DEGREE = 3
+MAX_IMAGE_SIDE = 16384  # largest camera width or height accepted (pixels)
+MAX_CODEBOOK = 1 << 24  # largest codebook size the client lets through (entries); the server may allow fewer
+
+
+def num_sh_rest(degree: int) -> int:
+    """Number of non-DC SH coefficients per channel for an SH degree."""
+    return (degree + 1) ** 2 - 1
+
+
+# -- scenes ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Splats:
+    """A Gaussian splat scene as float32 numpy arrays, in the parameterization 3DGS trains in.
+
+    Shapes and dtypes are checked on construction (every array must be float32: convert with
+    ``Splats.from_arrays`` or ``.astype(np.float32)``), so a bad tensor fails here, not on the server.
+    """
+
+    means: np.ndarray  # [N, 3] world space
+    quats: np.ndarray  # [N, 4] (w, x, y, z), not necessarily normalized
+    scales: np.ndarray  # [N, 3] log of the standard deviations
+    opacities: np.ndarray  # [N] logit of the opacity
+    sh0: np.ndarray  # [N, 1, 3] DC spherical-harmonic coefficient per channel
+    shN: np.ndarray  # [N, (d+1)^2 - 1, 3] the remaining SH coefficients, d in 0..3
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            a = getattr(self, f.name)
+            if not isinstance(a, np.ndarray):
+                raise invalid(f"Splats.{f.name} must be a numpy array, got {type(a).__name__}")
+            if a.dtype != np.float32:
+                raise invalid(f"Splats.{f.name} must be float32, got {a.dtype} (use .astype(np.float32))")
+        N = self.means.shape[0] if self.means.ndim == 2 else -1
+        expected = {
+            "means": (N, 3),
+            "quats": (N, 4),
+            "scales": (N, 3),
+            "opacities": (N,),
+            "sh0": (N, 1, 3),
+        }
+        for name, shape in expected.items():
+            got = getattr(self, name).shape
+            if got != shape:
+                want = "[" + ", ".join("N" if s == N else str(s) for s in shape) + "]"
+                raise invalid(f"Splats.{name} has shape {list(got)}, expected {want} with N = {N}")
+        rest = self.shN.shape
+        valid_rest = [num_sh_rest(d) for d in range(MAX_SH_DEGREE + 1)]
+        if len(rest) != 3 or rest[0] != N or rest[2] != 3 or rest[1] not in valid_rest:
+            raise invalid(
+                f"Splats.shN has shape {list(rest)}, expected [N, R, 3] with N = {N} and R in {valid_rest} "
+                "(SH degree 0..3)"
+            )
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, Any]) -> Splats:
+        """Splats from a mapping of array-likes (any float dtype; cast to contiguous float32).
+
+        A missing ``shN`` means SH degree 0.
+        """
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in arrays and n != "shN"]
+        if missing:
+            raise invalid(f"Splats.from_arrays: missing arrays {missing}")
+        vals = {n: np.ascontiguousarray(arrays[n], dtype=np.float32) for n in names if n in arrays}
+        if "shN" not in vals:
+            vals["shN"] = np.zeros((vals["means"].shape[0], 0, 3), np.float32)
+        return cls(**vals)
+
+    @property
+    def num_gaussians(self) -> int:
+        return int(self.means.shape[0])
+
+    def __len__(self) -> int:
+        return self.num_gaussians
+
+    @property
+    def sh_degree(self) -> int:
+        return int(round(math.sqrt(self.shN.shape[1] + 1))) - 1
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays().values())
+
+
+# -- cameras -----------------------------------------------------------------------------
+
+
+def _matrix(value: Any, shape: tuple[int, int], where: str) -> np.ndarray:
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise invalid(f"{where} must be a {shape[0]}x{shape[1]} matrix of numbers") from None
+    if a.shape == (shape[0] * shape[1],):
+        a = a.reshape(shape)
+    if a.shape != shape:
+        raise invalid(f"{where} has shape {list(a.shape)}, expected {list(shape)}")
+    if not np.isfinite(a).all():
+        raise invalid(f"{where} contains NaN or inf")
+    return a
+
+
+def _side(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise invalid(f"{where} must be an integer, got {value!r}")
+    if not 1 <= int(value) <= MAX_IMAGE_SIDE:
+        raise invalid(f"{where} = {value} is out of range [1, {MAX_IMAGE_SIDE}] pixels")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A pinhole camera: world-to-camera ``viewmat`` in OpenCV axes (x right, y down, z forward),
+    intrinsics ``K`` in pixels, and the image size in pixels. Checked on construction."""
+
+    viewmat: np.ndarray  # [4, 4] float64 world-to-camera
+    K: np.ndarray  # [3, 3] float64 intrinsics (fx, fy, cx, cy in pixels)
+    width: int  # pixels
+    height: int  # pixels
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"camera {self.name!r}" if self.name else "camera"
+        object.__setattr__(self, "viewmat", _matrix(self.viewmat, (4, 4), f"{where}: viewmat"))
+        object.__setattr__(self, "K", _matrix(self.K, (3, 3), f"{where}: K"))
+        object.__setattr__(self, "width", _side(self.width, f"{where}: width"))
+        object.__setattr__(self, "height", _side(self.height, f"{where}: height"))
+        if not np.allclose(self.viewmat[3], [0.0, 0.0, 0.0, 1.0]):
+            raise invalid(f"{where}: viewmat's last row must be [0, 0, 0, 1], got {self.viewmat[3].tolist()}")
+        if not (self.K[0, 0] > 0 and self.K[1, 1] > 0):
+            raise invalid(f"{where}: K's focal lengths must be positive, got fx={self.K[0, 0]}, fy={self.K[1, 1]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The service's camera dict: row-major ``viewmat`` (16 floats) and ``K`` (9 floats)."""
+        return {
+            "viewmat": self.viewmat.reshape(-1).tolist(),
+            "K": self.K.reshape(-1).tolist(),
+            "width": self.width,
+            "height": self.height,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "camera") -> Camera:
+        """A camera from a dict with ``viewmat`` (4x4 or 16), ``K`` (3x3 or 9), ``width``, ``height``
+        and optionally ``name`` (or ``file``)."""
+        if not isinstance(d, Mapping):
+            raise invalid(f"{where} must be an object, got {type(d).__name__}")
+        missing = [k for k in ("viewmat", "K", "width", "height") if k not in d]
+        if missing:
+            raise invalid(f"{where} lacks {missing}")
+        name = d.get("name", d.get("file", ""))
+        if not isinstance(name, str):
+            raise invalid(f"{where}: name must be a string")
+        return cls(
+            viewmat=_matrix(d["viewmat"], (4, 4), f"{where}: viewmat"),
+            K=_matrix(d["K"], (3, 3), f"{where}: K"),
+            width=_side(d["width"], f"{where}: width"),
+            height=_side(d["height"], f"{where}: height"),
+            name=name,
+        )
+
+
+Background = tuple[float, float, float]
+
+
+def _background(value: Any, where: str) -> Background:
+    try:
+        bg = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise invalid(f"{where} must be 3 numbers in [0, 1]") from None
+    if bg.shape != (3,) or not np.isfinite(bg).all() or (bg < 0).any() or (bg > 1).any():
+        raise invalid(f"{where} must be 3 numbers in [0, 1], got {value!r}")
+    return (float(bg[0]), float(bg[1]), float(bg[2]))
+
+
+def load_cameras_json(path: str | Path, split: str | None = None) -> tuple[list[Camera], Background | None]:
+    """Cameras and background from a cameras.json file.
+
+    The file is ``{"cameras": [{"viewmat", "K", "width", "height", "file"?, "name"?, "split"?}, ...],
+    "background": [r, g, b]?}`` (a bare list of cameras is accepted too). With ``split`` only the
+    cameras whose ``split`` equals it are returned. The input is untrusted: every problem raises a
+    VqpressError (INVALID_ARGUMENT) that names the file, the camera and the field.
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise invalid(f"{path}: cannot read cameras file: {e.strerror or e}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise invalid(f"{path}: not a JSON file: {e}") from None
+    background = None
+    if isinstance(doc, list):
+        cams = doc
+    elif isinstance(doc, dict) and isinstance(doc.get("cameras"), list):
+        cams = doc["cameras"]
+        if doc.get("background") is not None:
+            background = _background(doc["background"], f"{path}: background")
+    else:
+        raise invalid(f'{path}: expected {{"cameras": [...]}} or a list of cameras')
+    out = []
+    for i, c in enumerate(cams):
+        where = f"{path}: cameras[{i}]"
+        if split is not None and (not isinstance(c, dict) or c.get("split") != split):
+            continue
+        out.append(Camera.from_dict(c, where))
+    if not out:
+        have = sorted({str(c.get("split")) for c in cams if isinstance(c, dict)})
+        what = f"no cameras with split {split!r} (splits present: {have})" if split is not None else "no cameras"
+        raise invalid(f"{path}: {what}")
+    return out, background
+
+
+# -- configuration -----------------------------------------------------------------------
+
+PRESETS = ("default", "high_ratio", "high_quality")
+PRECISIONS = ("fixed16", "fp16", "fp32")
+ENTROPY = ("zstd", "none")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """Compression settings. Every field is optional: None means the server's default (or the preset's).
+
+    Field meanings mirror the server's ``QuantizeConfig``; codebook sizes are entries (the server's
+    defaults are 4096 / 512 / 4096 / 4096).
+    """
+
+    preset: str | None = None  # "default" | "high_ratio" | "high_quality"; base values for the fields below
+    dc_codebook: int | None = None  # entries in the SH DC (color) codebook
+    sh_codebook: int | None = None  # entries in the SH rest codebook
+    scale_codebook: int | None = None  # entries in the log-scale codebook
+    rot_codebook: int | None = None  # entries in the rotation codebook
+    kmeans_iters: int | None = None  # k-means iterations per codebook
+    seed: int | None = None  # k-means seed (same seed, same input -> same bytes)
+    position_precision: str | None = None  # "fixed16" | "fp16" | "fp32"
+    opacity_precision: str | None = None  # "fixed16" | "fp16" | "fp32"
+    entropy: str | None = None  # "zstd" | "none"
+    sh_degree: int | None = None  # keep SH up to this degree (0..3); None keeps the input's
+    strict: bool | None = None  # fail on non-finite input instead of repairing it
+
+    def validate(self) -> QuantizeConfig:
+        """Check types and obvious ranges (the server checks its own limits too); returns self."""
+
+        def integer(name: str, lo: int, hi: int) -> None:
+            v = getattr(self, name)
+            if v is None:
+                return
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise invalid(f"QuantizeConfig.{name} must be an integer, got {v!r}")
+            if not lo <= v <= hi:
+                raise invalid(f"QuantizeConfig.{name} = {v} is out of range [{lo}, {hi}]")
+
+        def choice(name: str, allowed: tuple[str, ...]) -> None:
+            v = getattr(self, name)
+            if v is not None and v not in allowed:
+                raise invalid(f"QuantizeConfig.{name} = {v!r}; choose one of {list(allowed)}")
+
+        for name in ("dc_codebook", "sh_codebook", "scale_codebook", "rot_codebook"):
+            integer(name, 1, MAX_CODEBOOK)
+        integer("kmeans_iters", 1, 10_000)
+        integer("seed", 0, 2**63 - 1)
+        integer("sh_degree", 0, MAX_SH_DEGREE)
+        choice("preset", PRESETS)
+        choice("position_precision", PRECISIONS)
+        choice("opacity_precision", PRECISIONS)
+        choice("entropy", ENTROPY)
+        if self.strict is not None and not isinstance(self.strict, bool):
+            raise invalid(f"QuantizeConfig.strict must be a bool, got {self.strict!r}")
+        return self
+
+    def overrides(self) -> dict[str, Any]:
+        """The fields that were set (not None), preset excluded."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "preset" and getattr(self, f.name) is not None}
+
+
+# -- artifacts and jobs ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """A stored artifact, by its id (the sha256 of its bytes, 64 lowercase hex digits)."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """What the server knows about an artifact."""
+
+    id: str  # sha256 hex
+    name: str  # file name given at upload or by the job that made it
+    kind: str  # "ply", "splat", "spz", "vqp", "npz", "png", "json", ...
+    size: int  # bytes
+    created_at: float  # seconds since the epoch
+    source_job: str | None = None  # the job that produced it; None for uploads
+
+    @property
+    def ref(self) -> ArtifactRef:
+        return ArtifactRef(self.id)
+
+
+class JobState(str, Enum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLING = "CANCELLING"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A snapshot of a job."""
+
+    id: str
+    kind: str  # "quantize", "export", "render", "train_splats", "train_field"
+    state: JobState
+    stage: str = ""  # what it is doing now, e.g. "kmeans:sh"
+    progress: float = 0.0  # 0..1
+    metrics: dict[str, float] = field(default_factory=dict)
+    results: list[ArtifactInfo] = field(default_factory=list)  # filled when SUCCEEDED
+    error: str = ""  # why it FAILED (or was cancelled)
+    created_at: float | None = None  # seconds since the epoch
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state.terminal
