@@ -1,0 +1,510 @@
+"""The .vqp container: one self-describing file per compressed scene or field (numpy + zstandard only).
+
+This module is the single definition of the format. The server writes it through
+``vqpress_server.core.codec``; users read it here without torch.
+
+Byte layout (all integers little-endian)::
+
+    offset  size  field
+    0       8     MAGIC = b"\\x89VQP\\r\\n\\x1a\\n"  (a binary signature, as PNG does)
+    8       2     version (uint16), currently 1
+    10      2     flags (uint16), must be 0
+    12      4     manifest length M in bytes (uint32), at most MAX_MANIFEST_BYTES
+    16      4     CRC-32 of the manifest bytes (uint32, zlib.crc32)
+    20      M     manifest: UTF-8 JSON object (see below)
+    20+M    ...   section payloads, back to back in manifest order, nothing after the last one
+
+The manifest is ``{"kind": str, "meta": {...}, "sections": [entry, ...]}`` where ``meta`` is the
+writer's own JSON (counts, SH degree, codebook sizes, position box ...) and each entry is::
+
+    {"name": str, "dtype": "uint16", "shape": [N, 3], "bits": 12 | null,
+     "filters": ["delta", "shuffle"], "codec": "zstd" | "raw",
+     "offset": int, "length": int, "raw_length": int, "crc32": int}
+
+``offset`` counts from the first payload byte, ``length`` is the stored size, ``crc32`` covers the
+stored bytes. A payload is decoded as: decompress (codec) -> exactly ``raw_length`` bytes -> undo the
+filters in reverse order -> unpack bits (when ``bits`` is set) -> reshape to ``shape``.
+
+- ``bits``: the elements are non-negative integers below 2**bits (1..32), packed LSB-first into a
+  continuous bit stream (element i occupies bits [i*bits, (i+1)*bits) of the stream; the last byte is
+  zero-padded). ``dtype`` is then the unsigned type the reader returns.
+- ``"delta"`` (unsigned integer dtypes): element i stores x[i] - x[i-1] modulo 2**(8*itemsize) along
+  axis 0 (x[-1] = 0). Turns sorted or smooth streams into small numbers.
+- ``"shuffle"`` (itemsize > 1): byte planes are stored one after the other (all first bytes, then all
+  second bytes, ...), so that the constant high bytes of small numbers form long runs for zstd.
+- ``codec``: "zstd" (one frame, content size in its header) or "raw". The writer stores a section raw
+  when zstd does not make it smaller.
+
+The reader checks every length against the buffer before it allocates, so a truncated file, a lying
+header, a corrupted payload or an absurd size raises ``VqpFormatError`` with what is wrong.
+
+Splat files (kind "splats") hold the sections described in ``decode_splats``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+MAGIC = b"\x89VQP\r\n\x1a\n"
+VERSION = 1
+_HEADER = struct.Struct("<8sHHII")  # magic, version, flags, manifest length, manifest crc32
+HEADER_BYTES = _HEADER.size  # 20
+MAX_MANIFEST_BYTES = 16 << 20  # a manifest larger than 16 MiB is not a vqpress manifest
+DEFAULT_MAX_DECODED_BYTES = 16 << 30  # refuse to inflate a file into more than 16 GiB of arrays
+ZSTD_LEVEL = 19  # default zstd level of write_vqp (1..22)
+
+KINDS = ("splats", "field")
+CODECS = ("zstd", "raw")
+FILTERS = ("delta", "shuffle")
+DTYPES = ("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float16", "float32", "float64")
+_PACK_CHUNK = 1 << 20  # values per chunk when bit-packing (a multiple of 8): bounds temporary memory
+
+
+class VqpFormatError(ValueError):
+    """The bytes are not a valid .vqp file (truncated, corrupted, lying header, unsupported encoding)."""
+
+
+@dataclass(frozen=True)
+class Section:
+    """One named array of a .vqp file and how to store it.
+
+    ``bits``: bit-pack the (non-negative integer) values at this width, 1..32; None stores the
+    array's own bytes. ``codec``: "zstd" compresses the section (kept raw when that is not smaller),
+    "raw" never does. ``filters``: "delta" and/or "shuffle", applied in this order (see module doc).
+    """
+
+    name: str
+    data: np.ndarray
+    bits: int | None = None
+    codec: Literal["zstd", "raw"] = "zstd"
+    filters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VqpFile:
+    kind: str
+    version: int
+    manifest: dict[str, Any]  # the writer's meta dict
+    sections: dict[str, np.ndarray]
+    section_bytes: dict[str, int] = field(default_factory=dict)  # stored (on-disk) bytes per section
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)  # the raw manifest entry per section
+
+
+# -- bit packing -----------------------------------------------------------------------------------
+def bits_for(k: int) -> int:
+    """Bits needed to store indices 0..k-1: ceil(log2 k), at least 1."""
+    if k < 1:
+        raise ValueError(f"need at least one symbol, got k={k}")
+    return max(1, math.ceil(math.log2(k)))
+
+
+def pack_bits(values: np.ndarray, bits: int) -> bytes:
+    """Pack non-negative integers < 2**bits (1..32) LSB-first into ceil(n*bits/8) bytes."""
+    if not 1 <= bits <= 32:
+        raise ValueError(f"bits must be in 1..32, got {bits}")
+    v = np.asarray(values).reshape(-1)
+    if v.size and (v.dtype.kind not in "ui"):
+        raise ValueError(f"bit-packing needs integers, got {v.dtype}")
+    if v.size and (int(v.min()) < 0 or int(v.max()) >= (1 << bits)):
+        raise ValueError(f"values out of range for {bits} bits: min {int(v.min())}, max {int(v.max())}")
+    v = v.astype("<u4", copy=False)
+    out = bytearray()
+    for s in range(0, v.size, _PACK_CHUNK):
+        chunk = v[s : s + _PACK_CHUNK]
+        planes = np.unpackbits(chunk.view(np.uint8).reshape(-1, 4), axis=1, bitorder="little")[:, :bits]
+        out += np.packbits(planes.reshape(-1), bitorder="little").tobytes()
+    return bytes(out)
+
+
+def unpack_bits(buf: bytes | np.ndarray, bits: int, n: int) -> np.ndarray:
+    """Inverse of ``pack_bits``: n values as uint32. ``buf`` must hold exactly ceil(n*bits/8) bytes."""
+    if not 1 <= bits <= 32:
+        raise ValueError(f"bits must be in 1..32, got {bits}")
+    raw = np.frombuffer(buf, np.uint8) if not isinstance(buf, np.ndarray) else buf.reshape(-1)
+    if raw.size != (n * bits + 7) // 8:
+        raise ValueError(f"{n} values at {bits} bits need {(n * bits + 7) // 8} bytes, got {raw.size}")
+    out = np.empty(n, "<u4")
+    step = _PACK_CHUNK  # a multiple of 8 values = a whole number of bytes
+    for s in range(0, n, step):
+        m = min(step, n - s)
+        b0 = s * bits // 8
+        planes = np.unpackbits(raw[b0 : b0 + (m * bits + 7) // 8], bitorder="little")[: m * bits]
+        full = np.zeros((m, 32), np.uint8)
+        full[:, :bits] = planes.reshape(m, bits)
+        out[s : s + m] = np.packbits(full, axis=1, bitorder="little").view("<u4").reshape(m)
+    return out
+
+
+# -- filters ---------------------------------------------------------------------------------------
+def _delta(a: np.ndarray) -> np.ndarray:
+    out = a.copy()
+    if a.shape[0] > 1:
+        out[1:] = a[1:] - a[:-1]  # unsigned: wraps modulo 2**(8*itemsize)
+    return out
+
+
+def _undelta(a: np.ndarray) -> np.ndarray:
+    return np.cumsum(a, axis=0, dtype=a.dtype)  # unsigned cumsum wraps, the exact inverse of _delta
+
+
+def _shuffle(b: bytes, itemsize: int) -> bytes:
+    return np.frombuffer(b, np.uint8).reshape(-1, itemsize).T.tobytes()
+
+
+def _unshuffle(b: bytes, itemsize: int) -> bytes:
+    return np.frombuffer(b, np.uint8).reshape(itemsize, -1).T.tobytes()
+
+
+# -- writer ----------------------------------------------------------------------------------------
+def _encode_section(sec: Section, level: int) -> tuple[dict[str, Any], bytes]:
+    import zstandard
+
+    if not sec.name or not isinstance(sec.name, str):
+        raise ValueError(f"section name must be a non-empty string, got {sec.name!r}")
+    if sec.codec not in CODECS:
+        raise ValueError(f"section '{sec.name}': unknown codec {sec.codec!r} (expected one of {CODECS})")
+    bad = [f for f in sec.filters if f not in FILTERS]
+    if bad:
+        raise ValueError(f"section '{sec.name}': unknown filters {bad} (expected {FILTERS})")
+    a = np.ascontiguousarray(sec.data)
+    if a.dtype.name not in DTYPES:
+        raise ValueError(f"section '{sec.name}': dtype {a.dtype} is not storable (use one of {DTYPES})")
+    a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+    if "delta" in sec.filters:
+        if a.dtype.kind != "u" or a.ndim == 0:
+            raise ValueError(f"section '{sec.name}': the delta filter needs an unsigned integer array")
+        a = _delta(a)
+    if sec.bits is not None:
+        if a.dtype.kind not in "u":
+            raise ValueError(f"section '{sec.name}': bit-packing needs an unsigned integer dtype, got {a.dtype}")
+        raw = pack_bits(a, sec.bits)
+    else:
+        raw = a.tobytes()
+    itemsize = a.dtype.itemsize
+    if "shuffle" in sec.filters and sec.bits is None and itemsize > 1:
+        raw = _shuffle(raw, itemsize)
+    codec = sec.codec
+    stored = raw
+    if codec == "zstd":
+        comp = zstandard.ZstdCompressor(level=level, write_content_size=True).compress(raw)
+        if len(comp) < len(raw):
+            stored = comp
+        else:
+            codec = "raw"
+    entry = {
+        "name": sec.name,
+        "dtype": a.dtype.name,
+        "shape": [int(s) for s in a.shape],
+        "bits": sec.bits,
+        "filters": list(sec.filters),
+        "codec": codec,
+        "raw_length": len(raw),
+        "length": len(stored),
+        "crc32": zlib.crc32(stored),
+    }
+    return entry, stored
+
+
+def write_vqp(
+    kind: str, manifest: Mapping[str, Any], sections: Sequence[Section], *, level: int = ZSTD_LEVEL
+) -> bytes:
+    """Serialize sections plus a JSON-able ``manifest`` (stored as "meta") into .vqp bytes.
+
+    ``kind`` is "splats" or "field"; ``level`` is the zstd level (1..22, default 19).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r} (expected one of {KINDS})")
+    names = [s.name for s in sections]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate section names in {names}")
+    entries, payloads, offset = [], [], 0
+    for sec in sections:
+        entry, stored = _encode_section(sec, level)
+        entry["offset"] = offset
+        offset += len(stored)
+        entries.append(entry)
+        payloads.append(stored)
+    doc = {"kind": kind, "meta": dict(manifest), "sections": entries}
+    mbytes = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    if len(mbytes) > MAX_MANIFEST_BYTES:
+        raise ValueError(f"manifest of {len(mbytes)} bytes exceeds {MAX_MANIFEST_BYTES}")
+    header = _HEADER.pack(MAGIC, VERSION, 0, len(mbytes), zlib.crc32(mbytes))
+    return b"".join([header, mbytes, *payloads])
+
+
+# -- reader ----------------------------------------------------------------------------------------
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_entry(e: Any, i: int, fail: Any) -> None:
+    if not isinstance(e, dict):
+        fail(f"section entry {i} is not an object")
+    need = {"name": str, "dtype": str, "shape": list, "filters": list, "codec": str}
+    for key, typ in need.items():
+        if not isinstance(e.get(key), typ):
+            fail(f"section entry {i}: field '{key}' is missing or not a {typ.__name__}")
+    for key in ("offset", "length", "raw_length", "crc32"):
+        if not _is_int(e.get(key)) or e[key] < 0:
+            fail(f"section '{e['name']}': field '{key}' is missing or not a non-negative integer")
+    if e["codec"] not in CODECS:
+        fail(f"section '{e['name']}': unknown codec {e['codec']!r} (this reader knows {CODECS})")
+    if e["dtype"] not in DTYPES:
+        fail(f"section '{e['name']}': unsupported dtype {e['dtype']!r}")
+    if not all(_is_int(s) and 0 <= s < (1 << 40) for s in e["shape"]) or len(e["shape"]) > 8:
+        fail(f"section '{e['name']}': invalid shape {e['shape']}")
+    if any(f not in FILTERS for f in e["filters"]):
+        fail(f"section '{e['name']}': unknown filters {e['filters']} (this reader knows {FILTERS})")
+    bits = e.get("bits")
+    if bits is not None:
+        if not _is_int(bits) or not 1 <= bits <= 32:
+            fail(f"section '{e['name']}': bit width {bits!r} is outside 1..32")
+        if not e["dtype"].startswith("uint"):
+            fail(f"section '{e['name']}': bit-packed sections must have an unsigned dtype, got {e['dtype']}")
+    if "delta" in e["filters"] and not e["dtype"].startswith("uint"):
+        fail(f"section '{e['name']}': the delta filter needs an unsigned dtype, got {e['dtype']}")
+
+
+def read_vqp(
+    data: bytes | bytearray | memoryview,
+    name: str = "<bytes>",
+    *,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+) -> VqpFile:
+    """Parse and validate .vqp bytes. Raises ``VqpFormatError`` naming the problem.
+
+    ``max_decoded_bytes`` caps the total size of the decoded arrays (default 16 GiB).
+    """
+
+    def fail(msg: str) -> None:
+        raise VqpFormatError(f"{name}: {msg}")
+
+    buf = memoryview(data).cast("B")
+    total = len(buf)
+    if total < HEADER_BYTES:
+        fail(f"file is {total} bytes, shorter than the {HEADER_BYTES}-byte .vqp header (truncated?)")
+    magic, version, flags, mlen, mcrc = _HEADER.unpack(buf[:HEADER_BYTES])
+    if magic != MAGIC:
+        fail(f"not a .vqp file (magic {bytes(magic)!r}, expected {MAGIC!r})")
+    if version != VERSION:
+        fail(f"unsupported .vqp version {version} (this reader handles version {VERSION}); upgrade vqpress")
+    if flags != 0:
+        fail(f"unknown header flags 0x{flags:04x}")
+    if mlen > MAX_MANIFEST_BYTES:
+        fail(f"manifest length {mlen} exceeds the limit of {MAX_MANIFEST_BYTES} bytes")
+    if HEADER_BYTES + mlen > total:
+        fail(f"manifest of {mlen} bytes runs past the end of the {total}-byte file (truncated?)")
+    mbytes = bytes(buf[HEADER_BYTES : HEADER_BYTES + mlen])
+    if zlib.crc32(mbytes) != mcrc:
+        fail("manifest checksum mismatch (the file is corrupted)")
+    try:
+        doc = json.loads(mbytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        fail(f"manifest is not valid JSON: {exc}")
+    if not isinstance(doc, dict) or not isinstance(doc.get("sections"), list):
+        fail("manifest must be an object with a 'sections' list")
+    kind = doc.get("kind")
+    if kind not in KINDS:
+        fail(f"unknown kind {kind!r} (expected one of {KINDS})")
+    meta = doc.get("meta", {})
+    if not isinstance(meta, dict):
+        fail("manifest 'meta' must be an object")
+
+    base = HEADER_BYTES + mlen
+    payload_len = total - base
+    entries: list[dict[str, Any]] = doc["sections"]
+    # Validate every entry and every length before decoding (and allocating) anything.
+    expected_offset, decoded_total, seen = 0, 0, set()
+    for i, e in enumerate(entries):
+        _check_entry(e, i, fail)
+        if e["name"] in seen:
+            fail(f"duplicate section name '{e['name']}'")
+        seen.add(e["name"])
+        if e["offset"] != expected_offset:
+            fail(f"section '{e['name']}' starts at {e['offset']}, expected {expected_offset} (lying offset)")
+        if e["offset"] + e["length"] > payload_len:
+            fail(
+                f"section '{e['name']}' ({e['length']} bytes at {e['offset']}) runs past the end of the "
+                f"{payload_len}-byte payload (truncated?)"
+            )
+        expected_offset += e["length"]
+        n = math.prod(e["shape"])
+        itemsize = np.dtype(e["dtype"]).itemsize
+        want_raw = (n * e["bits"] + 7) // 8 if e["bits"] is not None else n * itemsize
+        if e["raw_length"] != want_raw:
+            fail(f"section '{e['name']}': raw length {e['raw_length']} does not match shape {e['shape']} "
+                 f"of {e['dtype']} (expected {want_raw})")
+        if e["codec"] == "raw" and e["length"] != e["raw_length"]:
+            fail(f"section '{e['name']}': raw section of {e['length']} bytes, expected {e['raw_length']}")
+        decoded_total += n * itemsize + e["raw_length"]
+        if decoded_total > max_decoded_bytes:
+            fail(f"decoded size exceeds the limit of {max_decoded_bytes} bytes (section '{e['name']}')")
+    if expected_offset != payload_len:
+        fail(f"{payload_len - expected_offset} unexpected bytes after the last section")
+
+    sections: dict[str, np.ndarray] = {}
+    section_bytes: dict[str, int] = {}
+    for e in entries:
+        start = base + e["offset"]
+        stored = buf[start : start + e["length"]]
+        if zlib.crc32(stored) != e["crc32"]:
+            fail(f"section '{e['name']}': checksum mismatch (the file is corrupted)")
+        sections[e["name"]] = _decode_payload(bytes(stored), e, fail)
+        section_bytes[e["name"]] = e["length"]
+    return VqpFile(kind, version, meta, sections, section_bytes, {e["name"]: e for e in entries})
+
+
+def _decode_payload(stored: bytes, e: dict[str, Any], fail: Any) -> np.ndarray:
+    import zstandard
+
+    raw_len = e["raw_length"]
+    if e["codec"] == "zstd":
+        try:
+            params = zstandard.get_frame_parameters(stored)
+        except zstandard.ZstdError as exc:
+            fail(f"section '{e['name']}': not a zstd frame ({exc})")
+        if params.content_size != raw_len:
+            fail(f"section '{e['name']}': zstd frame declares {params.content_size} bytes, expected {raw_len}")
+        try:
+            raw = zstandard.ZstdDecompressor().decompress(stored, max_output_size=raw_len)
+        except zstandard.ZstdError as exc:
+            fail(f"section '{e['name']}': zstd decompression failed ({exc})")
+        if len(raw) != raw_len:
+            fail(f"section '{e['name']}': decompressed to {len(raw)} bytes, expected {raw_len}")
+    else:
+        raw = stored
+    dt = np.dtype(e["dtype"]).newbyteorder("<")
+    shape = tuple(e["shape"])
+    n = math.prod(shape)
+    if e["bits"] is not None:
+        vals = unpack_bits(raw, e["bits"], n)
+        if dt.itemsize < 4 and n and int(vals.max()) > np.iinfo(dt).max:
+            fail(f"section '{e['name']}': unpacked values do not fit {e['dtype']}")
+        arr = vals.astype(dt)
+    else:
+        if "shuffle" in e["filters"] and dt.itemsize > 1:
+            raw = _unshuffle(raw, dt.itemsize)
+        arr = np.frombuffer(raw, dt).copy()
+    arr = arr.reshape(shape)
+    if "delta" in e["filters"]:
+        arr = _undelta(arr)
+    return arr.astype(arr.dtype.newbyteorder("="), copy=False)
+
+
+# -- splat scenes ----------------------------------------------------------------------------------
+SH_C0 = 0.28209479177387814
+
+
+def decode_splats(vqp: VqpFile) -> dict[str, np.ndarray]:
+    """Decode a kind "splats" file into float32 arrays in the 3DGS parameterization.
+
+    Returns ``means`` [N,3], ``quats`` [N,4] (w,x,y,z, unit norm), ``scales`` [N,3] (log),
+    ``opacities`` [N] (logit), ``sh0`` [N,1,3], ``shN`` [N,(d+1)^2-1,3], in the file's (Morton) order.
+
+    Sections: ``means`` (uint16 [N,3] fixed point in the box ``meta.position.box_min/box_max``, or
+    float16/float32 [N,3]); ``opacities`` (uint8 [N] = round(255*sigmoid), or float16 [N] logits);
+    ``<attr>_codebook`` (float16 [K,...]) and ``<attr>_idx`` (bit-packed [N]) for attr in
+    dc, sh (absent at SH degree 0), scale, rot.
+    """
+    if vqp.kind != "splats":
+        raise VqpFormatError(f"expected a splats file, got kind {vqp.kind!r}")
+    m, s = vqp.manifest, vqp.sections
+
+    def need(key: str) -> np.ndarray:
+        if key not in s:
+            raise VqpFormatError(f"splats file has no '{key}' section")
+        return s[key]
+
+    try:
+        n = int(m["num_gaussians"])
+        degree = int(m["sh_degree"])
+        pos = m["position"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VqpFormatError(f"splats manifest is missing or has an invalid field: {exc}") from None
+    if not 0 <= degree <= 3:
+        raise VqpFormatError(f"SH degree {degree} is outside 0..3")
+    n_rest = (degree + 1) ** 2 - 1
+
+    def lookup(attr: str, width: tuple[int, ...]) -> np.ndarray:
+        cb = need(f"{attr}_codebook")
+        idx = need(f"{attr}_idx")
+        if cb.shape[1:] != width or cb.ndim != 1 + len(width) or idx.shape != (n,):
+            raise VqpFormatError(f"'{attr}' codebook {cb.shape} / indices {idx.shape} do not match N={n}, {width}")
+        if n and (cb.shape[0] == 0 or int(idx.max()) >= cb.shape[0]):
+            raise VqpFormatError(f"'{attr}' index out of range of its {cb.shape[0]}-entry codebook")
+        return cb.astype(np.float32)[idx.astype(np.int64)] if n else np.zeros((0, *width), np.float32)
+
+    means_q = need("means")
+    if means_q.shape != (n, 3):
+        raise VqpFormatError(f"means section has shape {means_q.shape}, expected ({n}, 3)")
+    if means_q.dtype == np.uint16:
+        try:
+            lo = np.asarray(pos["box_min"], np.float64).reshape(3)
+            hi = np.asarray(pos["box_max"], np.float64).reshape(3)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VqpFormatError(f"fixed-point positions need a valid box: {exc}") from None
+        means = (lo + means_q.astype(np.float64) * ((hi - lo) / 65535.0)).astype(np.float32)
+    elif means_q.dtype in (np.float16, np.float32):
+        means = means_q.astype(np.float32)
+    else:
+        raise VqpFormatError(f"means section has unsupported dtype {means_q.dtype}")
+
+    op = need("opacities")
+    if op.shape != (n,):
+        raise VqpFormatError(f"opacities section has shape {op.shape}, expected ({n},)")
+    if op.dtype == np.uint8:
+        a = np.clip(op.astype(np.float64) / 255.0, 0.5 / 255.0, 1.0 - 0.5 / 255.0)
+        opacities = np.log(a / (1.0 - a)).astype(np.float32)
+    elif op.dtype in (np.float16, np.float32):
+        opacities = op.astype(np.float32)
+    else:
+        raise VqpFormatError(f"opacities section has unsupported dtype {op.dtype}")
+
+    sh0 = lookup("dc", (3,)).reshape(n, 1, 3)
+    shN = lookup("sh", (n_rest, 3)) if n_rest else np.zeros((n, 0, 3), np.float32)
+    scales = lookup("scale", (3,))
+    quats = lookup("rot", (4,))
+    norm = np.linalg.norm(quats, axis=1, keepdims=True)
+    quats = np.where(norm > 0, quats / np.maximum(norm, 1e-12), np.array([1, 0, 0, 0], np.float32))
+    out = {
+        "means": means,
+        "quats": quats.astype(np.float32),
+        "scales": scales,
+        "opacities": opacities,
+        "sh0": sh0,
+        "shN": shN.reshape(n, n_rest, 3),
+    }
+    for k, v in out.items():
+        if v.size and not np.isfinite(v).all():
+            raise VqpFormatError(f"decoded '{k}' contains non-finite values")
+    return out
+
+
+def read_splats(path: str, **kw: Any) -> dict[str, np.ndarray]:
+    """Read a .vqp splat file from disk and decode it (numpy arrays, see ``decode_splats``)."""
+    with open(path, "rb") as f:
+        return decode_splats(read_vqp(f.read(), name=str(path), **kw))
+
+
+__all__ = [
+    "MAGIC",
+    "VERSION",
+    "Section",
+    "VqpFile",
+    "VqpFormatError",
+    "bits_for",
+    "decode_splats",
+    "pack_bits",
+    "read_splats",
+    "read_vqp",
+    "unpack_bits",
+    "write_vqp",
+]
