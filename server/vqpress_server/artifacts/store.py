@@ -1,0 +1,376 @@
+"""Content-addressed artifact store: immutable files named by their sha256, with a JSON sidecar.
+
+Layout under ``root``::
+
+    objects/ab/<sha256>        the bytes (read-only once committed)
+    objects/ab/<sha256>.json   metadata: name, kind, size, created_at, source_job
+    tmp/<random>.part          uploads in progress (same filesystem, renamed into place)
+
+Every write goes to a temp file first and is renamed into place, so a reader sees a whole
+artifact or none. An upload that is aborted, short, long, or whose hash does not match leaves
+nothing behind. Ids are validated (64 lowercase hex digits) before they touch a path, so no id
+can name a file outside the store. Storing content that is already present is idempotent: the
+first metadata written for an id is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+
+_ID_RE = re.compile(r"[0-9a-f]{64}")
+_KIND_RE = re.compile(r"[a-z0-9][a-z0-9_.+-]{0,31}")
+_MAX_NAME_CHARS = 255
+_COPY_CHUNK = 1 << 20  # bytes per read when storing a file: 1 MiB
+_FREE_SPACE_MARGIN = 16 << 20  # bytes kept free on the store's filesystem: 16 MiB
+_STALE_TMP_S = 24 * 3600.0  # temp files older than this (seconds) are from a crash and removed
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    id: str  # sha256 hex of the content
+    name: str  # file name the artifact was stored under (metadata only, never a path)
+    kind: str  # ply, compressed_ply, splat, spz, npz, vqp, png, npy, json, ...
+    size: int  # bytes
+    created_at: float  # unix time, seconds
+    source_job: str | None  # the job that produced it; None for uploads
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class ArtifactNotFound(LookupError):
+    """No artifact with this id (or the id is not a sha256 hex digest)."""
+
+
+class ArtifactIntegrityError(ValueError):
+    """An upload's size or sha256 does not match what its header declared."""
+
+
+class ArtifactTooLarge(ValueError):
+    """An artifact is larger than the store accepts."""
+
+
+class ArtifactStoreFull(ArtifactTooLarge):
+    """The store's disk has no room for this artifact; nothing was written."""
+
+
+def validate_id(artifact_id: str) -> str:
+    """Return ``artifact_id`` if it is 64 lowercase hex digits, else raise ArtifactNotFound."""
+    if not isinstance(artifact_id, str) or _ID_RE.fullmatch(artifact_id) is None:
+        raise ArtifactNotFound(
+            f"artifact id {str(artifact_id)[:80]!r} is not a sha256 digest (64 lowercase hex digits)"
+        )
+    return artifact_id
+
+
+def kind_from_name(name: str) -> str:
+    """Guess an artifact kind from a file name's extension (``scene.compressed.ply`` -> compressed_ply)."""
+    lower = name.lower()
+    if lower.endswith(".compressed.ply"):
+        return "compressed_ply"
+    suffix = lower.rsplit(".", 1)[-1] if "." in lower else ""
+    return suffix if suffix and _KIND_RE.fullmatch(suffix) else "bin"
+
+
+def _check_meta(name: str, kind: str) -> tuple[str, str]:
+    if not isinstance(name, str) or len(name) > _MAX_NAME_CHARS or any(ord(c) < 32 for c in name):
+        raise ValueError(f"artifact name must be a string of at most {_MAX_NAME_CHARS} printable characters")
+    kind = kind or kind_from_name(name)
+    if _KIND_RE.fullmatch(kind) is None:
+        raise ValueError(
+            f"artifact kind {kind[:40]!r} is not valid: use 1-32 of lowercase letters, digits, '_.+-'"
+        )
+    return name, kind
+
+
+class Upload:
+    """One artifact being written. Use as a context manager; it aborts on an exception.
+
+    ``write`` checks the declared size as bytes arrive (it fails at the first byte past it);
+    ``commit`` checks the size and the sha256, then renames the file into place.
+    """
+
+    def __init__(
+        self,
+        store: ArtifactStore,
+        name: str,
+        size: int,
+        sha256: str | None,
+        kind: str,
+        source_job: str | None,
+    ) -> None:
+        self._store = store
+        self._name = name
+        self._size = size
+        self._sha256 = sha256
+        self._kind = kind
+        self._source_job = source_job
+        self._hash = hashlib.sha256()
+        self._written = 0
+        fd, tmp = tempfile.mkstemp(dir=store._tmp_dir, suffix=".part")
+        self._file = os.fdopen(fd, "wb")
+        self._tmp: Path | None = Path(tmp)
+
+    @property
+    def bytes_written(self) -> int:
+        return self._written
+
+    def write(self, chunk: bytes) -> None:
+        if self._tmp is None:
+            raise RuntimeError("upload is already committed or aborted")
+        if self._written + len(chunk) > self._size:
+            self.abort()
+            raise ArtifactIntegrityError(
+                f"upload of {self._name!r} sent more than the {self._size} bytes its header declared"
+            )
+        try:
+            self._file.write(chunk)
+        except OSError as e:
+            self.abort()
+            raise _disk_error(e, self._name) from e
+        self._hash.update(chunk)
+        self._written += len(chunk)
+
+    def commit(self) -> ArtifactInfo:
+        if self._tmp is None:
+            raise RuntimeError("upload is already committed or aborted")
+        if self._written != self._size:
+            self.abort()
+            raise ArtifactIntegrityError(
+                f"upload of {self._name!r} ended after {self._written} bytes; its header declared {self._size}"
+            )
+        digest = self._hash.hexdigest()
+        if self._sha256 is not None and digest != self._sha256:
+            self.abort()
+            raise ArtifactIntegrityError(
+                f"upload of {self._name!r} has sha256 {digest}, not the {self._sha256} its header declared "
+                "(the data was corrupted in transit, or the header is wrong)"
+            )
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.chmod(self._tmp, 0o444)
+            info = self._store._install(
+                self._tmp, digest, self._name, self._kind, self._size, self._source_job
+            )
+        except OSError as e:
+            self.abort()
+            raise _disk_error(e, self._name) from e
+        self._tmp = None
+        return info
+
+    def abort(self) -> None:
+        """Drop the upload; idempotent. Nothing is left behind."""
+        if self._tmp is None:
+            return
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._tmp.unlink()
+        self._tmp = None
+
+    def __enter__(self) -> Upload:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # On an exception, or on leaving the block without commit(): never a half-stored artifact.
+        self.abort()
+
+
+def _disk_error(e: OSError, name: str) -> Exception:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ArtifactStoreFull(f"no space left in the artifact store for {name!r}; free disk space")
+    return e
+
+
+class ArtifactStore:
+    """Content-addressed files under ``root``; ``max_bytes`` caps a single artifact (bytes)."""
+
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root = Path(root)
+        self.max_bytes = int(max_bytes)
+        self._objects = self.root / "objects"
+        self._tmp_dir = self.root / "tmp"
+        self._objects.mkdir(parents=True, exist_ok=True)
+        self._tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temp_files()
+
+    # -- writing ---------------------------------------------------------------------
+    def begin_upload(
+        self, name: str, size: int, sha256: str, kind: str, source_job: str | None = None
+    ) -> Upload:
+        """Start an upload of exactly ``size`` bytes whose sha256 hex digest is ``sha256``."""
+        name, kind = _check_meta(name, kind)
+        if not isinstance(sha256, str) or _ID_RE.fullmatch(sha256.lower()) is None:
+            raise ArtifactIntegrityError(f"declared sha256 {str(sha256)[:80]!r} is not 64 hex digits")
+        self._check_size(name, size)
+        return Upload(self, name, size, sha256.lower(), kind, source_job)
+
+    def put_file(self, src: Path, name: str, kind: str, source_job: str | None = None) -> ArtifactInfo:
+        """Store a copy of the file ``src`` (hashed while copied)."""
+        src = Path(src)
+        size = src.stat().st_size
+        name, kind = _check_meta(name, kind)
+        self._check_size(name, size)
+        with open(src, "rb") as f, Upload(self, name, size, None, kind, source_job) as up:
+            while chunk := f.read(_COPY_CHUNK):
+                up.write(chunk)
+            return up.commit()
+
+    def put_bytes(self, data: bytes, name: str, kind: str, source_job: str | None = None) -> ArtifactInfo:
+        name, kind = _check_meta(name, kind)
+        self._check_size(name, len(data))
+        with Upload(self, name, len(data), None, kind, source_job) as up:
+            up.write(bytes(data))
+            return up.commit()
+
+    def _check_size(self, name: str, size: int) -> None:
+        if not isinstance(size, int) or size < 0:
+            raise ArtifactIntegrityError(
+                f"declared size of {name!r} must be a non-negative integer, got {size!r}"
+            )
+        if size > self.max_bytes:
+            raise ArtifactTooLarge(
+                f"{name!r} is {size} bytes; this server accepts artifacts up to {self.max_bytes} bytes"
+            )
+        free = shutil.disk_usage(self.root).free
+        if size + _FREE_SPACE_MARGIN > free:
+            raise ArtifactStoreFull(
+                f"{name!r} needs {size} bytes but the artifact store has {free} bytes free; free disk space"
+            )
+
+    def _install(
+        self, tmp: Path, digest: str, name: str, kind: str, size: int, source_job: str | None
+    ) -> ArtifactInfo:
+        obj = self._object_path(digest)
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        meta = ArtifactInfo(digest, name, kind, size, time.time(), source_job)
+        os.replace(tmp, obj)  # same content either way, so a concurrent writer of it is harmless
+        sidecar = self._sidecar_path(digest)
+        if not sidecar.exists():
+            fd, mtmp = tempfile.mkstemp(dir=self._tmp_dir, suffix=".json.part")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(meta.as_dict(), f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                try:
+                    os.link(mtmp, sidecar)  # fails if present: the first metadata for an id wins
+                except FileExistsError:
+                    pass
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(mtmp)
+        _fsync_dir(obj.parent)
+        return self.stat(digest)
+
+    # -- reading ---------------------------------------------------------------------
+    def stat(self, artifact_id: str) -> ArtifactInfo:
+        obj = self.path(artifact_id)
+        try:
+            meta = json.loads(self._sidecar_path(artifact_id).read_text())
+            return ArtifactInfo(
+                id=artifact_id,
+                name=str(meta["name"]),
+                kind=str(meta["kind"]),
+                size=int(meta["size"]),
+                created_at=float(meta["created_at"]),
+                source_job=meta.get("source_job"),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            # The object is there but its sidecar is missing or unreadable (a crash between the
+            # two renames): the bytes are still good, so describe them from the file itself.
+            st = obj.stat()
+            return ArtifactInfo(artifact_id, artifact_id, "bin", st.st_size, st.st_mtime, None)
+
+    def path(self, artifact_id: str) -> Path:
+        """The file holding an artifact's bytes (read-only). Raises ArtifactNotFound."""
+        obj = self._object_path(validate_id(artifact_id))
+        if not obj.is_file():
+            raise ArtifactNotFound(f"no artifact {artifact_id}")
+        return obj
+
+    def exists(self, artifact_id: str) -> bool:
+        try:
+            self.path(artifact_id)
+        except ArtifactNotFound:
+            return False
+        return True
+
+    def read_bytes(self, artifact_id: str) -> bytes:
+        return self.path(artifact_id).read_bytes()
+
+    def iter_chunks(self, artifact_id: str, chunk_size: int) -> Iterator[bytes]:
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        obj = self.path(artifact_id)
+
+        def _gen() -> Iterator[bytes]:
+            with open(obj, "rb") as f:
+                while chunk := f.read(chunk_size):
+                    yield chunk
+
+        return _gen()
+
+    def list(self, kind: str | None = None, limit: int = 1000) -> list[ArtifactInfo]:
+        """Artifacts, newest first, optionally only of one kind."""
+        out: list[ArtifactInfo] = []
+        for shard in sorted(self._objects.iterdir()):
+            if not shard.is_dir():
+                continue
+            for entry in shard.iterdir():
+                if _ID_RE.fullmatch(entry.name) is None:
+                    continue
+                try:
+                    info = self.stat(entry.name)
+                except (ArtifactNotFound, FileNotFoundError):
+                    continue  # deleted while listing
+                if kind is None or info.kind == kind:
+                    out.append(info)
+        out.sort(key=lambda i: (i.created_at, i.id), reverse=True)
+        return out[: max(0, limit)]
+
+    def delete(self, artifact_id: str) -> None:
+        obj = self.path(artifact_id)
+        with contextlib.suppress(FileNotFoundError):
+            obj.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            self._sidecar_path(artifact_id).unlink()
+
+    # -- paths -----------------------------------------------------------------------
+    def _object_path(self, digest: str) -> Path:
+        return self._objects / digest[:2] / digest
+
+    def _sidecar_path(self, digest: str) -> Path:
+        return self._objects / digest[:2] / f"{digest}.json"
+
+    def _remove_stale_temp_files(self) -> None:
+        cutoff = time.time() - _STALE_TMP_S
+        for p in self._tmp_dir.iterdir():
+            with contextlib.suppress(OSError):
+                if p.stat().st_mtime < cutoff:
+                    p.unlink()
+
+
+def _fsync_dir(d: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
