@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from vqpress_server.artifacts import (
     ArtifactIntegrityError,
     ArtifactNotFound,

@@ -149,7 +149,8 @@ class Upload:
         if self._written != self._size:
             self.abort()
             raise ArtifactIntegrityError(
-                f"upload of {self._name!r} ended after {self._written} bytes; its header declared {self._size}"
+                f"upload of {self._name!r} ended after {self._written} bytes; "
+                f"its header declared {self._size}"
             )
         digest = self._hash.hexdigest()
         if self._sha256 is not None and digest != self._sha256:
