@@ -29,6 +29,7 @@ class Precision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PRECISION_FP32: _ClassVar[Precision]
     PRECISION_FP16: _ClassVar[Precision]
     PRECISION_FIXED16: _ClassVar[Precision]
+    PRECISION_UINT8: _ClassVar[Precision]
 
 class Entropy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -90,6 +91,7 @@ PRECISION_UNSPECIFIED: Precision
 PRECISION_FP32: Precision
 PRECISION_FP16: Precision
 PRECISION_FIXED16: Precision
+PRECISION_UINT8: Precision
 ENTROPY_UNSPECIFIED: Entropy
 ENTROPY_ZSTD: Entropy
 ENTROPY_NONE: Entropy
