@@ -1,0 +1,328 @@
+"""Exact k-means (Lloyd) for vector quantization, on the device of its input.
+
+Assignment is exact: every point gets the centroid at the smallest Euclidean distance, as a
+float64 brute force would choose it, the lowest index winning an exact tie. Two fast paths find
+the nearest centroid in fp32, and the rare points whose best and second-best distances are closer
+than the fp32 error bound are re-decided in float64 among their candidates:
+
+- small d (<= 8) on CUDA: a fused Triton kernel (``triton_assign``) that never writes the
+  N x K distance matrix;
+- otherwise: chunked ``||c||^2 - 2 x c^T`` GEMMs in full fp32 (TF32 is switched off around them
+  whatever the global matmul precision is), on data centered and scaled by a power of two.
+
+Centroid updates accumulate in float64 with ``index_add_`` + ``bincount``; clusters left empty are
+re-seeded at the points farthest from their centroid. Initialization is k-means++ style D^2
+sampling on a random subset, drawing several centroids per round so that large K stays cheap. All
+random draws come from a CPU generator seeded by ``seed``, so CPU and CUDA start from the same
+centroids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import ConfigError, VqpressInputError
+from ..progress import Progress
+
+U32 = 2.0**-24  # unit roundoff of float32
+_MAX_ABS = 1e30  # inputs beyond this magnitude are rejected (their squares leave fp32 range)
+_CPU_BUDGET_BYTES = 256 << 20  # scratch memory per assignment chunk on CPU
+_CUDA_BUDGET_FRACTION = 0.25  # of free device memory, per assignment chunk
+_CUDA_BUDGET_MAX = 2 << 30  # cap per chunk on CUDA (bytes)
+_INIT_SUBSET_MIN = 65536  # k-means++ runs on at most max(this, 8 K) points
+_INIT_SUBSET_MAX = 1 << 24  # torch.multinomial's category limit
+_INIT_ROUNDS = 64  # D^2-sampling rounds for large K (a round draws ceil(K / rounds) centroids)
+
+
+@dataclass
+class KMeansResult:
+    centroids: torch.Tensor  # [K', d] float32, K' = min(k, N)
+    labels: torch.Tensor  # [N] int64
+    inertia: float  # sum of squared distances of the points to their centroid (float64 sum)
+    inertia_history: list[float] = field(default_factory=list)  # inertia before each update
+
+
+@contextlib.contextmanager
+def full_fp32_matmul() -> Iterator[None]:
+    """Run fp32 matmuls in IEEE fp32 (no TF32, no bf16 splitting) inside, restore the setting after."""
+    backends = [torch.backends.cuda.matmul, torch.backends.mkldnn.matmul]
+    old = [b.fp32_precision for b in backends]
+    try:
+        for b in backends:
+            b.fp32_precision = "ieee"
+        yield
+    finally:
+        for b, o in zip(backends, old, strict=True):
+            b.fp32_precision = o
+
+
+# -- validation ----------------------------------------------------------------------------------
+def _check_points(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise VqpressInputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 2:
+        raise VqpressInputError(f"{name} must have shape [N, d], got {tuple(x.shape)}")
+    if not x.dtype.is_floating_point:
+        raise VqpressInputError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    if x.shape[1] == 0:
+        raise VqpressInputError(f"{name} has d = 0 dimensions: there is nothing to cluster")
+    x = x.detach().to(torch.float32).contiguous()
+    if x.numel() > 0:
+        if not bool(torch.isfinite(x).all()):
+            raise VqpressInputError(f"{name} contains NaN or inf; repair or drop those rows first")
+        if float(x.abs().max()) > _MAX_ABS:
+            raise VqpressInputError(f"{name} has values beyond ±{_MAX_ABS:g}; rescale the data first")
+    return x
+
+
+# -- assignment ------------------------------------------------------------------------------------
+def _chunk_rows(per_row_bytes: int, device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = min(int(free * _CUDA_BUDGET_FRACTION), _CUDA_BUDGET_MAX)
+    else:
+        budget = _CPU_BUDGET_BYTES
+    return max(1, budget // max(per_row_bytes, 1))
+
+
+def _pow2_scale(m: float) -> float:
+    """A power of two that brings a magnitude m near 1 (exact to apply in fp32)."""
+    return 1.0 if m == 0.0 else 2.0 ** (-math.frexp(m)[1])
+
+
+def _refine_pairs(
+    x: torch.Tensor,  # [N, d] float32
+    centroids: torch.Tensor,  # [K, d] float32
+    rows: torch.Tensor,  # [P] int64, row into x of each candidate pair
+    cols: torch.Tensor,  # [P] int64, centroid of each candidate pair
+    n_rows: int,
+) -> torch.Tensor:
+    """For each row, the candidate at the smallest float64 distance (lowest index on ties)."""
+    dist = (x[rows].double() - centroids[cols].double()).square().sum(1)  # [P]
+    best = torch.full((n_rows,), math.inf, dtype=torch.float64, device=x.device)
+    best.scatter_reduce_(0, rows, dist, reduce="amin")
+    at_best = dist == best[rows]
+    big = torch.full((n_rows,), centroids.shape[0], dtype=torch.int64, device=x.device)
+    big.scatter_reduce_(0, rows[at_best], cols[at_best], reduce="amin")
+    return big
+
+
+def _assign_gemm(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """Exact nearest centroid via chunked fp32 GEMMs plus a float64 decision on near-ties."""
+    N, d = x.shape
+    K = centroids.shape[0]
+    labels = torch.empty(N, dtype=torch.int64, device=x.device)
+    if K == 1:
+        return labels.fill_(0)
+    mu = x.double().mean(0).float()  # [d]
+    cc = centroids - mu
+    s = _pow2_scale(max(float(cc.abs().max()), float(x.abs().max() + mu.abs().max())))
+    cc = cc * s
+    cn = cc.square().sum(1)  # [K]
+    cmax = float(cn.max())
+    # Error bound of the expanded fp32 distance, doubled for the candidate window.
+    tol = 4.0 * (2 * d + 12) * U32
+    floor = 1e-30
+    rows_per_chunk = _chunk_rows(3 * K * 4 + 8 * d, x.device)
+    with full_fp32_matmul():
+        for s0 in range(0, N, rows_per_chunk):
+            xc = (x[s0 : s0 + rows_per_chunk] - mu) * s  # [B, d]
+            D = torch.addmm(cn, xc, cc.T, beta=1.0, alpha=-2.0)  # [B, K]
+            min1, a1 = D.min(1)
+            margin = tol * (xc.square().sum(1) + cmax) + floor  # [B]
+            D.scatter_(1, a1[:, None], math.inf)
+            min2 = D.min(1).values
+            amb = (min2 - min1) <= margin
+            if bool(amb.any()):
+                ridx = amb.nonzero().squeeze(1)
+                D.scatter_(1, a1[:, None], min1[:, None])
+                sub = D[ridx]  # [M, K]
+                r, c = (sub <= (min1[ridx] + margin[ridx])[:, None]).nonzero(as_tuple=True)
+                a1[ridx] = _refine_pairs(x[s0 : s0 + rows_per_chunk][ridx], centroids, r, c, len(ridx))
+            labels[s0 : s0 + rows_per_chunk] = a1
+    return labels
+
+
+def _use_triton(x: torch.Tensor) -> bool:
+    return x.device.type == "cuda" and x.shape[1] <= 8
+
+
+def _assign_exact(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    if _use_triton(x):
+        from .triton_assign import assign_triton
+
+        s = _pow2_scale(float(x.abs().max())) if x.numel() else 1.0
+        labels, amb = assign_triton(x, centroids, s)
+        if bool(amb.any()):
+            ridx = amb.nonzero().squeeze(1)
+            labels[ridx] = _assign_gemm(x[ridx], centroids)
+        return labels
+    return _assign_gemm(x, centroids)
+
+
+def assign(
+    x: torch.Tensor,  # [N, d]
+    centroids: torch.Tensor,  # [K, d]
+) -> torch.Tensor:  # [N] int64
+    """Index of the nearest centroid (Euclidean) of every point, exactly; lowest index on exact ties.
+
+    Uses the fused Triton kernel on CUDA for d <= 8 and chunked fp32 GEMMs otherwise; both
+    re-decide near-ties in float64, so the labels equal a float64 brute force.
+    """
+    x = _check_points(x, "x")
+    c = _check_points(centroids, "centroids")
+    if c.shape[0] == 0:
+        raise VqpressInputError("centroids is empty: need at least one centroid")
+    if c.shape[1] != x.shape[1]:
+        raise VqpressInputError(f"x has d = {x.shape[1]} but centroids have d = {c.shape[1]}")
+    if x.shape[0] == 0:
+        return torch.empty(0, dtype=torch.int64, device=x.device)
+    return _assign_exact(x, c.to(x.device))
+
+
+# -- update ----------------------------------------------------------------------------------------
+def _sums_counts(
+    x: torch.Tensor, labels: torch.Tensor, K: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-cluster float64 sums [K, d] and counts [K], accumulated in chunks."""
+    d = x.shape[1]
+    sums = torch.zeros(K, d, dtype=torch.float64, device=x.device)
+    step = _chunk_rows(16 * d, x.device)
+    for s0 in range(0, x.shape[0], step):
+        sums.index_add_(0, labels[s0 : s0 + step], x[s0 : s0 + step].double())
+    counts = torch.bincount(labels, minlength=K)
+    return sums, counts
+
+
+def update_centroids(
+    x: torch.Tensor,  # [N, d]
+    labels: torch.Tensor,  # [N] int64
+    centroids: torch.Tensor,  # [K, d]
+) -> torch.Tensor:  # [K, d] float32
+    """Mean of each cluster's members; a cluster without members keeps its value (for QAT steps)."""
+    N, d = x.shape
+    K = centroids.shape[0]
+    assert labels.shape == (N,), labels.shape
+    assert centroids.shape == (K, d), centroids.shape
+    sums, counts = _sums_counts(x.detach().float(), labels, K)
+    out = centroids.detach().to(torch.float32).clone()
+    has = counts > 0
+    out[has] = (sums[has] / counts[has, None].double()).float()
+    return out
+
+
+def _point_distances(x: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Float64 squared distance of every point to its own centroid [N], in chunks."""
+    out = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
+    step = _chunk_rows(24 * x.shape[1], x.device)
+    for s0 in range(0, x.shape[0], step):
+        xs = x[s0 : s0 + step].double()
+        out[s0 : s0 + step] = (xs - centroids[labels[s0 : s0 + step]].double()).square().sum(1)
+    return out
+
+
+def _update_reseed(
+    x: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, point_dist: torch.Tensor
+) -> torch.Tensor:
+    """Cluster means; empty clusters move to the points farthest from their centroid."""
+    K = centroids.shape[0]
+    sums, counts = _sums_counts(x, labels, K)
+    out = centroids.clone()
+    has = counts > 0
+    out[has] = (sums[has] / counts[has, None].double()).float()
+    empty = (~has).nonzero().squeeze(1)
+    if len(empty):
+        # Farthest first; a stable sort makes the choice among equal distances deterministic.
+        order = torch.sort(point_dist, descending=True, stable=True).indices[: len(empty)]
+        out[empty] = x[order]
+    return out
+
+
+# -- initialization -------------------------------------------------------------------------------
+def _init_kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+    """k-means++ style D^2 sampling on a random subset; ceil(k / 64) draws per round for large k."""
+    N = x.shape[0]
+    m = min(N, max(_INIT_SUBSET_MIN, 8 * k), _INIT_SUBSET_MAX)
+    sub_idx = torch.randperm(N, generator=gen)[:m] if m < N else torch.arange(N)
+    xs = x[sub_idx.to(x.device)]  # [m, d]
+    per_round = max(1, math.ceil(k / _INIT_ROUNDS))
+    chosen = [int(torch.randint(m, (1,), generator=gen))]
+    taken = torch.zeros(m, dtype=torch.bool)
+    taken[chosen[0]] = True
+    dmin = torch.full((m,), math.inf, dtype=torch.float64, device=x.device)
+    new = torch.tensor(chosen)
+    while True:
+        c = xs[new.to(x.device)].double()  # [b, d]
+        step = _chunk_rows(8 * len(new) + 8 * x.shape[1], x.device)
+        for s0 in range(0, m, step):
+            part = torch.cdist(xs[s0 : s0 + step].double(), c).square().min(1).values
+            dmin[s0 : s0 + step] = torch.minimum(dmin[s0 : s0 + step], part)
+        if len(chosen) >= k:
+            break
+        b = min(per_round, k - len(chosen))
+        w = dmin.cpu().clone()
+        w[taken] = 0.0
+        n_pos = int((w > 0).sum())
+        if n_pos >= b:
+            new = torch.multinomial(w, b, replacement=False, generator=gen)
+        else:  # fewer distinct points than centroids: fill with unused (duplicate) points
+            pos = (w > 0).nonzero().squeeze(1)
+            rest = (~taken & (w == 0)).nonzero().squeeze(1)
+            rest = rest[torch.randperm(len(rest), generator=gen)[: b - n_pos]]
+            new = torch.cat([pos, rest])
+        taken[new] = True
+        chosen.extend(new.tolist())
+    return xs[torch.tensor(chosen[:k], device=x.device)].clone()
+
+
+# -- Lloyd ------------------------------------------------------------------------------------------
+def kmeans(
+    x: torch.Tensor,  # [N, d]
+    k: int,
+    iters: int = 10,
+    seed: int = 0,
+    *,
+    progress: Progress | None = None,
+) -> KMeansResult:
+    """Cluster the rows of x into min(k, N) clusters with Lloyd's algorithm.
+
+    x: [N, d] floating point (any device; work and results stay there; computed in float32).
+    k: number of clusters (> 0); when k >= N every point becomes its own centroid.
+    iters: Lloyd iterations (>= 0; default 10); labels and inertia are those of a final assignment
+        to the returned centroids.
+    seed: seeds the k-means++ initialization; the same seed gives the same result.
+    progress: called as progress("kmeans", fraction, {"inertia": ...}) after each iteration.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
+        raise ConfigError(f"iters must be a non-negative integer, got {iters!r}")
+    if k > _INIT_SUBSET_MAX // 2:
+        raise ConfigError(f"k = {k} is too large: at most {_INIT_SUBSET_MAX // 2} clusters are supported")
+    x = _check_points(x, "x")
+    N, d = x.shape
+    if N == 0:
+        raise VqpressInputError("x has no points (N = 0): there is nothing to cluster")
+    if k >= N:
+        labels = torch.arange(N, device=x.device)
+        return KMeansResult(x.clone(), labels, 0.0, [0.0])
+
+    gen = torch.Generator().manual_seed(int(seed))
+    centroids = _init_kmeanspp(x, k, gen)
+    history: list[float] = []
+    for it in range(iters):
+        labels = _assign_exact(x, centroids)
+        point_dist = _point_distances(x, centroids, labels)
+        history.append(float(point_dist.sum()))
+        centroids = _update_reseed(x, labels, centroids, point_dist)
+        if progress is not None:
+            progress("kmeans", (it + 1) / iters, {"inertia": history[-1]})
+    labels = _assign_exact(x, centroids)
+    inertia = float(_point_distances(x, centroids, labels).sum())
+    history.append(inertia)
+    return KMeansResult(centroids, labels, inertia, history)
