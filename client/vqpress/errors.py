@@ -49,11 +49,13 @@ def translate_errors() -> Iterator[None]:
         raise from_rpc_error(err) from None
 
 
-def require(module: str, extra: str, purpose: str) -> ModuleType:
-    """Import an optional module, or say which extra to install: ``pip install 'vqpress[extra]'``."""
+def require(module: str, purpose: str, *, extra: str | None = None, package: str | None = None) -> ModuleType:
+    """Import an optional module, or raise MissingDependencyError saying what to install:
+    ``pip install 'vqpress[extra]'`` or ``pip install package``."""
     try:
         return importlib.import_module(module)
     except ImportError:
+        what = f"'vqpress[{extra}]'" if extra else (package or module)
         raise MissingDependencyError(
-            f"{purpose} needs the Python module {module!r}; install it with: pip install 'vqpress[{extra}]'"
+            f"{purpose} needs the Python module {module!r}; install it with: pip install {what}"
         ) from None

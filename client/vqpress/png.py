@@ -52,6 +52,7 @@ def decode_png(data: bytes) -> np.ndarray:
     pos = len(SIGNATURE)
     header = None
     idat = []
+    ended = False
     while pos + 8 <= len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
         ctype = data[pos + 4 : pos + 8]
@@ -67,7 +68,10 @@ def decode_png(data: bytes) -> np.ndarray:
         elif ctype == b"IDAT":
             idat.append(body)
         elif ctype == b"IEND":
+            ended = True
             break
+    if not ended:
+        raise invalid("truncated PNG: the data ends before the IEND chunk")
     if header is None:
         raise invalid("PNG has no IHDR chunk")
     width, height, depth, color, _comp, _filt, interlace = header

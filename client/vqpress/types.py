@@ -6,7 +6,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import numpy as np
 from .errors import invalid
 
 MAX_SH_DEGREE = 3
-MAX_IMAGE_SIDE = 16384  # largest camera width or height accepted (pixels)
+MAX_IMAGE_SIDE = 8192  # largest camera width or height the service accepts (pixels)
 MAX_CODEBOOK = 1 << 24  # largest codebook size the client lets through (entries); the server may allow fewer
 
 
@@ -129,6 +129,19 @@ def _side(value: Any, where: str) -> int:
     return int(value)
 
 
+def _check_camera(viewmat: Any, K: Any, width: Any, height: Any, where: str) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Validated (viewmat [4, 4], K [3, 3], width, height); errors are prefixed with ``where``."""
+    v = _matrix(viewmat, (4, 4), f"{where}: viewmat")
+    k = _matrix(K, (3, 3), f"{where}: K")
+    w = _side(width, f"{where}: width")
+    h = _side(height, f"{where}: height")
+    if not np.allclose(v[3], [0.0, 0.0, 0.0, 1.0]):
+        raise invalid(f"{where}: viewmat's last row must be [0, 0, 0, 1], got {v[3].tolist()}")
+    if not (k[0, 0] > 0 and k[1, 1] > 0):
+        raise invalid(f"{where}: K's focal lengths must be positive, got fx={k[0, 0]}, fy={k[1, 1]}")
+    return v, k, w, h
+
+
 @dataclass(frozen=True)
 class Camera:
     """A pinhole camera: world-to-camera ``viewmat`` in OpenCV axes (x right, y down, z forward),
@@ -142,14 +155,11 @@ class Camera:
 
     def __post_init__(self) -> None:
         where = f"camera {self.name!r}" if self.name else "camera"
-        object.__setattr__(self, "viewmat", _matrix(self.viewmat, (4, 4), f"{where}: viewmat"))
-        object.__setattr__(self, "K", _matrix(self.K, (3, 3), f"{where}: K"))
-        object.__setattr__(self, "width", _side(self.width, f"{where}: width"))
-        object.__setattr__(self, "height", _side(self.height, f"{where}: height"))
-        if not np.allclose(self.viewmat[3], [0.0, 0.0, 0.0, 1.0]):
-            raise invalid(f"{where}: viewmat's last row must be [0, 0, 0, 1], got {self.viewmat[3].tolist()}")
-        if not (self.K[0, 0] > 0 and self.K[1, 1] > 0):
-            raise invalid(f"{where}: K's focal lengths must be positive, got fx={self.K[0, 0]}, fy={self.K[1, 1]}")
+        viewmat, K, width, height = _check_camera(self.viewmat, self.K, self.width, self.height, where)
+        object.__setattr__(self, "viewmat", viewmat)
+        object.__setattr__(self, "K", K)
+        object.__setattr__(self, "width", width)
+        object.__setattr__(self, "height", height)
 
     def to_dict(self) -> dict[str, Any]:
         """The service's camera dict: row-major ``viewmat`` (16 floats) and ``K`` (9 floats)."""
@@ -173,13 +183,8 @@ class Camera:
         name = d.get("name", d.get("file", ""))
         if not isinstance(name, str):
             raise invalid(f"{where}: name must be a string")
-        return cls(
-            viewmat=_matrix(d["viewmat"], (4, 4), f"{where}: viewmat"),
-            K=_matrix(d["K"], (3, 3), f"{where}: K"),
-            width=_side(d["width"], f"{where}: width"),
-            height=_side(d["height"], f"{where}: height"),
-            name=name,
-        )
+        viewmat, K, width, height = _check_camera(d["viewmat"], d["K"], d["width"], d["height"], where)
+        return cls(viewmat=viewmat, K=K, width=width, height=height, name=name)
 
 
 Background = tuple[float, float, float]
@@ -292,7 +297,11 @@ class QuantizeConfig:
 
     def overrides(self) -> dict[str, Any]:
         """The fields that were set (not None), preset excluded."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "preset" and getattr(self, f.name) is not None}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "preset" and getattr(self, f.name) is not None
+        }
 
 
 # -- artifacts and jobs ------------------------------------------------------------------
@@ -306,14 +315,13 @@ class ArtifactRef:
 
 
 @dataclass(frozen=True)
-class ArtifactInfo:
-    """What the server knows about an artifact."""
+class ArtifactInfo(ArtifactRef):
+    """What the server knows about an artifact (usable wherever an ArtifactRef is)."""
 
-    id: str  # sha256 hex
-    name: str  # file name given at upload or by the job that made it
-    kind: str  # "ply", "splat", "spz", "vqp", "npz", "png", "json", ...
-    size: int  # bytes
-    created_at: float  # seconds since the epoch
+    name: str = ""  # file name given at upload or by the job that made it
+    kind: str = ""  # "ply", "splat", "spz", "vqp", "npz", "png", "json", ...
+    size: int = 0  # bytes
+    created_at: float = 0.0  # seconds since the epoch
     source_job: str | None = None  # the job that produced it; None for uploads
 
     @property
@@ -321,7 +329,7 @@ class ArtifactInfo:
         return ArtifactRef(self.id)
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"

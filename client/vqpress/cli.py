@@ -1,0 +1,251 @@
+"""`vqpress`: the command-line client of the vqpress service.
+
+    vqpress --server HOST:PORT quantize scene.ply -o scene.vqp [--preset high_ratio] [--json]
+    vqpress --server HOST:PORT export scene.vqp -o scene.ply
+    vqpress --server HOST:PORT render scene.vqp --cameras cameras.json -o views/ [--split test]
+    vqpress --server HOST:PORT jobs | cancel ID | health
+
+Errors print ``error: CODE: message`` on stderr and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._transport import TOKEN_ENV, TlsConfig
+from .client import Client, Job
+from .errors import MissingDependencyError, VqpressError, invalid
+from .types import PRECISIONS, PRESETS, JobState, JobStatus, QuantizeConfig, load_cameras_json
+
+SERVER_ENV = "VQPRESS_SERVER"  # default for --server
+DEFAULT_SERVER = "localhost:50051"
+_EXPORT_FORMATS = ("ply", "splat", "spz", "vqp")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vqpress", description="Client of the vqpress compression service.")
+    p.add_argument(
+        "--server", default=os.environ.get(SERVER_ENV, DEFAULT_SERVER), help="HOST:PORT (env VQPRESS_SERVER)"
+    )
+    p.add_argument("--token", default=os.environ.get(TOKEN_ENV), help="bearer token (env VQPRESS_TOKEN)")
+    p.add_argument("--tls-ca", type=Path, help="PEM CA certificate: connect with TLS")
+    p.add_argument("--timeout", type=float, default=None, help="give up waiting for a job after this many seconds")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def config_args(sp: argparse.ArgumentParser) -> None:
+        g = sp.add_argument_group("quantization (unset = the preset's value)")
+        g.add_argument("--preset", choices=PRESETS)
+        g.add_argument("--dc-codebook", type=int, metavar="K", help="SH DC color codebook entries")
+        g.add_argument("--sh-codebook", type=int, metavar="K", help="SH rest codebook entries")
+        g.add_argument("--scale-codebook", type=int, metavar="K", help="log-scale codebook entries")
+        g.add_argument("--rot-codebook", type=int, metavar="K", help="rotation codebook entries")
+        g.add_argument("--kmeans-iters", type=int, metavar="N")
+        g.add_argument("--seed", type=int)
+        g.add_argument("--position-precision", choices=PRECISIONS)
+        g.add_argument("--opacity-precision", choices=PRECISIONS)
+        g.add_argument("--entropy", choices=("zstd", "none"))
+        g.add_argument("--sh-degree", type=int, choices=range(4))
+        g.add_argument("--strict", action="store_true", default=None, help="reject non-finite input")
+
+    q = sub.add_parser("quantize", help="compress a scene to .vqp and print the report")
+    q.add_argument("input", type=Path)
+    q.add_argument("-o", "--output", type=Path, required=True, help="the .vqp to write")
+    q.add_argument("--cameras", type=Path, help="cameras.json to evaluate PSNR/SSIM on (default: orbit views)")
+    q.add_argument("--split", help="only the cameras of this split (e.g. test)")
+    q.add_argument("--json", action="store_true", help="print the report as JSON on stdout, nothing else")
+    config_args(q)
+
+    e = sub.add_parser("export", help="convert a scene (or decode a .vqp) to .ply/.splat/.spz/.vqp")
+    e.add_argument("input", type=Path)
+    e.add_argument("-o", "--output", type=Path, required=True, help="format follows the suffix")
+    config_args(e)
+
+    r = sub.add_parser("render", help="render a scene from cameras to PNG files")
+    r.add_argument("input", type=Path)
+    r.add_argument("--cameras", type=Path, required=True)
+    r.add_argument("-o", "--output", type=Path, required=True, help="directory for the PNGs")
+    r.add_argument("--split", help="only the cameras of this split (e.g. test)")
+    r.add_argument("--background", help="r,g,b in [0, 1] (default: the cameras file's, else 1,1,1)")
+
+    j = sub.add_parser("jobs", help="list jobs")
+    j.add_argument("--state", action="append", choices=[s.value for s in JobState])
+    j.add_argument("--limit", type=int, default=100)
+
+    c = sub.add_parser("cancel", help="cancel a job")
+    c.add_argument("id")
+
+    sub.add_parser("health", help="exit 0 when the server is SERVING")
+    return p
+
+
+def _config(args: argparse.Namespace) -> QuantizeConfig:
+    names = ("preset", "dc_codebook", "sh_codebook", "scale_codebook", "rot_codebook", "kmeans_iters", "seed",
+             "position_precision", "opacity_precision", "entropy", "sh_degree", "strict")  # fmt: skip
+    return QuantizeConfig(**{n: getattr(args, n) for n in names}).validate()
+
+
+class _Progress:
+    """A one-line progress bar on stderr (a line per stage when stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = ("", -1)
+
+    def __call__(self, st: JobStatus) -> None:
+        pct = int(round(100 * st.progress))
+        key = (f"{st.state.value} {st.stage}", pct if self.tty else -1)
+        if key == self.last:
+            return
+        self.last = key
+        bar = "#" * (pct // 4) + "." * (25 - pct // 4)
+        line = f"[{bar}] {pct:3d}% {st.state.value.lower()} {st.stage}"
+        if self.tty:
+            sys.stderr.write("\r" + line[:100].ljust(100))
+            if st.terminal:
+                sys.stderr.write("\n")
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def _follow(job: Job, timeout: float | None) -> JobStatus:
+    """Show progress until the job is terminal; returns SUCCEEDED status, raises otherwise."""
+    show = _Progress()
+    st = None
+    try:
+        for st in job.watch(timeout=timeout):
+            show(st)
+        if st is None or not st.terminal:
+            st = job.wait(timeout)  # the stream ended early (server restart): re-attach
+    except KeyboardInterrupt:
+        job.cancel()
+        raise
+    except VqpressError as e:
+        if e.code == "DEADLINE_EXCEEDED":
+            raise TimeoutError(f"job {job.id} did not finish within {timeout} s") from None
+        raise
+    if st.state is JobState.FAILED:
+        raise VqpressError("FAILED", f"job {job.id} failed: {st.error}")
+    if st.state is JobState.CANCELLED:
+        raise VqpressError("CANCELLED", f"job {job.id} was cancelled")
+    return st
+
+
+def _cmd_quantize(client: Client, args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    cameras, background = load_cameras_json(args.cameras, args.split) if args.cameras else (None, None)
+    job = client.quantize(args.input, cfg, cameras=cameras, background=background)
+    st = _follow(job, args.timeout)
+    by_kind = {r.kind: r for r in st.results}
+    vqp = by_kind.get("vqp", st.results[0] if st.results else None)
+    if vqp is None:
+        raise VqpressError("INTERNAL", f"job {job.id} succeeded without a .vqp result")
+    client.download(vqp, args.output)
+    report: dict[str, Any] = dict(st.metrics)
+    rep = by_kind.get("json")
+    if rep is not None:
+        report = json.loads(client.download_bytes(rep))
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(f"wrote {args.output}")
+        for k, v in report.items():
+            if not isinstance(v, (dict, list)):
+                print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
+    return 0
+
+
+def _cmd_export(client: Client, args: argparse.Namespace) -> int:
+    fmt = args.output.suffix.lower().lstrip(".")
+    if fmt not in _EXPORT_FORMATS:
+        raise invalid(f"{args.output}: the output suffix must be one of {['.' + f for f in _EXPORT_FORMATS]}")
+    job = client.export(args.input, fmt, _config(args) if fmt == "vqp" else None)  # type: ignore[arg-type]
+    st = _follow(job, args.timeout)
+    if not st.results:
+        raise VqpressError("INTERNAL", f"job {job.id} succeeded without a result")
+    client.download(st.results[0], args.output)
+    print(f"wrote {args.output} ({st.results[0].size} bytes)")
+    return 0
+
+
+def _cmd_render(client: Client, args: argparse.Namespace) -> int:
+    cameras, file_bg = load_cameras_json(args.cameras, args.split)
+    if args.background:
+        try:
+            background = tuple(float(x) for x in args.background.split(","))
+        except ValueError:
+            raise invalid(f"--background must be r,g,b numbers, got {args.background!r}") from None
+    else:
+        background = file_bg or (1.0, 1.0, 1.0)
+    args.output.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    for i, (cam, png) in enumerate(client.render_iter(args.input, cameras, background, "png")):
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(cam.name).name) or f"view_{i:04d}"
+        if stem in used:
+            stem = f"{stem}_{i:04d}"
+        used.add(stem)
+        assert isinstance(png, bytes)
+        (args.output / f"{stem}.png").write_bytes(png)
+    print(f"wrote {len(used)} images to {args.output}")
+    return 0
+
+
+def _cmd_jobs(client: Client, args: argparse.Namespace) -> int:
+    for st in client.jobs(args.state, limit=args.limit):
+        extra = f"  {st.error}" if st.error else ""
+        print(f"{st.id}  {st.kind:<12} {st.state.value:<10} {100 * st.progress:5.1f}%  {st.stage}{extra}")
+    return 0
+
+
+def _cmd_cancel(client: Client, args: argparse.Namespace) -> int:
+    st = client.job(args.id).cancel()
+    print(f"{st.id} {st.state.value}")
+    return 0
+
+
+def _cmd_health(client: Client, args: argparse.Namespace) -> int:
+    status = client.health()
+    if status != "SERVING":
+        print(f"error: server at {args.server} is {status}", file=sys.stderr)
+        return 1
+    print("SERVING")
+    return 0
+
+
+_COMMANDS = {
+    "quantize": _cmd_quantize,
+    "export": _cmd_export,
+    "render": _cmd_render,
+    "jobs": _cmd_jobs,
+    "cancel": _cmd_cancel,
+    "health": _cmd_health,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        tls = TlsConfig(ca_cert=args.tls_ca) if args.tls_ca else None
+        with Client(args.server, token=args.token, tls=tls) as client:
+            return _COMMANDS[args.command](client, args)
+    except VqpressError as e:
+        print(f"error: {e}", file=sys.stderr)
+    except (MissingDependencyError, TimeoutError) as e:
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

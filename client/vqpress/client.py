@@ -1,0 +1,535 @@
+"""The vqpress SDK: ``Client`` talks to the service, ``Job`` follows the work it started.
+
+Everything at this surface is numpy and dataclasses (``vqpress.types``); protobuf messages are built
+and read in this module only, and every ``grpc.RpcError`` becomes a ``VqpressError`` in one place
+(``errors.translate_errors``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import grpc
+import numpy as np
+
+from . import _transport
+from .errors import VqpressError, invalid, require, translate_errors
+from .png import decode_png, to_rgb
+from .types import (
+    ArtifactInfo,
+    ArtifactRef,
+    Background,
+    Camera,
+    JobState,
+    JobStatus,
+    QuantizeConfig,
+    Splats,
+)
+from .v1 import vqpress_pb2 as pb
+from .v1 import vqpress_pb2_grpc as pb_grpc
+
+Source = str | os.PathLike | ArtifactRef | Splats  # a file to upload, a stored artifact, or inline tensors
+ExportFormatName = Literal["ply", "splat", "spz", "vqp"]
+Encoding = Literal["png", "float32", "raw"]
+
+# Inline splats above this size are uploaded as an .npz artifact instead (a message is at most 64 MiB).
+INLINE_SPLATS_MAX_BYTES = _transport.MAX_MESSAGE_BYTES - (4 << 20)
+
+_KIND_BY_SUFFIX = {
+    ".ply": "ply",
+    ".splat": "splat",
+    ".spz": "spz",
+    ".npz": "npz",
+    ".vqp": "vqp",
+    ".json": "json",
+    ".png": "png",
+    ".npy": "npy",
+    ".zip": "dataset",
+    ".tar": "dataset",
+}
+_PRECISION = {"fp32": pb.PRECISION_FP32, "fp16": pb.PRECISION_FP16, "fixed16": pb.PRECISION_FIXED16}
+_ENTROPY = {"zstd": pb.ENTROPY_ZSTD, "none": pb.ENTROPY_NONE}
+_EXPORT = {
+    "ply": pb.EXPORT_FORMAT_PLY,
+    "splat": pb.EXPORT_FORMAT_SPLAT,
+    "spz": pb.EXPORT_FORMAT_SPZ,
+    "vqp": pb.EXPORT_FORMAT_VQP,
+}
+_STATE_FROM_PB = {
+    pb.JOB_STATE_QUEUED: JobState.QUEUED,
+    pb.JOB_STATE_RUNNING: JobState.RUNNING,
+    pb.JOB_STATE_SUCCEEDED: JobState.SUCCEEDED,
+    pb.JOB_STATE_FAILED: JobState.FAILED,
+    pb.JOB_STATE_CANCELLING: JobState.CANCELLING,
+    pb.JOB_STATE_CANCELLED: JobState.CANCELLED,
+}
+_STATE_TO_PB = {v: k for k, v in _STATE_FROM_PB.items()}
+_KIND_FROM_PB = {
+    pb.JOB_KIND_QUANTIZE: "quantize",
+    pb.JOB_KIND_EXPORT: "export",
+    pb.JOB_KIND_RENDER: "render",
+    pb.JOB_KIND_TRAIN_SPLATS: "train_splats",
+    pb.JOB_KIND_TRAIN_FIELD: "train_field",
+}
+_RETRY_WAIT_S = 0.25  # pause before re-attaching to a job after the server went away
+
+
+def guess_kind(path: str | os.PathLike) -> str:
+    """Artifact kind from a file name ("" when unknown; the server then detects it from the bytes)."""
+    return _KIND_BY_SUFFIX.get(Path(path).suffix.lower(), "")
+
+
+# -- protobuf conversion (the only place messages are built or read) ---------------------
+
+
+def _tensor(a: np.ndarray) -> pb.Tensor:
+    a = np.ascontiguousarray(a, dtype="<f4")
+    return pb.Tensor(data=a.tobytes(), shape=list(a.shape), dtype=pb.DTYPE_FLOAT32)
+
+
+def _splats_pb(s: Splats) -> pb.GaussianSplats:
+    return pb.GaussianSplats(
+        means=_tensor(s.means),
+        quats=_tensor(s.quats),
+        scales=_tensor(s.scales),
+        opacities=_tensor(s.opacities),
+        sh0=_tensor(s.sh0),
+        shN=_tensor(s.shN),
+        sh_degree=s.sh_degree,
+    )
+
+
+def _camera_pb(c: Camera) -> pb.Camera:
+    return pb.Camera(
+        viewmat=c.viewmat.reshape(-1).tolist(), K=c.K.reshape(-1).tolist(), width=c.width, height=c.height, name=c.name
+    )
+
+
+def _color_pb(bg: Sequence[float]) -> pb.Color:
+    r, g, b = (float(x) for x in bg)
+    if not all(0.0 <= x <= 1.0 for x in (r, g, b)):
+        raise invalid(f"background must be 3 numbers in [0, 1], got {tuple(bg)!r}")
+    return pb.Color(r=r, g=g, b=b)
+
+
+def _config_pb(cfg: QuantizeConfig | None) -> pb.QuantizeConfig:
+    if cfg is None:
+        return pb.QuantizeConfig()
+    cfg.validate()
+    msg = pb.QuantizeConfig(preset=cfg.preset or "")
+    for name, value in cfg.overrides().items():
+        if name in ("position_precision", "opacity_precision"):
+            value = _PRECISION[value]
+        elif name == "entropy":
+            value = _ENTROPY[value]
+        setattr(msg, name, value)
+    return msg
+
+
+def _info(m: pb.ArtifactInfo) -> ArtifactInfo:
+    return ArtifactInfo(
+        id=m.id, name=m.name, kind=m.kind, size=m.size, created_at=m.created_at, source_job=m.source_job or None
+    )
+
+
+def _status(m: pb.JobStatus) -> JobStatus:
+    return JobStatus(
+        id=m.id,
+        kind=_KIND_FROM_PB.get(m.kind, "unknown"),
+        state=_STATE_FROM_PB.get(m.state, JobState.QUEUED),
+        stage=m.stage,
+        progress=m.progress,
+        metrics=dict(m.metrics),
+        results=[_info(r) for r in m.results],
+        error=m.error,
+        created_at=m.created_at or None,
+        started_at=m.started_at or None,
+        finished_at=m.finished_at or None,
+    )
+
+
+def _image(m: pb.RenderedImage, encoding: Encoding) -> np.ndarray:
+    if m.WhichOneof("image") == "png":
+        return to_rgb(decode_png(m.png))
+    t = m.rgb
+    shape = tuple(t.shape)
+    if t.dtype != pb.DTYPE_FLOAT32 or shape != (m.height, m.width, 3) or len(t.data) != 4 * m.height * m.width * 3:
+        raise VqpressError("DATA_LOSS", f"rendered image {m.index} is not float32 [{m.height}, {m.width}, 3]")
+    return np.frombuffer(t.data, dtype="<f4").reshape(shape).astype(np.float32, copy=False)
+
+
+# -- the client --------------------------------------------------------------------------
+
+
+class Client:
+    """A connection to a vqpress server.
+
+    ``address`` is HOST:PORT; ``token`` is sent as ``authorization: Bearer <token>`` on every call;
+    ``tls`` enables TLS (``TlsConfig(ca_cert=...)``). ``timeout`` (seconds, default 60) bounds each
+    short call; streams and job waits have their own limits. Use as a context manager or ``close()``.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        token: str | None = None,
+        tls: _transport.TlsConfig | None = None,
+        *,
+        timeout: float = 60.0,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel = _transport.make_channel(address, token=token, tls=tls)
+        self._stub = pb_grpc.VqpressStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- health ------------------------------------------------------------------------
+
+    def health(self, service: str = "") -> str:
+        """The grpc.health.v1 status of ``service`` ("" = the server): "SERVING", "NOT_SERVING", ..."""
+        health_pb2 = require("grpc_health.v1.health_pb2", "the health check", package="grpcio-health-checking")
+        health_grpc = require("grpc_health.v1.health_pb2_grpc", "the health check", package="grpcio-health-checking")
+        stub = health_grpc.HealthStub(self._channel)
+        with translate_errors():
+            resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout)
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
+
+    # -- artifacts ---------------------------------------------------------------------
+
+    def upload(
+        self,
+        path: str | os.PathLike,
+        kind: str | None = None,
+        *,
+        name: str | None = None,
+        sha256: str | None = None,
+    ) -> ArtifactInfo:
+        """Store a file on the server and return its artifact (an ArtifactRef with size, kind, ...).
+
+        ``kind`` defaults to a guess from the file suffix. The sha256 is computed by reading the file
+        once before streaming it (the header that carries it goes first); pass ``sha256`` when it is
+        already known to skip that pass. The server verifies size and hash (DATA_LOSS on mismatch).
+        """
+        path = Path(path)
+        try:
+            size = path.stat().st_size
+            if sha256 is None:
+                sha256 = _file_sha256(path)
+        except OSError as e:
+            raise invalid(f"{path}: cannot read: {e.strerror or e}") from None
+        header = pb.UploadHeader(
+            name=name or path.name, size=size, sha256=sha256, kind=guess_kind(path) if kind is None else kind
+        )
+
+        def requests() -> Iterator[pb.UploadArtifactRequest]:
+            yield pb.UploadArtifactRequest(header=header)
+            with open(path, "rb", buffering=0) as f:
+                while chunk := f.read(_transport.CHUNK_BYTES):
+                    yield pb.UploadArtifactRequest(chunk=chunk)
+
+        with translate_errors():
+            return _info(self._stub.UploadArtifact(requests()))
+
+    def upload_bytes(self, data: bytes, name: str, kind: str | None = None) -> ArtifactInfo:
+        """Store bytes held in memory as an artifact named ``name``."""
+        header = pb.UploadHeader(
+            name=name,
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            kind=guess_kind(name) if kind is None else kind,
+        )
+        view = memoryview(data)
+
+        def requests() -> Iterator[pb.UploadArtifactRequest]:
+            yield pb.UploadArtifactRequest(header=header)
+            for i in range(0, len(view), _transport.CHUNK_BYTES):
+                yield pb.UploadArtifactRequest(chunk=bytes(view[i : i + _transport.CHUNK_BYTES]))
+
+        with translate_errors():
+            return _info(self._stub.UploadArtifact(requests()))
+
+    def _chunks(self, ref: ArtifactRef | str) -> Iterator[bytes]:
+        with translate_errors():
+            for msg in self._stub.DownloadArtifact(pb.DownloadArtifactRequest(id=_id(ref))):
+                yield msg.data
+
+    def download(self, ref: ArtifactRef | str, path: str | os.PathLike) -> Path:
+        """Write an artifact to ``path`` (a file, or an existing directory: then its stored name is used).
+
+        The bytes go to a temporary file next to it, are checked against the artifact's size and
+        sha256, and only then renamed into place; a failed download leaves nothing behind.
+        """
+        info = self.stat(ref)
+        path = Path(path)
+        if path.is_dir():
+            path = path / (Path(info.name).name or info.id)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        try:
+            h = hashlib.sha256()
+            n = 0
+            with os.fdopen(fd, "wb") as f:
+                for chunk in self._chunks(info):
+                    h.update(chunk)
+                    f.write(chunk)
+                    n += len(chunk)
+            if n != info.size or h.hexdigest() != info.id:
+                raise VqpressError(
+                    "DATA_LOSS", f"download of {info.id} got {n} bytes with a different hash (expected {info.size})"
+                )
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def download_bytes(self, ref: ArtifactRef | str) -> bytes:
+        """An artifact's content in memory, checked against its sha256 (for small results)."""
+        data = b"".join(self._chunks(ref))
+        if hashlib.sha256(data).hexdigest() != _id(ref):
+            raise VqpressError("DATA_LOSS", f"download of {_id(ref)} does not match its sha256")
+        return data
+
+    def stat(self, ref: ArtifactRef | str) -> ArtifactInfo:
+        with translate_errors():
+            return _info(self._stub.StatArtifact(pb.StatArtifactRequest(id=_id(ref)), timeout=self.timeout))
+
+    def list_artifacts(self, kind: str | None = None, limit: int = 1000) -> list[ArtifactInfo]:
+        """Stored artifacts, newest first, optionally only those of ``kind``."""
+        with translate_errors():
+            resp = self._stub.ListArtifacts(pb.ListArtifactsRequest(kind=kind or "", limit=limit), timeout=self.timeout)
+        return [_info(a) for a in resp.artifacts]
+
+    def delete(self, ref: ArtifactRef | str) -> None:
+        with translate_errors():
+            self._stub.DeleteArtifact(pb.DeleteArtifactRequest(id=_id(ref)), timeout=self.timeout)
+
+    # -- work --------------------------------------------------------------------------
+
+    def _source(self, source: Source) -> dict[str, Any]:
+        """The request's ``source`` oneof: a stored artifact or inline splats (large ones are uploaded)."""
+        if isinstance(source, ArtifactRef):
+            return {"artifact": pb.ArtifactRef(id=source.id)}
+        if isinstance(source, Splats):
+            if source.nbytes <= INLINE_SPLATS_MAX_BYTES:
+                return {"splats": _splats_pb(source)}
+            buf = io.BytesIO()
+            np.savez(buf, **source.arrays())
+            return {"artifact": pb.ArtifactRef(id=self.upload_bytes(buf.getvalue(), "splats.npz", "npz").id)}
+        if isinstance(source, (str, os.PathLike)):
+            return {"artifact": pb.ArtifactRef(id=self.upload(source).id)}
+        raise invalid(f"source must be a path, an ArtifactRef or a Splats, got {type(source).__name__}")
+
+    def quantize(
+        self,
+        source: Source,
+        config: QuantizeConfig | None = None,
+        *,
+        cameras: Sequence[Camera] | None = None,
+        background: Sequence[float] | None = None,
+    ) -> Job:
+        """Start compressing a splat scene to .vqp. Results: [the .vqp, report.json].
+
+        ``cameras`` are the views PSNR/SSIM are measured on (default: orbit views chosen by the
+        server), rendered over ``background`` (default black).
+        """
+        cfg = _config_pb(config)  # validated before anything is uploaded
+        req = pb.QuantizeRequest(
+            config=cfg,
+            cameras=[_camera_pb(c) for c in cameras or ()],
+            background=_color_pb(background) if background is not None else None,
+            **self._source(source),
+        )
+        with translate_errors():
+            return Job(self, self._stub.Quantize(req, timeout=self.timeout).id)
+
+    def export(self, source: Source, format: ExportFormatName, config: QuantizeConfig | None = None) -> Job:
+        """Start converting a scene (or decoding a .vqp) to ``format``. Results: [the file].
+        ``config`` applies to format "vqp" only."""
+        if format not in _EXPORT:
+            raise invalid(f"export format {format!r} is not one of {sorted(_EXPORT)}")
+        req = pb.ExportRequest(format=_EXPORT[format], config=_config_pb(config), **self._source(source))
+        with translate_errors():
+            return Job(self, self._stub.Export(req, timeout=self.timeout).id)
+
+    def train(
+        self,
+        dataset: str | os.PathLike | ArtifactRef,
+        kind: Literal["splats", "field"] = "splats",
+        *,
+        iterations: int | None = None,
+        seed: int | None = None,
+    ) -> Job:
+        """Start training a splat scene or a neural field on a posed-image dataset archive (.zip/.tar)."""
+        if kind not in ("splats", "field"):
+            raise invalid(f"train kind must be 'splats' or 'field', got {kind!r}")
+        archive = dataset if isinstance(dataset, ArtifactRef) else self.upload(dataset, kind="dataset")
+        opts = {k: v for k, v in (("iterations", iterations), ("seed", seed)) if v is not None}
+        config = {"splats": pb.SplatTrainConfig(**opts)} if kind == "splats" else {"field": pb.FieldTrainConfig(**opts)}
+        req = pb.TrainRequest(dataset=pb.DatasetSource(archive=pb.ArtifactRef(id=archive.id)), **config)
+        with translate_errors():
+            return Job(self, self._stub.Train(req, timeout=self.timeout).id)
+
+    def render_iter(
+        self,
+        source: Source,
+        cameras: Sequence[Camera],
+        background: Sequence[float] = (1.0, 1.0, 1.0),
+        encoding: Encoding = "png",
+        *,
+        timeout: float | None = None,
+    ) -> Iterator[tuple[Camera, bytes | np.ndarray]]:
+        """(camera, image) in camera order: PNG bytes as the server sent them for ``encoding="png"``,
+        float32 [H, W, 3] arrays for "float32" (alias "raw")."""
+        if encoding not in ("png", "float32", "raw"):
+            raise invalid(f"encoding must be 'png' or 'float32', got {encoding!r}")
+        if not cameras:
+            raise invalid("render needs at least one camera")
+        req = pb.RenderRequest(
+            cameras=[_camera_pb(c) for c in cameras],
+            background=_color_pb(background),
+            encoding=pb.IMAGE_ENCODING_PNG if encoding == "png" else pb.IMAGE_ENCODING_FLOAT32,
+            **self._source(source),
+        )
+        with translate_errors():
+            for m in self._stub.Render(req, timeout=timeout):
+                if m.index >= len(cameras):
+                    raise VqpressError("DATA_LOSS", f"server sent image {m.index} for {len(cameras)} cameras")
+                yield cameras[m.index], (m.png if m.WhichOneof("image") == "png" else _image(m, encoding))
+
+    def render(
+        self,
+        source: Source,
+        cameras: Sequence[Camera],
+        background: Sequence[float] = (1.0, 1.0, 1.0),
+        encoding: Encoding = "png",
+        *,
+        timeout: float | None = None,
+    ) -> list[np.ndarray]:
+        """Render a scene from each camera: [H, W, 3] uint8 images for ``encoding="png"``, float32
+        in [0, 1] for "float32" (alias "raw"), in camera order. ``background`` is RGB in [0, 1]."""
+        out = []
+        for _, img in self.render_iter(source, cameras, background, encoding, timeout=timeout):
+            out.append(to_rgb(decode_png(img)) if isinstance(img, bytes) else img)
+        if len(out) != len(cameras):
+            raise VqpressError("DATA_LOSS", f"server sent {len(out)} images for {len(cameras)} cameras")
+        return out
+
+    # -- jobs --------------------------------------------------------------------------
+
+    def job(self, id: str) -> Job:
+        """A handle on an existing job (checked to exist: NOT_FOUND otherwise)."""
+        job = Job(self, id)
+        job.status()
+        return job
+
+    def jobs(self, states: Iterable[JobState | str] | None = None, limit: int = 100) -> list[JobStatus]:
+        """Jobs, newest first, optionally only those in ``states``."""
+        try:
+            pb_states = [_STATE_TO_PB[JobState(s)] for s in states or ()]
+        except ValueError as e:
+            raise invalid(f"{e}; states are {[s.value for s in JobState]}") from None
+        with translate_errors():
+            resp = self._stub.ListJobs(pb.ListJobsRequest(states=pb_states, limit=limit), timeout=self.timeout)
+        return [_status(j) for j in resp.jobs]
+
+    def _get_job(self, id: str) -> JobStatus:
+        with translate_errors():
+            return _status(self._stub.GetJob(pb.GetJobRequest(id=id), timeout=self.timeout))
+
+    def _watch(self, id: str, timeout: float | None) -> Iterator[JobStatus]:
+        for m in self._stub.WatchJob(pb.WatchJobRequest(id=id), timeout=timeout):
+            yield _status(m)
+
+    def _cancel(self, id: str) -> JobStatus:
+        with translate_errors():
+            return _status(self._stub.CancelJob(pb.CancelJobRequest(id=id), timeout=self.timeout))
+
+
+class Job:
+    """A job on the server: follow it with ``status``, ``watch`` or ``wait``; fetch its results."""
+
+    def __init__(self, client: Client, id: str) -> None:
+        self._client = client
+        self.id = id
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r})"
+
+    def status(self) -> JobStatus:
+        return self._client._get_job(self.id)
+
+    def watch(self, timeout: float | None = None) -> Iterator[JobStatus]:
+        """The status now and after every change, until the job is terminal (a WatchJob stream)."""
+        with translate_errors():
+            yield from self._client._watch(self.id, timeout)
+
+    def wait(self, timeout: float | None = None) -> JobStatus:
+        """Block until the job is terminal and return its status; SUCCEEDED or CANCELLED return.
+
+        Raises VqpressError("FAILED", <the server's reason>) when it failed, TimeoutError after
+        ``timeout`` seconds (None = no limit). A server that restarts meanwhile is waited for.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"job {self.id} did not finish within {timeout} s")
+            try:
+                for st in self._client._watch(self.id, remaining):
+                    if st.terminal:
+                        if st.state is JobState.FAILED:
+                            raise VqpressError("FAILED", f"job {self.id} failed: {st.error}")
+                        return st
+            except grpc.RpcError as err:
+                code = err.code() if isinstance(err, grpc.Call) else None
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise TimeoutError(f"job {self.id} did not finish within {timeout} s") from None
+                if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                    with translate_errors():
+                        raise
+            time.sleep(_RETRY_WAIT_S)  # the stream ended early or the server went away: re-attach
+
+    def cancel(self) -> JobStatus:
+        """Ask the job to stop; returns its status right after the request (CANCELLED or CANCELLING)."""
+        return self._client._cancel(self.id)
+
+    @property
+    def results(self) -> list[ArtifactInfo]:
+        """The result artifacts (empty until the job SUCCEEDED)."""
+        return self.status().results
+
+    def download_results(self, directory: str | os.PathLike) -> list[Path]:
+        """Download every result into ``directory`` (created if needed) under its stored name."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        return [self._client.download(r, d / (Path(r.name).name or r.id)) for r in self.results]
+
+
+def _id(ref: ArtifactRef | str) -> str:
+    return ref if isinstance(ref, str) else ref.id
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(8 * _transport.CHUNK_BYTES):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+__all__ = ["Background", "Client", "Job", "guess_kind"]
