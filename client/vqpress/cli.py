@@ -22,7 +22,15 @@ from typing import Any
 from ._transport import TOKEN_ENV, TlsConfig
 from .client import Client, Job
 from .errors import MissingDependencyError, VqpressError, invalid
-from .types import PRECISIONS, PRESETS, JobState, JobStatus, QuantizeConfig, load_cameras_json
+from .types import (
+    OPACITY_PRECISIONS,
+    POSITION_PRECISIONS,
+    PRESETS,
+    JobState,
+    JobStatus,
+    QuantizeConfig,
+    load_cameras_json,
+)
 
 SERVER_ENV = "VQPRESS_SERVER"  # default for --server
 DEFAULT_SERVER = "localhost:50051"
@@ -48,8 +56,8 @@ def _parser() -> argparse.ArgumentParser:
         g.add_argument("--rot-codebook", type=int, metavar="K", help="rotation codebook entries")
         g.add_argument("--kmeans-iters", type=int, metavar="N")
         g.add_argument("--seed", type=int)
-        g.add_argument("--position-precision", choices=PRECISIONS)
-        g.add_argument("--opacity-precision", choices=PRECISIONS)
+        g.add_argument("--position-precision", choices=POSITION_PRECISIONS)
+        g.add_argument("--opacity-precision", choices=OPACITY_PRECISIONS)
         g.add_argument("--entropy", choices=("zstd", "none"))
         g.add_argument("--sh-degree", type=int, choices=range(4))
         g.add_argument("--strict", action="store_true", default=None, help="reject non-finite input")

@@ -54,7 +54,12 @@ _KIND_BY_SUFFIX = {
     ".zip": "dataset",
     ".tar": "dataset",
 }
-_PRECISION = {"fp32": pb.PRECISION_FP32, "fp16": pb.PRECISION_FP16, "fixed16": pb.PRECISION_FIXED16}
+_PRECISION = {
+    "fp32": pb.PRECISION_FP32,
+    "fp16": pb.PRECISION_FP16,
+    "fixed16": pb.PRECISION_FIXED16,
+    "uint8": pb.PRECISION_UINT8,
+}
 _ENTROPY = {"zstd": pb.ENTROPY_ZSTD, "none": pb.ENTROPY_NONE}
 _EXPORT = {
     "ply": pb.EXPORT_FORMAT_PLY,

@@ -240,7 +240,8 @@ def load_cameras_json(path: str | Path, split: str | None = None) -> tuple[list[
 # -- configuration -----------------------------------------------------------------------
 
 PRESETS = ("default", "high_ratio", "high_quality")
-PRECISIONS = ("fixed16", "fp16", "fp32")
+POSITION_PRECISIONS = ("fixed16", "fp16", "fp32")
+OPACITY_PRECISIONS = ("uint8", "fp16")
 ENTROPY = ("zstd", "none")
 
 
@@ -257,10 +258,10 @@ class QuantizeConfig:
     sh_codebook: int | None = None  # entries in the SH rest codebook
     scale_codebook: int | None = None  # entries in the log-scale codebook
     rot_codebook: int | None = None  # entries in the rotation codebook
-    kmeans_iters: int | None = None  # k-means iterations per codebook
+    kmeans_iters: int | None = None  # Lloyd iterations per codebook, 0..1000
     seed: int | None = None  # k-means seed (same seed, same input -> same bytes)
-    position_precision: str | None = None  # "fixed16" | "fp16" | "fp32"
-    opacity_precision: str | None = None  # "fixed16" | "fp16" | "fp32"
+    position_precision: str | None = None  # "fixed16" (16 bits per axis in the scene's box) | "fp16" | "fp32"
+    opacity_precision: str | None = None  # "uint8" (round(255 * sigmoid)) | "fp16" (the logit)
     entropy: str | None = None  # "zstd" | "none"
     sh_degree: int | None = None  # keep SH up to this degree (0..3); None keeps the input's
     strict: bool | None = None  # fail on non-finite input instead of repairing it
@@ -284,12 +285,12 @@ class QuantizeConfig:
 
         for name in ("dc_codebook", "sh_codebook", "scale_codebook", "rot_codebook"):
             integer(name, 1, MAX_CODEBOOK)
-        integer("kmeans_iters", 1, 10_000)
+        integer("kmeans_iters", 0, 1000)
         integer("seed", 0, 2**63 - 1)
         integer("sh_degree", 0, MAX_SH_DEGREE)
         choice("preset", PRESETS)
-        choice("position_precision", PRECISIONS)
-        choice("opacity_precision", PRECISIONS)
+        choice("position_precision", POSITION_PRECISIONS)
+        choice("opacity_precision", OPACITY_PRECISIONS)
         choice("entropy", ENTROPY)
         if self.strict is not None and not isinstance(self.strict, bool):
             raise invalid(f"QuantizeConfig.strict must be a bool, got {self.strict!r}")
