@@ -1,0 +1,225 @@
+"""One handler per job kind: read the spec, run the core, leave result files in scratch.
+
+Specs (JSON dicts built by the RPC layer; every field is untrusted):
+
+- quantize: {"source": {"artifact": id}, "config": {QuantizeConfig fields} | null,
+  "cameras": [camera dict] | null, "background": [r, g, b] | null}
+  -> results [<stem>.vqp, report.json]; metrics ratio, psnr, ssim, output_bytes, seconds.
+- export: {"source", "format": "ply" | "splat" | "spz" | "vqp", "config": {...} | null}
+  -> results [<stem>.<format>]; metrics output_bytes, num_gaussians, seconds.
+- render: {"source", "cameras": [camera dict], "background": [r, g, b] | null, "encoding": "png" | "float32"}
+  -> one result per camera, in camera order: PNG, or .npy of float32 [H, W, 3] (np.save).
+
+A camera dict is {"viewmat": 16 floats row-major, "K": 9 floats row-major, "width", "height", "name"}.
+Handlers import the core lazily so the worker module stays importable without torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import ConfigError, VqpressInputError
+from .context import JobContext, safe_name
+from .model import JobKind
+
+if TYPE_CHECKING:
+    from ..core.render.cameras import Camera
+    from ..core.splats.quantize import QuantizeConfig
+
+MAX_RENDER_CAMERAS = 4096  # cameras one render job may ask for
+EXPORT_FORMATS = ("ply", "splat", "spz", "vqp")
+RENDER_ENCODINGS = ("png", "float32")
+
+
+@dataclass(frozen=True)
+class Output:
+    """A result file a handler produced; the worker stores it as an artifact."""
+
+    path: Path
+    name: str
+    kind: str
+
+
+@dataclass
+class HandlerResult:
+    outputs: list[Output]
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class JobKindUnavailable(VqpressInputError):
+    """This server cannot run jobs of this kind yet."""
+
+
+Handler = Callable[[JobContext, Mapping[str, Any]], HandlerResult]
+
+
+# -- spec parsing ----------------------------------------------------------------------
+def quantize_config(value: Any) -> QuantizeConfig:
+    """A QuantizeConfig from a spec's dict of its fields (``"preset"`` picks the base); None = defaults."""
+    from ..core.splats.quantize import QuantizeConfig
+
+    if value is None:
+        return QuantizeConfig()
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"config must be an object of QuantizeConfig fields, got {type(value).__name__}")
+    values = dict(value)
+    preset = values.pop("preset", None)
+    names = {f.name for f in dataclasses.fields(QuantizeConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {unknown}; known fields: {sorted(names)}")
+    base = QuantizeConfig.preset(str(preset)) if preset is not None else QuantizeConfig()
+    config = dataclasses.replace(base, **values)
+    config.validate()
+    return config
+
+
+def cameras(value: Any, *, required: bool) -> list[Camera] | None:
+    from ..core.render.cameras import camera_from_dict
+
+    if value is None and not required:
+        return None
+    if not isinstance(value, list) or (required and not value):
+        raise VqpressInputError("cameras must be a non-empty list of camera objects")
+    if len(value) > MAX_RENDER_CAMERAS:
+        raise VqpressInputError(f"{len(value)} cameras requested; at most {MAX_RENDER_CAMERAS} per job")
+    out = []
+    for i, d in enumerate(value):
+        if not isinstance(d, Mapping):
+            raise VqpressInputError(f"camera {i} must be an object, got {type(d).__name__}")
+        try:
+            out.append(camera_from_dict(d))
+        except VqpressInputError as e:
+            raise VqpressInputError(f"camera {i}: {e}") from None
+    return out
+
+
+def background(value: Any) -> tuple[float, float, float] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 3
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    ):
+        raise VqpressInputError(f"background must be 3 finite numbers [r, g, b], got {str(value)[:80]}")
+    return (float(value[0]), float(value[1]), float(value[2]))
+
+
+def _choice(spec: Mapping[str, Any], key: str, choices: tuple[str, ...], default: str | None = None) -> str:
+    value = spec.get(key, default)
+    if value not in choices:
+        raise VqpressInputError(f"{key} must be one of {list(choices)}, got {str(value)[:40]!r}")
+    return str(value)
+
+
+# -- handlers --------------------------------------------------------------------------
+def run_quantize(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
+    from ..core.splats.compress import compress_file
+
+    src = ctx.source(spec.get("source"))
+    config = quantize_config(spec.get("config"))
+    cams = cameras(spec.get("cameras"), required=False)
+    bg = background(spec.get("background"))
+    scene = ctx.scene_file(src)
+    ctx.check_cancelled()
+    t0 = time.perf_counter()
+    dst = ctx.scratch / f"{src.stem}.vqp"
+    report = compress_file(
+        scene, dst, config, cameras=cams, background=bg, evaluate=True, device=ctx.device, progress=ctx.progress
+    )
+    seconds = time.perf_counter() - t0
+    ctx.check_cancelled()
+    rep = report.as_dict()
+    report_path = ctx.scratch / "report.json"
+    report_path.write_text(json.dumps(rep, indent=2, default=str))
+    metrics = {"seconds": seconds, "output_bytes": float(dst.stat().st_size)}
+    for key in ("ratio", "psnr", "ssim"):
+        if isinstance(rep.get(key), int | float):
+            metrics[key] = float(rep[key])
+    return HandlerResult([Output(dst, dst.name, "vqp"), Output(report_path, "report.json", "json")], metrics)
+
+
+def run_export(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
+    fmt = _choice(spec, "format", EXPORT_FORMATS)
+    src = ctx.source(spec.get("source"))
+    t0 = time.perf_counter()
+    dst = ctx.scratch / f"{src.stem}.{fmt}"
+    metrics: dict[str, float] = {}
+    if fmt == "vqp":
+        from ..core.splats.compress import compress_file
+
+        config = quantize_config(spec.get("config"))
+        scene = ctx.scene_file(src)
+        ctx.check_cancelled()
+        report = compress_file(scene, dst, config, evaluate=False, device=ctx.device, progress=ctx.progress)
+        metrics["num_gaussians"] = float(report.as_dict().get("num_gaussians", 0))
+    else:
+        from ..core.splats.formats import write_splats
+
+        ctx.progress("read", 0.0)
+        splats = ctx.load_splats(src)
+        ctx.progress("write", 0.5)
+        write_splats(splats, dst, fmt)
+        metrics["num_gaussians"] = float(splats.num_gaussians)
+    ctx.check_cancelled()
+    metrics.update(output_bytes=float(dst.stat().st_size), seconds=time.perf_counter() - t0)
+    return HandlerResult([Output(dst, dst.name, fmt)], metrics)
+
+
+def run_render(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
+    import numpy as np
+    import torch
+
+    from ..core.render.images import save_png
+    from ..core.render.splats import render
+
+    src = ctx.source(spec.get("source"))
+    cams = cameras(spec.get("cameras"), required=True)
+    assert cams is not None
+    bg = background(spec.get("background")) or (0.0, 0.0, 0.0)
+    encoding = _choice(spec, "encoding", RENDER_ENCODINGS, default="png")
+    t0 = time.perf_counter()
+    splats = ctx.warm.scene(src.id, lambda: ctx.load_splats(src))
+    outputs = []
+    n = len(cams)
+    for i, cam in enumerate(cams):
+        ctx.progress(f"render {i + 1}/{n}", i / n)
+        img = render(splats, cam, background=bg)  # [H, W, 3]
+        stem = f"{i:04d}" + (f"_{safe_name(cam.name)}" if safe_name(cam.name) else "")
+        if encoding == "png":
+            path = ctx.scratch / f"{stem}.png"
+            save_png(img, path)
+            outputs.append(Output(path, path.name, "png"))
+        else:
+            path = ctx.scratch / f"{stem}.npy"
+            np.save(path, img.detach().to("cpu", torch.float32).numpy())
+            outputs.append(Output(path, path.name, "npy"))
+    ctx.progress("render", 1.0)
+    seconds = time.perf_counter() - t0
+    return HandlerResult(outputs, {"seconds": seconds, "images": float(n)})
+
+
+def _unavailable(kind: JobKind) -> Handler:
+    def run(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
+        raise JobKindUnavailable(
+            f"{kind.value} jobs are not available on this server version yet; quantize, export and render are"
+        )
+
+    return run
+
+
+HANDLERS: dict[JobKind, Handler] = {
+    JobKind.QUANTIZE: run_quantize,
+    JobKind.EXPORT: run_export,
+    JobKind.RENDER: run_render,
+    JobKind.TRAIN_SPLATS: _unavailable(JobKind.TRAIN_SPLATS),
+    JobKind.TRAIN_FIELD: _unavailable(JobKind.TRAIN_FIELD),
+}
