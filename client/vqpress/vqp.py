@@ -213,9 +213,7 @@ def _encode_section(sec: Section, level: int) -> tuple[dict[str, Any], bytes]:
     return entry, stored
 
 
-def write_vqp(
-    kind: str, manifest: Mapping[str, Any], sections: Sequence[Section], *, level: int = ZSTD_LEVEL
-) -> bytes:
+def write_vqp(kind: str, manifest: Mapping[str, Any], sections: Sequence[Section], *, level: int = ZSTD_LEVEL) -> bytes:
     """Serialize sections plus a JSON-able ``manifest`` (stored as "meta") into .vqp bytes.
 
     ``kind`` is "splats" or "field"; ``level`` is the zstd level (1..22, default 19).
@@ -340,8 +338,10 @@ def read_vqp(
         itemsize = np.dtype(e["dtype"]).itemsize
         want_raw = (n * e["bits"] + 7) // 8 if e["bits"] is not None else n * itemsize
         if e["raw_length"] != want_raw:
-            fail(f"section '{e['name']}': raw length {e['raw_length']} does not match shape {e['shape']} "
-                 f"of {e['dtype']} (expected {want_raw})")
+            fail(
+                f"section '{e['name']}': raw length {e['raw_length']} does not match shape {e['shape']} "
+                f"of {e['dtype']} (expected {want_raw})"
+            )
         if e["codec"] == "raw" and e["length"] != e["raw_length"]:
             fail(f"section '{e['name']}': raw section of {e['length']} bytes, expected {e['raw_length']}")
         decoded_total += n * itemsize + e["raw_length"]
@@ -400,7 +400,85 @@ def _decode_payload(stored: bytes, e: dict[str, Any], fail: Any) -> np.ndarray:
 
 
 # -- splat scenes ----------------------------------------------------------------------------------
-SH_C0 = 0.28209479177387814
+SPLAT_ATTRIBUTES = {"dc": (3,), "scale": (3,), "rot": (4,)}  # codebook entry shapes; "sh" is (n_rest, 3)
+
+
+def check_splats_layout(vqp: VqpFile) -> tuple[int, int]:
+    """Validate a kind "splats" file's sections against its manifest; returns (N, SH degree).
+
+    Sections: ``means_morton`` (uint64 [N]: the Morton code of 16-bit fixed-point coordinates in the
+    box ``meta.position.box_min/box_max``, x in bit 3i+2, y in 3i+1, z in 3i; coordinate
+    = box_min + q * (box_max - box_min) / 65535) or ``means`` (float16/float32 [N,3]);
+    ``opacities`` (uint8 [N] = round(255*sigmoid), or float16 [N] logits); ``<attr>_codebook``
+    (float16 [K,...]) and ``<attr>_idx`` ([N] bit-packed) for attr in dc [K,3], sh [K,(d+1)^2-1,3]
+    (absent at SH degree 0), scale [K,3] (log), rot [K,4] (w,x,y,z).
+    """
+    if vqp.kind != "splats":
+        raise VqpFormatError(f"expected a splats file, got kind {vqp.kind!r}")
+    m, s = vqp.manifest, vqp.sections
+    try:
+        n = int(m["num_gaussians"])
+        degree = int(m["sh_degree"])
+        pos = m["position"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VqpFormatError(f"splats manifest is missing or has an invalid field: {exc}") from None
+    if not 0 <= degree <= 3 or n < 0:
+        raise VqpFormatError(f"invalid counts: N={n}, SH degree {degree} (expected 0..3)")
+    n_rest = (degree + 1) ** 2 - 1
+
+    def need(key: str, shape: tuple[int, ...], dtypes: tuple[type, ...]) -> np.ndarray:
+        if key not in s:
+            raise VqpFormatError(f"splats file has no '{key}' section")
+        a = s[key]
+        if a.shape != shape or a.dtype not in [np.dtype(d) for d in dtypes]:
+            raise VqpFormatError(f"section '{key}' is {a.dtype} {a.shape}, expected {shape} of {dtypes}")
+        return a
+
+    if "means_morton" in s:
+        try:
+            lo = np.asarray(pos["box_min"], np.float64).reshape(3)
+            hi = np.asarray(pos["box_max"], np.float64).reshape(3)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VqpFormatError(f"fixed-point positions need a valid box: {exc}") from None
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (hi >= lo).all()):
+            raise VqpFormatError(f"invalid position box {lo.tolist()} .. {hi.tolist()}")
+        codes = need("means_morton", (n,), (np.uint64,))
+        if n and int(codes.max()) >= 1 << 48:
+            raise VqpFormatError("means_morton holds codes beyond 48 bits")
+    else:
+        need("means", (n, 3), (np.float16, np.float32))
+    need("opacities", (n,), (np.uint8, np.float16))
+    widths = dict(SPLAT_ATTRIBUTES)
+    if n_rest:
+        widths["sh"] = (n_rest, 3)
+    for attr, width in widths.items():
+        if f"{attr}_codebook" not in s:
+            raise VqpFormatError(f"splats file has no '{attr}_codebook' section")
+        cb = s[f"{attr}_codebook"]
+        if cb.shape[1:] != width or cb.dtype != np.float16 or (n and cb.shape[0] == 0):
+            raise VqpFormatError(f"'{attr}' codebook is {cb.dtype} {cb.shape}, expected float16 [K, {width}]")
+        if not np.isfinite(cb).all():
+            raise VqpFormatError(f"'{attr}' codebook contains non-finite values")
+        idx = need(f"{attr}_idx", (n,), (np.uint8, np.uint16, np.uint32))
+        if n and int(idx.max()) >= cb.shape[0]:
+            raise VqpFormatError(f"'{attr}' index {int(idx.max())} is out of range of its {cb.shape[0]}-entry codebook")
+    return n, degree
+
+
+def _compact_bits(v: np.ndarray) -> np.ndarray:  # every third bit of v (from bit 0) -> 16-bit value
+    v = v & np.uint64(0x1249249249249249)
+    v = (v | (v >> np.uint64(2))) & np.uint64(0x10C30C30C30C30C3)
+    v = (v | (v >> np.uint64(4))) & np.uint64(0x100F00F00F00F00F)
+    v = (v | (v >> np.uint64(8))) & np.uint64(0x1F0000FF0000FF)
+    v = (v | (v >> np.uint64(16))) & np.uint64(0x1F00000000FFFF)
+    v = (v | (v >> np.uint64(32))) & np.uint64(0x1FFFFF)
+    return v.astype(np.uint16)
+
+
+def morton_decode16(codes: np.ndarray) -> np.ndarray:  # [N] uint64 -> [N, 3] uint16
+    """Split 48-bit Morton codes into (x, y, z) with x in bit 3i+2, y in bit 3i+1, z in bit 3i."""
+    c = codes.astype(np.uint64)
+    return np.stack([_compact_bits(c >> np.uint64(2)), _compact_bits(c >> np.uint64(1)), _compact_bits(c)], axis=1)
 
 
 def decode_splats(vqp: VqpFile) -> dict[str, np.ndarray]:
@@ -408,84 +486,39 @@ def decode_splats(vqp: VqpFile) -> dict[str, np.ndarray]:
 
     Returns ``means`` [N,3], ``quats`` [N,4] (w,x,y,z, unit norm), ``scales`` [N,3] (log),
     ``opacities`` [N] (logit), ``sh0`` [N,1,3], ``shN`` [N,(d+1)^2-1,3], in the file's (Morton) order.
-
-    Sections: ``means`` (uint16 [N,3] fixed point in the box ``meta.position.box_min/box_max``, or
-    float16/float32 [N,3]); ``opacities`` (uint8 [N] = round(255*sigmoid), or float16 [N] logits);
-    ``<attr>_codebook`` (float16 [K,...]) and ``<attr>_idx`` (bit-packed [N]) for attr in
-    dc, sh (absent at SH degree 0), scale, rot.
+    The sections are described in ``check_splats_layout``.
     """
-    if vqp.kind != "splats":
-        raise VqpFormatError(f"expected a splats file, got kind {vqp.kind!r}")
+    n, degree = check_splats_layout(vqp)
     m, s = vqp.manifest, vqp.sections
-
-    def need(key: str) -> np.ndarray:
-        if key not in s:
-            raise VqpFormatError(f"splats file has no '{key}' section")
-        return s[key]
-
-    try:
-        n = int(m["num_gaussians"])
-        degree = int(m["sh_degree"])
-        pos = m["position"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise VqpFormatError(f"splats manifest is missing or has an invalid field: {exc}") from None
-    if not 0 <= degree <= 3:
-        raise VqpFormatError(f"SH degree {degree} is outside 0..3")
     n_rest = (degree + 1) ** 2 - 1
-
-    def lookup(attr: str, width: tuple[int, ...]) -> np.ndarray:
-        cb = need(f"{attr}_codebook")
-        idx = need(f"{attr}_idx")
-        if cb.shape[1:] != width or cb.ndim != 1 + len(width) or idx.shape != (n,):
-            raise VqpFormatError(f"'{attr}' codebook {cb.shape} / indices {idx.shape} do not match N={n}, {width}")
-        if n and (cb.shape[0] == 0 or int(idx.max()) >= cb.shape[0]):
-            raise VqpFormatError(f"'{attr}' index out of range of its {cb.shape[0]}-entry codebook")
-        return cb.astype(np.float32)[idx.astype(np.int64)] if n else np.zeros((0, *width), np.float32)
-
-    means_q = need("means")
-    if means_q.shape != (n, 3):
-        raise VqpFormatError(f"means section has shape {means_q.shape}, expected ({n}, 3)")
-    if means_q.dtype == np.uint16:
-        try:
-            lo = np.asarray(pos["box_min"], np.float64).reshape(3)
-            hi = np.asarray(pos["box_max"], np.float64).reshape(3)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise VqpFormatError(f"fixed-point positions need a valid box: {exc}") from None
-        means = (lo + means_q.astype(np.float64) * ((hi - lo) / 65535.0)).astype(np.float32)
-    elif means_q.dtype in (np.float16, np.float32):
-        means = means_q.astype(np.float32)
+    if "means_morton" in s:
+        lo = np.asarray(m["position"]["box_min"], np.float64)
+        hi = np.asarray(m["position"]["box_max"], np.float64)
+        q = morton_decode16(s["means_morton"]).astype(np.float64)
+        means = (lo + q * ((hi - lo) / 65535.0)).astype(np.float32)
     else:
-        raise VqpFormatError(f"means section has unsupported dtype {means_q.dtype}")
-
-    op = need("opacities")
-    if op.shape != (n,):
-        raise VqpFormatError(f"opacities section has shape {op.shape}, expected ({n},)")
+        means = s["means"].astype(np.float32)
+    op = s["opacities"]
     if op.dtype == np.uint8:
         a = np.clip(op.astype(np.float64) / 255.0, 0.5 / 255.0, 1.0 - 0.5 / 255.0)
         opacities = np.log(a / (1.0 - a)).astype(np.float32)
-    elif op.dtype in (np.float16, np.float32):
-        opacities = op.astype(np.float32)
     else:
-        raise VqpFormatError(f"opacities section has unsupported dtype {op.dtype}")
+        opacities = op.astype(np.float32)
 
-    sh0 = lookup("dc", (3,)).reshape(n, 1, 3)
-    shN = lookup("sh", (n_rest, 3)) if n_rest else np.zeros((n, 0, 3), np.float32)
-    scales = lookup("scale", (3,))
-    quats = lookup("rot", (4,))
+    def lookup(attr: str) -> np.ndarray:
+        return s[f"{attr}_codebook"].astype(np.float32)[s[f"{attr}_idx"].astype(np.int64)]
+
+    quats = lookup("rot")
     norm = np.linalg.norm(quats, axis=1, keepdims=True)
     quats = np.where(norm > 0, quats / np.maximum(norm, 1e-12), np.array([1, 0, 0, 0], np.float32))
-    out = {
+    return {
         "means": means,
         "quats": quats.astype(np.float32),
-        "scales": scales,
+        "scales": lookup("scale"),
         "opacities": opacities,
-        "sh0": sh0,
-        "shN": shN.reshape(n, n_rest, 3),
+        "sh0": lookup("dc").reshape(n, 1, 3),
+        "shN": lookup("sh").reshape(n, n_rest, 3) if n_rest else np.zeros((n, 0, 3), np.float32),
     }
-    for k, v in out.items():
-        if v.size and not np.isfinite(v).all():
-            raise VqpFormatError(f"decoded '{k}' contains non-finite values")
-    return out
 
 
 def read_splats(path: str, **kw: Any) -> dict[str, np.ndarray]:
@@ -501,9 +534,11 @@ __all__ = [
     "VqpFile",
     "VqpFormatError",
     "bits_for",
+    "check_splats_layout",
     "decode_splats",
     "pack_bits",
     "read_splats",
+    "morton_decode16",
     "read_vqp",
     "unpack_bits",
     "write_vqp",
