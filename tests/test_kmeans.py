@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from vqpress_server.core.errors import ConfigError, VqpressInputError
 from vqpress_server.core.vq.kmeans import assign, full_fp32_matmul, kmeans, update_centroids
 from vqpress_server.core.vq.ste import quantize_ste

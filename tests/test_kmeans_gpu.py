@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from vqpress_server.core.vq.kmeans import _assign_gemm, assign, kmeans
 
 pytestmark = pytest.mark.gpu

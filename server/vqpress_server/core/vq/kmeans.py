@@ -186,9 +186,7 @@ def assign(
 
 
 # -- update ----------------------------------------------------------------------------------------
-def _sums_counts(
-    x: torch.Tensor, labels: torch.Tensor, K: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _sums_counts(x: torch.Tensor, labels: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-cluster float64 sums [K, d] and counts [K], accumulated in chunks."""
     d = x.shape[1]
     sums = torch.zeros(K, d, dtype=torch.float64, device=x.device)

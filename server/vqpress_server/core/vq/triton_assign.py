@@ -90,7 +90,5 @@ def assign_triton(
         return labels, amb.bool()
     tol = 4.0 * (d + 4) * U32
     grid = (triton.cdiv(N, BLOCK_N),)
-    _assign_kernel[grid](
-        x, ct, labels, amb, N, K, tol, D=d, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, num_warps=NUM_WARPS
-    )
+    _assign_kernel[grid](x, ct, labels, amb, N, K, tol, D=d, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, num_warps=NUM_WARPS)
     return labels, amb.bool()
