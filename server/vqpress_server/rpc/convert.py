@@ -1,0 +1,306 @@
+"""Proto <-> Python conversion for the RPC layer, in one module (numpy only, no torch).
+
+Every conversion from a request validates what it converts and raises ``core.errors``
+exceptions (mapped to INVALID_ARGUMENT) whose message names the field and what to send instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from vqpress.v1 import vqpress_pb2 as pb
+
+from ..artifacts.store import ArtifactInfo
+from ..core.errors import ConfigError, NonFiniteError, VqpressInputError
+from ..jobs.model import JobKind, JobRecord, JobState
+
+# -- tensors ------------------------------------------------------------------------------
+
+DTYPES: dict[int, np.dtype] = {
+    pb.DTYPE_FLOAT32: np.dtype("<f4"),
+    pb.DTYPE_FLOAT16: np.dtype("<f2"),
+    pb.DTYPE_FLOAT64: np.dtype("<f8"),
+    pb.DTYPE_UINT8: np.dtype("u1"),
+    pb.DTYPE_INT32: np.dtype("<i4"),
+    pb.DTYPE_INT64: np.dtype("<i8"),
+}
+_PB_DTYPE = {dt.str: code for code, dt in DTYPES.items()}
+
+
+def array_from_tensor(t: pb.Tensor, name: str) -> np.ndarray:
+    """The array a Tensor message holds (a read-only view of its bytes); checks dtype, shape and length."""
+    dt = DTYPES.get(t.dtype)
+    if dt is None:
+        raise VqpressInputError(f"{name}: dtype {_enum_name(pb.DType, t.dtype)} is not supported; send a listed DType")
+    shape = tuple(int(s) for s in t.shape)
+    if any(s < 0 for s in shape):
+        raise VqpressInputError(f"{name}: shape {list(shape)} has a negative dimension")
+    expected = math.prod(shape) * dt.itemsize  # Python ints: no overflow on absurd shapes
+    if len(t.data) != expected:
+        raise VqpressInputError(
+            f"{name}: {len(t.data)} bytes of data, but shape {list(shape)} of {dt.name} needs {expected}; "
+            "send the tensor's raw little-endian bytes in row-major order"
+        )
+    return np.frombuffer(t.data, dtype=dt).reshape(shape)
+
+
+def tensor_from_array(a: np.ndarray) -> pb.Tensor:
+    a = np.ascontiguousarray(a)
+    le = a.astype(a.dtype.newbyteorder("<"), copy=False)
+    code = _PB_DTYPE.get(le.dtype.str)
+    if code is None:
+        raise TypeError(f"no proto DType for numpy dtype {a.dtype}")
+    return pb.Tensor(data=le.tobytes(), shape=list(a.shape), dtype=code)
+
+
+# -- scenes -------------------------------------------------------------------------------
+
+SPLAT_FIELDS = ("means", "quats", "scales", "opacities", "sh0", "shN")
+
+
+def splats_arrays(msg: pb.GaussianSplats, *, strict: bool) -> dict[str, np.ndarray]:
+    """Validated float32 arrays of an inline scene, keyed as in ``SPLAT_FIELDS``.
+
+    Shapes must agree (N > 0 Gaussians, shN matching sh_degree). With ``strict`` a non-finite value
+    raises NonFiniteError; without it the values pass unchanged and the worker repairs them by the
+    documented policy when it loads the scene.
+    """
+    f32 = pb.DTYPE_FLOAT32
+    for name in SPLAT_FIELDS[:5]:
+        if not msg.HasField(name):
+            raise VqpressInputError(f"splats.{name} is missing; an inline scene needs {', '.join(SPLAT_FIELDS[:5])}")
+    arrays: dict[str, np.ndarray] = {}
+    for name in SPLAT_FIELDS:
+        t = getattr(msg, name)
+        if name == "shN" and not msg.HasField("shN"):
+            continue
+        if t.dtype != f32:
+            raise VqpressInputError(f"splats.{name} must be DTYPE_FLOAT32, got {_enum_name(pb.DType, t.dtype)}")
+        arrays[name] = array_from_tensor(t, f"splats.{name}")
+    means = arrays["means"]
+    if means.ndim != 2 or means.shape[1] != 3:
+        raise VqpressInputError(f"splats.means must have shape [N, 3], got {list(means.shape)}")
+    n = means.shape[0]
+    if n == 0:
+        raise VqpressInputError("the inline scene has no Gaussians (splats.means is [0, 3]); send a non-empty scene")
+    if msg.sh_degree > 3:
+        raise VqpressInputError(f"splats.sh_degree must be 0..3, got {msg.sh_degree}")
+    rest = (msg.sh_degree + 1) ** 2 - 1
+    if "shN" not in arrays or (arrays["shN"].size == 0 and rest == 0):
+        arrays["shN"] = np.zeros((n, 0, 3), np.float32)
+    expected = {
+        "quats": (n, 4),
+        "scales": (n, 3),
+        "opacities": (n,),
+        "sh0": (n, 1, 3),
+        "shN": (n, rest, 3),
+    }
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise VqpressInputError(
+                f"splats.{name} must have shape {list(shape)} for N = {n} Gaussians at sh_degree "
+                f"{msg.sh_degree}, got {list(arrays[name].shape)}"
+            )
+    if strict:
+        bad = {k: int(np.count_nonzero(~np.isfinite(v))) for k, v in arrays.items()}
+        if any(bad.values()):
+            detail = ", ".join(f"{k}: {c}" for k, c in bad.items() if c)
+            raise NonFiniteError(
+                f"non-finite values in the inline scene ({detail}); fix them or unset strict to repair them"
+            )
+    return arrays
+
+
+# -- cameras ------------------------------------------------------------------------------
+
+MAX_CAMERAS = 1024  # views per Render or Quantize call
+MAX_IMAGE_SIDE = 8192  # pixels
+MAX_PNG_PIXELS = 4096 * 4096  # a worst-case PNG of this many RGB pixels still fits in one message
+MAX_FLOAT32_PIXELS = (60 << 20) // 12  # float32 RGB images up to 60 MiB fit a 64 MiB message
+
+
+def camera_dict(cam: pb.Camera, where: str) -> dict[str, Any]:
+    """The job-spec dict of a Camera (viewmat and K row-major); checks sizes and values."""
+    viewmat = [float(v) for v in cam.viewmat]
+    K = [float(v) for v in cam.K]
+    if len(viewmat) != 16 or len(K) != 9:
+        raise VqpressInputError(
+            f"{where}: viewmat needs 16 values and K 9 (row-major 4x4 and 3x3), got {len(viewmat)} and {len(K)}"
+        )
+    if not all(math.isfinite(v) for v in viewmat + K):
+        raise VqpressInputError(f"{where}: viewmat and K must be finite")
+    if max(abs(v) for v in viewmat[12:15]) > 1e-6 or abs(viewmat[15] - 1.0) > 1e-6:
+        raise VqpressInputError(
+            f"{where}: viewmat's last row must be (0, 0, 0, 1), got {viewmat[12:]}; send it row-major"
+        )
+    if K[0] <= 0 or K[4] <= 0:
+        raise VqpressInputError(f"{where}: focal lengths K[0] (fx) and K[4] (fy) must be positive pixels")
+    if not (1 <= cam.width <= MAX_IMAGE_SIDE and 1 <= cam.height <= MAX_IMAGE_SIDE):
+        raise VqpressInputError(
+            f"{where}: width and height must be 1..{MAX_IMAGE_SIDE} pixels, got {cam.width} x {cam.height}"
+        )
+    return {"viewmat": viewmat, "K": K, "width": int(cam.width), "height": int(cam.height), "name": cam.name}
+
+
+def camera_dicts(cams: Sequence[pb.Camera], *, max_pixels: int | None = None) -> list[dict[str, Any]]:
+    if len(cams) > MAX_CAMERAS:
+        raise VqpressInputError(f"{len(cams)} cameras is more than the {MAX_CAMERAS} one call accepts; split the call")
+    out = []
+    for i, cam in enumerate(cams):
+        d = camera_dict(cam, f"cameras[{i}]")
+        if max_pixels is not None and d["width"] * d["height"] > max_pixels:
+            raise VqpressInputError(
+                f"cameras[{i}]: {d['width']} x {d['height']} pixels is more than the {max_pixels} one image "
+                "may have in this encoding; render it smaller (or as PNG)"
+            )
+        out.append(d)
+    return out
+
+
+def background(color: pb.Color, where: str = "background") -> list[float]:
+    rgb = [float(color.r), float(color.g), float(color.b)]
+    if not all(math.isfinite(c) and 0.0 <= c <= 1.0 for c in rgb):
+        raise VqpressInputError(f"{where} channels must be in [0, 1], got {rgb}")
+    return rgb
+
+
+# -- quantize config ----------------------------------------------------------------------
+# The quantizer's QuantizeConfig lives with torch code, which this process never imports. The
+# spec carries the preset's name and the fields the request set; the worker builds the config
+# from them and validates it again. tests/test_rpc.py holds these bounds to QuantizeConfig's.
+
+PRESETS = ("default", "high_ratio", "high_quality")
+MAX_CODEBOOK = 1 << 24
+MAX_KMEANS_ITERS = 1000
+_POSITION_PRECISIONS = {pb.PRECISION_FIXED16: "fixed16", pb.PRECISION_FP16: "fp16", pb.PRECISION_FP32: "fp32"}
+_OPACITY_PRECISIONS = {pb.PRECISION_UINT8: "uint8", pb.PRECISION_FP16: "fp16"}
+_ENTROPIES = {pb.ENTROPY_ZSTD: "zstd", pb.ENTROPY_NONE: "none"}
+
+
+def _enum_name(enum: Any, value: int) -> str:
+    return enum.Name(value) if value in enum.values() else str(value)
+
+
+def quantize_config(msg: pb.QuantizeConfig) -> dict[str, Any]:
+    """The spec dict of a QuantizeConfig: ``{"preset": name}`` plus each field the request set."""
+    preset = msg.preset or "default"
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown QuantizeConfig.preset {preset!r}; use one of {', '.join(PRESETS)}")
+    cfg: dict[str, Any] = {"preset": preset}
+    for name in ("dc_codebook", "sh_codebook", "scale_codebook", "rot_codebook"):
+        if msg.HasField(name):
+            k = getattr(msg, name)
+            if not 1 <= k <= MAX_CODEBOOK:
+                raise ConfigError(
+                    f"QuantizeConfig.{name} must be in 1..{MAX_CODEBOOK} (2^24) codebook entries, got {k}"
+                )
+            cfg[name] = int(k)
+    if msg.HasField("kmeans_iters"):
+        if msg.kmeans_iters > MAX_KMEANS_ITERS:
+            raise ConfigError(f"QuantizeConfig.kmeans_iters must be in 0..{MAX_KMEANS_ITERS}, got {msg.kmeans_iters}")
+        cfg["kmeans_iters"] = int(msg.kmeans_iters)
+    if msg.HasField("seed"):
+        if msg.seed >= 2**63:
+            raise ConfigError(f"QuantizeConfig.seed must be below 2^63, got {msg.seed}")
+        cfg["seed"] = int(msg.seed)
+    for name, table, enum in (
+        ("position_precision", _POSITION_PRECISIONS, pb.Precision),
+        ("opacity_precision", _OPACITY_PRECISIONS, pb.Precision),
+        ("entropy", _ENTROPIES, pb.Entropy),
+    ):
+        value = getattr(msg, name)
+        if not msg.HasField(name) or value == 0:  # unset or UNSPECIFIED: the preset's value
+            continue
+        if value not in table:
+            allowed = ", ".join(enum.Name(k) for k in table)
+            raise ConfigError(f"QuantizeConfig.{name} cannot be {_enum_name(enum, value)}; use one of {allowed}")
+        cfg[name] = table[value]
+    if msg.HasField("sh_degree"):
+        if msg.sh_degree > 3:
+            raise ConfigError(f"QuantizeConfig.sh_degree must be 0..3, got {msg.sh_degree}")
+        cfg["sh_degree"] = int(msg.sh_degree)
+    if msg.HasField("strict"):
+        cfg["strict"] = bool(msg.strict)
+    return cfg
+
+
+# -- export and render --------------------------------------------------------------------
+
+EXPORT_FORMATS = {
+    pb.EXPORT_FORMAT_PLY: "ply",
+    pb.EXPORT_FORMAT_SPLAT: "splat",
+    pb.EXPORT_FORMAT_SPZ: "spz",
+    pb.EXPORT_FORMAT_VQP: "vqp",
+}
+IMAGE_ENCODINGS = {
+    pb.IMAGE_ENCODING_UNSPECIFIED: "png",
+    pb.IMAGE_ENCODING_PNG: "png",
+    pb.IMAGE_ENCODING_FLOAT32: "float32",
+}
+
+
+def export_format(value: int) -> str:
+    if value not in EXPORT_FORMATS:
+        raise VqpressInputError(
+            f"ExportRequest.format must be one of {', '.join(pb.ExportFormat.Name(k) for k in EXPORT_FORMATS)}"
+        )
+    return EXPORT_FORMATS[value]
+
+
+def image_encoding(value: int) -> str:
+    if value not in IMAGE_ENCODINGS:
+        raise VqpressInputError(f"RenderRequest.encoding {value} is unknown; use IMAGE_ENCODING_PNG or _FLOAT32")
+    return IMAGE_ENCODINGS[value]
+
+
+# -- artifacts and jobs -------------------------------------------------------------------
+
+
+def artifact_info(info: ArtifactInfo) -> pb.ArtifactInfo:
+    return pb.ArtifactInfo(
+        id=info.id,
+        name=info.name,
+        kind=info.kind,
+        size=info.size,
+        created_at=info.created_at,
+        source_job=info.source_job or "",
+    )
+
+
+def job_state(state: JobState) -> int:
+    return pb.JobState.Value(f"JOB_STATE_{state.value}")
+
+
+def job_states(values: Iterable[int]) -> list[JobState] | None:
+    """JobStates of a ListJobs filter; None (all states) for an empty filter."""
+    out = []
+    for v in values:
+        name = pb.JobState.Name(v) if v in pb.JobState.values() else ""
+        if not name or v == pb.JOB_STATE_UNSPECIFIED:
+            raise VqpressInputError(f"ListJobsRequest.states has an invalid state {v}")
+        out.append(JobState(name.removeprefix("JOB_STATE_")))
+    return out or None
+
+
+def job_kind(kind: JobKind) -> int:
+    return pb.JobKind.Value(f"JOB_KIND_{kind.name}")
+
+
+def job_status(rec: JobRecord, results: Sequence[pb.ArtifactInfo]) -> pb.JobStatus:
+    return pb.JobStatus(
+        id=rec.id,
+        kind=job_kind(rec.kind),
+        state=job_state(rec.state),
+        stage=rec.stage,
+        progress=float(rec.progress),
+        metrics={k: float(v) for k, v in rec.metrics.items()},
+        results=list(results),
+        error=rec.error,
+        attempts=rec.attempts,
+        created_at=rec.created_at,
+        started_at=rec.started_at or 0.0,
+        finished_at=rec.finished_at or 0.0,
+    )

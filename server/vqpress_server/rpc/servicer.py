@@ -1,0 +1,196 @@
+"""The Vqpress servicer: validate, convert, store or enqueue, convert back. Nothing more.
+
+No torch work runs here: jobs go to the worker processes through the job table. Exceptions are
+mapped to status codes by ``errors.translate_errors`` (one table, applied once to every RPC).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+import numpy as np
+from vqpress.v1 import vqpress_pb2 as pb
+from vqpress.v1 import vqpress_pb2_grpc as pb_grpc
+
+from ..artifacts.store import ArtifactIntegrityError, ArtifactNotFound, ArtifactStore, ArtifactTooLarge
+from ..jobs.model import JobKind, JobRecord, JobState
+from ..jobs.table import JobTable
+from ..settings import CHUNK_BYTES, Settings
+from . import convert
+from .errors import ServiceError, invalid_argument, translate_errors
+from .sources import scene_source
+
+log = logging.getLogger(__name__)
+
+RPC_NAMES = list(pb.DESCRIPTOR.services_by_name["Vqpress"].methods_by_name)
+WATCH_SLICE_S = 1.0  # longest wait between checks that a watching or rendering client is still there (s)
+DEFAULT_JOB_LIMIT, MAX_JOB_LIMIT = 100, 1000
+DEFAULT_ARTIFACT_LIMIT, MAX_ARTIFACT_LIMIT = 1000, 10000
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@translate_errors(RPC_NAMES)
+class VqpressServicer(pb_grpc.VqpressServicer):
+    """Serves the API over an artifact store and a job table; ``notify`` wakes idle workers."""
+
+    def __init__(self, settings: Settings, store: ArtifactStore, jobs: JobTable, notify: Callable[[], None]) -> None:
+        self.settings = settings
+        self.store = store
+        self.jobs = jobs
+        self.notify = notify
+
+    # -- artifacts -------------------------------------------------------------------
+    def UploadArtifact(self, request_iterator: Iterator[pb.UploadArtifactRequest], context: Any) -> pb.ArtifactInfo:
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise invalid_argument("an upload starts with its header (name, size, sha256, kind), then the chunks")
+        h = first.header
+        if not h.name:
+            raise invalid_argument("UploadHeader.name is empty; give the file's name, e.g. 'scene.ply'")
+        if _SHA256.fullmatch(h.sha256) is None:
+            raise invalid_argument("UploadHeader.sha256 must be the content's sha256 as 64 hex digits")
+        try:
+            upload = self.store.begin_upload(h.name, h.size, h.sha256.lower(), h.kind)
+        except (ArtifactIntegrityError, ArtifactTooLarge):
+            raise
+        except ValueError as e:  # a name or kind the store refuses; the message says which
+            raise invalid_argument(str(e)) from None
+        with upload:  # aborts (leaving nothing) on any exception, a cancelled call included
+            for msg in request_iterator:
+                if msg.WhichOneof("part") != "chunk":
+                    raise invalid_argument("an upload has one header, first; every later message is a chunk")
+                upload.write(msg.chunk)
+            info = upload.commit()
+        return convert.artifact_info(info)
+
+    def DownloadArtifact(self, request: pb.DownloadArtifactRequest, context: Any) -> Iterator[pb.ArtifactChunk]:
+        for chunk in self.store.iter_chunks(request.id, CHUNK_BYTES):
+            yield pb.ArtifactChunk(data=chunk)
+
+    def StatArtifact(self, request: pb.StatArtifactRequest, context: Any) -> pb.ArtifactInfo:
+        return convert.artifact_info(self.store.stat(request.id))
+
+    def ListArtifacts(self, request: pb.ListArtifactsRequest, context: Any) -> pb.ListArtifactsResponse:
+        limit = min(request.limit or DEFAULT_ARTIFACT_LIMIT, MAX_ARTIFACT_LIMIT)
+        infos = self.store.list(kind=request.kind or None, limit=limit)
+        return pb.ListArtifactsResponse(artifacts=[convert.artifact_info(i) for i in infos])
+
+    def DeleteArtifact(self, request: pb.DeleteArtifactRequest, context: Any) -> pb.DeleteArtifactResponse:
+        self.store.delete(request.id)
+        return pb.DeleteArtifactResponse()
+
+    # -- work ------------------------------------------------------------------------
+    def Quantize(self, request: pb.QuantizeRequest, context: Any) -> pb.JobRef:
+        config = convert.quantize_config(request.config)
+        spec = {
+            "source": scene_source(request, self.store, strict=config.get("strict", False), rpc="Quantize"),
+            "config": config,
+            "cameras": convert.camera_dicts(request.cameras) or None,
+            "background": convert.background(request.background) if request.HasField("background") else None,
+        }
+        return pb.JobRef(id=self._submit(JobKind.QUANTIZE, spec).id)
+
+    def Export(self, request: pb.ExportRequest, context: Any) -> pb.JobRef:
+        fmt = convert.export_format(request.format)
+        config = convert.quantize_config(request.config) if fmt == "vqp" else None
+        strict = bool(config and config.get("strict", False))
+        spec = {
+            "source": scene_source(request, self.store, strict=strict, rpc="Export"),
+            "format": fmt,
+            "config": config,
+        }
+        return pb.JobRef(id=self._submit(JobKind.EXPORT, spec).id)
+
+    def Train(self, request: pb.TrainRequest, context: Any) -> pb.JobRef:
+        which = request.WhichOneof("config")
+        if which is None:
+            raise invalid_argument(
+                "TrainRequest needs a config: set splats (SplatTrainConfig) or field (FieldTrainConfig)"
+            )
+        what = "Gaussian splat scenes" if which == "splats" else "neural fields"
+        raise ServiceError(
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"training of {what} is not available in this server version yet; "
+            "train elsewhere and send the result to Quantize",
+        )
+
+    def Render(self, request: pb.RenderRequest, context: Any) -> Iterator[pb.RenderedImage]:
+        encoding = convert.image_encoding(request.encoding)
+        if not request.cameras:
+            raise invalid_argument("RenderRequest.cameras is empty; send at least one camera")
+        max_pixels = convert.MAX_PNG_PIXELS if encoding == "png" else convert.MAX_FLOAT32_PIXELS
+        cameras = convert.camera_dicts(request.cameras, max_pixels=max_pixels)
+        spec = {
+            "source": scene_source(request, self.store, strict=False, rpc="Render"),
+            "cameras": cameras,
+            "background": convert.background(request.background) if request.HasField("background") else [0.0] * 3,
+            "encoding": encoding,
+        }
+        rec = self._submit(JobKind.RENDER, spec)
+        while not rec.terminal:
+            if not context.is_active():  # the client cancelled or its deadline passed
+                self.jobs.request_cancel(rec.id)
+                return
+            rec = self.jobs.wait_for_change(rec.id, rec.version, WATCH_SLICE_S)
+        if rec.state is JobState.CANCELLED:
+            raise ServiceError(grpc.StatusCode.CANCELLED, f"render job {rec.id} was cancelled: {rec.error}")
+        if rec.state is not JobState.SUCCEEDED:
+            # The worker's message says what went wrong; whose fault it was is not recorded.
+            raise ServiceError(grpc.StatusCode.UNKNOWN, f"render job {rec.id} failed: {rec.error}")
+        if len(rec.results) != len(cameras):
+            raise RuntimeError(f"render job {rec.id} returned {len(rec.results)} images for {len(cameras)} cameras")
+        for i, (artifact_id, cam) in enumerate(zip(rec.results, cameras, strict=True)):
+            yield self._rendered_image(i, artifact_id, cam, encoding)
+
+    def _rendered_image(self, index: int, artifact_id: str, cam: dict[str, Any], encoding: str) -> pb.RenderedImage:
+        data = self.store.read_bytes(artifact_id)
+        img = pb.RenderedImage(index=index, name=cam["name"], width=cam["width"], height=cam["height"])
+        if encoding == "png":
+            img.png = data
+        else:
+            rgb = np.load(io.BytesIO(data), allow_pickle=False)
+            if rgb.shape != (cam["height"], cam["width"], 3) or rgb.dtype != np.float32:
+                raise RuntimeError(f"render result {artifact_id} is {rgb.dtype} {rgb.shape}, not float32 [H, W, 3]")
+            img.rgb.CopyFrom(convert.tensor_from_array(rgb))
+        return img
+
+    def _submit(self, kind: JobKind, spec: dict[str, Any]) -> JobRecord:
+        rec = self.jobs.submit(kind, spec, max_queued=self.settings.max_queued_jobs)
+        self.notify()
+        log.info("queued %s job %s", kind.value, rec.id)
+        return rec
+
+    # -- jobs ------------------------------------------------------------------------
+    def GetJob(self, request: pb.GetJobRequest, context: Any) -> pb.JobStatus:
+        return self._status(self.jobs.get(request.id))
+
+    def WatchJob(self, request: pb.WatchJobRequest, context: Any) -> Iterator[pb.JobStatus]:
+        rec = self.jobs.get(request.id)
+        yield self._status(rec)
+        while not rec.terminal and context.is_active():
+            nxt = self.jobs.wait_for_change(rec.id, rec.version, WATCH_SLICE_S)
+            if nxt.version != rec.version:
+                yield self._status(nxt)
+            rec = nxt
+
+    def CancelJob(self, request: pb.CancelJobRequest, context: Any) -> pb.JobStatus:
+        return self._status(self.jobs.request_cancel(request.id))
+
+    def ListJobs(self, request: pb.ListJobsRequest, context: Any) -> pb.ListJobsResponse:
+        limit = min(request.limit or DEFAULT_JOB_LIMIT, MAX_JOB_LIMIT)
+        recs = self.jobs.list(states=convert.job_states(request.states), limit=limit)
+        return pb.ListJobsResponse(jobs=[self._status(r) for r in recs])
+
+    def _status(self, rec: JobRecord) -> pb.JobStatus:
+        results = []
+        for artifact_id, name in zip(rec.results, rec.result_names, strict=False):
+            try:
+                results.append(convert.artifact_info(self.store.stat(artifact_id)))
+            except ArtifactNotFound:  # deleted since the job finished: still say what it was
+                results.append(pb.ArtifactInfo(id=artifact_id, name=name, source_job=rec.id))
+        return convert.job_status(rec, results)
