@@ -71,6 +71,8 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
     except OSError as e:
         raise FormatError(path, f"cannot read the file: {e.strerror or e}") from None
     if size == 0:
+        if _format_from_name(path) == "splat":
+            return "splat"  # a .splat has no header: zero bytes is a valid scene of zero splats
         raise FormatError(path, "the file is empty")
     if is_ply(head):
         return "compressed_ply" if is_compressed_header(parse_header(path)) else "ply"
@@ -90,9 +92,7 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
         if size % 32:
             raise FormatError(path, f"size {size:,} B is not a multiple of 32 B: not a valid .splat file")
         return "splat"
-    raise FormatError(
-        path, "unrecognized scene format (expected .ply, .compressed.ply, .splat, .spz or .npz content)"
-    )
+    raise FormatError(path, "unrecognized scene format (expected .ply, .compressed.ply, .splat, .spz or .npz content)")
 
 
 def read_splats(path: str | os.PathLike[str], fmt: Format | None = None) -> GaussianSplats:
@@ -133,7 +133,9 @@ def write_splats(splats: GaussianSplats, path: str | os.PathLike[str], fmt: Form
     if fmt is None:
         fmt = _format_from_name(path)  # type: ignore[assignment]
         if fmt is None:
-            raise VqpressInputError(f"{path}: cannot tell the format from the extension; pass fmt= one of {list(WRITABLE)}")
+            raise VqpressInputError(
+                f"{path}: cannot tell the format from the extension; pass fmt= one of {list(WRITABLE)}"
+            )
     if fmt not in _ENCODERS:
         raise VqpressInputError(f"{path}: cannot write format {fmt!r}; writable formats are {list(WRITABLE)}")
     for k, v in splats.tensors().items():

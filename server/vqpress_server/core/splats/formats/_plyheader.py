@@ -156,7 +156,7 @@ def parse_header(path: str | os.PathLike[str]) -> PlyHeader:
     claimed = sum(e.nbytes for e in els)
     body = size - end
     if claimed > body:
-        detail = ", ".join(f"{e.name}: {e.count} x {e.dtype.itemsize} B" for e in els)
+        detail = ", ".join(f"{e.name}: {e.count:,} x {e.dtype.itemsize} B" for e in els)
         raise FormatError(
             path,
             f"the header claims {claimed:,} bytes of data ({detail}) but the file holds only {body:,} "

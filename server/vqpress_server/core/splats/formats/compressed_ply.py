@@ -72,9 +72,7 @@ def read_compressed_ply(path: str | os.PathLike[str]) -> GaussianSplats:
         raise FormatError(path, f"packed properties {bad} must be uint32")
     N = vert.count
     if chunk.count < -(-N // CHUNK):
-        raise FormatError(
-            path, f"{N} splats need {-(-N // CHUNK)} chunks of {CHUNK}, but the file has {chunk.count}"
-        )
+        raise FormatError(path, f"{N} splats need {-(-N // CHUNK)} chunks of {CHUNK}, but the file has {chunk.count}")
     sh_el = hdr.element("sh")
     rest: list[str] = []
     if sh_el is not None:

@@ -10,7 +10,7 @@ What writing a ``.splat`` loses (the price of 32 B per splat):
 - colour: ``rgb = 0.5 + SH_C0 * sh0`` clamped to [0, 1] and rounded to 1/255, so a DC colour outside
   [0, 1] is clipped and ``sh0`` comes back within ``0.5 / 255 / SH_C0`` (about 0.007) when in range;
 - opacity: ``sigmoid(opacity)`` rounded to 1/255 (the logit error grows near 0 and 1);
-- rotation: normalized, sign-flipped to w >= 0, each component rounded to 1/128;
+- rotation: normalized, each component rounded to 1/128 (and clamped to 127/128);
 - positions and scales stay float32 (scales stored as ``exp(log_scale)``), so they are exact up to
   one float32 rounding of ``exp``/``log``.
 
@@ -35,13 +35,9 @@ assert RECORD.itemsize == 32
 def read_splat(path: str | os.PathLike[str]) -> GaussianSplats:
     """Read an antimatter15 ``.splat`` file (no repair)."""
     path = Path(path)
-    size = path.stat().st_size
-    if size == 0:
-        raise FormatError(path, "the file is empty")
+    size = path.stat().st_size  # zero bytes is a valid, empty scene: the format has no header
     if size % RECORD.itemsize:
-        raise FormatError(
-            path, f"size {size:,} B is not a multiple of 32 B: not a .splat file, or a truncated one"
-        )
+        raise FormatError(path, f"size {size:,} B is not a multiple of 32 B: not a .splat file, or a truncated one")
     N = size // RECORD.itemsize
     rec = np.fromfile(path, dtype=RECORD, count=N)
     rgba = rec["rgba"].astype(np.float64) / 255.0
@@ -72,6 +68,5 @@ def encode_splat(splats: GaussianSplats) -> bytes:
     q = a["quats"].astype(np.float64)
     n = np.linalg.norm(q, axis=1, keepdims=True)
     q = np.where(n > 0, q / np.where(n > 0, n, 1.0), np.array([1.0, 0, 0, 0]))
-    q = np.where(q[:, :1] < 0, -q, q)
     rec["rot"] = np.clip(np.rint(q * 128.0 + 128.0), 0, 255).astype(np.uint8)
     return rec.tobytes()

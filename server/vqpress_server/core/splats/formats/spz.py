@@ -224,9 +224,7 @@ def read_spz(path: str | os.PathLike[str]) -> GaussianSplats:
     return _unpack(path, hdr, streams, sh_range)
 
 
-def _unpack(
-    path: Path, hdr: _Header, streams: list[bytes], sh_range: tuple[float, float] | None
-) -> GaussianSplats:
+def _unpack(path: Path, hdr: _Header, streams: list[bytes], sh_range: tuple[float, float] | None) -> GaussianSplats:
     N = hdr.num_points
     p = np.frombuffer(streams[0], np.uint8).reshape(N * 3, 3).astype(np.int32)
     fixed = p[:, 0] | (p[:, 1] << 8) | (p[:, 2] << 16)
