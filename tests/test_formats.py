@@ -4,9 +4,11 @@ and between the two encodings of the same real scene, and untrusted input that f
 from __future__ import annotations
 
 import gzip
+import io
 import shutil
 import struct
 import tracemalloc
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -460,3 +462,47 @@ def test_shared_biker_compressed_ply_and_spz_agree(shared_data: Path) -> None:
     _assert_same_biker(a, b)
     # alpha 255 decodes to +inf in both; load_scene clamps the same 198 splats
     assert int(torch.isposinf(a.opacities).sum()) == int(torch.isposinf(b.opacities).sum()) == 198
+
+
+def test_compressed_ply_sh_element_decodes_channel_major(tmp_path: Path) -> None:
+    ply = plyfile.PlyData.read(str(BIKER_CPLY))
+    n = ply["vertex"].count
+    q = np.random.default_rng(1).integers(0, 256, size=(n, 9), dtype=np.uint8)  # degree 1
+    sh = np.empty(n, [(f"f_rest_{i}", "u1") for i in range(9)])
+    for i in range(9):
+        sh[f"f_rest_{i}"] = q[:, i]
+    els = [ply["chunk"], ply["vertex"], plyfile.PlyElement.describe(sh, "sh")]
+    plyfile.PlyData(els, byte_order="<").write(str(tmp_path / "sh.compressed.ply"))
+    r = read_splats(tmp_path / "sh.compressed.ply")
+    base = read_splats(BIKER_CPLY)
+    assert r.sh_degree == 1
+    _equal(base, r.with_sh_degree(0))
+    want = (q.astype(np.float32) / 256 - 0.5) * 8  # [N, 3 channels x 3 coefficients]
+    np.testing.assert_allclose(r.shN.numpy(), want.reshape(n, 3, 3).transpose(0, 2, 1), atol=1e-6)
+
+
+def test_non_finite_values_are_read_as_stored_and_repaired_on_load(tmp_path: Path) -> None:
+    cols = {k: v[:20].copy() for k, v in _plyfile_columns(DONUT).items()}
+    cols["x"][3] = np.nan
+    cols["opacity"][5] = np.inf
+    cols["scale_1"][6] = -np.inf
+    _write_ply(tmp_path / "nf.ply", cols)
+    s = read_splats(tmp_path / "nf.ply")
+    assert torch.isnan(s.means[3, 0]) and torch.isposinf(s.opacities[5]) and torch.isneginf(s.scales[6, 1])
+    r, rep = load_scene(tmp_path / "nf.ply")
+    assert (rep.means_dropped, rep.opacities_clamped, rep.scales_clamped) == (1, 1, 1)
+    assert len(r) == 19 and r.opacities[4] == 20.0 and r.scales[5, 1] == -20.0
+
+
+def test_npz_member_claiming_a_huge_shape(tmp_path: Path) -> None:
+    a = read_splats(DONUT).numpy()
+    np.savez(tmp_path / "ok.npz", **a)
+    hdr = io.BytesIO()
+    np.lib.format.write_array_header_1_0(hdr, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 3)})
+    with zipfile.ZipFile(tmp_path / "ok.npz") as src, zipfile.ZipFile(tmp_path / "huge.npz", "w") as dst:
+        for info in src.infolist():
+            data = hdr.getvalue() + b"\0" * 64 if info.filename == "means.npy" else src.read(info)
+            dst.writestr(info.filename, data)
+    e, peak = _probe(tmp_path / "huge.npz")
+    assert "claims shape (1000000000000, 3)" in e.problem
+    assert peak < NO_BIG_ALLOC
