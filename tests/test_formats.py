@@ -200,6 +200,10 @@ def test_spz_positions_beyond_2048_use_fewer_fractional_bits(tmp_path: Path) -> 
     assert raw[13] == 10  # 7000 * 2^10 < 2^23
     r = read_splats(tmp_path / "far.spz")
     assert (r.means - s.means).abs().max() <= 2.0**-11 + 1e-4
+    s.means[0, 0] = 2.0**24
+    with pytest.raises(VqpressInputError, match="24-bit"):
+        write_splats(s, tmp_path / "too_far.spz")
+    assert not (tmp_path / "too_far.spz").exists()
 
 
 def test_spz_v3_smallest_three_rotation_decodes(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from ...errors import FormatError
+from ...errors import FormatError, VqpressInputError
 from ..model import GaussianSplats, num_sh_rest
 
 MAGIC = 0x5053474E  # "NGSP" little-endian
@@ -287,7 +287,7 @@ def _fractional_bits(means: np.ndarray) -> int:  # [N, 3]
     for fb in range(12, -1, -1):
         if round(biggest * (1 << fb)) < (1 << 23):
             return fb
-    raise FormatError("<spz>", f"a coordinate of magnitude {biggest:.3g} does not fit spz's 24-bit fixed point")
+    raise VqpressInputError(f"cannot write spz: a coordinate of magnitude {biggest:.3g} exceeds its 24-bit fixed point")
 
 
 def _quantize_sh(x: np.ndarray, bits: int) -> np.ndarray:
@@ -306,7 +306,7 @@ def encode_spz(splats: GaussianSplats) -> bytes:
     a["quats"] = a["quats"] * QUAT_FLIP_RDF_RUB
     a["shN"] = a["shN"] * SH_FLIP_RDF_RUB[:K, None]
     if N >= 1 << 32:
-        raise FormatError("<spz>", f"{N} points exceed the spz limit of 2^32 - 1")
+        raise VqpressInputError(f"cannot write spz: {N} points exceed its limit of 2^32 - 1")
     fb = _fractional_bits(a["means"])
     fixed = np.rint(a["means"] * (1 << fb)).astype(np.int64).reshape(-1) & 0xFFFFFF
     pos = np.stack([fixed & 0xFF, (fixed >> 8) & 0xFF, (fixed >> 16) & 0xFF], axis=1).astype(np.uint8)
