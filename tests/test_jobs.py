@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
+import os
+import signal
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from vqpress_server.jobs import JobKind, JobNotFound, JobState, JobTable, LeaseLost, QueueFull
+from vqpress_server.artifacts import ArtifactStore
+from vqpress_server.jobs import JobKind, JobNotFound, JobState, JobTable, LeaseLost, QueueFull, WorkerPool
+from vqpress_server.settings import Settings
 
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
@@ -180,3 +186,217 @@ def test_wait_for_change_wakes_fast(tmp_path: Path) -> None:
     t0 = time.monotonic()
     assert t.wait_for_change(job.id, final.version, timeout=5).state is JobState.SUCCEEDED
     assert time.monotonic() - t0 < 0.05
+
+
+# -- the worker pool, end to end -------------------------------------------------------
+def _settings(tmp_path: Path, **kw: object) -> Settings:
+    base = dict(data_dir=tmp_path / "data", workers=1, poll_s=0.05, heartbeat_s=0.2, lease_s=10.0)
+    base.update(kw)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+def _wait(table: JobTable, job_id: str, pred, timeout: float = 60.0):  # noqa: ANN001, ANN202
+    deadline = time.monotonic() + timeout
+    rec = table.get(job_id)
+    while not pred(rec):
+        left = deadline - time.monotonic()
+        assert left > 0, f"job {job_id} stuck: {rec}"
+        rec = table.wait_for_change(job_id, rec.version, timeout=left)
+    return rec
+
+
+def _done(rec) -> bool:  # noqa: ANN001
+    return rec.terminal
+
+
+def _running_with_progress(rec) -> bool:  # noqa: ANN001
+    return rec.state is JobState.RUNNING and rec.progress > 0
+
+
+def _small_scene(store: ArtifactStore, n: int) -> tuple[str, object]:
+    """The first ``n`` Gaussians of the donut fixture, stored as an inline-tensor (npz) artifact."""
+    import torch
+    from vqpress_server.core.splats.formats import load_scene
+
+    splats, _ = load_scene(TEST_DATA / "donut_small.ply")
+    sub = splats.index(torch.arange(n))
+    path = store.root.parent / f"small{n}.npz"
+    np.savez(path, **sub.numpy())
+    return store.put_file(path, f"small{n}.npz", "npz").id, sub
+
+
+def _orbit(splats, n: int, size: int) -> list[dict]:  # noqa: ANN001
+    from vqpress_server.core.render.cameras import camera_to_dict, orbit_cameras
+
+    return [camera_to_dict(c) for c in orbit_cameras(splats, n=n, width=size, height=size)]
+
+
+@pytest.fixture
+def donut() -> Path:
+    path = TEST_DATA / "donut_small.ply"
+    if not path.exists():
+        pytest.skip("tests/data/donut_small.ply not present")
+    return path
+
+
+def test_pool_runs_real_jobs_and_survives_failures(tmp_path: Path, donut: Path) -> None:
+    from vqpress_server.core.render.cameras import camera_from_dict
+    from vqpress_server.core.render.splats import render
+    from vqpress_server.core.splats.formats import load_scene, read_splats
+
+    s = _settings(tmp_path)
+    store = ArtifactStore(s.artifacts_dir, s.max_artifact_bytes)
+    table = JobTable(s.jobs_db)
+    ply = store.put_file(donut, "donut.ply", "ply")
+    npz_id, small = _small_scene(store, 40)
+    junk = store.put_bytes(b"\x89PNG not a scene", "photo.png", "png")
+    cams = _orbit(small, 2, 20)
+    bad_cfg = {"source": {"artifact": ply.id}, "config": {"dc_codebook": 4096, "no_such_field": 1}}
+    with WorkerPool(s) as pool:
+        assert pool.wait_ready(60)
+        pids = pool.pids()
+        jobs = {
+            "train": table.submit(JobKind.TRAIN_SPLATS, {"source": {"artifact": ply.id}}),
+            "junk": table.submit(JobKind.EXPORT, {"source": {"artifact": junk.id}, "format": "ply"}),
+            "missing": table.submit(JobKind.EXPORT, {"source": {"artifact": "ab" * 32}, "format": "ply"}),
+            "bad_cfg": table.submit(JobKind.QUANTIZE, bad_cfg),
+            "splat": table.submit(JobKind.EXPORT, {"source": {"artifact": ply.id}, "format": "splat"}),
+            "render": table.submit(
+                JobKind.RENDER,
+                {"source": {"artifact": npz_id}, "cameras": cams, "background": [1, 1, 1], "encoding": "float32"},
+            ),
+        }
+        pool.notify()
+        ends = {k: _wait(table, j.id, _done) for k, j in jobs.items()}
+        assert pool.pids() == pids  # failures do not cost the worker
+    for k in ("train", "junk", "missing", "bad_cfg"):
+        assert ends[k].state is JobState.FAILED, (k, ends[k])
+    assert ends["train"].error.startswith("train_splats jobs are not available")
+    assert "is not a scene" in ends["junk"].error
+    assert "no artifact" in ends["missing"].error
+    assert "no_such_field" in ends["bad_cfg"].error and not ends["bad_cfg"].error.startswith("ConfigError")
+
+    # Export: a .splat of the same scene, stored with its source job.
+    e = ends["splat"]
+    assert e.state is JobState.SUCCEEDED and e.result_names == ["donut.splat"], e
+    info = store.stat(e.results[0])
+    assert info.kind == "splat" and info.source_job == e.id and e.metrics["num_gaussians"] == 3000
+    out = read_splats(store.path(info.id), "splat")
+    ref, _ = load_scene(donut)
+    assert out.num_gaussians == 3000
+    assert np.allclose(out.means.numpy(), ref.means.numpy(), atol=1e-5)
+
+    # Render: float32 images in camera order, equal to rendering in this process.
+    r = ends["render"]
+    assert r.state is JobState.SUCCEEDED and len(r.results) == 2, r
+    for rid, cam in zip(r.results, cams, strict=True):
+        img = np.load(store.path(rid), allow_pickle=False)
+        want = render(small, camera_from_dict(cam), background=(1.0, 1.0, 1.0)).numpy()
+        assert img.dtype == np.float32 and img.shape == (20, 20, 3)
+        np.testing.assert_allclose(img, want, atol=1e-5)
+    # No scratch left behind.
+    assert list(s.scratch_dir.iterdir()) == []
+
+
+def test_pool_quantize_job_produces_a_decodable_vqp(tmp_path: Path, donut: Path) -> None:
+    pytest.importorskip("vqpress_server.core.splats.compress")
+    from vqpress_server.core.splats.formats import load_scene
+    from vqpress_server.core.splats.quantize import decode_vqp_splats
+
+    s = _settings(tmp_path)
+    store = ArtifactStore(s.artifacts_dir, s.max_artifact_bytes)
+    table = JobTable(s.jobs_db)
+    ply = store.put_file(donut, "donut.ply", "ply")
+    scene, _ = load_scene(donut)
+    config = {"dc_codebook": 64, "sh_codebook": 16, "scale_codebook": 64, "rot_codebook": 64, "kmeans_iters": 3}
+    spec = {"source": {"artifact": ply.id}, "config": config, "cameras": _orbit(scene, 2, 32), "background": None}
+    with WorkerPool(s) as pool:
+        job = table.submit(JobKind.QUANTIZE, spec)
+        pool.notify()
+        rec = _wait(table, job.id, _done, timeout=120)
+    assert rec.state is JobState.SUCCEEDED, rec
+    assert rec.result_names == ["donut.vqp", "report.json"]
+    vqp_id, report_id = rec.results
+    assert store.stat(vqp_id).kind == "vqp" and store.stat(report_id).kind == "json"
+    decoded = decode_vqp_splats(store.read_bytes(vqp_id))
+    assert decoded.num_gaussians == 3000
+    report = json.loads(store.read_bytes(report_id))
+    assert report["output_bytes"] == store.stat(vqp_id).size == rec.metrics["output_bytes"]
+    assert rec.metrics["ratio"] == pytest.approx(ply.size / store.stat(vqp_id).size, rel=1e-6)
+    assert rec.metrics["ratio"] > 3
+    assert report["num_cameras"] == 2 and rec.metrics["psnr"] == pytest.approx(report["psnr"])
+    assert rec.metrics["psnr"] > 20 and 0.5 < rec.metrics["ssim"] <= 1
+
+
+def test_cancel_a_running_render(tmp_path: Path, donut: Path) -> None:
+    s = _settings(tmp_path)
+    store = ArtifactStore(s.artifacts_dir, s.max_artifact_bytes)
+    table = JobTable(s.jobs_db)
+    src, small = _small_scene(store, 40)
+    spec = {"source": {"artifact": src}, "cameras": _orbit(small, 400, 16), "encoding": "float32"}
+    with WorkerPool(s) as pool:
+        job = table.submit(JobKind.RENDER, spec)
+        pool.notify()
+        _wait(table, job.id, _running_with_progress)
+        assert table.request_cancel(job.id).state is JobState.CANCELLING
+        t0 = time.monotonic()
+        rec = _wait(table, job.id, _done, timeout=30)
+        assert time.monotonic() - t0 < 5  # stops at the next camera, not after 400
+        assert rec.state is JobState.CANCELLED and rec.results == [] and rec.progress < 0.5
+        # The worker is free again.
+        after = table.submit(JobKind.TRAIN_FIELD, {})
+        pool.notify()
+        assert _wait(table, after.id, _done).state is JobState.FAILED
+    assert store.list(kind="npy") == []
+
+
+def test_killed_worker_is_restarted_and_its_job_recovered(tmp_path: Path, donut: Path) -> None:
+    s = _settings(tmp_path, max_attempts=2)
+    store = ArtifactStore(s.artifacts_dir, s.max_artifact_bytes)
+    table = JobTable(s.jobs_db)
+    src, small = _small_scene(store, 40)
+    spec = {"source": {"artifact": src}, "cameras": _orbit(small, 12, 16), "encoding": "float32"}
+    with WorkerPool(s) as pool:
+        # Killed once: re-queued, run again by the restarted worker, and completed.
+        job = table.submit(JobKind.RENDER, spec)
+        pool.notify()
+        _wait(table, job.id, _running_with_progress)
+        (pid,) = pool.pids()
+        os.kill(pid, signal.SIGKILL)
+        rec = _wait(table, job.id, _done, timeout=60)
+        assert rec.state is JobState.SUCCEEDED and rec.attempts == 2, rec
+        assert len(rec.results) == 12
+        assert pool.pids() and pool.pids() != [pid]
+        # Killed every time: fails with a reason after max_attempts.
+        doomed = table.submit(JobKind.RENDER, spec)
+        pool.notify()
+        for _ in range(2):
+            _wait(table, doomed.id, _running_with_progress)
+            (pid,) = pool.pids()
+            os.kill(pid, signal.SIGKILL)
+            _wait(table, doomed.id, lambda r, pid=pid: r.state is not JobState.RUNNING or str(pid) not in r.worker_id)
+        rec = _wait(table, doomed.id, _done)
+        assert rec.state is JobState.FAILED and "worker lost 2 times" in rec.error, rec
+
+
+def test_restart_picks_up_queued_and_interrupted_jobs(tmp_path: Path, donut: Path) -> None:
+    s = _settings(tmp_path)
+    store = ArtifactStore(s.artifacts_dir, s.max_artifact_bytes)
+    table = JobTable(s.jobs_db)
+    src, small = _small_scene(store, 40)
+    spec = {"source": {"artifact": src}, "cameras": _orbit(small, 10, 16), "encoding": "float32"}
+    first = WorkerPool(s)
+    first.start()
+    interrupted = table.submit(JobKind.RENDER, spec)
+    first.notify()
+    _wait(table, interrupted.id, _running_with_progress)
+    queued = table.submit(JobKind.EXPORT, {"source": {"artifact": src}, "format": "ply"})
+    first.stop(timeout=10)  # the server goes down mid-job
+    rec = table.get(interrupted.id)
+    assert rec.state is JobState.QUEUED and rec.attempts == 0, rec  # handed back, not counted as lost
+    assert table.get(queued.id).state is JobState.QUEUED
+    with WorkerPool(s):  # the server comes back on the same data dir
+        a = _wait(table, interrupted.id, _done)
+        b = _wait(table, queued.id, _done)
+    assert a.state is JobState.SUCCEEDED and len(a.results) == 10, a
+    assert b.state is JobState.SUCCEEDED and b.result_names == ["small40.ply"], b

@@ -178,7 +178,6 @@ def run_render(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
     import numpy as np
     import torch
 
-    from ..core.render.images import save_png
     from ..core.render.splats import render
 
     src = ctx.source(spec.get("source"))
@@ -195,6 +194,8 @@ def run_render(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
         img = render(splats, cam, background=bg)  # [H, W, 3]
         stem = f"{i:04d}" + (f"_{safe_name(cam.name)}" if safe_name(cam.name) else "")
         if encoding == "png":
+            from ..core.render.images import save_png
+
             path = ctx.scratch / f"{stem}.png"
             save_png(img, path)
             outputs.append(Output(path, path.name, "png"))
