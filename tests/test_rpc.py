@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -160,6 +162,32 @@ def test_token_required_except_for_health(tmp_path: Path) -> None:
             assert info.id == hashlib.sha256(b"abc").hexdigest()
             listed = stub.ListArtifacts(pb.ListArtifactsRequest(), metadata=good, timeout=5)
             assert [x.id for x in listed.artifacts] == [info.id]
+    finally:
+        a.stop(grace=0.5)
+
+
+def test_tls_serves_over_a_secure_channel_only(tmp_path: Path) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    a = build_app(Settings(data_dir=tmp_path / "data", port=0, workers=0, tls_cert=cert, tls_key=key))
+    a.start()
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        with grpc.secure_channel(f"127.0.0.1:{a.port}", creds) as ch:
+            health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            assert pb_grpc.VqpressStub(ch).ListJobs(pb.ListJobsRequest(), timeout=10).jobs == []
+        with grpc.insecure_channel(f"127.0.0.1:{a.port}") as ch, pytest.raises(grpc.RpcError) as ei:
+            pb_grpc.VqpressStub(ch).ListJobs(pb.ListJobsRequest(), timeout=5)
+        assert ei.value.code() == C.UNAVAILABLE
     finally:
         a.stop(grace=0.5)
 
@@ -379,6 +407,16 @@ def test_quantize_job_lifecycle_is_visible(tmp_path: Path) -> None:
             cancelled = stub.CancelJob(pb.CancelJobRequest(id=ref.id), timeout=5)
             assert cancelled.state == pb.JOB_STATE_CANCELLED and cancelled.finished_at > 0
             assert [s.state for s in watch] == [pb.JOB_STATE_CANCELLED]  # then the stream ends
+            # A Render whose caller gives up (deadline) cancels its job instead of leaving it queued.
+            req = pb.RenderRequest(artifact=pb.ArtifactRef(id=scene.id), cameras=[camera()])
+            expect_error(ch, C.DEADLINE_EXCEEDED, lambda: stub.Render(req, timeout=0.5))
+            deadline = time.monotonic() + 5
+            while True:
+                (render_job,) = [j for j in a.jobs.list() if j.kind.value == "render"]
+                if render_job.state.value == "CANCELLED":
+                    break
+                assert time.monotonic() < deadline, render_job.state
+                time.sleep(0.05)
     finally:
         a.stop(grace=0.5)
 
@@ -409,6 +447,17 @@ def test_render_streams_the_workers_images(app: App, stub: pb_grpc.VqpressStub) 
         assert torch.from_numpy(got.copy()).std() > 0.01  # the scene is in view, not just background
     png = list(stub.Render(pb.RenderRequest(splats=splats_msg(arrays), cameras=cams[:1]), timeout=60))
     assert png[0].png.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_render_of_a_scene_the_worker_cannot_read_fails_with_its_reason(
+    stub: pb_grpc.VqpressStub, channel: grpc.Channel
+) -> None:
+    header = b"ply\nformat binary_little_endian 1.0\nelement vertex 1000\nproperty float x\nend_header\n"
+    truncated = upload(stub, header + b"\0" * 40, "truncated.ply", "ply")  # the header passes, the body is short
+    req = pb.RenderRequest(
+        artifact=pb.ArtifactRef(id=truncated.id), cameras=[camera()], encoding=pb.IMAGE_ENCODING_FLOAT32
+    )
+    expect_error(channel, C.UNKNOWN, lambda: stub.Render(req, timeout=60), "truncated")
 
 
 def test_spec_config_builds_the_quantizers_config() -> None:

@@ -17,6 +17,11 @@ from ..artifacts.store import ArtifactInfo
 from ..core.errors import ConfigError, NonFiniteError, VqpressInputError
 from ..jobs.model import JobKind, JobRecord, JobState
 
+
+def _enum_name(enum: Any, value: int) -> str:
+    return enum.Name(value) if value in enum.values() else str(value)
+
+
 # -- tensors ------------------------------------------------------------------------------
 
 DTYPES: dict[int, np.dtype] = {
@@ -178,10 +183,6 @@ MAX_KMEANS_ITERS = 1000
 _POSITION_PRECISIONS = {pb.PRECISION_FIXED16: "fixed16", pb.PRECISION_FP16: "fp16", pb.PRECISION_FP32: "fp32"}
 _OPACITY_PRECISIONS = {pb.PRECISION_UINT8: "uint8", pb.PRECISION_FP16: "fp16"}
 _ENTROPIES = {pb.ENTROPY_ZSTD: "zstd", pb.ENTROPY_NONE: "none"}
-
-
-def _enum_name(enum: Any, value: int) -> str:
-    return enum.Name(value) if value in enum.values() else str(value)
 
 
 def quantize_config(msg: pb.QuantizeConfig) -> dict[str, Any]:
