@@ -16,6 +16,7 @@ from vqpress_server.artifacts import (
     ArtifactStoreFull,
     ArtifactTooLarge,
 )
+from vqpress_server.core.errors import VqpressInputError
 
 
 def _files(root: Path) -> list[Path]:
@@ -131,7 +132,7 @@ def test_size_limits(tmp_path: Path) -> None:
         store.begin_upload("big.ply", 1001, "0" * 64, "ply")
     with pytest.raises(ArtifactTooLarge):
         store.put_bytes(b"x" * 1001, "big.ply", "ply")
-    with pytest.raises(ArtifactIntegrityError):
+    with pytest.raises(VqpressInputError, match="non-negative"):
         store.begin_upload("neg.ply", -1, "0" * 64, "ply")
     # Larger than the free disk space (but within max_bytes): refused before a byte is written.
     huge = ArtifactStore(tmp_path, max_bytes=1 << 62)
@@ -166,11 +167,11 @@ def test_ids_cannot_escape_the_store(tmp_path: Path, bad_id: str) -> None:
 
 def test_bad_metadata_is_rejected(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path, max_bytes=1000)
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(VqpressInputError, match="kind"):
         store.put_bytes(b"x", "a", "../evil")
-    with pytest.raises(ValueError, match="name"):
+    with pytest.raises(VqpressInputError, match="name"):
         store.put_bytes(b"x", "a\x00b", "ply")
-    with pytest.raises(ArtifactIntegrityError, match="sha256"):
+    with pytest.raises(VqpressInputError, match="sha256"):
         store.begin_upload("a.ply", 1, "not-a-hash", "ply")
     assert _files(tmp_path) == []
 

@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 
+from ..core.errors import VqpressInputError
+
 _ID_RE = re.compile(r"[0-9a-f]{64}")
 _KIND_RE = re.compile(r"[a-z0-9][a-z0-9_.+-]{0,31}")
 _MAX_NAME_CHARS = 255
@@ -86,10 +88,10 @@ def kind_from_name(name: str) -> str:
 
 def _check_meta(name: str, kind: str) -> tuple[str, str]:
     if not isinstance(name, str) or len(name) > _MAX_NAME_CHARS or any(ord(c) < 32 for c in name):
-        raise ValueError(f"artifact name must be a string of at most {_MAX_NAME_CHARS} printable characters")
+        raise VqpressInputError(f"artifact name must be a string of at most {_MAX_NAME_CHARS} printable characters")
     kind = kind or kind_from_name(name)
     if _KIND_RE.fullmatch(kind) is None:
-        raise ValueError(
+        raise VqpressInputError(
             f"artifact kind {kind[:40]!r} is not valid: use 1-32 of lowercase letters, digits, '_.+-'"
         )
     return name, kind
@@ -149,8 +151,7 @@ class Upload:
         if self._written != self._size:
             self.abort()
             raise ArtifactIntegrityError(
-                f"upload of {self._name!r} ended after {self._written} bytes; "
-                f"its header declared {self._size}"
+                f"upload of {self._name!r} ended after {self._written} bytes; its header declared {self._size}"
             )
         digest = self._hash.hexdigest()
         if self._sha256 is not None and digest != self._sha256:
@@ -164,9 +165,7 @@ class Upload:
             os.fsync(self._file.fileno())
             self._file.close()
             os.chmod(self._tmp, 0o444)
-            info = self._store._install(
-                self._tmp, digest, self._name, self._kind, self._size, self._source_job
-            )
+            info = self._store._install(self._tmp, digest, self._name, self._kind, self._size, self._source_job)
         except OSError as e:
             self.abort()
             raise _disk_error(e, self._name) from e
@@ -186,9 +185,7 @@ class Upload:
     def __enter__(self) -> Upload:
         return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         # On an exception, or on leaving the block without commit(): never a half-stored artifact.
         self.abort()
 
@@ -212,13 +209,11 @@ class ArtifactStore:
         self._remove_stale_temp_files()
 
     # -- writing ---------------------------------------------------------------------
-    def begin_upload(
-        self, name: str, size: int, sha256: str, kind: str, source_job: str | None = None
-    ) -> Upload:
+    def begin_upload(self, name: str, size: int, sha256: str, kind: str, source_job: str | None = None) -> Upload:
         """Start an upload of exactly ``size`` bytes whose sha256 hex digest is ``sha256``."""
         name, kind = _check_meta(name, kind)
         if not isinstance(sha256, str) or _ID_RE.fullmatch(sha256.lower()) is None:
-            raise ArtifactIntegrityError(f"declared sha256 {str(sha256)[:80]!r} is not 64 hex digits")
+            raise VqpressInputError(f"declared sha256 {str(sha256)[:80]!r} is not 64 hex digits")
         self._check_size(name, size)
         return Upload(self, name, size, sha256.lower(), kind, source_job)
 
@@ -242,9 +237,7 @@ class ArtifactStore:
 
     def _check_size(self, name: str, size: int) -> None:
         if not isinstance(size, int) or size < 0:
-            raise ArtifactIntegrityError(
-                f"declared size of {name!r} must be a non-negative integer, got {size!r}"
-            )
+            raise VqpressInputError(f"declared size of {name!r} must be a non-negative integer, got {size!r}")
         if size > self.max_bytes:
             raise ArtifactTooLarge(
                 f"{name!r} is {size} bytes; this server accepts artifacts up to {self.max_bytes} bytes"
@@ -255,9 +248,7 @@ class ArtifactStore:
                 f"{name!r} needs {size} bytes but the artifact store has {free} bytes free; free disk space"
             )
 
-    def _install(
-        self, tmp: Path, digest: str, name: str, kind: str, size: int, source_job: str | None
-    ) -> ArtifactInfo:
+    def _install(self, tmp: Path, digest: str, name: str, kind: str, size: int, source_job: str | None) -> ArtifactInfo:
         obj = self._object_path(digest)
         obj.parent.mkdir(parents=True, exist_ok=True)
         meta = ArtifactInfo(digest, name, kind, size, time.time(), source_job)
