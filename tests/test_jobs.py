@@ -400,3 +400,37 @@ def test_restart_picks_up_queued_and_interrupted_jobs(tmp_path: Path, donut: Pat
         b = _wait(table, queued.id, _done)
     assert a.state is JobState.SUCCEEDED and len(a.results) == 10, a
     assert b.state is JobState.SUCCEEDED and b.result_names == ["small40.ply"], b
+
+
+@pytest.mark.gpu
+def test_gpu_worker_renders_with_warm_gsplat(tmp_path: Path, donut: Path) -> None:
+    import torch
+    from PIL import Image
+    from vqpress_server.core.render.cameras import camera_from_dict
+    from vqpress_server.core.render.splats import render
+    from vqpress_server.core.splats.formats import load_scene
+
+    s = _settings(tmp_path, workers=None)  # one worker per visible GPU
+    store = ArtifactStore(s.artifacts_dir, s.max_artifact_bytes)
+    table = JobTable(s.jobs_db)
+    ply = store.put_file(donut, "donut.ply", "ply")
+    scene, _ = load_scene(donut)
+    cams = _orbit(scene, 4, 64)
+    with WorkerPool(s) as pool:
+        assert len(pool.pids()) == torch.cuda.device_count()
+        assert pool.wait_ready(900)  # gsplat kernels loaded (compiled on a first run)
+        jobs = [
+            table.submit(JobKind.RENDER, {"source": {"artifact": ply.id}, "cameras": cams, "encoding": enc})
+            for enc in ("float32", "png")
+        ]
+        pool.notify()
+        recs = [_wait(table, j.id, _done, timeout=120) for j in jobs]
+    assert all(r.state is JobState.SUCCEEDED for r in recs), recs
+    on_gpu = scene.to("cuda")
+    for fid, pid, cam in zip(recs[0].results, recs[1].results, cams, strict=True):
+        want = render(on_gpu, camera_from_dict(cam), backend="gsplat").cpu().numpy()
+        got = np.load(store.path(fid), allow_pickle=False)
+        np.testing.assert_allclose(got, want, atol=1e-4)
+        png = np.asarray(Image.open(store.path(pid)))
+        assert png.shape == (64, 64, 3)
+        assert np.abs(png.astype(np.float32) / 255 - np.clip(want, 0, 1)).max() <= 1 / 255 + 1e-6
