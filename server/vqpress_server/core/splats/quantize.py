@@ -119,6 +119,7 @@ class QuantizedSplats:
     opacities: np.ndarray  # [N] uint8 (255 * sigmoid) or float16 (logit)
     codebooks: dict[str, np.ndarray]  # attr -> [K', ...] float16
     indices: dict[str, np.ndarray]  # attr -> [N] uint32
+    order: np.ndarray  # [N] int64: Gaussian i of the file is Gaussian order[i] of the input
     timings_s: dict[str, float] = field(default_factory=dict)  # seconds per stage (quantize:<attr>, ...)
     inertia: dict[str, float] = field(default_factory=dict)  # k-means sum of squared distances per attr
 
@@ -265,6 +266,7 @@ def quantize_splats(
         opacities=opac,
         codebooks=codebooks,
         indices=indices,
+        order=order.cpu().numpy(),
         timings_s=timings,
         inertia=inertia,
     )

@@ -1,0 +1,275 @@
+"""The .vqp container: exact round trips, exact bit packing, and every kind of damage rejected."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+import zstandard
+from conftest import REPO
+from vqpress.vqp import (
+    HEADER_BYTES,
+    MAGIC,
+    VERSION,
+    Section,
+    VqpFormatError,
+    pack_bits,
+    read_vqp,
+    unpack_bits,
+    write_vqp,
+)
+
+
+def _pack_reference(values: np.ndarray, bits: int) -> bytes:
+    """Bit by bit, the slow way: value i occupies stream bits [i*bits, (i+1)*bits), LSB first."""
+    out = bytearray((len(values) * bits + 7) // 8)
+    for i, v in enumerate(int(x) for x in values):
+        for b in range(bits):
+            if (v >> b) & 1:
+                pos = i * bits + b
+                out[pos // 8] |= 1 << (pos % 8)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("bits", range(1, 33))
+def test_pack_bits_matches_reference_and_round_trips(bits: int) -> None:
+    rng = np.random.default_rng(bits)
+    for n in (0, 1, 7, 8, 9, 61):
+        v = rng.integers(0, 1 << bits, n, dtype=np.uint64).astype(np.uint32)
+        if n:
+            v[0] = (1 << bits) - 1  # the extreme value is representable
+        packed = pack_bits(v, bits)
+        assert packed == _pack_reference(v, bits)
+        np.testing.assert_array_equal(unpack_bits(packed, bits, n), v)
+
+
+def test_pack_bits_large_stream_crosses_chunks() -> None:
+    v = np.random.default_rng(0).integers(0, 1 << 13, (1 << 20) + 13, dtype=np.uint32)
+    np.testing.assert_array_equal(unpack_bits(pack_bits(v, 13), 13, v.size), v)
+
+
+def test_pack_bits_rejects_out_of_range() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        pack_bits(np.array([8], np.uint32), 3)
+    with pytest.raises(ValueError, match="1..32"):
+        pack_bits(np.array([1], np.uint32), 33)
+    with pytest.raises(ValueError, match="bytes"):
+        unpack_bits(b"\x00", 12, 2)
+
+
+@pytest.mark.parametrize("codec", ["zstd", "raw"])
+def test_round_trip_all_bit_widths(codec: str) -> None:
+    rng = np.random.default_rng(1)
+    sections = []
+    for bits in range(1, 33):
+        n = int(rng.integers(0, 500))
+        dtype = np.uint8 if bits <= 8 else np.uint16 if bits <= 16 else np.uint32
+        sections.append(
+            Section(f"idx{bits}", rng.integers(0, 1 << bits, n, dtype=np.uint64).astype(dtype), bits, codec)
+        )
+    sections += [
+        Section("f16", rng.normal(size=(40, 15, 3)).astype(np.float16), codec=codec, filters=("shuffle",)),
+        Section("f32", rng.normal(size=(33, 3)).astype(np.float32), codec=codec),
+        Section("f64", rng.normal(size=(5,)), codec=codec),
+        Section("i16", rng.integers(-30000, 30000, (7, 2)).astype(np.int16), codec=codec),
+        Section(
+            "sorted",
+            np.sort(rng.integers(0, 1 << 48, 300)).astype(np.uint64),
+            codec=codec,
+            filters=("delta", "shuffle"),
+        ),
+        Section("empty", np.zeros((0, 4), np.float16), codec=codec),
+    ]
+    meta = {"num_gaussians": 3, "nested": {"a": [1, 2]}}
+    data = write_vqp("field", meta, sections)
+    f = read_vqp(data)
+    assert (f.kind, f.version, f.manifest) == ("field", VERSION, meta)
+    assert list(f.sections) == [s.name for s in sections]
+    for s in sections:
+        got = f.sections[s.name]
+        assert got.dtype == s.data.dtype and got.shape == s.data.shape, s.name
+        np.testing.assert_array_equal(got, s.data)
+    assert sum(f.section_bytes.values()) == len(data) - HEADER_BYTES - struct.unpack_from("<I", data, 12)[0]
+    if codec == "raw":
+        assert all(e["codec"] == "raw" for e in f.entries.values())
+
+
+def test_zstd_kept_only_where_it_pays() -> None:
+    rng = np.random.default_rng(2)
+    noise = rng.integers(0, 256, 4096, dtype=np.uint8)
+    zeros = np.zeros(4096, np.uint8)
+    f = read_vqp(write_vqp("splats", {}, [Section("noise", noise), Section("zeros", zeros)]))
+    assert f.entries["noise"]["codec"] == "raw" and f.section_bytes["noise"] == 4096
+    assert f.entries["zeros"]["codec"] == "zstd" and f.section_bytes["zeros"] < 100
+
+
+def test_bit_packed_size_is_ceil_log2k_bits() -> None:
+    idx = np.random.default_rng(3).integers(0, 4096, 1000).astype(np.uint32)
+    f = read_vqp(write_vqp("splats", {}, [Section("idx", idx, bits=12, codec="raw")]))
+    assert f.section_bytes["idx"] == 1500
+
+
+def test_writer_rejects_bad_sections() -> None:
+    with pytest.raises(ValueError, match="duplicate"):
+        write_vqp("splats", {}, [Section("a", np.zeros(1, np.uint8)), Section("a", np.zeros(1, np.uint8))])
+    with pytest.raises(ValueError, match="kind"):
+        write_vqp("mesh", {}, [])
+    with pytest.raises(ValueError, match="storable"):
+        write_vqp("splats", {}, [Section("b", np.zeros(2, bool))])
+    with pytest.raises(ValueError, match="unsigned"):
+        write_vqp("splats", {}, [Section("f", np.zeros(2, np.float32), bits=8)])
+
+
+# -- damage ----------------------------------------------------------------------------------------
+def _sample() -> bytes:
+    rng = np.random.default_rng(4)
+    return write_vqp(
+        "splats",
+        {"num_gaussians": 100},
+        [
+            Section("idx", rng.integers(0, 4096, 100).astype(np.uint32), bits=12),
+            Section("codebook", rng.normal(size=(64, 3)).astype(np.float16), filters=("shuffle",)),
+            Section("zeros", np.zeros(1000, np.uint16)),
+            Section("raw", rng.integers(0, 255, 50).astype(np.uint8), codec="raw"),
+        ],
+    )
+
+
+def _split(data: bytes) -> tuple[dict, int]:
+    mlen = struct.unpack_from("<I", data, 12)[0]
+    return json.loads(data[HEADER_BYTES : HEADER_BYTES + mlen]), HEADER_BYTES + mlen
+
+
+def _with_manifest(data: bytes, doc: dict) -> bytes:
+    """Re-emit the file with a modified manifest and a *valid* manifest checksum (a lying writer)."""
+    _, base = _split(data)
+    m = json.dumps(doc).encode()
+    return struct.pack("<8sHHII", MAGIC, VERSION, 0, len(m), zlib.crc32(m)) + m + data[base:]
+
+
+def test_flipped_byte_in_each_section_is_a_checksum_error() -> None:
+    data = _sample()
+    doc, base = _split(data)
+    for e in doc["sections"]:
+        for pos in (0, e["length"] // 2, e["length"] - 1):
+            bad = bytearray(data)
+            bad[base + e["offset"] + pos] ^= 0x40
+            with pytest.raises(VqpFormatError, match=f"section '{e['name']}': checksum"):
+                read_vqp(bytes(bad))
+
+
+def test_flipped_byte_in_manifest_or_header() -> None:
+    data = _sample()
+    bad = bytearray(data)
+    bad[HEADER_BYTES + 5] ^= 1
+    with pytest.raises(VqpFormatError, match="manifest checksum"):
+        read_vqp(bytes(bad))
+    with pytest.raises(VqpFormatError, match="not a .vqp file"):
+        read_vqp(b"PK\x03\x04" + data[4:])
+    with pytest.raises(VqpFormatError, match="unsupported .vqp version 2"):
+        read_vqp(data[:8] + struct.pack("<H", 2) + data[10:])
+    with pytest.raises(VqpFormatError, match="flags"):
+        read_vqp(data[:10] + struct.pack("<H", 1) + data[12:])
+
+
+def test_truncation_at_every_boundary_and_byte() -> None:
+    data = _sample()
+    doc, base = _split(data)
+    cuts = {0, 7, HEADER_BYTES - 1, HEADER_BYTES, base - 1, base}
+    for e in doc["sections"]:
+        cuts |= {base + e["offset"], base + e["offset"] + e["length"] // 2, base + e["offset"] + e["length"] - 1}
+    cuts |= set(range(0, len(data), 17))
+    for cut in sorted(c for c in cuts if c < len(data)):
+        with pytest.raises(VqpFormatError, match="my.vqp"):
+            read_vqp(data[:cut], name="my.vqp")
+    with pytest.raises(VqpFormatError, match="unexpected bytes"):
+        read_vqp(data + b"\x00")
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("length", 10**9, "runs past the end"),
+        ("offset", 3, "lying offset"),
+        ("raw_length", 12345, "raw length"),
+        ("shape", [1 << 30, 1 << 30], "invalid shape|raw length"),
+        ("shape", [-1], "invalid shape"),
+        ("shape", [101], "raw length"),
+        ("bits", 33, "outside 1..32"),
+        ("bits", 0, "outside 1..32"),
+        ("codec", "lz4", "unknown codec"),
+        ("dtype", "object", "unsupported dtype"),
+        ("dtype", "float32", "unsigned dtype"),
+        ("filters", ["xor"], "unknown filters"),
+        ("name", 7, "'name'"),
+        ("crc32", -1, "non-negative"),
+    ],
+)
+def test_lying_manifest_fields_are_rejected(field: str, value: object, message: str) -> None:
+    data = _sample()
+    doc, _ = _split(data)
+    doc["sections"][0][field] = value  # the bit-packed idx section
+    with pytest.raises(VqpFormatError, match=message):
+        read_vqp(_with_manifest(data, doc))
+
+
+def test_lying_manifest_structure_is_rejected() -> None:
+    data = _sample()
+    doc, _ = _split(data)
+    for bad, message in [
+        ({**doc, "kind": "mesh"}, "unknown kind"),
+        ({**doc, "sections": {}}, "'sections' list"),
+        ({**doc, "meta": []}, "'meta' must be an object"),
+        ({**doc, "sections": [*doc["sections"], doc["sections"][0]]}, "duplicate section"),
+        ({**doc, "sections": doc["sections"][:-1]}, "unexpected bytes"),
+    ]:
+        with pytest.raises(VqpFormatError, match=message):
+            read_vqp(_with_manifest(data, bad))
+    m = b"[1, 2"
+    with pytest.raises(VqpFormatError, match="not valid JSON"):
+        read_vqp(struct.pack("<8sHHII", MAGIC, VERSION, 0, len(m), zlib.crc32(m)) + m)
+    huge = struct.pack("<8sHHII", MAGIC, VERSION, 0, 0xFFFFFFFF, 0)
+    with pytest.raises(VqpFormatError, match="exceeds the limit"):
+        read_vqp(huge)
+
+
+def test_zstd_frame_lying_about_its_size_and_decode_cap() -> None:
+    zeros = np.zeros(1 << 16, np.uint8)
+    data = write_vqp("splats", {}, [Section("z", zeros)])
+    with pytest.raises(VqpFormatError, match="limit"):
+        read_vqp(data, max_decoded_bytes=1 << 15)
+    # a valid zstd frame of 1 MiB stored where the manifest promises 64 KiB (a zip bomb)
+    bomb = zstandard.ZstdCompressor().compress(bytes(1 << 20))
+    doc, base = _split(data)
+    e = doc["sections"][0]
+    e.update(length=len(bomb), crc32=zlib.crc32(bomb))
+    forged = _with_manifest(data[:base], doc) + bomb
+    with pytest.raises(VqpFormatError, match="declares 1048576 bytes"):
+        read_vqp(forged)
+    # the same frame without a content size in its header: the decompressor is capped
+    nosize = zstandard.ZstdCompressor(write_content_size=False).compress(bytes(1 << 20))
+    e.update(length=len(nosize), crc32=zlib.crc32(nosize))
+    with pytest.raises(VqpFormatError, match="zstd frame declares"):
+        read_vqp(_with_manifest(data[:base], doc) + nosize)
+
+
+def test_empty_and_short_inputs() -> None:
+    for data in (b"", b"\x89VQP", MAGIC):
+        with pytest.raises(VqpFormatError, match="shorter than"):
+            read_vqp(data)
+
+
+def test_client_reader_imports_without_torch() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['vqpress_server'] = None\n"
+        "import numpy as np, vqpress.vqp as v\n"
+        "d = v.write_vqp('splats', {}, [v.Section('a', np.arange(5, dtype=np.uint8), bits=3)])\n"
+        "assert v.read_vqp(d).sections['a'].tolist() == [0, 1, 2, 3, 4]\n"
+    )
+    env = {"PYTHONPATH": str(REPO / "client")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
