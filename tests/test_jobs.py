@@ -250,6 +250,8 @@ def test_pool_runs_real_jobs_and_survives_failures(tmp_path: Path, donut: Path) 
     ply = store.put_file(donut, "donut.ply", "ply")
     npz_id, small = _small_scene(store, 40)
     junk = store.put_bytes(b"\x89PNG not a scene", "photo.png", "png")
+    lying = b"ply\nformat binary_little_endian 1.0\nelement vertex 999999999\nproperty float x\nend_header\n"
+    broken = store.put_bytes(lying + b"\0" * 12, "broken.ply", "ply")
     cams = _orbit(small, 2, 20)
     bad_cfg = {"source": {"artifact": ply.id}, "config": {"dc_codebook": 4096, "no_such_field": 1}}
     with WorkerPool(s) as pool:
@@ -258,6 +260,7 @@ def test_pool_runs_real_jobs_and_survives_failures(tmp_path: Path, donut: Path) 
         jobs = {
             "train": table.submit(JobKind.TRAIN_SPLATS, {"source": {"artifact": ply.id}}),
             "junk": table.submit(JobKind.EXPORT, {"source": {"artifact": junk.id}, "format": "ply"}),
+            "broken": table.submit(JobKind.EXPORT, {"source": {"artifact": broken.id}, "format": "splat"}),
             "missing": table.submit(JobKind.EXPORT, {"source": {"artifact": "ab" * 32}, "format": "ply"}),
             "bad_cfg": table.submit(JobKind.QUANTIZE, bad_cfg),
             "splat": table.submit(JobKind.EXPORT, {"source": {"artifact": ply.id}, "format": "splat"}),
@@ -269,11 +272,12 @@ def test_pool_runs_real_jobs_and_survives_failures(tmp_path: Path, donut: Path) 
         pool.notify()
         ends = {k: _wait(table, j.id, _done) for k, j in jobs.items()}
         assert pool.pids() == pids  # failures do not cost the worker
-    for k in ("train", "junk", "missing", "bad_cfg"):
+    for k in ("train", "junk", "broken", "missing", "bad_cfg"):
         assert ends[k].state is JobState.FAILED, (k, ends[k])
     assert ends["train"].error.startswith("train_splats jobs are not available")
     assert "is not a scene" in ends["junk"].error
     assert "no artifact" in ends["missing"].error
+    assert ends["broken"].error.startswith("broken.ply") and str(s.data_dir) not in ends["broken"].error
     assert "no_such_field" in ends["bad_cfg"].error and not ends["bad_cfg"].error.startswith("ConfigError")
 
     # Export: a .splat of the same scene, stored with its source job.

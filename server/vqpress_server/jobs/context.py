@@ -8,13 +8,14 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..artifacts import ArtifactInfo, ArtifactStore
-from ..core.errors import Cancelled, VqpressInputError
+from ..core.errors import Cancelled, FormatError, VqpressInputError
 from .model import JobRecord, JobState, LeaseLost
 from .table import JobTable
 
@@ -63,6 +64,16 @@ class Source:
                 name = name[: -len(suffix)]
                 break
         return safe_name(name) or "scene"
+
+    @contextmanager
+    def named_errors(self) -> Iterator[None]:
+        """Report a read error by the artifact's name, not by the server's scratch path."""
+        try:
+            yield
+        except FormatError as e:
+            if Path(e.path).name != self.path.name:
+                raise
+            raise FormatError(f"{self.info.name} (artifact {self.id[:12]})", e.problem) from None
 
 
 class WarmState:
@@ -223,7 +234,8 @@ class JobContext:
             return decode_vqp_splats(src.path.read_bytes(), name=src.info.name)
         from ..core.splats.formats import load_scene
 
-        splats, report = load_scene(src.path)
+        with src.named_errors():
+            splats, report = load_scene(src.path)
         if report.total:
             self.metrics["repaired"] = float(report.total)
         return splats

@@ -84,8 +84,8 @@ def quantize_config(value: Any) -> QuantizeConfig:
 def cameras(value: Any, *, required: bool) -> list[Camera] | None:
     from ..core.render.cameras import camera_from_dict
 
-    if value is None and not required:
-        return None
+    if not required and (value is None or value == []):
+        return None  # none given: the core picks its default views
     if not isinstance(value, list) or (required and not value):
         raise VqpressInputError("cameras must be a non-empty list of camera objects")
     if len(value) > MAX_RENDER_CAMERAS:
@@ -132,9 +132,10 @@ def run_quantize(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
     ctx.check_cancelled()
     t0 = time.perf_counter()
     dst = ctx.scratch / f"{src.stem}.vqp"
-    report = compress_file(
-        scene, dst, config, cameras=cams, background=bg, evaluate=True, device=ctx.device, progress=ctx.progress
-    )
+    with src.named_errors():
+        report = compress_file(
+            scene, dst, config, cameras=cams, background=bg, evaluate=True, device=ctx.device, progress=ctx.progress
+        )
     seconds = time.perf_counter() - t0
     ctx.check_cancelled()
     rep = report.as_dict()
@@ -159,7 +160,8 @@ def run_export(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
         config = quantize_config(spec.get("config"))
         scene = ctx.scene_file(src)
         ctx.check_cancelled()
-        report = compress_file(scene, dst, config, evaluate=False, device=ctx.device, progress=ctx.progress)
+        with src.named_errors():
+            report = compress_file(scene, dst, config, evaluate=False, device=ctx.device, progress=ctx.progress)
         metrics["num_gaussians"] = float(report.as_dict().get("num_gaussians", 0))
     else:
         from ..core.splats.formats import write_splats
