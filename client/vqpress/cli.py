@@ -130,6 +130,8 @@ def _follow(job: Job, timeout: float | None) -> JobStatus:
     try:
         for st in job.watch(timeout=timeout):
             show(st)
+            if st.terminal:
+                break
         if st is None or not st.terminal:
             st = job.wait(timeout)  # the stream ended early (server restart): re-attach
     except KeyboardInterrupt:

@@ -457,8 +457,12 @@ class Client:
             return _status(self._stub.GetJob(pb.GetJobRequest(id=id), timeout=self.timeout))
 
     def _watch(self, id: str, timeout: float | None) -> Iterator[JobStatus]:
-        for m in self._stub.WatchJob(pb.WatchJobRequest(id=id), timeout=timeout):
-            yield _status(m)
+        call = self._stub.WatchJob(pb.WatchJobRequest(id=id), timeout=timeout)
+        try:
+            for m in call:
+                yield _status(m)
+        finally:
+            call.cancel()  # the caller may stop early (at a terminal state): end the stream now
 
     def _cancel(self, id: str) -> JobStatus:
         with translate_errors():
@@ -481,7 +485,10 @@ class Job:
     def watch(self, timeout: float | None = None) -> Iterator[JobStatus]:
         """The status now and after every change, until the job is terminal (a WatchJob stream)."""
         with translate_errors():
-            yield from self._client._watch(self.id, timeout)
+            for st in self._client._watch(self.id, timeout):
+                yield st
+                if st.terminal:
+                    return
 
     def wait(self, timeout: float | None = None) -> JobStatus:
         """Block until the job is terminal and return its status; SUCCEEDED or CANCELLED return.

@@ -109,7 +109,7 @@ class Splats:
 
 def _matrix(value: Any, shape: tuple[int, int], where: str) -> np.ndarray:
     try:
-        a = np.asarray(value, dtype=np.float64)
+        a = np.array(value, dtype=np.float64)  # a copy: a Camera does not share the caller's array
     except (TypeError, ValueError):
         raise invalid(f"{where} must be a {shape[0]}x{shape[1]} matrix of numbers") from None
     if a.shape == (shape[0] * shape[1],):
@@ -139,6 +139,8 @@ def _check_camera(viewmat: Any, K: Any, width: Any, height: Any, where: str) -> 
         raise invalid(f"{where}: viewmat's last row must be [0, 0, 0, 1], got {v[3].tolist()}")
     if not (k[0, 0] > 0 and k[1, 1] > 0):
         raise invalid(f"{where}: K's focal lengths must be positive, got fx={k[0, 0]}, fy={k[1, 1]}")
+    v.flags.writeable = False  # a Camera is immutable, its matrices too
+    k.flags.writeable = False
     return v, k, w, h
 
 
