@@ -1,0 +1,305 @@
+"""Compact3D quantization-aware training (QAT): codebooks that follow the Gaussians while they train.
+
+Four attributes of every Gaussian are vector-quantized, each with its own codebook:
+``dc`` (sh0, 3-d), ``sh`` (shN flattened, 3 * ((d+1)^2 - 1)-d), ``scale`` (log scales, 3-d) and
+``rot`` (the normalized quaternion on the w >= 0 hemisphere, 4-d). From ``QatConfig.start_step``
+on, the forward pass renders ``x - x.detach() + codebook[idx]`` (a straight-through estimator:
+the codebook value forward, the gradient to the raw value backward), and:
+
+- every ``reassign_every`` steps (until ``freeze_step``) the assignment is redone with
+  ``kmeans_iters`` Lloyd iterations warm-started from the current centroids, with the engine's
+  exact assignment (``core.vq.kmeans.assign``); a cluster left empty is re-seeded at the member
+  farthest from its centroid;
+- on every other step the centroids move to the mean of their current members
+  (``core.vq.kmeans.update_centroids``), so they follow the raw values the optimizer moves;
+- after ``freeze_step`` assignments stay fixed; centroids still follow their members.
+
+The .vqp written at the end holds these codebooks and indices (not a fresh post-hoc k-means).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..vq.kmeans import assign, kmeans, update_centroids
+from .model import GaussianSplats, num_sh_rest
+from .morton import morton_codes
+
+ATTRIBUTES = ("dc", "sh", "scale", "rot")  # quantized attributes, in the order of the .vqp
+MAX_TRAIN_CODEBOOK = 1 << 16  # largest codebook QAT accepts (re-assignment cost grows with it)
+MAX_KMEANS_ITERS = 100
+FIXED16_MAX = 65535
+
+
+@dataclass(frozen=True)
+class QatConfig:
+    """Quantization-aware training. Defaults: the Compact3D release for a 30k-step schedule."""
+
+    enabled: bool = True  # False trains plain 3DGS (no codebooks, no opacity regularization or pruning)
+    start_step: int = 15_000  # step of the first k-means; the STE forward starts here (steps)
+    freeze_step: int = 25_000  # no re-assignment from this step on, only centroid updates (steps)
+    reassign_every: int = 100  # full re-assignment period while not frozen (steps)
+    kmeans_iters: int = 10  # Lloyd iterations per (re-)assignment, 0..100
+    dc_codebook: int = 4096  # entries of the SH DC (color) codebook, 1..65536
+    sh_codebook: int = 512  # entries of the SH rest codebook, 1..65536 (unused at SH degree 0)
+    scale_codebook: int = 4096  # entries of the log-scale codebook, 1..65536
+    rot_codebook: int = 4096  # entries of the rotation codebook, 1..65536
+    opacity_reg: float = 1e-7  # weight of the summed opacity (sigmoid) in the loss, inside the prune window
+    prune_opacity: float = 0.005  # Gaussians with sigmoid(opacity) below this are pruned (0..1)
+    prune_every: int = 1000  # pruning period inside the window (steps)
+    prune_start: int = 15_000  # opacity regularization and pruning start here (steps)
+    prune_stop: int = 20_000  # ... and stop here (steps; the last prune is at or before it)
+
+    def codebook_sizes(self) -> dict[str, int]:
+        return {
+            "dc": self.dc_codebook,
+            "sh": self.sh_codebook,
+            "scale": self.scale_codebook,
+            "rot": self.rot_codebook,
+        }
+
+    def validate(self, steps: int) -> None:
+        """Raise ``ConfigError`` naming the first bad field (``steps``: the training length)."""
+
+        def is_int(v: object) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"qat.enabled must be a boolean, got {self.enabled!r}")
+        for name, size in self.codebook_sizes().items():
+            if not is_int(size) or not 1 <= size <= MAX_TRAIN_CODEBOOK:
+                raise ConfigError(f"qat.{name}_codebook must be an integer in 1..{MAX_TRAIN_CODEBOOK}, got {size!r}")
+        if not is_int(self.kmeans_iters) or not 0 <= self.kmeans_iters <= MAX_KMEANS_ITERS:
+            raise ConfigError(f"qat.kmeans_iters must be an integer in 0..{MAX_KMEANS_ITERS}, got {self.kmeans_iters!r}")
+        for name in ("reassign_every", "prune_every"):
+            v = getattr(self, name)
+            if not is_int(v) or v < 1:
+                raise ConfigError(f"qat.{name} must be a positive integer (steps), got {v!r}")
+        for name in ("start_step", "freeze_step", "prune_start", "prune_stop"):
+            v = getattr(self, name)
+            if not is_int(v) or v < 0:
+                raise ConfigError(f"qat.{name} must be a non-negative integer (steps), got {v!r}")
+        if self.enabled and self.start_step >= steps:
+            raise ConfigError(
+                f"qat.start_step ({self.start_step}) must be below steps ({steps}); "
+                "lower it, or use scale_schedule(steps) to scale the whole schedule"
+            )
+        if self.freeze_step < self.start_step:
+            raise ConfigError(f"qat.freeze_step ({self.freeze_step}) must not be before start_step ({self.start_step})")
+        if self.prune_stop < self.prune_start:
+            raise ConfigError(f"qat.prune_stop ({self.prune_stop}) must not be before prune_start ({self.prune_start})")
+        if not isinstance(self.opacity_reg, (int, float)) or not 0.0 <= self.opacity_reg < 1.0:
+            raise ConfigError(f"qat.opacity_reg must be a number in [0, 1), got {self.opacity_reg!r}")
+        if not isinstance(self.prune_opacity, (int, float)) or not 0.0 <= self.prune_opacity < 1.0:
+            raise ConfigError(f"qat.prune_opacity must be a number in [0, 1), got {self.prune_opacity!r}")
+
+    def in_prune_window(self, step: int) -> bool:
+        return self.enabled and self.prune_start <= step < self.prune_stop
+
+    def prunes_at(self, step: int) -> bool:
+        """Prune after this step's update (steps prune_start + k * prune_every, up to prune_stop)."""
+        return (
+            self.enabled
+            and self.prune_start < step <= self.prune_stop
+            and (step - self.prune_start) % self.prune_every == 0
+        )
+
+
+# -- the vectors each codebook clusters -----------------------------------------------------------
+def attribute_vectors(
+    sh0: torch.Tensor,  # [N, 1, 3]
+    shN: torch.Tensor,  # [N, R, 3]
+    scales: torch.Tensor,  # [N, 3] log
+    quats: torch.Tensor,  # [N, 4] any norm
+) -> dict[str, torch.Tensor]:  # attr -> [N, d], differentiable
+    N = sh0.shape[0]
+    q = torch.nn.functional.normalize(quats, dim=-1)
+    q = torch.where(q[:, :1] < 0, -q, q)  # q and -q are one rotation: quantize one hemisphere
+    out = {"dc": sh0.reshape(N, 3)}
+    if shN.shape[1]:
+        out["sh"] = shN.reshape(N, -1)
+    out["scale"] = scales
+    out["rot"] = q
+    return out
+
+
+def _reseed_empty(x: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """Move centroids without members onto the points farthest from their own centroid."""
+    counts = torch.bincount(labels, minlength=centroids.shape[0])
+    empty = (counts == 0).nonzero().squeeze(1)
+    if len(empty) == 0:
+        return centroids
+    dist = (x.double() - centroids[labels].double()).square().sum(1)
+    far = torch.sort(dist, descending=True, stable=True).indices[: len(empty)]
+    out = centroids.clone()
+    out[empty[: len(far)]] = x[far]
+    return out
+
+
+def warm_lloyd(
+    x: torch.Tensor,  # [N, d]
+    centroids: torch.Tensor,  # [K, d]
+    iters: int,
+) -> tuple[torch.Tensor, torch.Tensor]:  # centroids [K, d] float32, labels [N] int64
+    """Lloyd iterations from the given centroids (exact assignment), then a final assignment."""
+    x = x.detach().float().contiguous()
+    c = centroids.detach().float()
+    for _ in range(iters):
+        labels = assign(x, c)
+        c = _reseed_empty(x, labels, update_centroids(x, labels, c))
+    return c, assign(x, c)
+
+
+# -- the codebook state -------------------------------------------------------------------------
+@dataclass
+class QatState:
+    """What QAT is doing: codebooks and the index of every Gaussian into each (part of a checkpoint)."""
+
+    codebooks: dict[str, torch.Tensor] = field(default_factory=dict)  # attr -> [K, d] float32
+    indices: dict[str, torch.Tensor] = field(default_factory=dict)  # attr -> [N] int64
+    kmeans_seconds: float = 0.0  # time spent in k-means (start + re-assignments), synchronized
+
+    @property
+    def active(self) -> bool:
+        return bool(self.codebooks)
+
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "codebooks": {k: v.detach().cpu() for k, v in self.codebooks.items()},
+            "indices": {k: v.detach().cpu() for k, v in self.indices.items()},
+            "kmeans_seconds": self.kmeans_seconds,
+        }
+
+    @classmethod
+    def from_state_dict(cls, d: dict, device: torch.device) -> QatState:
+        return cls(
+            {k: v.to(device) for k, v in d["codebooks"].items()},
+            {k: v.to(device) for k, v in d["indices"].items()},
+            float(d["kmeans_seconds"]),
+        )
+
+    def _timed(self, device: torch.device) -> _Timer:
+        return _Timer(self, device)
+
+    def start(self, vectors: dict[str, torch.Tensor], config: QatConfig, seed: int) -> None:
+        """First k-means of every attribute (the engine's k-means++ and Lloyd)."""
+        sizes = config.codebook_sizes()
+        with self._timed(next(iter(vectors.values())).device):
+            for i, (attr, x) in enumerate(vectors.items()):
+                res = kmeans(x.detach().float().contiguous(), sizes[attr], iters=config.kmeans_iters, seed=seed + i)
+                self.codebooks[attr] = res.centroids
+                self.indices[attr] = res.labels
+
+    def reassign(self, vectors: dict[str, torch.Tensor], config: QatConfig) -> None:
+        """Full re-assignment: Lloyd iterations warm-started from the current centroids."""
+        with self._timed(next(iter(vectors.values())).device):
+            for attr, x in vectors.items():
+                self.codebooks[attr], self.indices[attr] = warm_lloyd(x, self.codebooks[attr], config.kmeans_iters)
+
+    def assign_only(self, vectors: dict[str, torch.Tensor]) -> None:
+        """Nearest centroid for every Gaussian (after densification changed N or moved Gaussians)."""
+        with self._timed(next(iter(vectors.values())).device):
+            for attr, x in vectors.items():
+                self.indices[attr] = assign(x.detach().float().contiguous(), self.codebooks[attr])
+
+    def follow(self, vectors: dict[str, torch.Tensor]) -> None:
+        """Centroids move to the mean of their current members (empty ones keep their value)."""
+        for attr, x in vectors.items():
+            self.codebooks[attr] = update_centroids(x.detach().float(), self.indices[attr], self.codebooks[attr])
+
+    def select(self, keep: torch.Tensor) -> None:  # [N] bool
+        """Keep the indices of the Gaussians that survive a prune."""
+        self.indices = {k: v[keep] for k, v in self.indices.items()}
+
+    def quantize(self, vectors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Straight-through values: codebook entries forward, identity gradient to the raw vectors."""
+        return {attr: x - x.detach() + self.codebooks[attr][self.indices[attr]].to(x.dtype) for attr, x in vectors.items()}
+
+
+class _Timer:
+    def __init__(self, state: QatState, device: torch.device) -> None:
+        self.state, self.device = state, device
+
+    def __enter__(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.state.kmeans_seconds += time.perf_counter() - self.t0
+
+
+def quantized_scene(
+    means: torch.Tensor,  # [N, 3]
+    quats: torch.Tensor,  # [N, 4]
+    scales: torch.Tensor,  # [N, 3]
+    opacities: torch.Tensor,  # [N]
+    sh0: torch.Tensor,  # [N, 1, 3]
+    shN: torch.Tensor,  # [N, R, 3]
+    state: QatState,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # quats, scales, sh0, shN
+    """The four quantized attributes in the scene's layout (straight-through when inputs need grad)."""
+    N, R = sh0.shape[0], shN.shape[1]
+    q = state.quantize(attribute_vectors(sh0, shN, scales, quats))
+    return q["rot"], q["scale"], q["dc"].reshape(N, 1, 3), (q["sh"].reshape(N, R, 3) if R else shN)
+
+
+# -- the .vqp of the trained codebooks --------------------------------------------------------------
+def encode_vqp(splats: GaussianSplats, state: QatState, config: QatConfig, seed: int) -> bytes:
+    """The .vqp of a QAT scene: its positions and opacities, and the QAT codebooks and indices.
+
+    Written in the layout of ``splats.quantize`` (Morton order, fixed16 positions, uint8 opacities,
+    fp16 codebooks, bit-packed indices, zstd), so ``decode_vqp_splats`` and the client read it.
+    """
+    from .quantize import QuantizeConfig, QuantizedSplats
+
+    N = splats.num_gaussians
+    assert all(v.shape == (N,) for v in state.indices.values()), {k: v.shape for k, v in state.indices.items()}
+    sizes = {a: int(cb.shape[0]) for a, cb in state.codebooks.items()}
+    qconfig = QuantizeConfig(
+        dc_codebook=sizes["dc"],
+        sh_codebook=sizes.get("sh", config.sh_codebook),
+        scale_codebook=sizes["scale"],
+        rot_codebook=sizes["rot"],
+        kmeans_iters=config.kmeans_iters,
+        seed=seed,
+    ).validate()
+    m = splats.means.detach().double().cpu()
+    lo, hi = m.min(dim=0).values, m.max(dim=0).values
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    qpos = torch.round((m - lo) / span * FIXED16_MAX).clamp(0, FIXED16_MAX)
+    codes = morton_codes(qpos, torch.zeros(3), torch.full((3,), float(FIXED16_MAX)), bits=16)
+    order = torch.argsort(codes, stable=True)
+    opac = torch.sigmoid(splats.opacities.detach().double().cpu()[order])
+    n_rest = num_sh_rest(splats.sh_degree)
+    codebooks: dict[str, np.ndarray] = {}
+    indices: dict[str, np.ndarray] = {}
+    for attr in ATTRIBUTES:
+        if attr not in state.codebooks:
+            continue
+        cb = state.codebooks[attr].detach().float().cpu().clamp(-65504.0, 65504.0).numpy().astype(np.float16)
+        codebooks[attr] = cb.reshape(cb.shape[0], n_rest, 3) if attr == "sh" else cb
+        indices[attr] = state.indices[attr].cpu()[order].numpy().astype(np.uint32)
+    q = QuantizedSplats(
+        config=qconfig,
+        num_gaussians=N,
+        sh_degree=splats.sh_degree,
+        box_min=[float(v) for v in lo.tolist()],
+        box_max=[float(v) for v in hi.tolist()],
+        means=codes[order].numpy().astype(np.uint64),
+        opacities=torch.round(opac * 255).to(torch.uint8).numpy(),
+        codebooks=codebooks,
+        indices=indices,
+        order=order.numpy(),
+    )
+    return q.to_vqp_bytes()
+
+
+__all__ = ["ATTRIBUTES", "QatConfig", "QatState", "attribute_vectors", "encode_vqp", "quantized_scene", "warm_lloyd"]
