@@ -19,6 +19,7 @@ import pytest
 import vqpress
 from vqpress import Camera, Client, JobState, QuantizeConfig, VqpressError
 from vqpress.errors import translate_errors
+from vqpress.png import decode_png
 from vqpress.v1 import vqpress_pb2 as pb
 from vqpress.vqp import decode_splats, read_vqp
 
@@ -330,7 +331,6 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 def test_cli_quantize_json_health_and_errors(service: Service, tmp_path: Path) -> None:
     out = tmp_path / "donut.vqp"
     cams = tmp_path / "cams.json"
-    cam = Camera(np.eye(4), np.array([[50.0, 0, 32], [0, 50, 24], [0, 0, 1]]), 64, 48)
     from vqpress_server.core.render.cameras import orbit_cameras
     from vqpress_server.core.splats.formats import read_splats
 
@@ -344,6 +344,14 @@ def test_cli_quantize_json_health_and_errors(service: Service, tmp_path: Path) -
     report = json.loads(r.stdout)
     assert report["ratio"] > 4 and report["output_bytes"] == out.stat().st_size
     assert read_vqp(out.read_bytes()).kind == "splats"
+
+    views = tmp_path / "views"
+    rr = _cli("--server", service.address, "render", str(out), "--cameras", str(cams), "-o", str(views))
+    assert rr.returncode == 0, rr.stderr
+    pngs = sorted(views.glob("*.png"))
+    assert [p.name for p in pngs] == ["orbit0.png"]
+    img = decode_png(pngs[0].read_bytes())
+    assert img.shape[:2] == (48, 64) and (img[..., :3] < 250).any()
 
     h = _cli("--server", service.address, "health")
     assert h.returncode == 0 and "SERVING" in h.stdout

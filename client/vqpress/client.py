@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import queue
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import grpc
 import numpy as np
@@ -83,6 +85,7 @@ _KIND_FROM_PB = {
     pb.JOB_KIND_TRAIN_SPLATS: "train_splats",
     pb.JOB_KIND_TRAIN_FIELD: "train_field",
 }
+_PIPELINE_DEPTH = 8  # downloaded chunks in flight between the receiving and the hashing thread
 _RETRY_WAIT_S = 0.25  # pause before re-attaching to a job after the server went away
 
 
@@ -285,14 +288,9 @@ class Client:
             path = path / (Path(info.name).name or info.id)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
         try:
-            h = hashlib.sha256()
-            n = 0
             with os.fdopen(fd, "wb") as f:
-                for chunk in self._chunks(info):
-                    h.update(chunk)
-                    f.write(chunk)
-                    n += len(chunk)
-            if n != info.size or h.hexdigest() != info.id:
+                n, digest = _hash_and_write(self._chunks(info), f)
+            if n != info.size or digest != info.id:
                 raise VqpressError(
                     "DATA_LOSS", f"download of {info.id} got {n} bytes with a different hash (expected {info.size})"
                 )
@@ -534,6 +532,40 @@ class Job:
 
 def _id(ref: ArtifactRef | str) -> str:
     return ref if isinstance(ref, str) else ref.id
+
+
+def _hash_and_write(chunks: Iterator[bytes], f: BinaryIO) -> tuple[int, str]:
+    """Write chunks to ``f`` and hash them on a second thread (both release the GIL), so receiving
+    the next chunk overlaps hashing and writing the last. Returns (bytes, sha256 hex)."""
+    q: queue.Queue[bytes | None] = queue.Queue(maxsize=_PIPELINE_DEPTH)
+    h = hashlib.sha256()
+    failure: list[BaseException] = []
+
+    def sink() -> None:
+        try:
+            while (chunk := q.get()) is not None:
+                h.update(chunk)
+                f.write(chunk)
+        except BaseException as e:  # a full disk: reported on the calling thread
+            failure.append(e)
+            while q.get() is not None:  # keep draining so the producer never blocks
+                pass
+
+    t = threading.Thread(target=sink, name="vqpress-download", daemon=True)
+    t.start()
+    n = 0
+    try:
+        for chunk in chunks:
+            if failure:
+                break
+            q.put(chunk)
+            n += len(chunk)
+    finally:
+        q.put(None)
+        t.join()
+    if failure:
+        raise failure[0]
+    return n, h.hexdigest()
 
 
 def _file_sha256(path: Path) -> str:
