@@ -9,7 +9,10 @@ point within the scene's box (as delta-coded 48-bit Morton codes) or as floats, 
 
 Measured on trained_lego_sh3 (71,616 Gaussians, SH 3), bits per Gaussian: positions (fixed16,
 delta-coded Morton codes + zstd) 26.7 vs 48 raw and 30.9 for per-axis deltas; opacity uint8 + zstd
-5.1 vs fp16 11.6. See bench/bench_quality.py for the end-to-end numbers.
+5.1 vs fp16 11.6, at no measurable PSNR cost (uint8 opacity alone: 66.9 dB vs the original; with the
+default codebooks 38.870 dB for uint8 and 38.870 dB for fp16 on two test views), hence the uint8
+default. With defaults the file is 745,487 bytes (83.3 bits/Gaussian, 23.8x the .ply). See
+bench/bench_quality.py for the end-to-end numbers.
 """
 
 from __future__ import annotations
