@@ -133,14 +133,14 @@ def _assign_gemm(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
         for s0 in range(0, N, rows_per_chunk):
             xc = (x[s0 : s0 + rows_per_chunk] - mu) * s  # [B, d]
             D = torch.addmm(cn, xc, cc.T, beta=1.0, alpha=-2.0)  # [B, K]
-            min1, a1 = D.min(1)
+            # One pass for the best two: the second decides whether the first is certain.
+            top = torch.topk(D, 2, dim=1, largest=False, sorted=True)
+            min1, min2 = top.values[:, 0], top.values[:, 1]
+            a1 = top.indices[:, 0].clone()
             margin = tol * (xc.square().sum(1) + cmax) + floor  # [B]
-            D.scatter_(1, a1[:, None], math.inf)
-            min2 = D.min(1).values
             amb = (min2 - min1) <= margin
             if bool(amb.any()):
                 ridx = amb.nonzero().squeeze(1)
-                D.scatter_(1, a1[:, None], min1[:, None])
                 sub = D[ridx]  # [M, K]
                 r, c = (sub <= (min1[ridx] + margin[ridx])[:, None]).nonzero(as_tuple=True)
                 a1[ridx] = _refine_pairs(x[s0 : s0 + rows_per_chunk][ridx], centroids, r, c, len(ridx))
@@ -254,11 +254,14 @@ def _init_kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tenso
     taken[chosen[0]] = True
     dmin = torch.full((m,), math.inf, dtype=torch.float64, device=x.device)
     new = torch.tensor(chosen)
+    xs_n = xs.square().sum(1)  # [m]
     while True:
-        c = xs[new.to(x.device)].double()  # [b, d]
+        # Distances for seeding need no exactness: one fp32 GEMM per round, clamped at zero.
+        c = xs[new.to(x.device)]  # [b, d]
         step = _chunk_rows(8 * len(new) + 8 * x.shape[1], x.device)
         for s0 in range(0, m, step):
-            part = torch.cdist(xs[s0 : s0 + step].double(), c).square().min(1).values
+            part = torch.addmm(c.square().sum(1), xs[s0 : s0 + step], c.T, beta=1.0, alpha=-2.0)
+            part = (part + xs_n[s0 : s0 + step, None]).clamp_min_(0).min(1).values.double()
             dmin[s0 : s0 + step] = torch.minimum(dmin[s0 : s0 + step], part)
         if len(chosen) >= k:
             break
@@ -267,7 +270,11 @@ def _init_kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tenso
         w[taken] = 0.0
         n_pos = int((w > 0).sum())
         if n_pos >= b:
-            new = torch.multinomial(w, b, replacement=False, generator=gen)
+            # D^2 sampling of b distinct points without replacement in one pass
+            # (Efraimidis-Spirakis keys: the b smallest of -log(u) / w).
+            u = torch.rand(m, generator=gen, dtype=torch.float64).clamp_min_(1e-300)
+            keys = torch.where(w > 0, -torch.log(u) / w, torch.full_like(w, math.inf))
+            new = torch.topk(keys, b, largest=False).indices
         else:  # fewer distinct points than centroids: fill with unused (duplicate) points
             pos = (w > 0).nonzero().squeeze(1)
             rest = (~taken & (w == 0)).nonzero().squeeze(1)
