@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from vqpress._transport import make_channel
 from vqpress.errors import MissingDependencyError, VqpressError, require, translate_errors
-from vqpress.png import decode_png, to_rgb
+from vqpress.png import decode_png, decode_png_numpy, to_rgb
 from vqpress.types import Camera, JobState, QuantizeConfig, Splats, load_cameras_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -309,7 +309,8 @@ def _encode_png(img: np.ndarray, filters: list[int]) -> bytes:
 def test_png_decodes_every_filter(channels: int) -> None:
     img = np.random.default_rng(channels).integers(0, 256, (17, 23, channels), dtype=np.uint8)
     data = _encode_png(img, filters=[0, 1, 2, 3, 4])
-    np.testing.assert_array_equal(decode_png(data), img)
+    np.testing.assert_array_equal(decode_png_numpy(data), img)
+    np.testing.assert_array_equal(decode_png(data), img)  # the Pillow path where installed
     rgb = to_rgb(decode_png(data))
     assert rgb.shape == (17, 23, 3)
 
@@ -320,6 +321,7 @@ def test_png_agrees_with_pillow() -> None:
     img = np.stack([x * 3, y * 4, (x * y) % 251], -1).astype(np.uint8)
     buf = io.BytesIO()
     PIL.fromarray(img).save(buf, "PNG")
+    np.testing.assert_array_equal(decode_png_numpy(buf.getvalue()), img)
     np.testing.assert_array_equal(decode_png(buf.getvalue()), img)
 
 
@@ -333,8 +335,9 @@ def test_png_agrees_with_pillow() -> None:
 )
 def test_png_rejects_corrupt_data(mutate, match: str) -> None:  # type: ignore[no-untyped-def]
     data = _encode_png(np.zeros((4, 4, 3), np.uint8), filters=[0])
-    with pytest.raises(VqpressError, match=match):
-        decode_png(mutate(data))
+    for decode in (decode_png, decode_png_numpy):
+        with pytest.raises(VqpressError, match=match):
+            decode(mutate(data))
 
 
 # -- import rules ------------------------------------------------------------------------
