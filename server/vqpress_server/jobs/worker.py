@@ -4,7 +4,7 @@ Each worker sets CUDA_VISIBLE_DEVICES to its one GPU before torch is imported, b
 state once (torch, the device, gsplat's kernels, a scene LRU), then loops: claim a job, run its
 handler with a heartbeat thread renewing the lease, store the result files as artifacts, end the
 job. The pool restarts a worker that died; the job it held goes back to the queue (or fails after
-max_attempts). This module imports no torch in the parent process except to count GPUs.
+max_attempts). This module imports no torch in the parent process, not even to count GPUs.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 import traceback
@@ -43,17 +44,25 @@ def worker_id_for(slot: int, pid: int | None) -> str:
 
 
 def visible_gpus() -> list[str]:
-    """CUDA device ids (as CUDA_VISIBLE_DEVICES entries) this process may hand to workers."""
-    try:
-        import torch
-    except ImportError:
-        return []
-    n = torch.cuda.device_count()
-    if n == 0:
-        return []
+    """CUDA device ids (as CUDA_VISIBLE_DEVICES entries) this process may hand to workers.
+
+    Counted without importing torch or initializing CUDA in the gRPC process: from
+    CUDA_VISIBLE_DEVICES when it is set, else from `nvidia-smi -L`. No driver, no GPUs.
+    """
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    ids = [s.strip() for s in env.split(",") if s.strip()] if env else [str(i) for i in range(n)]
-    return ids[:n]
+    if env is not None:
+        ids = [s.strip() for s in env.split(",") if s.strip()]
+        return [] if ids in (["-1"], ["none"], ["NoDevFiles"]) else ids
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if out.returncode != 0:
+        return []
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
 
 
 class WorkerPool:
