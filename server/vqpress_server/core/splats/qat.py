@@ -75,7 +75,7 @@ class QatConfig:
             if not is_int(size) or not 1 <= size <= MAX_TRAIN_CODEBOOK:
                 raise ConfigError(f"qat.{name}_codebook must be an integer in 1..{MAX_TRAIN_CODEBOOK}, got {size!r}")
         if not is_int(self.kmeans_iters) or not 0 <= self.kmeans_iters <= MAX_KMEANS_ITERS:
-            raise ConfigError(f"qat.kmeans_iters must be an integer in 0..{MAX_KMEANS_ITERS}, got {self.kmeans_iters!r}")
+            raise ConfigError(f"qat.kmeans_iters must be an integer in 0..{MAX_KMEANS_ITERS}, got {self.kmeans_iters}")
         for name in ("reassign_every", "prune_every"):
             v = getattr(self, name)
             if not is_int(v) or v < 1:
@@ -218,7 +218,10 @@ class QatState:
 
     def quantize(self, vectors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Straight-through values: codebook entries forward, identity gradient to the raw vectors."""
-        return {attr: x - x.detach() + self.codebooks[attr][self.indices[attr]].to(x.dtype) for attr, x in vectors.items()}
+        out = {}
+        for attr, x in vectors.items():
+            out[attr] = x - x.detach() + self.codebooks[attr][self.indices[attr]].to(x.dtype)
+        return out
 
 
 class _Timer:
@@ -237,10 +240,8 @@ class _Timer:
 
 
 def quantized_scene(
-    means: torch.Tensor,  # [N, 3]
     quats: torch.Tensor,  # [N, 4]
     scales: torch.Tensor,  # [N, 3]
-    opacities: torch.Tensor,  # [N]
     sh0: torch.Tensor,  # [N, 1, 3]
     shN: torch.Tensor,  # [N, R, 3]
     state: QatState,

@@ -152,7 +152,8 @@ class SplatTrainConfig:
         _check_known(values, cls, "")
         _check_known(qat_values, QatConfig, "qat.")
         base = cls()
-        if "steps" in values and not (set(values) & set(_STEP_FIELDS)) and not (set(qat_values) & set(_QAT_STEP_FIELDS)):
+        explicit = (set(values) & set(_STEP_FIELDS)) | (set(qat_values) & set(_QAT_STEP_FIELDS))
+        if "steps" in values and not explicit:
             base = base.scale_schedule(values["steps"]) if _is_step_count(values["steps"]) else base
         try:
             return replace(base, **values, qat=replace(base.qat, **qat_values)).validate()
@@ -393,8 +394,10 @@ def _rasterize_train(
 
 
 def _refines_at(strategy: Any, step: int) -> bool:
-    return strategy is not None and strategy.refine_start_iter < step < strategy.refine_stop_iter and (
-        step % strategy.refine_every == 0
+    return (
+        strategy is not None
+        and strategy.refine_start_iter < step < strategy.refine_stop_iter
+        and (step % strategy.refine_every == 0)
     )
 
 
@@ -422,9 +425,7 @@ def _load_checkpoint(path: Path, config: SplatTrainConfig, fingerprint: str) -> 
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise VqpressInputError(f"{path}: not a training checkpoint of this version; delete it to start over")
     if ck["config"] != config.as_dict():
-        raise ConfigError(
-            f"{path} was written with another training config; use a new checkpoint_dir or resume=False"
-        )
+        raise ConfigError(f"{path} was written with another training config; use a new checkpoint_dir or resume=False")
     if ck["dataset"] != fingerprint:
         raise VqpressInputError(f"{path} was written for another dataset; use a new checkpoint_dir or resume=False")
     return ck
@@ -485,7 +486,8 @@ def train_splats(
             start_scene, init_how = init.detach().with_sh_degree(config.sh_degree), "scene"
         else:
             start_scene, init_how = initial_splats(dataset, config, center, scale, gen)
-        params = {k: torch.nn.Parameter(v.to(dev, torch.float32).contiguous()) for k, v in start_scene.tensors().items()}
+        # Fresh storage: Adam updates in place, and the dataset's points or the caller's scene stay as given.
+        params = {k: torch.nn.Parameter(v.to(dev, torch.float32).clone()) for k, v in start_scene.tensors().items()}
         step0, losses, n_init, n_before_prune, seconds = 0, [], start_scene.num_gaussians, None, 0.0
         perm, pos = torch.randperm(len(images), generator=gen), 0
         qstate = QatState()
@@ -546,7 +548,7 @@ def train_splats(
 
         quats, scales, sh0, shN = params["quats"], params["scales"], params["sh0"], params["shN"]
         if qstate.active:
-            quats, scales, sh0, shN = quantized_scene(params["means"], quats, scales, params["opacities"], sh0, shN, qstate)
+            quats, scales, sh0, shN = quantized_scene(quats, scales, sh0, shN, qstate)
         rgb, info = _rasterize_train(
             params["means"],
             quats,
@@ -653,9 +655,7 @@ def train_splats(
     with torch.no_grad():
         if qstate.active:
             qstate.follow(vectors())
-            q, s_, d0, dN = quantized_scene(
-                params["means"], params["quats"], params["scales"], params["opacities"], params["sh0"], params["shN"], qstate
-            )
+            q, s_, d0, dN = quantized_scene(params["quats"], params["scales"], params["sh0"], params["shN"], qstate)
         else:
             q, s_, d0, dN = params["quats"], params["scales"], params["sh0"], params["shN"]
         trained = GaussianSplats(

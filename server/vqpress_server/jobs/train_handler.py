@@ -1,0 +1,103 @@
+"""The TRAIN_SPLATS job: posed photos in, a QAT-trained scene out (.vqp, .ply, report.json).
+
+Spec (untrusted JSON built by the RPC layer):
+  {"dataset": {"artifact": id}  a zip or tar archive of a NeRF-synthetic, instant-ngp or COLMAP dataset,
+   "config": {SplatTrainConfig fields, "qat": {QatConfig fields}} | null,
+   "init": {"artifact": id} | null}  a scene (.ply, .splat, .spz, .vqp, ...) to fine-tune instead
+-> results [scene.vqp, scene.ply, report.json]; metrics psnr, ssim, ratio, vqp_bytes, num_gaussians, seconds.
+
+The archive is extracted with core.data's checks into the job's scratch folder. Checkpoints live in
+``<scratch root>/<job id>-checkpoints`` (one folder per job, not per attempt), so a re-run of the
+job after its worker died resumes from the last one; the folder is removed when the job ends here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import VqpressInputError
+from .context import JobContext
+
+if TYPE_CHECKING:
+    from .handlers import HandlerResult
+
+MAX_ARCHIVE_BYTES = 8 << 30  # uncompressed size of a dataset archive, all members together
+MAX_ARCHIVE_FILES = 20_000  # members of a dataset archive
+
+
+def checkpoint_dir(ctx: JobContext) -> Path:
+    """The job's checkpoint folder: beside the per-attempt scratch folders, keyed by job id only."""
+    return ctx.scratch.parent / f"{ctx.job.id}-checkpoints"
+
+
+def _dataset_source(ctx: JobContext, ref: Any) -> Path:
+    if not isinstance(ref, Mapping) or not isinstance(ref.get("artifact"), str):
+        raise VqpressInputError(f'dataset must be {{"artifact": "<sha256 id>"}}, got {str(ref)[:100]}')
+    info = ctx.store.stat(ref["artifact"])
+    return ctx.store.path(info.id)
+
+
+def run_train_splats(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
+    """Run a TRAIN_SPLATS job (see the module docstring for the spec and results)."""
+    from ..core.data import DatasetConfig, open_dataset_archive
+    from ..core.splats.formats import write_splats
+    from ..core.splats.train import SplatTrainConfig, train_splats
+    from .handlers import HandlerResult, Output  # here: handlers.py imports this module
+
+    config = SplatTrainConfig.from_dict(spec.get("config"))
+    archive = _dataset_source(ctx, spec.get("dataset"))
+    init = None
+    if spec.get("init") is not None:
+        init = ctx.load_splats(ctx.source(spec.get("init"), "init"))
+    ctx.progress("dataset", 0.0)
+    dataset = open_dataset_archive(
+        archive,
+        ctx.scratch / "dataset",
+        max_bytes=MAX_ARCHIVE_BYTES,
+        max_files=MAX_ARCHIVE_FILES,
+        config=DatasetConfig(),
+    )
+    ctx.check_cancelled()
+    t0 = time.perf_counter()
+    ckpt = checkpoint_dir(ctx)
+    result = train_splats(
+        dataset, config, checkpoint_dir=ckpt, resume=True, progress=ctx.progress, init=init, device=ctx.device
+    )
+    vqp_path = ctx.scratch / "scene.vqp"
+    vqp_path.write_bytes(result.vqp)
+    ply_path = ctx.scratch / "scene.ply"
+    write_splats(result.splats, ply_path, "ply")
+    report = dict(result.report)
+    report["ply_bytes"] = ply_path.stat().st_size  # measured on disk
+    report["ratio"] = report["ply_bytes"] / max(vqp_path.stat().st_size, 1)
+    losses = report.pop("losses")
+    report["losses_every"] = max(1, len(losses) // 1000)  # the loss curve, at most ~1000 points
+    report["losses"] = losses[:: report["losses_every"]]
+    report_path = ctx.scratch / "report.json"
+    report_path.write_text(json.dumps(report, indent=2))
+    shutil.rmtree(ckpt, ignore_errors=True)
+    metrics = {
+        "seconds": time.perf_counter() - t0,
+        "vqp_bytes": float(len(result.vqp)),
+        "num_gaussians": float(result.splats.num_gaussians),
+        "ratio": float(report["ratio"]),
+    }
+    for key in ("psnr", "ssim"):
+        if isinstance(report.get(key), float):
+            metrics[key] = report[key]
+    return HandlerResult(
+        [
+            Output(vqp_path, "scene.vqp", "vqp"),
+            Output(ply_path, "scene.ply", "ply"),
+            Output(report_path, "report.json", "json"),
+        ],
+        metrics,
+    )
+
+
+__all__ = ["checkpoint_dir", "run_train_splats"]
