@@ -1,0 +1,321 @@
+"""Training of neural fields: fit one image (2D) or a radiance field from posed photos (3D).
+
+Both loops use Adam on an MSE loss, report ``(stage, fraction, {"loss", "psnr"})`` through the
+progress callback every ``log_every`` steps (the callback may raise ``Cancelled``), and return a
+``FitResult`` whose ``checkpoint()`` is ``{config, state, step}``; passing it back as ``resume``
+continues the same run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, NonFiniteError, VqpressInputError
+from ..progress import Progress
+from ..render.volume import OccupancyGrid, camera_rays, render_rays
+from .config import FieldConfig, TrainConfig, VqadGridConfig, field_config_to_dict
+from .grid import VqadGrid
+from .model import NeuralField, pixel_coords
+
+if TYPE_CHECKING:
+    from ..render.cameras import Camera
+
+MAX_IMAGE_PIXELS = 1 << 26  # 64 Mpixel: larger images are refused rather than allocated
+
+
+@dataclass
+class FitResult:
+    """A trained field plus what happened while training it."""
+
+    field: NeuralField
+    step: int  # optimizer steps done
+    history: list[dict[str, float]] = field(default_factory=list)  # step, loss, psnr every log_every
+    train_time_s: float = 0.0  # wall-clock seconds of the training loop
+    peak_memory_bytes: int | None = None  # CUDA peak allocated during training; None on CPU
+    optimizer_state: dict[str, Any] | None = None
+    occupancy: Tensor | None = None  # 3D: the occupancy grid's density estimate
+
+    def checkpoint(self) -> dict[str, Any]:
+        """``{config, state, step}``: enough to resume training with ``resume=``."""
+        return {
+            "config": field_config_to_dict(self.field.config),
+            "state": {
+                "model": self.field.state_dict(),
+                "optimizer": self.optimizer_state,
+                "occupancy": self.occupancy,
+            },
+            "step": self.step,
+        }
+
+
+def as_image(image: Tensor | np.ndarray, name: str = "image") -> Tensor:  # -> [H, W, 3] float32 in [0, 1]
+    """Validate an untrusted image: [H, W], [H, W, 1|3|4] floats in [0, 1] or uint8."""
+    if isinstance(image, np.ndarray):
+        if image.dtype == np.uint8:
+            image = image.astype(np.float32) / 255.0
+        elif not np.issubdtype(image.dtype, np.floating):
+            raise VqpressInputError(f"{name}: expected a float or uint8 array, got dtype {image.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    elif isinstance(image, Tensor):
+        t = image.float() if image.dtype != torch.uint8 else image.float() / 255.0
+    else:
+        raise VqpressInputError(f"{name}: expected a numpy array or a torch tensor, got {type(image).__name__}")
+    if t.ndim == 2:
+        t = t[..., None]
+    if t.ndim != 3 or t.shape[-1] not in (1, 3, 4):
+        raise VqpressInputError(
+            f"{name}: expected shape [H, W], [H, W, 1], [H, W, 3] or [H, W, 4], got {tuple(t.shape)}"
+        )
+    if t.shape[0] < 2 or t.shape[1] < 2:
+        raise VqpressInputError(f"{name}: image is empty or degenerate ({t.shape[0]}x{t.shape[1]}); need >= 2x2 pixels")
+    if t.shape[0] * t.shape[1] > MAX_IMAGE_PIXELS:
+        raise VqpressInputError(f"{name}: {t.shape[0]}x{t.shape[1]} exceeds {MAX_IMAGE_PIXELS} pixels; downscale it")
+    if not torch.isfinite(t).all():
+        raise NonFiniteError(f"{name}: contains NaN or inf values; repair or drop the image")
+    if t.min() < 0.0 or t.max() > 1.0:
+        raise VqpressInputError(
+            f"{name}: values must lie in [0, 1] (floats) or be uint8, got [{t.min():.3g}, {t.max():.3g}]"
+        )
+    if t.shape[-1] == 1:
+        t = t.expand(-1, -1, 3)
+    return t[..., :3].contiguous()
+
+
+def mse_to_psnr(mse: float) -> float:
+    return float("inf") if mse <= 0 else -10.0 * math.log10(mse)
+
+
+def _optimizer(model: NeuralField, train: TrainConfig) -> torch.optim.Adam:
+    grid_params = list(model.grid.parameters())
+    grid_ids = {id(p) for p in grid_params}
+    mlp_params = [p for p in model.parameters() if id(p) not in grid_ids]
+    return torch.optim.Adam(
+        [{"params": grid_params, "lr": train.lr}, {"params": mlp_params, "lr": train.mlp_lr}],
+        betas=(0.9, 0.99),
+        eps=1e-15,
+    )
+
+
+def _set_hard_forward(model: NeuralField, step: int, steps: int) -> None:
+    """VQ-AD: soft forward first, then the hard forward for the configured last fraction."""
+    cfg = model.config.grid
+    if isinstance(model.grid, VqadGrid) and isinstance(cfg, VqadGridConfig):
+        model.grid.hard = cfg.forward == "hard" or step >= steps * (1.0 - cfg.anneal_hard_fraction)
+
+
+def _resume(model: NeuralField, opt: torch.optim.Optimizer, resume: dict[str, Any] | None) -> int:
+    if resume is None:
+        return 0
+    if resume.get("config") != field_config_to_dict(model.config):
+        raise ConfigError("resume checkpoint was made with a different field config")
+    model.load_state_dict(resume["state"]["model"])
+    if resume["state"].get("optimizer") is not None:
+        opt.load_state_dict(resume["state"]["optimizer"])
+    return int(resume["step"])
+
+
+def _peak_reset(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device))
+    return None
+
+
+def fit_image(
+    image: Tensor | np.ndarray,  # [H, W, 3] in [0, 1] (or uint8, or grey [H, W])
+    config: FieldConfig,
+    train: TrainConfig = TrainConfig(),
+    *,
+    device: torch.device | str | None = None,
+    progress: Progress | None = None,
+    resume: dict[str, Any] | None = None,
+) -> FitResult:
+    """Fit a 2D field to one image. Defaults: TrainConfig() (2000 steps, batch 16384 pixels)."""
+    config.validate()
+    train.validate()
+    if config.dims != 2:
+        raise ConfigError("fit_image needs a FieldConfig with dims=2")
+    img = as_image(image)
+    dev = torch.device(device) if device is not None else img.device
+    H, W, _ = img.shape
+    target = img.reshape(-1, 3).to(dev)
+    coords = pixel_coords(H, W, dev)
+    model = NeuralField(config, seed=train.seed).to(dev)
+    opt = _optimizer(model, train)
+    start = _resume(model, opt, resume)
+    gen = torch.Generator(device=dev).manual_seed(train.seed + start)
+    n = target.shape[0]
+    history: list[dict[str, float]] = []
+    _peak_reset(dev)
+    t0 = time.perf_counter()
+    for step in range(start, train.steps):
+        _set_hard_forward(model, step, train.steps)
+        if train.batch_size >= n:
+            xy, ref = coords, target
+        else:
+            sel = torch.randint(0, n, (train.batch_size,), device=dev, generator=gen)
+            xy, ref = coords[sel], target[sel]
+        loss = torch.mean((model.image(xy) - ref) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if (step + 1) % train.log_every == 0 or step + 1 == train.steps:
+            lv = loss.item()
+            if not math.isfinite(lv):
+                raise NonFiniteError(f"training diverged at step {step + 1} (loss {lv}); lower the learning rate")
+            history.append({"step": step + 1, "loss": lv, "psnr": mse_to_psnr(lv)})
+            if progress is not None:
+                progress("train_field", (step + 1) / train.steps, {"loss": lv, "psnr": mse_to_psnr(lv)})
+    elapsed = time.perf_counter() - t0
+    return FitResult(
+        field=model,
+        step=train.steps,
+        history=history,
+        train_time_s=elapsed,
+        peak_memory_bytes=_peak(dev),
+        optimizer_state=opt.state_dict(),
+    )
+
+
+@dataclass(frozen=True)
+class SceneBox:
+    """Axis-aligned scene bounds in world units; the field sees it as the unit cube."""
+
+    lo: tuple[float, float, float] = (-1.5, -1.5, -1.5)  # min corner (world units)
+    hi: tuple[float, float, float] = (1.5, 1.5, 1.5)  # max corner (world units)
+
+    def tensor(self, device: torch.device | str) -> Tensor:  # [2, 3]
+        t = torch.tensor([self.lo, self.hi], dtype=torch.float32, device=device)
+        if not torch.isfinite(t).all() or not (t[1] > t[0]).all():
+            raise ConfigError(f"scene box must be finite with hi > lo on every axis, got {self}")
+        return t
+
+
+def radiance_fn(model: NeuralField, aabb: Tensor):  # noqa: ANN201 - a closure for render_rays
+    """Adapter: world points -> the field's unit cube."""
+    lo, size = aabb[0], aabb[1] - aabb[0]
+
+    def fn(x: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+        return model.radiance((x - lo) / size, d)
+
+    return fn
+
+
+def _density_fn(model: NeuralField, aabb: Tensor):  # noqa: ANN202
+    lo, size = aabb[0], aabb[1] - aabb[0]
+    return lambda x: model.density((x - lo) / size)
+
+
+def fit_radiance(
+    images: Sequence[Tensor | np.ndarray],  # each [H, W, 3] (or [H, W, 4]: alpha composited on background)
+    cameras: Sequence[Camera],
+    config: FieldConfig,
+    train: TrainConfig = TrainConfig(),
+    *,
+    box: SceneBox = SceneBox(),
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    device: torch.device | str | None = None,
+    progress: Progress | None = None,
+    resume: dict[str, Any] | None = None,
+) -> FitResult:
+    """Fit a 3D radiance field to posed photos (background colour in [0, 1], default white)."""
+    config.validate()
+    train.validate()
+    if config.dims != 3:
+        raise ConfigError("fit_radiance needs a FieldConfig with dims=3")
+    if len(images) == 0 or len(images) != len(cameras):
+        raise VqpressInputError(
+            f"need one camera per image and at least one image, got {len(images)} images, {len(cameras)} cameras"
+        )
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    bg = torch.tensor(background, dtype=torch.float32, device=dev)
+    if bg.shape != (3,) or not torch.isfinite(bg).all():
+        raise VqpressInputError(f"background must be 3 finite floats, got {background}")
+    aabb = box.tensor(dev)
+    origins, dirs, colors = [], [], []
+    for i, (im, cam) in enumerate(zip(images, cameras, strict=True)):
+        rgba = _as_rgba(im, f"image {i}")
+        if rgba.shape[:2] != (cam.height, cam.width):
+            raise VqpressInputError(
+                f"image {i} is {rgba.shape[1]}x{rgba.shape[0]} but its camera is {cam.width}x{cam.height}"
+            )
+        o, d = camera_rays(cam, dev)
+        rgba = rgba.to(dev).reshape(-1, 4)
+        origins.append(o)
+        dirs.append(d)
+        colors.append(rgba[:, :3] * rgba[:, 3:] + bg * (1.0 - rgba[:, 3:]))
+    ray_o, ray_d, ray_rgb = torch.cat(origins), torch.cat(dirs), torch.cat(colors)
+    del origins, dirs, colors
+
+    model = NeuralField(config, seed=train.seed).to(dev)
+    opt = _optimizer(model, train)
+    start = _resume(model, opt, resume)
+    occ = OccupancyGrid(aabb, train.occupancy_resolution, train.samples_per_ray, train.occupancy_threshold)
+    if resume is not None and resume["state"].get("occupancy") is not None:
+        occ.load(resume["state"]["occupancy"].to(dev))
+    gen = torch.Generator(device=dev).manual_seed(train.seed + start)
+    n = ray_o.shape[0]
+    history: list[dict[str, float]] = []
+    fn = radiance_fn(model, aabb)
+    _peak_reset(dev)
+    t0 = time.perf_counter()
+    for step in range(start, train.steps):
+        _set_hard_forward(model, step, train.steps)
+        if step >= train.occupancy_warmup and (step - train.occupancy_warmup) % train.occupancy_update_every == 0:
+            occ.update(_density_fn(model, aabb), generator=gen)
+        sel = torch.randint(0, n, (min(train.batch_size, n),), device=dev, generator=gen)
+        # Random background per ray during training keeps density from explaining background.
+        rgb, _, _ = render_rays(
+            fn,
+            ray_o[sel],
+            ray_d[sel],
+            aabb,
+            train.samples_per_ray,
+            occupancy=occ if step >= train.occupancy_warmup else None,
+            background=bg,
+            generator=gen,
+        )
+        loss = torch.mean((rgb - ray_rgb[sel]) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if (step + 1) % train.log_every == 0 or step + 1 == train.steps:
+            lv = loss.item()
+            if not math.isfinite(lv):
+                raise NonFiniteError(f"training diverged at step {step + 1} (loss {lv}); lower the learning rate")
+            history.append({"step": step + 1, "loss": lv, "psnr": mse_to_psnr(lv), "occupied": occ.fraction()})
+            if progress is not None:
+                progress("train_field", (step + 1) / train.steps, {"loss": lv, "psnr": mse_to_psnr(lv)})
+    elapsed = time.perf_counter() - t0
+    return FitResult(
+        field=model,
+        step=train.steps,
+        history=history,
+        train_time_s=elapsed,
+        peak_memory_bytes=_peak(dev),
+        optimizer_state=opt.state_dict(),
+        occupancy=occ.density.detach().cpu(),
+    )
+
+
+def _as_rgba(image: Tensor | np.ndarray, name: str) -> Tensor:  # -> [H, W, 4]
+    """RGB images get alpha 1; RGBA keep theirs (composited on the background in training)."""
+    if isinstance(image, np.ndarray | Tensor) and image.ndim == 3 and image.shape[-1] == 4:
+        alpha = as_image(image[..., 3], name)[..., :1]
+        return torch.cat([as_image(image[..., :3], name), alpha], -1)
+    rgb = as_image(image, name)
+    return torch.cat([rgb, torch.ones_like(rgb[..., :1])], -1)

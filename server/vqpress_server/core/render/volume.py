@@ -1,0 +1,183 @@
+"""Volume rendering of radiance fields in torch: rays, occupancy-grid sampling, alpha compositing.
+
+Conventions: cameras are world-to-camera ``viewmat`` [4, 4] in OpenCV axes (x right, y down,
+z forward) with intrinsics ``K`` [3, 3]; a pixel (i, j) is sampled at its centre (j + 0.5, i + 0.5).
+Ray directions are unit length in world units, so ray parameters t are world distances.
+Density is in 1 / world units; alpha of a sample of length delta is 1 - exp(-density * delta).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import VqpressInputError
+
+if TYPE_CHECKING:
+    from .cameras import Camera
+
+RadianceFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]  # (x [S, 3], d [S, 3]) -> (density [S], rgb [S, 3])
+DensityFn = Callable[[Tensor], Tensor]  # x [S, 3] -> density [S]
+MAX_CAMERA_PIXELS = 1 << 26
+
+
+def camera_rays(camera: Camera, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """World-space ray origins [H*W, 3] and unit directions [H*W, 3], row-major over pixels."""
+    W, H = int(camera.width), int(camera.height)
+    if W < 1 or H < 1 or W * H > MAX_CAMERA_PIXELS:
+        raise VqpressInputError(f"camera size {W}x{H} is empty or larger than {MAX_CAMERA_PIXELS} pixels")
+    viewmat = np.asarray(camera.viewmat, dtype=np.float64)
+    K = np.asarray(camera.K, dtype=np.float64)
+    if viewmat.shape != (4, 4) or K.shape != (3, 3) or not (np.isfinite(viewmat).all() and np.isfinite(K).all()):
+        raise VqpressInputError("camera viewmat must be a finite 4x4 and K a finite 3x3 matrix")
+    if abs(np.linalg.det(K)) < 1e-12 or abs(np.linalg.det(viewmat[:3, :3])) < 1e-9:
+        raise VqpressInputError("camera K or rotation is singular")
+    c2w = np.linalg.inv(viewmat)
+    # Per-pixel camera-space directions K^-1 [u, v, 1], then rotate to world.
+    m = torch.from_numpy(c2w[:3, :3] @ np.linalg.inv(K)).float().to(device)  # [3, 3]
+    v, u = torch.meshgrid(
+        torch.arange(H, device=device, dtype=torch.float32) + 0.5,
+        torch.arange(W, device=device, dtype=torch.float32) + 0.5,
+        indexing="ij",
+    )
+    pix = torch.stack([u.reshape(-1), v.reshape(-1), torch.ones(H * W, device=device)], -1)  # [H*W, 3]
+    dirs = torch.nn.functional.normalize(pix @ m.t(), dim=-1)
+    origins = torch.from_numpy(c2w[:3, 3]).float().to(device).expand(H * W, 3)
+    return origins, dirs
+
+
+def ray_box(origins: Tensor, dirs: Tensor, aabb: Tensor) -> tuple[Tensor, Tensor]:
+    """Entry and exit distances [N] of rays [N, 3] with the box aabb [2, 3]; missed rays get near = far."""
+    assert origins.shape == dirs.shape and origins.shape[-1] == 3, (origins.shape, dirs.shape)
+    inv = 1.0 / torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
+    t0 = (aabb[0] - origins) * inv
+    t1 = (aabb[1] - origins) * inv
+    near = torch.minimum(t0, t1).amax(-1).clamp(min=0.0)
+    far = torch.maximum(t0, t1).amin(-1)
+    far = torch.maximum(far, near)
+    return near, far
+
+
+class OccupancyGrid:
+    """A res^3 grid over the scene box that marks where density is worth sampling.
+
+    ``update`` evaluates the density at one jittered point per cell and keeps a decaying maximum
+    (decay 0.95 per update); a cell is occupied when the alpha of one sample step, with the step
+    the box diagonal / samples_per_ray, exceeds ``threshold``. Until the first update every cell
+    is occupied.
+    """
+
+    def __init__(self, aabb: Tensor, resolution: int, samples_per_ray: int, threshold: float = 0.01) -> None:
+        assert aabb.shape == (2, 3), aabb.shape
+        self.aabb = aabb
+        self.resolution = resolution
+        self.step_size = float((aabb[1] - aabb[0]).norm()) / samples_per_ray
+        self.threshold = threshold
+        self.density = torch.full((resolution,) * 3, float("inf"), device=aabb.device)
+
+    def load(self, density: Tensor) -> None:  # [res, res, res]
+        assert density.shape == self.density.shape, density.shape
+        self.density = density
+
+    @property
+    def mask(self) -> Tensor:  # [res, res, res] bool
+        return (1.0 - torch.exp(-self.density * self.step_size)) > self.threshold
+
+    def fraction(self) -> float:
+        """Fraction of cells currently occupied."""
+        return float(self.mask.float().mean())
+
+    @torch.no_grad()
+    def update(self, density_fn: DensityFn, generator: torch.Generator | None = None, chunk: int = 1 << 18) -> None:
+        r = self.resolution
+        dev = self.aabb.device
+        idx = torch.stack(torch.meshgrid(*[torch.arange(r, device=dev)] * 3, indexing="ij"), -1).reshape(-1, 3)
+        jitter = torch.rand(idx.shape, device=dev, generator=generator)
+        x = self.aabb[0] + (idx + jitter) / r * (self.aabb[1] - self.aabb[0])
+        new = torch.cat([density_fn(x[s : s + chunk]) for s in range(0, x.shape[0], chunk)]).reshape(r, r, r)
+        old = torch.where(torch.isinf(self.density), torch.zeros_like(new), self.density)
+        self.density = torch.maximum(old * 0.95, new.float())
+
+    def occupied(self, x: Tensor) -> Tensor:  # x [S, 3] world -> bool [S]
+        r = self.resolution
+        cell = ((x - self.aabb[0]) / (self.aabb[1] - self.aabb[0]) * r).floor().long().clamp(0, r - 1)
+        return self.mask[cell[:, 0], cell[:, 1], cell[:, 2]]
+
+
+def render_rays(
+    radiance: RadianceFn,
+    origins: Tensor,  # [N, 3]
+    dirs: Tensor,  # [N, 3] unit
+    aabb: Tensor,  # [2, 3]
+    samples_per_ray: int,
+    *,
+    occupancy: OccupancyGrid | None = None,
+    background: Tensor | None = None,  # [3]; None = black
+    generator: torch.Generator | None = None,  # given: stratified jitter; None: sample centres
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Alpha-composite the field along rays inside the box.
+
+    Returns rgb [N, 3] (composited over ``background``), opacity [N] and expected depth [N]
+    (world units along the ray). Samples in empty occupancy cells or outside the box have density 0
+    and are never evaluated.
+    """
+    N = origins.shape[0]
+    assert origins.shape == (N, 3) and dirs.shape == (N, 3), (origins.shape, dirs.shape)
+    S = samples_per_ray
+    dev = origins.device
+    near, far = ray_box(origins, dirs, aabb)
+    delta = (far - near) / S  # [N]
+    offs = torch.arange(S, device=dev, dtype=torch.float32)
+    if generator is not None:
+        offs = offs + torch.rand(N, S, device=dev, generator=generator)
+    else:
+        offs = offs.expand(N, S) + 0.5
+    t = near[:, None] + offs * delta[:, None]  # [N, S]
+    x = origins[:, None, :] + t[..., None] * dirs[:, None, :]  # [N, S, 3]
+    valid = (far > near)[:, None].expand(N, S)
+    if occupancy is not None:
+        valid = valid & occupancy.occupied(x.reshape(-1, 3)).reshape(N, S)
+    density = torch.zeros(N, S, device=dev)
+    color = torch.zeros(N, S, 3, device=dev)
+    if bool(valid.any()):
+        d = dirs[:, None, :].expand(N, S, 3)
+        sig, rgb = radiance(x[valid], d[valid])
+        density = density.masked_scatter(valid, sig.float())
+        color = color.masked_scatter(valid[..., None].expand(N, S, 3), rgb.float())
+    alpha = 1.0 - torch.exp(-density * delta[:, None])  # [N, S]
+    trans = torch.cumprod(torch.cat([torch.ones(N, 1, device=dev), 1.0 - alpha + 1e-10], -1), -1)[:, :-1]
+    weights = alpha * trans  # [N, S]
+    opacity = weights.sum(-1)
+    rgb_out = (weights[..., None] * color).sum(1)
+    if background is not None:
+        rgb_out = rgb_out + (1.0 - opacity)[:, None] * background
+    depth = (weights * t).sum(-1)
+    return rgb_out, opacity, depth
+
+
+@torch.no_grad()
+def render_image(
+    radiance: RadianceFn,
+    camera: Camera,
+    aabb: Tensor,  # [2, 3]
+    samples_per_ray: int,
+    *,
+    occupancy: OccupancyGrid | None = None,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    chunk: int = 1 << 14,
+) -> Tensor:  # [H, W, 3]
+    """Render one camera in ray chunks (no grad), sampling at stratum centres."""
+    dev = aabb.device
+    o, d = camera_rays(camera, dev)
+    bg = torch.tensor(background, dtype=torch.float32, device=dev)
+    out = [
+        render_rays(
+            radiance, o[s : s + chunk], d[s : s + chunk], aabb, samples_per_ray, occupancy=occupancy, background=bg
+        )[0]
+        for s in range(0, o.shape[0], chunk)
+    ]
+    return torch.cat(out).reshape(int(camera.height), int(camera.width), 3)
