@@ -4,6 +4,7 @@ a temp data dir, one CPU worker process), started once for the module."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import vqpress
+import vqpress.client
 from vqpress import Camera, Client, JobState, QuantizeConfig, VqpressError
 from vqpress.errors import translate_errors
 from vqpress.png import decode_png
@@ -247,13 +249,24 @@ def test_unknown_job_is_not_found(service: Service) -> None:
     assert e.value.code == "NOT_FOUND"
 
 
-def test_inline_splats_are_validated_then_quantized(service: Service, small_camera: Camera) -> None:
+@pytest.mark.parametrize("inline_limit", [vqpress.client.INLINE_SPLATS_MAX_BYTES, 0])
+def test_splats_arrays_are_quantized(
+    service: Service, small_camera: Camera, inline_limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sent inline in the request, or (above the inline limit) uploaded as an .npz artifact first."""
     from vqpress_server.core.splats.formats import read_splats
 
+    monkeypatch.setattr(vqpress.client, "INLINE_SPLATS_MAX_BYTES", inline_limit)
     arrays = {k: v.numpy() for k, v in read_splats(DONUT).tensors().items()}
     splats = vqpress.Splats.from_arrays(arrays)
     st = service.client.quantize(splats, FAST, cameras=[small_camera]).wait(timeout=60)
     assert st.state is JobState.SUCCEEDED and st.metrics["ratio"] > 1
+    vqp = decode_splats(read_vqp(service.client.download_bytes(st.results[0])))
+    assert vqp["means"].shape == (splats.num_gaussians, 3)
+    if inline_limit == 0:  # the client's .npz upload is stored under its content hash
+        buf = io.BytesIO()
+        np.savez(buf, **splats.arrays())
+        assert service.client.stat(hashlib.sha256(buf.getvalue()).hexdigest()).kind == "npz"
 
 
 # -- job lifecycle -----------------------------------------------------------------------
