@@ -136,7 +136,11 @@ def test_download_unknown_artifact_is_not_found(service: Service, tmp_path: Path
 @pytest.fixture(scope="module")
 def quantized(service: Service, small_camera: Camera, tmp_path_factory: pytest.TempPathFactory) -> vqpress.JobStatus:
     job = service.client.quantize(DONUT, FAST, cameras=[small_camera], background=(1, 1, 1))
-    return job.wait(timeout=90)
+    seen = list(job.watch(timeout=90))
+    progress = [st.progress for st in seen]
+    assert progress == sorted(progress) and seen[-1].progress == pytest.approx(1.0)
+    assert seen[-1].state is JobState.SUCCEEDED and all(not st.terminal for st in seen[:-1])
+    return job.wait(timeout=10)
 
 
 def test_quantize_matches_a_local_compress(service: Service, quantized: vqpress.JobStatus, tmp_path: Path) -> None:

@@ -163,9 +163,8 @@ def _status(m: pb.JobStatus) -> JobStatus:
     )
 
 
-def _image(m: pb.RenderedImage, encoding: Encoding) -> np.ndarray:
-    if m.WhichOneof("image") == "png":
-        return to_rgb(decode_png(m.png))
+def _float_image(m: pb.RenderedImage) -> np.ndarray:
+    """A rendered image sent as raw float32 [H, W, 3], checked against its stated size."""
     t = m.rgb
     shape = tuple(t.shape)
     if t.dtype != pb.DTYPE_FLOAT32 or shape != (m.height, m.width, 3) or len(t.data) != 4 * m.height * m.width * 3:
@@ -412,7 +411,7 @@ class Client:
             for m in self._stub.Render(req, timeout=timeout):
                 if m.index >= len(cameras):
                     raise VqpressError("DATA_LOSS", f"server sent image {m.index} for {len(cameras)} cameras")
-                yield cameras[m.index], (m.png if m.WhichOneof("image") == "png" else _image(m, encoding))
+                yield cameras[m.index], (m.png if m.WhichOneof("image") == "png" else _float_image(m))
 
     def render(
         self,
