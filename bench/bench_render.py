@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-
 from vqpress_server.core.metrics import psnr
 from vqpress_server.core.render.cameras import Camera, read_cameras_json
 from vqpress_server.core.render.splats import render
@@ -101,7 +100,7 @@ def main() -> None:
                 "size": f"{cams[0].width}x{cams[0].height}",
                 "frames": len(cams),
                 "s_per_frame": sec,
-                "psnr_vs_photo": float(np.mean([psnr(f, photo(root, c)) for f, c in zip(frames, cams)]))
+                "psnr_vs_photo": float(np.mean([psnr(f, photo(root, c)) for f, c in zip(frames, cams, strict=True)]))
                 if factor == 1
                 else None,
                 "psnr_vs_gsplat": None,
@@ -110,19 +109,19 @@ def main() -> None:
                 gsplat_frames[factor] = frames
             elif factor in gsplat_frames:
                 ref = gsplat_frames[factor]
-                row["psnr_vs_gsplat"] = float(np.mean([psnr(f, r) for f, r in zip(frames, ref)]))
+                row["psnr_vs_gsplat"] = float(np.mean([psnr(f, r) for f, r in zip(frames, ref, strict=True)]))
             rows.append(row)
             print(f"  {row['backend']} {device} {row['size']}: {sec * 1e3:.1f} ms/frame", flush=True)
 
-    print(f"\nlego_7k.ply: {splats_cpu.num_gaussians:,} Gaussians, SH degree {splats_cpu.sh_degree}, torch {torch.__version__}\n")
+    n, d = splats_cpu.num_gaussians, splats_cpu.sh_degree
+    print(f"\nlego_7k.ply: {n:,} Gaussians, SH degree {d}, torch {torch.__version__}\n")
     print("| backend | device | size | frames | ms/frame | PSNR vs photo (dB) | PSNR vs gsplat (dB) |")
     print("|---|---|---|---:|---:|---:|---:|")
     for r in rows:
         vp = "" if r["psnr_vs_photo"] is None else f"{r['psnr_vs_photo']:.2f}"
         vg = "" if r["psnr_vs_gsplat"] is None else f"{r['psnr_vs_gsplat']:.1f}"
-        print(
-            f"| {r['backend']} | {r['device']} | {r['size']} | {r['frames']} | {r['s_per_frame'] * 1e3:.1f} | {vp} | {vg} |"
-        )
+        ms = r["s_per_frame"] * 1e3
+        print(f"| {r['backend']} | {r['device']} | {r['size']} | {r['frames']} | {ms:.1f} | {vp} | {vg} |")
     if args.out:
         Path(args.out).write_text(json.dumps({"scene": "trained_lego_sh3", "rows": rows}, indent=2))
 

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-
 from vqpress_server.core.errors import VqpressInputError
 from vqpress_server.core.render.cameras import (
     Camera,
@@ -26,7 +25,14 @@ K = [[100.0, 0.0, 32.0], [0.0, 100.0, 24.0], [0.0, 0.0, 1.0]]
 
 
 def _cam_dict(**over: Any) -> dict[str, Any]:
-    d: dict[str, Any] = {"viewmat": np.eye(4).tolist(), "K": K, "width": 64, "height": 48, "file": "./r_0", "split": "train"}
+    d: dict[str, Any] = {
+        "viewmat": np.eye(4).tolist(),
+        "K": K,
+        "width": 64,
+        "height": 48,
+        "file": "./r_0",
+        "split": "train",
+    }
     d.update(over)
     return d
 

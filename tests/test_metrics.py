@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from vqpress_server.core.errors import VqpressInputError
 from vqpress_server.core.metrics import PSNR_MAX_DB, psnr, ssim
 
@@ -77,7 +76,9 @@ def test_ssim_matches_the_float64_reference(shape: tuple[int, int, int]) -> None
     x = rng.random(shape)
     y = np.clip(x + 0.15 * rng.standard_normal(shape), 0, 1)
     assert ssim(x, y) == pytest.approx(ssim_reference(x, y), abs=1e-10)
-    assert ssim(torch.from_numpy(x).float(), torch.from_numpy(y).float()) == pytest.approx(ssim_reference(x, y), abs=1e-5)
+    assert ssim(torch.from_numpy(x).float(), torch.from_numpy(y).float()) == pytest.approx(
+        ssim_reference(x, y), abs=1e-5
+    )
 
 
 def test_ssim_on_a_real_photo_drops_with_noise(shared_data: Path) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from vqpress_server.core.metrics import psnr
 from vqpress_server.core.render.cameras import Camera, orbit_cameras, read_cameras_json
 from vqpress_server.core.render.splats import rasterize, render

@@ -72,7 +72,9 @@ def ssim(img: torch.Tensor | np.ndarray, ref: torch.Tensor | np.ndarray) -> floa
     a, b = _pair(img, ref)
     H, W, _ = a.shape
     if min(H, W) < 2 * SSIM_RADIUS + 1:
-        raise VqpressInputError(f"SSIM needs images of at least {2 * SSIM_RADIUS + 1}x{2 * SSIM_RADIUS + 1} pixels, got {H}x{W}")
+        raise VqpressInputError(
+            f"SSIM needs images of at least {2 * SSIM_RADIUS + 1}x{2 * SSIM_RADIUS + 1} pixels, got {H}x{W}"
+        )
     x = a.permute(2, 0, 1)
     y = b.permute(2, 0, 1)
     w = _gaussian_window(a.device)

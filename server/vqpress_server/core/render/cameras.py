@@ -32,7 +32,9 @@ def _matrix(value: Any, shape: tuple[int, int], what: str) -> np.ndarray:
     if a.size == shape[0] * shape[1] and a.ndim <= 2:
         a = a.reshape(shape)  # row-major flat lists are accepted (the gRPC/JSON camera dict form)
     if a.shape != shape:
-        raise VqpressInputError(f"{what} must have shape {shape} (or {shape[0] * shape[1]} row-major values), got {a.shape}")
+        raise VqpressInputError(
+            f"{what} must have shape {shape} (or {shape[0] * shape[1]} row-major values), got {a.shape}"
+        )
     if not np.isfinite(a).all():
         raise VqpressInputError(f"{what} contains NaN or infinite values; give finite numbers")
     return a
@@ -76,7 +78,9 @@ class Camera:
                 "give a world-to-camera rigid transform"
             )
         if not (K[0, 0] > 0 and K[1, 1] > 0):
-            raise VqpressInputError(f"{label}: focal lengths K[0,0] and K[1,1] must be positive, got {K[0, 0]}, {K[1, 1]}")
+            raise VqpressInputError(
+                f"{label}: focal lengths K[0,0] and K[1,1] must be positive, got {K[0, 0]}, {K[1, 1]}"
+            )
         if not np.allclose(K[2], [0.0, 0.0, 1.0]) or K[1, 0] != 0:
             raise VqpressInputError(f"{label}: K must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], got {K.tolist()}")
         if not isinstance(self.name, str):
@@ -179,7 +183,9 @@ def read_cameras_json(path_or_dict: str | Path | Mapping[str, Any], split: str |
             raise VqpressInputError(f"{where}: camera {i} is not an object")
         cam_split = c.get("split")
         if cam_split is not None and cam_split not in SPLITS:
-            raise VqpressInputError(f"{where}: camera {i} has unknown split {cam_split!r}; use one of {', '.join(SPLITS)}")
+            raise VqpressInputError(
+                f"{where}: camera {i} has unknown split {cam_split!r}; use one of {', '.join(SPLITS)}"
+            )
         if split is not None and cam_split != split:
             continue
         try:
