@@ -166,9 +166,11 @@ def test_quantize_matches_a_local_compress(service: Service, quantized: vqpress.
 def test_export_vqp_to_ply(service: Service, quantized: vqpress.JobStatus, tmp_path: Path) -> None:
     from vqpress_server.core.splats.formats import read_splats
 
-    st = service.client.export(quantized.results[0], "ply").wait(timeout=60)
+    job = service.client.export(quantized.results[0], "ply")
+    st = job.wait(timeout=60)
     assert st.results[0].kind == "ply"
-    ply = service.client.download(st.results[0], tmp_path / "back.ply")
+    [ply] = job.download_results(tmp_path / "results")
+    assert ply.name == st.results[0].name and ply.stat().st_size == st.results[0].size
     vqp = decode_splats(read_vqp(service.client.download_bytes(quantized.results[0])))
     scene = read_splats(ply)
     assert scene.num_gaussians == vqp["means"].shape[0] > 0
@@ -378,6 +380,11 @@ def test_cli_quantize_json_health_and_errors(service: Service, tmp_path: Path) -
     assert [p.name for p in pngs] == ["orbit0.png"]
     img = decode_png(pngs[0].read_bytes())
     assert img.shape[:2] == (48, 64) and (img[..., :3] < 250).any()
+
+    splat = tmp_path / "donut.splat"
+    ex = _cli("--server", service.address, "export", str(out), "-o", str(splat))
+    assert ex.returncode == 0, ex.stderr
+    assert splat.stat().st_size == 32 * read_vqp(out.read_bytes()).manifest["num_gaussians"]
 
     h = _cli("--server", service.address, "health")
     assert h.returncode == 0 and "SERVING" in h.stdout
