@@ -159,7 +159,7 @@ def rasterize_torch(
     cb = -0.5 * (cov2d[:, 0, 1] + cov2d[:, 1, 0]) * inv_det
     cc = cov2d[:, 0, 0] * inv_det
     log_opac = torch.log(opac)
-    campos = -R.T @ t
+    campos = -torch.linalg.solve(R, t)  # camera center in world space (R need not be orthonormal)
     colors = sh_to_rgb(sh0[idx], shN[idx], means[idx] - campos)  # [M, 3]
 
     pix = torch.arange(TILE * TILE, device=device)
