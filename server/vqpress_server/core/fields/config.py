@@ -57,11 +57,11 @@ class VqadGridConfig:
     """VQ-AD grid: per level a codebook D [2^bits, features] and per-vertex logits C [m, 2^bits].
 
     ``forward`` selects the training forward: "soft" uses softmax(C) @ D; "hard" uses
-    D[argmax C] with softmax gradients (straight-through). The default is "soft": on the 2D and
-    3D fits we measured it converged to a higher PSNR of the *baked* (hard) field than training
-    with the hard forward from the start, because early in training the hard assignment freezes
-    most vertices on one code. ``anneal_hard_fraction`` switches to the hard forward for the last
-    part of training so the trained field and the baked field agree.
+    D[argmax C] with softmax gradients (straight-through). The default is "hard": fitting the
+    128x128 astronaut crop (3 levels 8..64, k = 8, 150 Adam steps) it reached 28.2 dB against
+    25.9 dB for "soft" at b = 4, measured on the baked field; it also trains with the field
+    that is baked, so bake() loses nothing. With "soft", ``anneal_hard_fraction`` switches to
+    the hard forward for the last part of training so that the baked field matches.
     """
 
     levels: int = 4  # number of resolution levels
@@ -70,8 +70,8 @@ class VqadGridConfig:
     features: int = 8  # k: codebook vector length
     bits: int = 4  # b: codebook size 2^b per level, 1..10
     combine: Combine = "sum"  # "sum" or "concat" across levels
-    forward: Literal["soft", "hard"] = "soft"  # training forward, see the class docstring
-    anneal_hard_fraction: float = 0.2  # last fraction of the steps trained with the hard forward
+    forward: Literal["soft", "hard"] = "hard"  # training forward, see the class docstring
+    anneal_hard_fraction: float = 0.2  # "soft" only: last fraction of steps trained with the hard forward
     init_std: float = 0.1  # std of the normal initialisation of D (logits C start at std 0.01)
 
     def validate(self) -> None:
