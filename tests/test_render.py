@@ -247,6 +247,22 @@ def test_gradients_match_finite_differences() -> None:
     assert torch.autograd.gradcheck(loss, inputs, eps=1e-6, atol=1e-5, rtol=1e-3)
 
 
+def test_differentiable_and_inference_paths_render_the_same_image() -> None:
+    """With gradients off the compositing runs in place; it must equal the autograd path."""
+    s = _random_scene(200, 2, seed=11)
+    cam = Camera(look_at(np.array([0.5, -3.0, 1.0]), np.zeros(3), np.array([0, 0, 1.0])), _front_camera().K, 64, 48)
+    args = (torch.tensor(cam.viewmat, dtype=torch.float32), torch.tensor(cam.K, dtype=torch.float32), 64, 48)
+    bg = torch.tensor([0.3, 0.6, 0.9])
+    with torch.no_grad():
+        rgb_a, alpha_a = rasterize(*s.tensors().values(), *args, bg)
+    params = [t.clone().requires_grad_(True) for t in s.tensors().values()]
+    rgb_b, alpha_b = rasterize(*params, *args, bg)
+    assert rgb_b.requires_grad
+    torch.testing.assert_close(rgb_a, rgb_b.detach(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(alpha_a, alpha_b.detach(), rtol=0, atol=1e-6)
+    assert (alpha_a > 0.5).float().mean() > 0.2  # the view is not empty
+
+
 def test_training_step_reduces_the_loss() -> None:
     """The twin is usable for training: a few Adam steps toward a target image lower the L1 loss."""
     target_scene = _random_scene(30, 0, seed=5)

@@ -175,6 +175,9 @@ def rasterize_torch(
     done = torch.zeros(n_tiles, TILE * TILE, device=device, dtype=torch.bool)
     pos = torch.zeros(n_tiles, device=device, dtype=torch.long)
     log_alpha_max = math.log(ALPHA_MAX)
+    differentiable = torch.is_grad_enabled() and any(
+        x.requires_grad for x in (means, quats, scales, opacities, sh0, shN, viewmat, K)
+    )
     while True:
         with torch.no_grad():
             active = ((pos < tile_count) & ~done.all(dim=1)).nonzero()[:, 0]
@@ -195,14 +198,24 @@ def rasterize_torch(
         coef = torch.stack(
             [-0.5 * a_, -0.5 * c_, -b_, a_ * du + b_ * dv, c_ * dv + b_ * du, const], dim=-1
         )  # [A, C, 6]
-        alpha = torch.exp(torch.clamp_max(coef @ basis, log_alpha_max))  # [A, C, 256]
-        live = (alpha >= ALPHA_MIN) & ~done[active][:, None, :]
-        alpha = torch.where(live, alpha, torch.zeros((), device=device, dtype=dtype))
-        one_minus = 1.0 - alpha
         T_a = T[active]  # [A, 256]
-        T_after = T_a[:, None, :] * torch.cumprod(one_minus, dim=1)  # [A, C, 256]
-        included = T_after > T_MIN  # a prefix along C for each pixel
-        weight = torch.where(included, alpha * (T_after / one_minus), torch.zeros((), device=device, dtype=dtype))
+        if differentiable:
+            alpha = torch.exp(torch.clamp_max(coef @ basis, log_alpha_max))  # [A, C, 256]
+            live = (alpha >= ALPHA_MIN) & ~done[active][:, None, :]
+            alpha = torch.where(live, alpha, torch.zeros((), device=device, dtype=dtype))
+            one_minus = 1.0 - alpha
+            T_after = T_a[:, None, :] * torch.cumprod(one_minus, dim=1)  # [A, C, 256]
+            included = T_after > T_MIN  # a prefix along C for each pixel
+            weight = torch.where(included, alpha * (T_after / one_minus), torch.zeros((), device=device, dtype=dtype))
+        else:  # the same arithmetic in place: fewer full-block allocations when no graph is kept
+            alpha = (coef @ basis).clamp_max_(log_alpha_max).exp_()
+            live = alpha >= ALPHA_MIN
+            live &= ~done[active][:, None, :]
+            alpha.mul_(live)
+            one_minus = 1.0 - alpha
+            T_after = torch.cumprod(one_minus, dim=1).mul_(T_a[:, None, :])
+            included = T_after > T_MIN
+            weight = alpha.mul_(T_after).div_(one_minus).mul_(included)
         rgb = rgb.index_put((active,), rgb[active] + torch.einsum("acp,acd->apd", weight, colors[g]))
         # Transmittance carried to the next round: after the chunk, or where a pixel stopped, after
         # its last included Gaussian (few pixels stop per round, so that is gathered sparsely).
