@@ -381,7 +381,6 @@ def test_donut_renders_as_an_object_from_orbit_cameras(tmp_path: Path) -> None:
 LEGO_VIEW_PSNR = {"r_0": 33.618, "r_24": 18.583, "r_48": 31.564, "r_72": 29.635, "r_96": 34.662}
 
 
-@pytest.mark.slow
 def test_trained_lego_reaches_the_gsplat_trainer_psnr_on_held_out_views(shared_data: Path) -> None:
     from PIL import Image
     from vqpress_server.core.splats.formats import read_splats
