@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..errors import ConfigError, NonFiniteError, VqpressInputError
 from ..progress import Progress
-from ..render.volume import OccupancyGrid, camera_rays, render_rays
+from ..render.volume import OccupancyGrid, camera_rays, render_image, render_rays
 from .config import FieldConfig, TrainConfig, VqadGridConfig, field_config_to_dict
 from .grid import VqadGrid
 from .model import NeuralField, pixel_coords
@@ -319,3 +319,18 @@ def _as_rgba(image: Tensor | np.ndarray, name: str) -> Tensor:  # -> [H, W, 4]
         return torch.cat([as_image(image[..., :3], name), alpha], -1)
     rgb = as_image(image, name)
     return torch.cat([rgb, torch.ones_like(rgb[..., :1])], -1)
+
+
+@torch.no_grad()
+def render_field(
+    model: NeuralField,
+    camera: Camera,
+    *,
+    box: SceneBox = SceneBox(),
+    samples_per_ray: int = 64,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+) -> Tensor:  # [H, W, 3]
+    """Render a 3D field from one camera (stratum-centre samples, no occupancy skipping)."""
+    dev = next(iter(model.state_dict().values())).device
+    aabb = box.tensor(dev)
+    return render_image(radiance_fn(model, aabb), camera, aabb, samples_per_ray, background=background)
