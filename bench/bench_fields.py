@@ -46,7 +46,7 @@ from vqpress_server.core.fields.train import SceneBox, fit_radiance, radiance_fn
 from vqpress_server.core.metrics import psnr, ssim  # noqa: E402
 from vqpress_server.core.render.volume import camera_rays, render_rays  # noqa: E402
 
-GRID = dict(levels=4, base_resolution=16, max_resolution=96, features=8)
+GRID = dict(levels=4, base_resolution=16, max_resolution=64, features=8)
 DECODER = DecoderConfig(hidden=64, layers=2, color_layers=2)
 
 
