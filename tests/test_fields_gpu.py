@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from vqpress_server.core.data.dataset import DatasetConfig, load_dataset
 from vqpress_server.core.fields.config import DecoderConfig, FieldConfig, TrainConfig, VqadGridConfig
 from vqpress_server.core.fields.grid import vqad_features, vqad_features_reference
