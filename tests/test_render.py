@@ -399,3 +399,15 @@ def test_trained_lego_reaches_the_gsplat_trainer_psnr_on_held_out_views(shared_d
         got[name] = psnr(img, gt)
     assert got == pytest.approx(LEGO_VIEW_PSNR, abs=0.02)
     assert np.mean(list(got.values())) >= 29.5  # floor for these five views (measured 29.61)
+
+
+def test_uint8_images_pass_through_png_helpers_unchanged(tmp_path):
+    """Images that come back from the Render RPC as uint8 keep their values (not clipped to white)."""
+    from PIL import Image
+    from vqpress_server.core.render.images import save_grid, to_uint8
+
+    img = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    assert np.array_equal(to_uint8(img), img)
+    save_grid([img, img], tmp_path / "g.png", cols=2, pad=0)
+    sheet = np.asarray(Image.open(tmp_path / "g.png"))
+    assert np.array_equal(sheet[:, :5], img) and np.array_equal(sheet[:, 5:], img)

@@ -20,6 +20,12 @@ SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.so_reuseport", 0),  # a second server on the same port fails instead of sharing it
+    # Clients ping idle connections every 30 s (long Render and WatchJob calls sit idle while a
+    # worker computes); accept pings down to 10 s apart instead of answering with GOAWAY
+    # "too_many_pings", the default for anything under 5 minutes.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
 ]
 
 

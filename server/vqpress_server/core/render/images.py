@@ -14,7 +14,12 @@ from ..errors import VqpressInputError
 
 
 def to_uint8(img: torch.Tensor | np.ndarray) -> np.ndarray:  # [H, W, 3] float in [0, 1] -> uint8
-    """Clip to [0, 1], scale to 0..255 and round to nearest. NaN becomes 0."""
+    """Clip to [0, 1], scale to 0..255 and round to nearest. NaN becomes 0. uint8 images pass as they are
+    (what the Render RPC returns for PNG), so they are not mistaken for floats and clipped to white."""
+    if isinstance(img, np.ndarray) and img.dtype == np.uint8:
+        if img.ndim != 3 or img.shape[2] != 3:
+            raise VqpressInputError(f"image must have shape [H, W, 3], got {list(img.shape)}")
+        return img
     a = img.detach().float().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img, dtype=np.float32)
     if a.ndim != 3 or a.shape[2] != 3:
         raise VqpressInputError(f"image must have shape [H, W, 3], got {list(a.shape)}")
