@@ -349,7 +349,7 @@ def test_bad_inline_splats_are_invalid_argument(stub: pb_grpc.VqpressStub, chann
     req = pb.QuantizeRequest()
     expect_error(channel, C.INVALID_ARGUMENT, lambda: stub.Quantize(req, timeout=5), "source")
     req = pb.QuantizeRequest(field=pb.NeuralField())
-    expect_error(channel, C.UNIMPLEMENTED, lambda: stub.Quantize(req, timeout=5), "neural fields")
+    expect_error(channel, C.UNIMPLEMENTED, lambda: stub.Quantize(req, timeout=5), "inline neural-field tensors")
 
 
 def test_unknown_ids_are_not_found(stub: pb_grpc.VqpressStub, channel: grpc.Channel) -> None:
@@ -368,12 +368,27 @@ def test_unknown_ids_are_not_found(stub: pb_grpc.VqpressStub, channel: grpc.Chan
         expect_error(channel, C.NOT_FOUND, call, "no job")
 
 
-def test_train_is_unimplemented_with_a_reason(stub: pb_grpc.VqpressStub, channel: grpc.Channel) -> None:
-    dataset = pb.DatasetSource(archive=pb.ArtifactRef(id="0" * 64))
-    req = pb.TrainRequest(dataset=dataset, splats=pb.SplatTrainConfig(iterations=10))
-    expect_error(channel, C.UNIMPLEMENTED, lambda: stub.Train(req, timeout=5), "training of Gaussian splat scenes")
-    req = pb.TrainRequest(dataset=dataset, field=pb.FieldTrainConfig())
-    expect_error(channel, C.UNIMPLEMENTED, lambda: stub.Train(req, timeout=5), "training of neural fields")
+def test_train_checks_its_dataset_at_submit(
+    stub: pb_grpc.VqpressStub, channel: grpc.Channel, donut_id: str
+) -> None:
+    def train(artifact_id: str, **config: Any) -> Callable[[], Any]:
+        req = pb.TrainRequest(dataset=pb.DatasetSource(archive=pb.ArtifactRef(id=artifact_id)), **config)
+        return lambda: stub.Train(req, timeout=5)
+
+    splats = {"splats": pb.SplatTrainConfig(steps=10)}
+    field = {"field": pb.FieldTrainConfig(steps=10)}
+    expect_error(channel, C.INVALID_ARGUMENT, lambda: stub.Train(pb.TrainRequest(), timeout=5), "needs a config")
+    expect_error(channel, C.INVALID_ARGUMENT, lambda: stub.Train(pb.TrainRequest(**splats), timeout=5), "dataset")
+    expect_error(channel, C.NOT_FOUND, train("0" * 64, **splats))
+    expect_error(channel, C.FAILED_PRECONDITION, train(donut_id, **splats), "is a scene, not a training dataset")
+    text = stub.UploadArtifact(upload_messages(b"just some notes\n" * 40, "photos.zip", "dataset"), timeout=5)
+    expect_error(channel, C.INVALID_ARGUMENT, train(text.id, **splats), "neither a zip nor a tar")
+    png = stub.UploadArtifact(upload_messages(b"\x89PNG\r\n\x1a\n" + bytes(64), "a.png", "png"), timeout=5)
+    expect_error(channel, C.INVALID_ARGUMENT, train(png.id, **splats), "content is an image")
+    # A field accepts the image (its content is only read by the worker): the job is queued.
+    ref = train(png.id, **field)()
+    assert stub.GetJob(pb.GetJobRequest(id=ref.id), timeout=5).kind == pb.JOB_KIND_TRAIN_FIELD
+    stub.CancelJob(pb.CancelJobRequest(id=ref.id), timeout=5)
 
 
 def test_unexpected_exception_is_internal_with_a_logged_incident(caplog: pytest.LogCaptureFixture) -> None:

@@ -17,11 +17,17 @@ class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DTYPE_INT32: _ClassVar[DType]
     DTYPE_INT64: _ClassVar[DType]
 
-class FieldGrid(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+class GridCombine(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    FIELD_GRID_UNSPECIFIED: _ClassVar[FieldGrid]
-    FIELD_GRID_VQAD: _ClassVar[FieldGrid]
-    FIELD_GRID_HASH: _ClassVar[FieldGrid]
+    GRID_COMBINE_UNSPECIFIED: _ClassVar[GridCombine]
+    GRID_COMBINE_SUM: _ClassVar[GridCombine]
+    GRID_COMBINE_CONCAT: _ClassVar[GridCombine]
+
+class VqadForward(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VQAD_FORWARD_UNSPECIFIED: _ClassVar[VqadForward]
+    VQAD_FORWARD_SOFT: _ClassVar[VqadForward]
+    VQAD_FORWARD_HARD: _ClassVar[VqadForward]
 
 class Precision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -37,13 +43,19 @@ class Entropy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENTROPY_ZSTD: _ClassVar[Entropy]
     ENTROPY_NONE: _ClassVar[Entropy]
 
-class DatasetFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+class SplatInit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    DATASET_FORMAT_UNSPECIFIED: _ClassVar[DatasetFormat]
-    DATASET_FORMAT_AUTO: _ClassVar[DatasetFormat]
-    DATASET_FORMAT_NERF_SYNTHETIC: _ClassVar[DatasetFormat]
-    DATASET_FORMAT_INSTANT_NGP: _ClassVar[DatasetFormat]
-    DATASET_FORMAT_COLMAP: _ClassVar[DatasetFormat]
+    SPLAT_INIT_UNSPECIFIED: _ClassVar[SplatInit]
+    SPLAT_INIT_AUTO: _ClassVar[SplatInit]
+    SPLAT_INIT_POINTS: _ClassVar[SplatInit]
+    SPLAT_INIT_RANDOM: _ClassVar[SplatInit]
+
+class DensifyStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DENSIFY_STRATEGY_UNSPECIFIED: _ClassVar[DensifyStrategy]
+    DENSIFY_STRATEGY_DEFAULT: _ClassVar[DensifyStrategy]
+    DENSIFY_STRATEGY_MCMC: _ClassVar[DensifyStrategy]
+    DENSIFY_STRATEGY_NONE: _ClassVar[DensifyStrategy]
 
 class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -63,6 +75,12 @@ class JobKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_KIND_RENDER: _ClassVar[JobKind]
     JOB_KIND_TRAIN_SPLATS: _ClassVar[JobKind]
     JOB_KIND_TRAIN_FIELD: _ClassVar[JobKind]
+
+class FieldQuantizeMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FIELD_QUANTIZE_METHOD_UNSPECIFIED: _ClassVar[FieldQuantizeMethod]
+    FIELD_QUANTIZE_METHOD_KMVQ: _ClassVar[FieldQuantizeMethod]
+    FIELD_QUANTIZE_METHOD_LRA: _ClassVar[FieldQuantizeMethod]
 
 class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -84,9 +102,12 @@ DTYPE_FLOAT64: DType
 DTYPE_UINT8: DType
 DTYPE_INT32: DType
 DTYPE_INT64: DType
-FIELD_GRID_UNSPECIFIED: FieldGrid
-FIELD_GRID_VQAD: FieldGrid
-FIELD_GRID_HASH: FieldGrid
+GRID_COMBINE_UNSPECIFIED: GridCombine
+GRID_COMBINE_SUM: GridCombine
+GRID_COMBINE_CONCAT: GridCombine
+VQAD_FORWARD_UNSPECIFIED: VqadForward
+VQAD_FORWARD_SOFT: VqadForward
+VQAD_FORWARD_HARD: VqadForward
 PRECISION_UNSPECIFIED: Precision
 PRECISION_FP32: Precision
 PRECISION_FP16: Precision
@@ -95,11 +116,14 @@ PRECISION_UINT8: Precision
 ENTROPY_UNSPECIFIED: Entropy
 ENTROPY_ZSTD: Entropy
 ENTROPY_NONE: Entropy
-DATASET_FORMAT_UNSPECIFIED: DatasetFormat
-DATASET_FORMAT_AUTO: DatasetFormat
-DATASET_FORMAT_NERF_SYNTHETIC: DatasetFormat
-DATASET_FORMAT_INSTANT_NGP: DatasetFormat
-DATASET_FORMAT_COLMAP: DatasetFormat
+SPLAT_INIT_UNSPECIFIED: SplatInit
+SPLAT_INIT_AUTO: SplatInit
+SPLAT_INIT_POINTS: SplatInit
+SPLAT_INIT_RANDOM: SplatInit
+DENSIFY_STRATEGY_UNSPECIFIED: DensifyStrategy
+DENSIFY_STRATEGY_DEFAULT: DensifyStrategy
+DENSIFY_STRATEGY_MCMC: DensifyStrategy
+DENSIFY_STRATEGY_NONE: DensifyStrategy
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -113,6 +137,9 @@ JOB_KIND_EXPORT: JobKind
 JOB_KIND_RENDER: JobKind
 JOB_KIND_TRAIN_SPLATS: JobKind
 JOB_KIND_TRAIN_FIELD: JobKind
+FIELD_QUANTIZE_METHOD_UNSPECIFIED: FieldQuantizeMethod
+FIELD_QUANTIZE_METHOD_KMVQ: FieldQuantizeMethod
+FIELD_QUANTIZE_METHOD_LRA: FieldQuantizeMethod
 EXPORT_FORMAT_UNSPECIFIED: ExportFormat
 EXPORT_FORMAT_PLY: ExportFormat
 EXPORT_FORMAT_SPLAT: ExportFormat
@@ -150,27 +177,87 @@ class GaussianSplats(_message.Message):
     sh_degree: int
     def __init__(self, means: _Optional[_Union[Tensor, _Mapping]] = ..., quats: _Optional[_Union[Tensor, _Mapping]] = ..., scales: _Optional[_Union[Tensor, _Mapping]] = ..., opacities: _Optional[_Union[Tensor, _Mapping]] = ..., sh0: _Optional[_Union[Tensor, _Mapping]] = ..., shN: _Optional[_Union[Tensor, _Mapping]] = ..., sh_degree: _Optional[int] = ...) -> None: ...
 
-class FieldConfig(_message.Message):
-    __slots__ = ("grid", "levels", "base_resolution", "max_resolution", "table_log2", "codebook_bits", "feature_dim", "mlp_width", "mlp_layers")
-    GRID_FIELD_NUMBER: _ClassVar[int]
+class DenseGridConfig(_message.Message):
+    __slots__ = ("levels", "base_resolution", "max_resolution", "features", "combine", "init_std")
     LEVELS_FIELD_NUMBER: _ClassVar[int]
     BASE_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
     MAX_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
-    TABLE_LOG2_FIELD_NUMBER: _ClassVar[int]
-    CODEBOOK_BITS_FIELD_NUMBER: _ClassVar[int]
-    FEATURE_DIM_FIELD_NUMBER: _ClassVar[int]
-    MLP_WIDTH_FIELD_NUMBER: _ClassVar[int]
-    MLP_LAYERS_FIELD_NUMBER: _ClassVar[int]
-    grid: FieldGrid
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    COMBINE_FIELD_NUMBER: _ClassVar[int]
+    INIT_STD_FIELD_NUMBER: _ClassVar[int]
     levels: int
     base_resolution: int
     max_resolution: int
-    table_log2: int
-    codebook_bits: int
-    feature_dim: int
-    mlp_width: int
-    mlp_layers: int
-    def __init__(self, grid: _Optional[_Union[FieldGrid, str]] = ..., levels: _Optional[int] = ..., base_resolution: _Optional[int] = ..., max_resolution: _Optional[int] = ..., table_log2: _Optional[int] = ..., codebook_bits: _Optional[int] = ..., feature_dim: _Optional[int] = ..., mlp_width: _Optional[int] = ..., mlp_layers: _Optional[int] = ...) -> None: ...
+    features: int
+    combine: GridCombine
+    init_std: float
+    def __init__(self, levels: _Optional[int] = ..., base_resolution: _Optional[int] = ..., max_resolution: _Optional[int] = ..., features: _Optional[int] = ..., combine: _Optional[_Union[GridCombine, str]] = ..., init_std: _Optional[float] = ...) -> None: ...
+
+class VqadGridConfig(_message.Message):
+    __slots__ = ("levels", "base_resolution", "max_resolution", "features", "bits", "combine", "forward", "anneal_hard_fraction", "init_std")
+    LEVELS_FIELD_NUMBER: _ClassVar[int]
+    BASE_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    BITS_FIELD_NUMBER: _ClassVar[int]
+    COMBINE_FIELD_NUMBER: _ClassVar[int]
+    FORWARD_FIELD_NUMBER: _ClassVar[int]
+    ANNEAL_HARD_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    INIT_STD_FIELD_NUMBER: _ClassVar[int]
+    levels: int
+    base_resolution: int
+    max_resolution: int
+    features: int
+    bits: int
+    combine: GridCombine
+    forward: VqadForward
+    anneal_hard_fraction: float
+    init_std: float
+    def __init__(self, levels: _Optional[int] = ..., base_resolution: _Optional[int] = ..., max_resolution: _Optional[int] = ..., features: _Optional[int] = ..., bits: _Optional[int] = ..., combine: _Optional[_Union[GridCombine, str]] = ..., forward: _Optional[_Union[VqadForward, str]] = ..., anneal_hard_fraction: _Optional[float] = ..., init_std: _Optional[float] = ...) -> None: ...
+
+class HashGridConfig(_message.Message):
+    __slots__ = ("levels", "base_resolution", "max_resolution", "features", "log2_table_size", "combine", "init_std")
+    LEVELS_FIELD_NUMBER: _ClassVar[int]
+    BASE_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    LOG2_TABLE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    COMBINE_FIELD_NUMBER: _ClassVar[int]
+    INIT_STD_FIELD_NUMBER: _ClassVar[int]
+    levels: int
+    base_resolution: int
+    max_resolution: int
+    features: int
+    log2_table_size: int
+    combine: GridCombine
+    init_std: float
+    def __init__(self, levels: _Optional[int] = ..., base_resolution: _Optional[int] = ..., max_resolution: _Optional[int] = ..., features: _Optional[int] = ..., log2_table_size: _Optional[int] = ..., combine: _Optional[_Union[GridCombine, str]] = ..., init_std: _Optional[float] = ...) -> None: ...
+
+class DecoderConfig(_message.Message):
+    __slots__ = ("hidden", "layers", "color_layers", "geo_features", "dir_degree")
+    HIDDEN_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    COLOR_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    GEO_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    DIR_DEGREE_FIELD_NUMBER: _ClassVar[int]
+    hidden: int
+    layers: int
+    color_layers: int
+    geo_features: int
+    dir_degree: int
+    def __init__(self, hidden: _Optional[int] = ..., layers: _Optional[int] = ..., color_layers: _Optional[int] = ..., geo_features: _Optional[int] = ..., dir_degree: _Optional[int] = ...) -> None: ...
+
+class FieldConfig(_message.Message):
+    __slots__ = ("vqad", "dense", "hash", "decoder")
+    VQAD_FIELD_NUMBER: _ClassVar[int]
+    DENSE_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    DECODER_FIELD_NUMBER: _ClassVar[int]
+    vqad: VqadGridConfig
+    dense: DenseGridConfig
+    hash: HashGridConfig
+    decoder: DecoderConfig
+    def __init__(self, vqad: _Optional[_Union[VqadGridConfig, _Mapping]] = ..., dense: _Optional[_Union[DenseGridConfig, _Mapping]] = ..., hash: _Optional[_Union[HashGridConfig, _Mapping]] = ..., decoder: _Optional[_Union[DecoderConfig, _Mapping]] = ...) -> None: ...
 
 class NeuralField(_message.Message):
     __slots__ = ("config", "tensors", "artifact")
@@ -248,50 +335,137 @@ class QuantizeConfig(_message.Message):
     def __init__(self, preset: _Optional[str] = ..., dc_codebook: _Optional[int] = ..., sh_codebook: _Optional[int] = ..., scale_codebook: _Optional[int] = ..., rot_codebook: _Optional[int] = ..., kmeans_iters: _Optional[int] = ..., seed: _Optional[int] = ..., position_precision: _Optional[_Union[Precision, str]] = ..., opacity_precision: _Optional[_Union[Precision, str]] = ..., entropy: _Optional[_Union[Entropy, str]] = ..., sh_degree: _Optional[int] = ..., strict: _Optional[bool] = ...) -> None: ...
 
 class SplatTrainConfig(_message.Message):
-    __slots__ = ("iterations", "sh_degree", "qat", "quantize", "kmeans_every", "opacity_reg", "prune_opacity", "resolution_scale", "seed")
-    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("steps", "sh_degree", "seed", "sh_degree_interval", "ssim_lambda", "init", "init_num_points", "init_extent", "init_opacity", "init_scale", "means_lr", "means_lr_final", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "shN_lr", "strategy", "refine_start", "refine_stop", "refine_every", "reset_every", "grow_grad2d", "cap_max", "checkpoint_every", "qat")
+    class QatConfig(_message.Message):
+        __slots__ = ("enabled", "start_step", "freeze_step", "reassign_every", "kmeans_iters", "dc_codebook", "sh_codebook", "scale_codebook", "rot_codebook", "opacity_reg", "prune_opacity", "prune_every", "prune_start", "prune_stop")
+        ENABLED_FIELD_NUMBER: _ClassVar[int]
+        START_STEP_FIELD_NUMBER: _ClassVar[int]
+        FREEZE_STEP_FIELD_NUMBER: _ClassVar[int]
+        REASSIGN_EVERY_FIELD_NUMBER: _ClassVar[int]
+        KMEANS_ITERS_FIELD_NUMBER: _ClassVar[int]
+        DC_CODEBOOK_FIELD_NUMBER: _ClassVar[int]
+        SH_CODEBOOK_FIELD_NUMBER: _ClassVar[int]
+        SCALE_CODEBOOK_FIELD_NUMBER: _ClassVar[int]
+        ROT_CODEBOOK_FIELD_NUMBER: _ClassVar[int]
+        OPACITY_REG_FIELD_NUMBER: _ClassVar[int]
+        PRUNE_OPACITY_FIELD_NUMBER: _ClassVar[int]
+        PRUNE_EVERY_FIELD_NUMBER: _ClassVar[int]
+        PRUNE_START_FIELD_NUMBER: _ClassVar[int]
+        PRUNE_STOP_FIELD_NUMBER: _ClassVar[int]
+        enabled: bool
+        start_step: int
+        freeze_step: int
+        reassign_every: int
+        kmeans_iters: int
+        dc_codebook: int
+        sh_codebook: int
+        scale_codebook: int
+        rot_codebook: int
+        opacity_reg: float
+        prune_opacity: float
+        prune_every: int
+        prune_start: int
+        prune_stop: int
+        def __init__(self, enabled: _Optional[bool] = ..., start_step: _Optional[int] = ..., freeze_step: _Optional[int] = ..., reassign_every: _Optional[int] = ..., kmeans_iters: _Optional[int] = ..., dc_codebook: _Optional[int] = ..., sh_codebook: _Optional[int] = ..., scale_codebook: _Optional[int] = ..., rot_codebook: _Optional[int] = ..., opacity_reg: _Optional[float] = ..., prune_opacity: _Optional[float] = ..., prune_every: _Optional[int] = ..., prune_start: _Optional[int] = ..., prune_stop: _Optional[int] = ...) -> None: ...
+    STEPS_FIELD_NUMBER: _ClassVar[int]
     SH_DEGREE_FIELD_NUMBER: _ClassVar[int]
-    QAT_FIELD_NUMBER: _ClassVar[int]
-    QUANTIZE_FIELD_NUMBER: _ClassVar[int]
-    KMEANS_EVERY_FIELD_NUMBER: _ClassVar[int]
-    OPACITY_REG_FIELD_NUMBER: _ClassVar[int]
-    PRUNE_OPACITY_FIELD_NUMBER: _ClassVar[int]
-    RESOLUTION_SCALE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
-    iterations: int
+    SH_DEGREE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    SSIM_LAMBDA_FIELD_NUMBER: _ClassVar[int]
+    INIT_FIELD_NUMBER: _ClassVar[int]
+    INIT_NUM_POINTS_FIELD_NUMBER: _ClassVar[int]
+    INIT_EXTENT_FIELD_NUMBER: _ClassVar[int]
+    INIT_OPACITY_FIELD_NUMBER: _ClassVar[int]
+    INIT_SCALE_FIELD_NUMBER: _ClassVar[int]
+    MEANS_LR_FIELD_NUMBER: _ClassVar[int]
+    MEANS_LR_FINAL_FIELD_NUMBER: _ClassVar[int]
+    SCALES_LR_FIELD_NUMBER: _ClassVar[int]
+    QUATS_LR_FIELD_NUMBER: _ClassVar[int]
+    OPACITIES_LR_FIELD_NUMBER: _ClassVar[int]
+    SH0_LR_FIELD_NUMBER: _ClassVar[int]
+    SHN_LR_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    REFINE_START_FIELD_NUMBER: _ClassVar[int]
+    REFINE_STOP_FIELD_NUMBER: _ClassVar[int]
+    REFINE_EVERY_FIELD_NUMBER: _ClassVar[int]
+    RESET_EVERY_FIELD_NUMBER: _ClassVar[int]
+    GROW_GRAD2D_FIELD_NUMBER: _ClassVar[int]
+    CAP_MAX_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_EVERY_FIELD_NUMBER: _ClassVar[int]
+    QAT_FIELD_NUMBER: _ClassVar[int]
+    steps: int
     sh_degree: int
-    qat: bool
-    quantize: QuantizeConfig
-    kmeans_every: int
-    opacity_reg: float
-    prune_opacity: float
-    resolution_scale: float
     seed: int
-    def __init__(self, iterations: _Optional[int] = ..., sh_degree: _Optional[int] = ..., qat: _Optional[bool] = ..., quantize: _Optional[_Union[QuantizeConfig, _Mapping]] = ..., kmeans_every: _Optional[int] = ..., opacity_reg: _Optional[float] = ..., prune_opacity: _Optional[float] = ..., resolution_scale: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+    sh_degree_interval: int
+    ssim_lambda: float
+    init: SplatInit
+    init_num_points: int
+    init_extent: float
+    init_opacity: float
+    init_scale: float
+    means_lr: float
+    means_lr_final: float
+    scales_lr: float
+    quats_lr: float
+    opacities_lr: float
+    sh0_lr: float
+    shN_lr: float
+    strategy: DensifyStrategy
+    refine_start: int
+    refine_stop: int
+    refine_every: int
+    reset_every: int
+    grow_grad2d: float
+    cap_max: int
+    checkpoint_every: int
+    qat: SplatTrainConfig.QatConfig
+    def __init__(self, steps: _Optional[int] = ..., sh_degree: _Optional[int] = ..., seed: _Optional[int] = ..., sh_degree_interval: _Optional[int] = ..., ssim_lambda: _Optional[float] = ..., init: _Optional[_Union[SplatInit, str]] = ..., init_num_points: _Optional[int] = ..., init_extent: _Optional[float] = ..., init_opacity: _Optional[float] = ..., init_scale: _Optional[float] = ..., means_lr: _Optional[float] = ..., means_lr_final: _Optional[float] = ..., scales_lr: _Optional[float] = ..., quats_lr: _Optional[float] = ..., opacities_lr: _Optional[float] = ..., sh0_lr: _Optional[float] = ..., shN_lr: _Optional[float] = ..., strategy: _Optional[_Union[DensifyStrategy, str]] = ..., refine_start: _Optional[int] = ..., refine_stop: _Optional[int] = ..., refine_every: _Optional[int] = ..., reset_every: _Optional[int] = ..., grow_grad2d: _Optional[float] = ..., cap_max: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., qat: _Optional[_Union[SplatTrainConfig.QatConfig, _Mapping]] = ...) -> None: ...
+
+class FieldDatasetOptions(_message.Message):
+    __slots__ = ("downscale", "background", "test_every")
+    DOWNSCALE_FIELD_NUMBER: _ClassVar[int]
+    BACKGROUND_FIELD_NUMBER: _ClassVar[int]
+    TEST_EVERY_FIELD_NUMBER: _ClassVar[int]
+    downscale: int
+    background: Color
+    test_every: int
+    def __init__(self, downscale: _Optional[int] = ..., background: _Optional[_Union[Color, _Mapping]] = ..., test_every: _Optional[int] = ...) -> None: ...
 
 class FieldTrainConfig(_message.Message):
-    __slots__ = ("field", "iterations", "rays_per_batch", "learning_rate", "resolution_scale", "seed")
+    __slots__ = ("field", "steps", "batch_size", "lr", "seed", "mlp_lr", "samples_per_ray", "occupancy_resolution", "occupancy_update_every", "occupancy_warmup", "occupancy_threshold", "log_every", "dataset")
     FIELD_FIELD_NUMBER: _ClassVar[int]
-    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
-    RAYS_PER_BATCH_FIELD_NUMBER: _ClassVar[int]
-    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
-    RESOLUTION_SCALE_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LR_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    MLP_LR_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_PER_RAY_FIELD_NUMBER: _ClassVar[int]
+    OCCUPANCY_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    OCCUPANCY_UPDATE_EVERY_FIELD_NUMBER: _ClassVar[int]
+    OCCUPANCY_WARMUP_FIELD_NUMBER: _ClassVar[int]
+    OCCUPANCY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    LOG_EVERY_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
     field: FieldConfig
-    iterations: int
-    rays_per_batch: int
-    learning_rate: float
-    resolution_scale: float
+    steps: int
+    batch_size: int
+    lr: float
     seed: int
-    def __init__(self, field: _Optional[_Union[FieldConfig, _Mapping]] = ..., iterations: _Optional[int] = ..., rays_per_batch: _Optional[int] = ..., learning_rate: _Optional[float] = ..., resolution_scale: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+    mlp_lr: float
+    samples_per_ray: int
+    occupancy_resolution: int
+    occupancy_update_every: int
+    occupancy_warmup: int
+    occupancy_threshold: float
+    log_every: int
+    dataset: FieldDatasetOptions
+    def __init__(self, field: _Optional[_Union[FieldConfig, _Mapping]] = ..., steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., seed: _Optional[int] = ..., mlp_lr: _Optional[float] = ..., samples_per_ray: _Optional[int] = ..., occupancy_resolution: _Optional[int] = ..., occupancy_update_every: _Optional[int] = ..., occupancy_warmup: _Optional[int] = ..., occupancy_threshold: _Optional[float] = ..., log_every: _Optional[int] = ..., dataset: _Optional[_Union[FieldDatasetOptions, _Mapping]] = ...) -> None: ...
 
 class DatasetSource(_message.Message):
-    __slots__ = ("archive", "format")
+    __slots__ = ("archive",)
     ARCHIVE_FIELD_NUMBER: _ClassVar[int]
-    FORMAT_FIELD_NUMBER: _ClassVar[int]
     archive: ArtifactRef
-    format: DatasetFormat
-    def __init__(self, archive: _Optional[_Union[ArtifactRef, _Mapping]] = ..., format: _Optional[_Union[DatasetFormat, str]] = ...) -> None: ...
+    def __init__(self, archive: _Optional[_Union[ArtifactRef, _Mapping]] = ...) -> None: ...
 
 class ArtifactRef(_message.Message):
     __slots__ = ("id",)
@@ -450,21 +624,37 @@ class ListJobsResponse(_message.Message):
     jobs: _containers.RepeatedCompositeFieldContainer[JobStatus]
     def __init__(self, jobs: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ...) -> None: ...
 
+class FieldQuantizeConfig(_message.Message):
+    __slots__ = ("method", "bits", "rank", "iters", "seed")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    BITS_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    ITERS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    method: FieldQuantizeMethod
+    bits: int
+    rank: int
+    iters: int
+    seed: int
+    def __init__(self, method: _Optional[_Union[FieldQuantizeMethod, str]] = ..., bits: _Optional[int] = ..., rank: _Optional[int] = ..., iters: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
 class QuantizeRequest(_message.Message):
-    __slots__ = ("artifact", "splats", "field", "config", "cameras", "background")
+    __slots__ = ("artifact", "splats", "field", "config", "field_config", "cameras", "background")
     ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     SPLATS_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    FIELD_CONFIG_FIELD_NUMBER: _ClassVar[int]
     CAMERAS_FIELD_NUMBER: _ClassVar[int]
     BACKGROUND_FIELD_NUMBER: _ClassVar[int]
     artifact: ArtifactRef
     splats: GaussianSplats
     field: NeuralField
     config: QuantizeConfig
+    field_config: FieldQuantizeConfig
     cameras: _containers.RepeatedCompositeFieldContainer[Camera]
     background: Color
-    def __init__(self, artifact: _Optional[_Union[ArtifactRef, _Mapping]] = ..., splats: _Optional[_Union[GaussianSplats, _Mapping]] = ..., field: _Optional[_Union[NeuralField, _Mapping]] = ..., config: _Optional[_Union[QuantizeConfig, _Mapping]] = ..., cameras: _Optional[_Iterable[_Union[Camera, _Mapping]]] = ..., background: _Optional[_Union[Color, _Mapping]] = ...) -> None: ...
+    def __init__(self, artifact: _Optional[_Union[ArtifactRef, _Mapping]] = ..., splats: _Optional[_Union[GaussianSplats, _Mapping]] = ..., field: _Optional[_Union[NeuralField, _Mapping]] = ..., config: _Optional[_Union[QuantizeConfig, _Mapping]] = ..., field_config: _Optional[_Union[FieldQuantizeConfig, _Mapping]] = ..., cameras: _Optional[_Iterable[_Union[Camera, _Mapping]]] = ..., background: _Optional[_Union[Color, _Mapping]] = ...) -> None: ...
 
 class ExportRequest(_message.Message):
     __slots__ = ("artifact", "splats", "field", "format", "config")
@@ -481,14 +671,16 @@ class ExportRequest(_message.Message):
     def __init__(self, artifact: _Optional[_Union[ArtifactRef, _Mapping]] = ..., splats: _Optional[_Union[GaussianSplats, _Mapping]] = ..., field: _Optional[_Union[NeuralField, _Mapping]] = ..., format: _Optional[_Union[ExportFormat, str]] = ..., config: _Optional[_Union[QuantizeConfig, _Mapping]] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("dataset", "splats", "field")
+    __slots__ = ("dataset", "splats", "field", "init")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     SPLATS_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
+    INIT_FIELD_NUMBER: _ClassVar[int]
     dataset: DatasetSource
     splats: SplatTrainConfig
     field: FieldTrainConfig
-    def __init__(self, dataset: _Optional[_Union[DatasetSource, _Mapping]] = ..., splats: _Optional[_Union[SplatTrainConfig, _Mapping]] = ..., field: _Optional[_Union[FieldTrainConfig, _Mapping]] = ...) -> None: ...
+    init: ArtifactRef
+    def __init__(self, dataset: _Optional[_Union[DatasetSource, _Mapping]] = ..., splats: _Optional[_Union[SplatTrainConfig, _Mapping]] = ..., field: _Optional[_Union[FieldTrainConfig, _Mapping]] = ..., init: _Optional[_Union[ArtifactRef, _Mapping]] = ...) -> None: ...
 
 class RenderRequest(_message.Message):
     __slots__ = ("artifact", "splats", "field", "cameras", "background", "encoding")

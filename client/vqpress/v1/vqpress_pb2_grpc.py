@@ -158,8 +158,7 @@ class VqpressServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Train(self, request, context):
-        """Start a training job and return at once. Training is not available yet: UNIMPLEMENTED,
-        with a message saying which.
+        """Start a training job (Gaussian splats or a neural field) and return at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

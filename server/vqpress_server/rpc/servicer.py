@@ -23,7 +23,7 @@ from ..jobs.table import JobTable
 from ..settings import CHUNK_BYTES, Settings
 from . import convert
 from .errors import ServiceError, invalid_argument, translate_errors
-from .sources import scene_source
+from .sources import check_dataset_artifact, check_scene_artifact, field_manifest, scene_source
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +87,25 @@ class VqpressServicer(pb_grpc.VqpressServicer):
     # -- work ------------------------------------------------------------------------
     def Quantize(self, request: pb.QuantizeRequest, context: Any) -> pb.JobRef:
         config = convert.quantize_config(request.config)
+        source = scene_source(request, self.store, strict=config.get("strict", False), rpc="Quantize")
+        field = field_manifest(self.store, source["artifact"])
+        spec: dict[str, Any]
+        if field is not None:  # post-hoc compression of a stored dense field
+            if not convert.is_dense_field_grid(field["grid"]):
+                raise ServiceError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"field {source['artifact']} is stored as {field['grid'].get('storage')!r}: post-hoc "
+                    "quantization needs a field trained with a dense grid (VQ-AD and hash fields are trained compact)",
+                )
+            spec = {"source": source, "field": convert.field_quantize_config(request.field_config, field["grid"])}
+            return pb.JobRef(id=self._submit(JobKind.QUANTIZE, spec).id)
+        if request.HasField("field_config"):
+            raise invalid_argument(
+                "QuantizeRequest.field_config applies to neural-field sources (a field .vqp); this source is "
+                "a Gaussian splat scene: leave field_config unset"
+            )
         spec = {
-            "source": scene_source(request, self.store, strict=config.get("strict", False), rpc="Quantize"),
+            "source": source,
             "config": config,
             "cameras": convert.camera_dicts(request.cameras) or None,
             "background": convert.background(request.background) if request.HasField("background") else None,
@@ -99,11 +116,12 @@ class VqpressServicer(pb_grpc.VqpressServicer):
         fmt = convert.export_format(request.format)
         config = convert.quantize_config(request.config) if fmt == "vqp" else None
         strict = bool(config and config.get("strict", False))
-        spec = {
-            "source": scene_source(request, self.store, strict=strict, rpc="Export"),
-            "format": fmt,
-            "config": config,
-        }
+        source = scene_source(request, self.store, strict=strict, rpc="Export")
+        if fmt != "vqp" and field_manifest(self.store, source["artifact"]) is not None:
+            raise invalid_argument(
+                f"a neural field exports to EXPORT_FORMAT_VQP only, not {fmt!r}; render it to images with Render"
+            )
+        spec = {"source": source, "format": fmt, "config": config}
         return pb.JobRef(id=self._submit(JobKind.EXPORT, spec).id)
 
     def Train(self, request: pb.TrainRequest, context: Any) -> pb.JobRef:
@@ -112,12 +130,32 @@ class VqpressServicer(pb_grpc.VqpressServicer):
             raise invalid_argument(
                 "TrainRequest needs a config: set splats (SplatTrainConfig) or field (FieldTrainConfig)"
             )
-        what = "Gaussian splat scenes" if which == "splats" else "neural fields"
-        raise ServiceError(
-            grpc.StatusCode.UNIMPLEMENTED,
-            f"training of {what} is not available in this server version yet; "
-            "train elsewhere and send the result to Quantize",
-        )
+        # Configs first: a bad one fails before the dataset is looked at.
+        if which == "splats":
+            config = convert.splat_train_config(request.splats)
+        else:
+            field_spec = convert.field_train_spec(request.field)
+        if request.dataset.WhichOneof("source") != "archive":
+            raise invalid_argument(
+                "TrainRequest.dataset.archive is not set: upload the dataset and send its ArtifactRef"
+            )
+        dataset = {"artifact": request.dataset.archive.id}
+        check_dataset_artifact(self.store, dataset["artifact"], allow_image=which == "field")
+        if which == "field":
+            if request.HasField("init"):
+                raise invalid_argument("TrainRequest.init (a scene to fine-tune) applies to splat training only")
+            return pb.JobRef(id=self._submit(JobKind.TRAIN_FIELD, {"dataset": dataset, **field_spec}).id)
+        init = None
+        if request.HasField("init"):
+            check_scene_artifact(self.store, request.init.id)
+            if field_manifest(self.store, request.init.id) is not None:
+                raise ServiceError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"TrainRequest.init {request.init.id} is a neural field, not a splat scene to fine-tune",
+                )
+            init = {"artifact": request.init.id}
+        spec = {"dataset": dataset, "config": config, "init": init}
+        return pb.JobRef(id=self._submit(JobKind.TRAIN_SPLATS, spec).id)
 
     def Render(self, request: pb.RenderRequest, context: Any) -> Iterator[pb.RenderedImage]:
         encoding = convert.image_encoding(request.encoding)

@@ -8,6 +8,9 @@ call with INVALID_ARGUMENT instead of failing a job later. The worker reads the 
 from __future__ import annotations
 
 import io
+import json
+import struct
+import tarfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -15,7 +18,9 @@ from typing import Any
 
 import grpc
 import numpy as np
+from vqpress.vqp import HEADER_BYTES as VQP_HEADER_BYTES
 from vqpress.vqp import MAGIC as VQP_MAGIC
+from vqpress.vqp import MAX_MANIFEST_BYTES
 
 from ..artifacts.store import ArtifactStore
 from ..core.errors import FormatError
@@ -42,9 +47,12 @@ def scene_source(request: Any, store: ArtifactStore, *, strict: bool, rpc: str) 
         info = store.put_bytes(buf.getvalue(), name="inline.npz", kind="npz")
         return {"artifact": info.id}
     if which == "field":
+        if request.field.WhichOneof("data") == "artifact":
+            return {"artifact": _field_artifact(store, request.field.artifact.id)}
         raise ServiceError(
             grpc.StatusCode.UNIMPLEMENTED,
-            f"{rpc} of neural fields is not available in this server yet; send a Gaussian splat scene",
+            f"{rpc} of inline neural-field tensors is not available in this server yet; upload the field "
+            "as a .vqp and send it as an artifact",
         )
     raise ServiceError(
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -126,3 +134,99 @@ def _check_npz(path: Path, label: str) -> None:
     missing = sorted(_NPZ_REQUIRED - names)
     if missing:
         raise FormatError(label, f"npz lacks {', '.join(missing)}; it needs means, quats, scales, opacities, sh0")
+
+
+# -- neural fields ------------------------------------------------------------------------
+
+
+def field_manifest(store: ArtifactStore, artifact_id: str) -> dict[str, Any] | None:
+    """The manifest of a stored field .vqp (kind "field"), or None for any other artifact.
+
+    Reads the fixed header and the manifest only (at most 16 MiB), checked against its CRC-32."""
+    info = store.stat(artifact_id)
+    if info.kind not in ("vqp", UNKNOWN_KIND):
+        return None
+    with open(store.path(artifact_id), "rb") as f:
+        head = f.read(VQP_HEADER_BYTES)
+        if len(head) < VQP_HEADER_BYTES or not head.startswith(VQP_MAGIC):
+            return None
+        mlen, mcrc = struct.unpack_from("<II", head, 12)
+        label = f"artifact {artifact_id} ({info.name!r})"
+        if mlen > MAX_MANIFEST_BYTES:
+            raise FormatError(label, f".vqp manifest length {mlen} is over {MAX_MANIFEST_BYTES} bytes")
+        raw = f.read(mlen)
+    if len(raw) != mlen or zlib.crc32(raw) != mcrc:
+        raise FormatError(label, ".vqp manifest is truncated or corrupted (length or CRC-32 mismatch)")
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FormatError(label, f".vqp manifest is not JSON: {e}") from None
+    if not isinstance(doc, dict) or doc.get("kind") != "field":
+        return None
+    meta = doc.get("meta")
+    if not isinstance(meta, dict) or not isinstance(meta.get("grid"), dict):
+        raise FormatError(label, "field .vqp manifest lacks its grid description")
+    return meta
+
+
+def _field_artifact(store: ArtifactStore, artifact_id: str) -> str:
+    if field_manifest(store, artifact_id) is None:
+        info = store.stat(artifact_id)
+        raise ServiceError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"artifact {artifact_id} ({info.name!r}, kind {info.kind!r}) is not a neural-field .vqp; "
+            "send a .vqp written by field training or field quantization",
+        )
+    return artifact_id
+
+
+# -- training datasets --------------------------------------------------------------------
+
+_IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg"}
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")  # gzip, bzip2, xz (a compressed tar)
+
+
+def dataset_kind(head: bytes) -> str | None:
+    """What the first bytes of a dataset artifact show: "archive" (zip or tar), "image" (PNG or JPEG), or None."""
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "archive"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "archive"
+    if head.startswith(_COMPRESSED_MAGIC):
+        return "archive"
+    if any(head.startswith(m) for m in _IMAGE_MAGIC):
+        return "image"
+    return None
+
+
+def check_dataset_artifact(store: ArtifactStore, artifact_id: str, *, allow_image: bool) -> str:
+    """ "archive" or "image": what a stored dataset is, by content; raises when it is neither.
+
+    FAILED_PRECONDITION for an artifact of a scene kind (a .ply is not photos); FormatError
+    (INVALID_ARGUMENT) for content that is no zip/tar archive (nor, with ``allow_image``, a PNG/JPEG).
+    """
+    info = store.stat(artifact_id)
+    label = f"artifact {artifact_id} ({info.name!r}, kind {info.kind!r})"
+    want = "a .zip or .tar archive of posed images" + (", or a PNG/JPEG image" if allow_image else "")
+    if info.kind in SCENE_KINDS:
+        raise ServiceError(
+            grpc.StatusCode.FAILED_PRECONDITION, f"{label} is a scene, not a training dataset; send {want}"
+        )
+    with open(store.path(artifact_id), "rb") as f:
+        head = f.read(512)
+    found = dataset_kind(head)
+    if found == "archive" and head.startswith(b"\x1f\x8b") and not _is_compressed_tar(store.path(artifact_id)):
+        found = None
+    if found is None or (found == "image" and not allow_image):
+        what = "an image" if found == "image" else "neither a zip nor a tar archive"
+        raise FormatError(label, f"content is {what}; send {want}")
+    return found
+
+
+def _is_compressed_tar(path: Path) -> bool:
+    """A gzip file that holds a tar (an .spz is gzip too): its first member header reads as tar."""
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            return tf.next() is not None
+    except (tarfile.TarError, OSError, EOFError, zlib.error):
+        return False
