@@ -20,6 +20,7 @@ from .model import JobRecord, JobState, LeaseLost
 from .table import JobTable
 
 if TYPE_CHECKING:
+    from ..core.fields.model import NeuralField
     from ..core.splats.model import GaussianSplats
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,13 @@ SOURCE_SUFFIX = {
     "vqp": ".vqp",
 }
 _PROGRESS_WRITE_S = 0.05  # progress is written to the table at most this often (seconds) per stage
+CHECKPOINTS_SUFFIX = "-checkpoints"  # <job id><this>: a job's checkpoint folder in the scratch root
+
+
+def checkpoint_dir_for(scratch_root: Path, job_id: str) -> Path:
+    """A job's checkpoint folder: beside its per-attempt scratch folders, keyed by the job id only, so
+    that a re-run of the job after its worker died finds the checkpoints of the attempt before."""
+    return scratch_root / f"{job_id}{CHECKPOINTS_SUFFIX}"
 
 
 class WorkerShutdown(Exception):
@@ -77,16 +85,18 @@ class Source:
 
 
 class WarmState:
-    """Created once per worker process: torch, the device, loaded kernels, recently used scenes.
+    """Created once per worker process: torch, the device, loaded kernels, recently used scenes and fields.
 
     device: "cuda" (the one GPU this worker sees) or "cpu".
-    cache_size: how many scenes the LRU keeps on the device, keyed by artifact id (default 4).
+    cache_size: how many scenes (and, separately, fields) the LRU keeps on the device, keyed by
+    artifact id (default 4).
     """
 
     def __init__(self, device: str, cache_size: int = 4) -> None:
         self.device = device
         self.cache_size = cache_size
         self._scenes: OrderedDict[str, GaussianSplats] = OrderedDict()
+        self._fields: OrderedDict[str, tuple[NeuralField, dict[str, Any]]] = OrderedDict()
 
     @classmethod
     def create(cls, device: str, *, threads: int | None = None, cache_size: int = 4) -> WarmState:
@@ -142,8 +152,22 @@ class WarmState:
             self._scenes.popitem(last=False)
         return splats
 
+    def field(
+        self, key: str, load: Callable[[], tuple[NeuralField, dict[str, Any]]]
+    ) -> tuple[NeuralField, dict[str, Any]]:
+        """The decoded field (and its manifest extra) for ``key`` from the LRU, else ``load()`` (on the device)."""
+        if key in self._fields:
+            self._fields.move_to_end(key)
+            return self._fields[key]
+        model, extra = load()
+        entry = (model.to(self.device), extra)
+        self._fields[key] = entry
+        while len(self._fields) > self.cache_size:
+            self._fields.popitem(last=False)
+        return entry
+
     def cached(self) -> list[str]:
-        return list(self._scenes)
+        return list(self._scenes) + list(self._fields)
 
 
 class JobContext:
@@ -176,6 +200,11 @@ class JobContext:
     @property
     def device(self) -> str:
         return self.warm.device
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """This job's checkpoint folder (not created here); the worker keeps it until the job ends."""
+        return checkpoint_dir_for(self.scratch.parent, self.job.id)
 
     # -- progress and cancellation ---------------------------------------------------
     def progress(self, stage: str, fraction: float, metrics: Mapping[str, float] | None = None) -> None:

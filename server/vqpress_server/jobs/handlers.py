@@ -11,6 +11,10 @@ Specs (JSON dicts built by the RPC layer; every field is untrusted):
   -> one result per camera, in camera order: PNG, or .npy of float32 [H, W, 3] (np.save).
 
 A camera dict is {"viewmat": 16 floats row-major, "K": 9 floats row-major, "width", "height", "name"}.
+
+A source that is a neural-field .vqp (container kind "field", read from its header) goes to
+field_handler.py, as does a quantize spec with a "field" key; train_splats jobs run in
+train_handler.py, train_field jobs in field_handler.py.
 Handlers import the core lazily so the worker module stays importable without torch.
 """
 
@@ -26,8 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConfigError, VqpressInputError
-from .context import JobContext, safe_name
+from .context import JobContext, Source, safe_name
 from .model import JobKind
+from .train_handler import run_train_splats
 
 if TYPE_CHECKING:
     from ..core.render.cameras import Camera
@@ -51,10 +56,6 @@ class Output:
 class HandlerResult:
     outputs: list[Output]
     metrics: dict[str, float] = field(default_factory=dict)
-
-
-class JobKindUnavailable(VqpressInputError):
-    """This server cannot run jobs of this kind yet."""
 
 
 Handler = Callable[[JobContext, Mapping[str, Any]], HandlerResult]
@@ -122,9 +123,13 @@ def _choice(spec: Mapping[str, Any], key: str, choices: tuple[str, ...], default
 
 # -- handlers --------------------------------------------------------------------------
 def run_quantize(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
+    src = ctx.source(spec.get("source"))
+    if spec.get("field") is not None or is_field_source(src):
+        from .field_handler import run_quantize_field
+
+        return run_quantize_field(ctx, spec, src)
     from ..core.splats.compress import compress_file
 
-    src = ctx.source(spec.get("source"))
     config = quantize_config(spec.get("config"))
     cams = cameras(spec.get("cameras"), required=False)
     bg = background(spec.get("background"))
@@ -151,6 +156,10 @@ def run_quantize(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
 def run_export(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
     fmt = _choice(spec, "format", EXPORT_FORMATS)
     src = ctx.source(spec.get("source"))
+    if is_field_source(src):
+        from .field_handler import run_export_field
+
+        return run_export_field(ctx, spec, src)
     t0 = time.perf_counter()
     dst = ctx.scratch / f"{src.stem}.{fmt}"
     metrics: dict[str, float] = {}
@@ -177,12 +186,13 @@ def run_export(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
 
 
 def run_render(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
-    import numpy as np
-    import torch
-
     from ..core.render.splats import render
 
     src = ctx.source(spec.get("source"))
+    if is_field_source(src):
+        from .field_handler import run_render_field
+
+        return run_render_field(ctx, spec, src)
     cams = cameras(spec.get("cameras"), required=True)
     assert cams is not None
     bg = background(spec.get("background")) or (0.0, 0.0, 0.0)
@@ -193,36 +203,75 @@ def run_render(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
     n = len(cams)
     for i, cam in enumerate(cams):
         ctx.progress(f"render {i + 1}/{n}", i / n)
-        img = render(splats, cam, background=bg)  # [H, W, 3]
-        stem = f"{i:04d}" + (f"_{safe_name(cam.name)}" if safe_name(cam.name) else "")
-        if encoding == "png":
-            from ..core.render.images import save_png
-
-            path = ctx.scratch / f"{stem}.png"
-            save_png(img, path)
-            outputs.append(Output(path, path.name, "png"))
-        else:
-            path = ctx.scratch / f"{stem}.npy"
-            np.save(path, img.detach().to("cpu", torch.float32).numpy())
-            outputs.append(Output(path, path.name, "npy"))
+        outputs.append(save_view(ctx, i, cam, render(splats, cam, background=bg), encoding))
     ctx.progress("render", 1.0)
     seconds = time.perf_counter() - t0
     return HandlerResult(outputs, {"seconds": seconds, "images": float(n)})
 
 
-def _unavailable(kind: JobKind) -> Handler:
-    def run(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
-        raise JobKindUnavailable(
-            f"{kind.value} jobs are not available on this server version yet; quantize, export and render are"
-        )
+def render_encoding(spec: Mapping[str, Any]) -> str:
+    """The spec's "encoding": "png" (default) or "float32"."""
+    return _choice(spec, "encoding", RENDER_ENCODINGS, default="png")
 
-    return run
+
+def save_view(ctx: JobContext, index: int, cam: Camera, img: Any, encoding: str) -> Output:  # img [H, W, 3]
+    """Write one rendered view into scratch as ``<index>_<camera name>.png`` or ``.npy`` (float32)."""
+    import numpy as np
+    import torch
+
+    stem = f"{index:04d}" + (f"_{safe_name(cam.name)}" if safe_name(cam.name) else "")
+    if encoding == "png":
+        from ..core.render.images import save_png
+
+        path = ctx.scratch / f"{stem}.png"
+        save_png(img, path)
+        return Output(path, path.name, "png")
+    path = ctx.scratch / f"{stem}.npy"
+    np.save(path, img.detach().to("cpu", torch.float32).numpy())
+    return Output(path, path.name, "npy")
+
+
+def is_field_source(src: Source) -> bool:
+    """Whether a source is a neural-field .vqp (read from the container header, not the whole file)."""
+    return src.kind == "vqp" and vqp_container_kind(src.path) == "field"
+
+
+def vqp_container_kind(path: Path) -> str | None:
+    """The ``kind`` of a .vqp container ("splats", "field"), reading only its header and manifest;
+    None when the file is not a readable .vqp (the full reader then reports what is wrong)."""
+    import struct
+    import zlib
+
+    from vqpress.vqp import HEADER_BYTES, MAGIC, MAX_MANIFEST_BYTES
+
+    with open(path, "rb") as f:
+        head = f.read(HEADER_BYTES)
+        if len(head) < HEADER_BYTES or not head.startswith(MAGIC):
+            return None
+        mlen, mcrc = struct.unpack_from("<II", head, len(MAGIC) + 4)
+        if mlen > MAX_MANIFEST_BYTES:
+            return None
+        manifest = f.read(mlen)
+    if len(manifest) != mlen or zlib.crc32(manifest) != mcrc:
+        return None
+    try:
+        doc = json.loads(manifest.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
+    from .field_handler import run_train_field  # here: field_handler.py imports this module
+
+    return run_train_field(ctx, spec)
 
 
 HANDLERS: dict[JobKind, Handler] = {
     JobKind.QUANTIZE: run_quantize,
     JobKind.EXPORT: run_export,
     JobKind.RENDER: run_render,
-    JobKind.TRAIN_SPLATS: _unavailable(JobKind.TRAIN_SPLATS),
-    JobKind.TRAIN_FIELD: _unavailable(JobKind.TRAIN_FIELD),
+    JobKind.TRAIN_SPLATS: run_train_splats,
+    JobKind.TRAIN_FIELD: _train_field,
 }

@@ -32,7 +32,7 @@ MAX_ARCHIVE_FILES = 20_000  # members of a dataset archive
 
 def checkpoint_dir(ctx: JobContext) -> Path:
     """The job's checkpoint folder: beside the per-attempt scratch folders, keyed by job id only."""
-    return ctx.scratch.parent / f"{ctx.job.id}-checkpoints"
+    return ctx.checkpoint_dir
 
 
 def _dataset_source(ctx: JobContext, ref: Any) -> Path:

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..artifacts import ArtifactNotFound, ArtifactStore, ArtifactTooLarge
 from ..core.errors import Cancelled, VqpressInputError
 from ..settings import Settings
-from .context import JobContext, WarmState, WorkerShutdown
+from .context import CHECKPOINTS_SUFFIX, JobContext, WarmState, WorkerShutdown, checkpoint_dir_for
 from .model import JobRecord, JobState, LeaseLost
 from .table import JobTable
 
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _MP = get_context("spawn")  # never fork: a forked CUDA context is unusable
 _MONITOR_S = 0.2  # how often the pool checks that its workers are alive (seconds)
+_SCRATCH_CLEAN_S = 60.0  # how often the pool removes scratch no job needs, e.g. checkpoints of ended jobs (s)
 _RESTART_BACKOFF_S = (0.5, 30.0)  # delay before restarting a worker that died young: first, max (s)
 _ENV_LOCK = threading.Lock()
 
@@ -179,7 +180,7 @@ class WorkerPool:
 
     def _watch(self) -> None:
         assert self._table is not None
-        last_requeue = time.monotonic()
+        last_requeue = last_clean = time.monotonic()
         while not self._stopping.wait(_MONITOR_S):
             now = time.monotonic()
             with self._lock:
@@ -195,6 +196,12 @@ class WorkerPool:
                         self.notify()
                 except Exception:
                     log.exception("requeue of expired jobs failed")
+            if now - last_clean >= _SCRATCH_CLEAN_S:
+                last_clean = now
+                try:
+                    _clean_scratch(self.settings.scratch_dir, self._table)
+                except Exception:
+                    log.exception("scratch clean-up failed")
 
     def _worker_died(self, slot: int, proc: SpawnProcess) -> None:
         assert self._table is not None
@@ -219,11 +226,44 @@ class WorkerPool:
 
 
 def _clean_scratch(scratch: Path, table: JobTable) -> None:
-    """Remove scratch directories of jobs no worker is running (left by a killed worker)."""
-    running = {j.id for j in table.list([JobState.RUNNING, JobState.CANCELLING], limit=1_000_000)}
-    for d in scratch.iterdir() if scratch.is_dir() else []:
-        if d.name.split("-", 1)[0] not in running:
+    """Remove what no job needs any more from the scratch folder (left by killed workers or ended jobs).
+
+    A per-attempt folder ``<job id>-<attempt>`` stays only while that attempt runs (RUNNING or
+    CANCELLING); a ``<job id>-checkpoints`` folder stays while the job may still run (QUEUED,
+    RUNNING, CANCELLING), so a re-run after a worker death resumes from its last checkpoint.
+    The folder is listed before the job states are read: a folder created after the listing is not
+    seen, and one seen belongs to a job whose state is read afterwards, so nothing live is removed.
+    """
+    entries = list(scratch.iterdir()) if scratch.is_dir() else []
+    if not entries:
+        return
+    live = table.list([JobState.QUEUED, JobState.RUNNING, JobState.CANCELLING], limit=1_000_000)
+    states = {j.id: j for j in live}
+    for d in entries:
+        job_id, _, rest = d.name.partition("-")
+        job = states.get(job_id)
+        if job is None:
+            keep = False
+        elif "-" + rest == CHECKPOINTS_SUFFIX:
+            keep = True
+        else:
+            keep = job.state is not JobState.QUEUED and rest == str(job.attempts)
+        if not keep:
             shutil.rmtree(d, ignore_errors=True)
+
+
+def _drop_checkpoints_if_ended(table: JobTable, job_id: str, scratch_root: Path) -> None:
+    """Remove the job's checkpoint folder once the job is over (any terminal state)."""
+    ckpt = checkpoint_dir_for(scratch_root, job_id)
+    if not ckpt.exists():
+        return
+    try:
+        ended = table.get(job_id).terminal
+    except Exception:
+        log.exception("could not read the state of job %s; its checkpoints stay until the next clean-up", job_id)
+        return
+    if ended:
+        shutil.rmtree(ckpt, ignore_errors=True)
 
 
 # -- the worker process ----------------------------------------------------------------
@@ -315,6 +355,7 @@ def _run_job(
         done.set()
         beat.join()
         shutil.rmtree(scratch, ignore_errors=True)
+        _drop_checkpoints_if_ended(table, job.id, settings.scratch_dir)
 
 
 def _end(fn: object, *args: object) -> None:
