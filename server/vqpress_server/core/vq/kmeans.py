@@ -187,13 +187,34 @@ def assign(
 
 # -- update ----------------------------------------------------------------------------------------
 def _sums_counts(x: torch.Tensor, labels: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-cluster float64 sums [K, d] and counts [K], accumulated in chunks."""
+    """Per-cluster float64 sums [K, d] and counts [K].
+
+    On CUDA the points are sorted by label and each cluster is summed as one segment: no atomics,
+    so the sums are deterministic, and float64 atomics under heavy contention (few clusters, many
+    members) are what made the update slower than the assignment. On CPU, chunked index_add_.
+    """
     d = x.shape[1]
+    counts = torch.bincount(labels, minlength=K)
+    if x.device.type == "cuda":
+        order = torch.argsort(labels, stable=True)
+        sums = torch.empty(K, d, dtype=torch.float64, device=x.device)
+        # Bound the float64 copy: segments are contiguous in `order`, so cut at cluster boundaries.
+        ends = torch.cumsum(counts, 0)
+        step = _chunk_rows(16 * d, x.device)
+        k0 = 0
+        while k0 < K:
+            start = int(ends[k0 - 1]) if k0 else 0
+            k1 = int(torch.searchsorted(ends, start + step, right=True))
+            k1 = min(max(k1, k0 + 1), K)
+            stop = int(ends[k1 - 1])
+            part = x[order[start:stop]].double()
+            sums[k0:k1] = torch.segment_reduce(part, "sum", lengths=counts[k0:k1], axis=0, unsafe=True)
+            k0 = k1
+        return sums, counts
     sums = torch.zeros(K, d, dtype=torch.float64, device=x.device)
     step = _chunk_rows(16 * d, x.device)
     for s0 in range(0, x.shape[0], step):
         sums.index_add_(0, labels[s0 : s0 + step], x[s0 : s0 + step].double())
-    counts = torch.bincount(labels, minlength=K)
     return sums, counts
 
 
