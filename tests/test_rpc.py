@@ -368,9 +368,7 @@ def test_unknown_ids_are_not_found(stub: pb_grpc.VqpressStub, channel: grpc.Chan
         expect_error(channel, C.NOT_FOUND, call, "no job")
 
 
-def test_train_checks_its_dataset_at_submit(
-    stub: pb_grpc.VqpressStub, channel: grpc.Channel, donut_id: str
-) -> None:
+def test_train_checks_its_dataset_at_submit(stub: pb_grpc.VqpressStub, channel: grpc.Channel, donut_id: str) -> None:
     def train(artifact_id: str, **config: Any) -> Callable[[], Any]:
         req = pb.TrainRequest(dataset=pb.DatasetSource(archive=pb.ArtifactRef(id=artifact_id)), **config)
         return lambda: stub.Train(req, timeout=5)

@@ -199,12 +199,20 @@ def test_render_matches_an_in_process_render(service: Service, small_camera: Cam
     assert np.abs(imgs[0].astype(int) - to_uint8(ref).astype(int)).max() <= 1
 
 
-def test_train_is_unimplemented(service: Service, tmp_path: Path) -> None:
+def test_train_on_an_empty_archive_fails_its_job_with_the_reason(service: Service, tmp_path: Path) -> None:
     archive = tmp_path / "photos.zip"
-    archive.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip
+    archive.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: an archive, checked by the worker
     with pytest.raises(VqpressError) as e:
-        service.client.train(archive).wait(timeout=30)
-    assert e.value.code == "UNIMPLEMENTED" and "not available" in e.value.message
+        service.client.train(archive, vqpress.SplatTrainConfig(steps=10)).wait(timeout=60)
+    assert e.value.code == "FAILED" and "dataset" in e.value.message.lower()
+    notes = tmp_path / "notes.zip"
+    notes.write_text("not photos\n" * 20)
+    r = subprocess.run(
+        [sys.executable, "-m", "vqpress.cli", "--server", service.address, "train", str(notes), "-o",
+         str(tmp_path / "out.vqp"), "--steps", "10"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 1 and "INVALID_ARGUMENT" in r.stderr and "neither a zip nor a tar" in r.stderr
 
 
 # -- bad input gets a status code --------------------------------------------------------

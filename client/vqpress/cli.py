@@ -2,6 +2,9 @@
 
     vqpress --server HOST:PORT quantize scene.ply -o scene.vqp [--preset high_ratio] [--json]
     vqpress --server HOST:PORT export scene.vqp -o scene.ply
+    vqpress --server HOST:PORT quantize field.vqp -o small.vqp --field-method kmvq --bits 4
+    vqpress --server HOST:PORT train photos.zip -o scene.vqp [--steps 7000] [--json]
+    vqpress --server HOST:PORT train photo.png -o photo.vqp --field [--steps 500] [--bits 4]
     vqpress --server HOST:PORT render scene.vqp --cameras cameras.json -o views/ [--split test]
     vqpress --server HOST:PORT jobs | cancel ID | health
 
@@ -23,12 +26,20 @@ from ._transport import TOKEN_ENV, TlsConfig
 from .client import Client, Job
 from .errors import MissingDependencyError, VqpressError, invalid
 from .types import (
+    FIELD_QUANTIZE_METHODS,
     OPACITY_PRECISIONS,
     POSITION_PRECISIONS,
     PRESETS,
+    DenseGridConfig,
+    FieldQuantizeConfig,
+    FieldTrainConfig,
+    HashGridConfig,
     JobState,
     JobStatus,
+    QatConfig,
     QuantizeConfig,
+    SplatTrainConfig,
+    VqadGridConfig,
     load_cameras_json,
 )
 
@@ -69,6 +80,28 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--split", help="only the cameras of this split (e.g. test)")
     q.add_argument("--json", action="store_true", help="print the report as JSON on stdout, nothing else")
     config_args(q)
+    g = q.add_argument_group("neural fields (the input is a field .vqp; --kmeans-iters and --seed apply)")
+    g.add_argument("--field-method", choices=FIELD_QUANTIZE_METHODS, help="post-hoc compression of a dense field")
+    g.add_argument("--bits", type=int, help="kmvq: bits per vertex (2^bits centroids per level), 1..10")
+    g.add_argument("--rank", type=int, help="lra: rank of the approximation")
+
+    t = sub.add_parser("train", help="train a splat scene (or a neural field) and download the results")
+    t.add_argument("dataset", type=Path, help=".zip/.tar of posed images, or for --field also a .png/.jpg image")
+    t.add_argument("-o", "--output", type=Path, required=True, help="the .vqp to write; other results go beside it")
+    t.add_argument("--field", action="store_true", help="train a neural field (default for a .png/.jpg dataset)")
+    t.add_argument("--steps", type=int, help="optimizer steps (splats: scales the whole schedule)")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--json", action="store_true", help="print the report as JSON on stdout, nothing else")
+    g = t.add_argument_group("splats")
+    g.add_argument("--sh-degree", type=int, choices=range(4))
+    g.add_argument("--no-qat", action="store_true", help="plain 3DGS, quantized after training")
+    g.add_argument("--init", type=Path, help="a scene to fine-tune instead of initializing from the dataset")
+    g = t.add_argument_group("fields")
+    g.add_argument("--grid", choices=("vqad", "dense", "hash"), default="vqad")
+    g.add_argument("--bits", type=int, help="VQ-AD bits per vertex, 1..10 (default 4)")
+    g.add_argument("--levels", type=int)
+    g.add_argument("--max-resolution", type=int)
+    g.add_argument("--downscale", type=int, help="3D: reduce images by this integer factor")
 
     e = sub.add_parser("export", help="convert a scene (or decode a .vqp) to .ply/.splat/.spz/.vqp")
     e.add_argument("input", type=Path)
@@ -99,21 +132,28 @@ def _config(args: argparse.Namespace) -> QuantizeConfig:
     return QuantizeConfig(**{n: getattr(args, n) for n in names}).validate()
 
 
+_SHOWN_METRICS = (("step", "step {:.0f}"), ("loss", "loss {:.4f}"), ("psnr", "PSNR {:.2f} dB"),
+                  ("num_gaussians", "{:.0f} Gaussians"))  # fmt: skip
+
+
 class _Progress:
-    """A one-line progress bar on stderr (a line per stage when stderr is not a terminal)."""
+    """A one-line progress bar on stderr (a line per stage, or per 10% of training, when stderr is not
+    a terminal), with the job's training metrics (step, loss, PSNR, Gaussian count) when it has them."""
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
-        self.last = ("", -1)
+        self.last: tuple[str, int] = ("", -1)
 
     def __call__(self, st: JobStatus) -> None:
         pct = int(round(100 * st.progress))
-        key = (f"{st.state.value} {st.stage}", pct if self.tty else -1)
+        training = "step" in st.metrics or "loss" in st.metrics
+        key = (f"{st.state.value} {st.stage}", pct if self.tty else (pct // 10 if training else -1))
         if key == self.last:
             return
         self.last = key
         bar = "#" * (pct // 4) + "." * (25 - pct // 4)
-        line = f"[{bar}] {pct:3d}% {st.state.value.lower()} {st.stage}"
+        shown = [fmt.format(st.metrics[k]) for k, fmt in _SHOWN_METRICS if k in st.metrics and not st.terminal]
+        line = f"[{bar}] {pct:3d}% {st.state.value.lower()} {st.stage}" + (f"  {', '.join(shown)}" if shown else "")
         if self.tty:
             sys.stderr.write("\r" + line[:100].ljust(100))
             if st.terminal:
@@ -149,7 +189,13 @@ def _follow(job: Job, timeout: float | None) -> JobStatus:
 
 
 def _cmd_quantize(client: Client, args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg: QuantizeConfig | FieldQuantizeConfig
+    if args.field_method or args.bits is not None or args.rank is not None:
+        cfg = FieldQuantizeConfig(
+            method=args.field_method, bits=args.bits, rank=args.rank, iters=args.kmeans_iters, seed=args.seed
+        ).validate()
+    else:
+        cfg = _config(args)
     cameras, background = load_cameras_json(args.cameras, args.split) if args.cameras else (None, None)
     job = client.quantize(args.input, cfg, cameras=cameras, background=background)
     st = _follow(job, args.timeout)
@@ -166,6 +212,53 @@ def _cmd_quantize(client: Client, args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
         print(f"wrote {args.output}")
+        for k, v in report.items():
+            if not isinstance(v, (dict, list)):
+                print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
+    return 0
+
+
+def _train_config(args: argparse.Namespace) -> SplatTrainConfig | FieldTrainConfig:
+    is_image = args.dataset.suffix.lower() in (".png", ".jpg", ".jpeg")
+    if args.field or is_image:
+        if args.sh_degree is not None or args.no_qat or args.init is not None:
+            raise invalid("--sh-degree, --no-qat and --init apply to splat training, not --field")
+        common = {"levels": args.levels, "max_resolution": args.max_resolution}
+        if args.grid == "vqad":
+            grid: DenseGridConfig | VqadGridConfig | HashGridConfig = VqadGridConfig(bits=args.bits, **common)
+        elif args.bits is not None:
+            raise invalid("--bits applies to the VQ-AD grid (--grid vqad)")
+        else:
+            grid = DenseGridConfig(**common) if args.grid == "dense" else HashGridConfig(**common)
+        return FieldTrainConfig(grid=grid, steps=args.steps, seed=args.seed, downscale=args.downscale).validate()
+    if args.bits is not None or args.levels is not None or args.max_resolution is not None:
+        raise invalid("--bits, --levels and --max-resolution apply to field training (--field)")
+    qat = QatConfig(enabled=False) if args.no_qat else None
+    return SplatTrainConfig(steps=args.steps, seed=args.seed, sh_degree=args.sh_degree, qat=qat).validate()
+
+
+def _cmd_train(client: Client, args: argparse.Namespace) -> int:
+    config = _train_config(args)
+    job = client.train(args.dataset, config, init=args.init)
+    if not args.json:
+        print(f"job {job.id}", file=sys.stderr)
+    st = _follow(job, args.timeout)
+    out: Path = args.output
+    written = []
+    report: dict[str, Any] = dict(st.metrics)
+    for r in st.results:
+        if r.kind == "vqp":
+            dst = out
+        else:
+            dst = out.with_name(f"{out.stem}.{Path(r.name).name}" if r.kind != "ply" else f"{out.stem}.ply")
+        client.download(r, dst)
+        written.append(dst)
+        if r.kind == "json":
+            report = json.loads(dst.read_text())
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print("wrote " + ", ".join(str(p) for p in written))
         for k, v in report.items():
             if not isinstance(v, (dict, list)):
                 print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
@@ -231,6 +324,7 @@ def _cmd_health(client: Client, args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "quantize": _cmd_quantize,
+    "train": _cmd_train,
     "export": _cmd_export,
     "render": _cmd_render,
     "jobs": _cmd_jobs,

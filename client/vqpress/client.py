@@ -29,10 +29,17 @@ from .types import (
     ArtifactRef,
     Background,
     Camera,
+    DenseGridConfig,
+    FieldQuantizeConfig,
+    FieldTrainConfig,
+    HashGridConfig,
     JobState,
     JobStatus,
     QuantizeConfig,
     Splats,
+    SplatTrainConfig,
+    VqadGridConfig,
+    set_fields,
 )
 from .v1 import vqpress_pb2 as pb
 from .v1 import vqpress_pb2_grpc as pb_grpc
@@ -55,7 +62,23 @@ _KIND_BY_SUFFIX = {
     ".npy": "npy",
     ".zip": "dataset",
     ".tar": "dataset",
+    ".tgz": "dataset",
+    ".jpg": "jpg",
+    ".jpeg": "jpg",
 }
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_ENUMS: dict[str, dict[str, int]] = {
+    "init": {"auto": pb.SPLAT_INIT_AUTO, "points": pb.SPLAT_INIT_POINTS, "random": pb.SPLAT_INIT_RANDOM},
+    "strategy": {
+        "default": pb.DENSIFY_STRATEGY_DEFAULT,
+        "mcmc": pb.DENSIFY_STRATEGY_MCMC,
+        "none": pb.DENSIFY_STRATEGY_NONE,
+    },
+    "combine": {"sum": pb.GRID_COMBINE_SUM, "concat": pb.GRID_COMBINE_CONCAT},
+    "forward": {"soft": pb.VQAD_FORWARD_SOFT, "hard": pb.VQAD_FORWARD_HARD},
+    "method": {"kmvq": pb.FIELD_QUANTIZE_METHOD_KMVQ, "lra": pb.FIELD_QUANTIZE_METHOD_LRA},
+}
+_FIELD_DATASET_OPTIONS = ("downscale", "background", "test_every")
 _PRECISION = {
     "fp32": pb.PRECISION_FP32,
     "fp16": pb.PRECISION_FP16,
@@ -138,6 +161,48 @@ def _config_pb(cfg: QuantizeConfig | None) -> pb.QuantizeConfig:
         elif name == "entropy":
             value = _ENTROPY[value]
         setattr(msg, name, value)
+    return msg
+
+
+def _fill(msg: Any, values: dict[str, Any]) -> Any:
+    """Set the scalar fields of ``msg`` from a config dataclass's set fields (enums by name)."""
+    for name, value in values.items():
+        try:
+            setattr(msg, name, _ENUMS[name][value] if name in _ENUMS else value)
+        except (TypeError, ValueError) as e:
+            raise invalid(f"{type(msg).__name__}.{name} = {value!r} does not fit the API: {e}") from None
+    return msg
+
+
+def _splat_train_pb(cfg: SplatTrainConfig) -> pb.SplatTrainConfig:
+    cfg.validate()
+    values = set_fields(cfg)
+    qat = values.pop("qat", None)
+    msg = _fill(pb.SplatTrainConfig(), values)
+    if qat is not None:
+        msg.qat.CopyFrom(_fill(pb.SplatTrainConfig.QatConfig(), set_fields(qat)))
+    return msg
+
+
+def _field_train_pb(cfg: FieldTrainConfig) -> pb.FieldTrainConfig:
+    cfg.validate()
+    values = set_fields(cfg)
+    grid, decoder = values.pop("grid", None), values.pop("decoder", None)
+    options = {k: values.pop(k) for k in _FIELD_DATASET_OPTIONS if k in values}
+    msg = _fill(pb.FieldTrainConfig(), values)
+    if isinstance(grid, DenseGridConfig):
+        msg.field.dense.CopyFrom(_fill(pb.DenseGridConfig(), set_fields(grid)))
+    elif isinstance(grid, HashGridConfig):
+        msg.field.hash.CopyFrom(_fill(pb.HashGridConfig(), set_fields(grid)))
+    elif isinstance(grid, VqadGridConfig):
+        msg.field.vqad.CopyFrom(_fill(pb.VqadGridConfig(), set_fields(grid)))
+    if decoder is not None:
+        msg.field.decoder.CopyFrom(_fill(pb.DecoderConfig(), set_fields(decoder)))
+    if options:
+        bg = options.pop("background", None)
+        msg.dataset.CopyFrom(_fill(pb.FieldDatasetOptions(), options))
+        if bg is not None:
+            msg.dataset.background.CopyFrom(_color_pb(bg))
     return msg
 
 
@@ -339,21 +404,28 @@ class Client:
     def quantize(
         self,
         source: Source,
-        config: QuantizeConfig | None = None,
+        config: QuantizeConfig | FieldQuantizeConfig | None = None,
         *,
         cameras: Sequence[Camera] | None = None,
         background: Sequence[float] | None = None,
     ) -> Job:
-        """Start compressing a splat scene to .vqp. Results: [the .vqp, report.json].
+        """Start compressing a splat scene to .vqp, or post-hoc compressing a stored dense neural field
+        (a field .vqp; ``config`` a FieldQuantizeConfig, default kmVQ at 4 bits). Results: [the .vqp,
+        report.json].
 
-        ``cameras`` are the views PSNR/SSIM are measured on (default: orbit views chosen by the
-        server), rendered over ``background`` (default black).
+        ``cameras`` are the views PSNR/SSIM of a scene are measured on (default: orbit views chosen
+        by the server), rendered over ``background`` (default black).
         """
+        field_cfg = None
+        if isinstance(config, FieldQuantizeConfig):
+            field_cfg = _fill(pb.FieldQuantizeConfig(), set_fields(config.validate()))
+            config = None
         cfg = _config_pb(config)  # validated before anything is uploaded
         req = pb.QuantizeRequest(
             config=cfg,
             cameras=[_camera_pb(c) for c in cameras or ()],
             background=_color_pb(background) if background is not None else None,
+            field_config=field_cfg,
             **self._source(source),
         )
         with translate_errors():
@@ -371,18 +443,41 @@ class Client:
     def train(
         self,
         dataset: str | os.PathLike | ArtifactRef,
-        kind: Literal["splats", "field"] = "splats",
+        config: SplatTrainConfig | FieldTrainConfig | None = None,
         *,
-        iterations: int | None = None,
-        seed: int | None = None,
+        init: Source | None = None,
     ) -> Job:
-        """Start training a splat scene or a neural field on a posed-image dataset archive (.zip/.tar)."""
-        if kind not in ("splats", "field"):
-            raise invalid(f"train kind must be 'splats' or 'field', got {kind!r}")
-        archive = dataset if isinstance(dataset, ArtifactRef) else self.upload(dataset, kind="dataset")
-        opts = {k: v for k, v in (("iterations", iterations), ("seed", seed)) if v is not None}
-        config = {"splats": pb.SplatTrainConfig(**opts)} if kind == "splats" else {"field": pb.FieldTrainConfig(**opts)}
-        req = pb.TrainRequest(dataset=pb.DatasetSource(archive=pb.ArtifactRef(id=archive.id)), **config)
+        """Start training; the config's type decides what (None: a splat scene, or a 2D image field
+        when ``dataset`` is a .png/.jpg file). Every unset config field takes the server's default.
+
+        ``dataset``: a .zip/.tar archive of posed images (NeRF-synthetic, instant-ngp or COLMAP), or
+        for a field also a PNG/JPEG image; a path is uploaded first. ``init``: a splat scene to
+        fine-tune (splats only). Results: splats [scene.vqp, scene.ply, report.json]; fields
+        [field.vqp, report.json(, preview.png for an image field)].
+        """
+        if config is None:
+            is_image = not isinstance(dataset, ArtifactRef) and Path(dataset).suffix.lower() in _IMAGE_SUFFIXES
+            config = FieldTrainConfig() if is_image else SplatTrainConfig()
+        if isinstance(config, SplatTrainConfig):
+            which: dict[str, Any] = {"splats": _splat_train_pb(config)}
+        elif isinstance(config, FieldTrainConfig):
+            if init is not None:
+                raise invalid("init (a scene to fine-tune) applies to splat training only")
+            which = {"field": _field_train_pb(config)}
+        else:
+            raise invalid(f"config must be a SplatTrainConfig or a FieldTrainConfig, got {type(config).__name__}")
+        if not isinstance(dataset, ArtifactRef):
+            kind = guess_kind(dataset) or "dataset"
+            dataset = self.upload(dataset, kind=kind)
+        if init is not None:
+            ref = self._source(init).get("artifact")
+            if ref is None:  # inline splats: stored as an .npz first
+                assert isinstance(init, Splats)
+                buf = io.BytesIO()
+                np.savez(buf, **init.arrays())
+                ref = pb.ArtifactRef(id=self.upload_bytes(buf.getvalue(), "init.npz", "npz").id)
+            which["init"] = ref
+        req = pb.TrainRequest(dataset=pb.DatasetSource(archive=pb.ArtifactRef(id=dataset.id)), **which)
         with translate_errors():
             return Job(self, self._stub.Train(req, timeout=self.timeout).id)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -305,6 +305,216 @@ class QuantizeConfig:
             for f in fields(self)
             if f.name != "preset" and getattr(self, f.name) is not None
         }
+
+
+def _check_fields(cfg: Any, choices: Mapping[str, tuple[str, ...]] | None = None) -> None:
+    """Type checks of an all-optional config dataclass: ints are ints >= 0, floats finite, choices known.
+    Ranges are the server's to check (INVALID_ARGUMENT naming the field)."""
+    name = type(cfg).__name__
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if v is None or is_dataclass(v):
+            continue
+        where = f"{name}.{f.name}"
+        if choices and f.name in choices:
+            if v not in choices[f.name]:
+                raise invalid(f"{where} = {v!r}; choose one of {list(choices[f.name])}")
+        elif f.name == "background":
+            _background(v, where)
+        elif "bool" in str(f.type):
+            if not isinstance(v, bool):
+                raise invalid(f"{where} must be a bool, got {v!r}")
+        elif "int" in str(f.type):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise invalid(f"{where} must be a non-negative integer, got {v!r}")
+        elif isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not math.isfinite(v):
+            raise invalid(f"{where} must be a finite number, got {v!r}")
+
+
+def set_fields(cfg: Any) -> dict[str, Any]:
+    """The fields of a config dataclass that were set (not None)."""
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if getattr(cfg, f.name) is not None}
+
+
+@dataclass(frozen=True)
+class QatConfig:
+    """Compact3D quantization-aware training of splats. None = the server's default (in brackets)."""
+
+    enabled: bool | None = None  # False trains plain 3DGS and quantizes after [True]
+    start_step: int | None = None  # step of the first k-means; the quantized forward starts here [15000]
+    freeze_step: int | None = None  # no re-assignment from this step on [25000]
+    reassign_every: int | None = None  # k-means re-assignment period, steps [100]
+    kmeans_iters: int | None = None  # Lloyd iterations per re-assignment, 0..100 [10]
+    dc_codebook: int | None = None  # SH DC color codebook entries, 1..65536 [4096]
+    sh_codebook: int | None = None  # SH rest codebook entries [512]
+    scale_codebook: int | None = None  # log-scale codebook entries [4096]
+    rot_codebook: int | None = None  # rotation codebook entries [4096]
+    opacity_reg: float | None = None  # weight of the opacity regularizer [1e-7]
+    prune_opacity: float | None = None  # prune Gaussians below this opacity, 0..1 [0.005]
+    prune_every: int | None = None  # pruning period, steps [1000]
+    prune_start: int | None = None  # regularization and pruning start, step [15000]
+    prune_stop: int | None = None  # ... and stop, step [20000]
+
+    def validate(self) -> QatConfig:
+        _check_fields(self)
+        return self
+
+
+SPLAT_INITS = ("auto", "points", "random")
+DENSIFY_STRATEGIES = ("default", "mcmc", "none")
+
+
+@dataclass(frozen=True)
+class SplatTrainConfig:
+    """Training of a splat scene (3DGS + Compact3D QAT). None = the server's default (in brackets).
+
+    ``steps`` alone scales the whole 30k-step schedule (every step count here and in ``qat``)."""
+
+    steps: int | None = None  # optimizer steps, one photo each, 1..1e6 [30000]
+    seed: int | None = None  # [0]
+    sh_degree: int | None = None  # final SH degree 0..3 [3]
+    sh_degree_interval: int | None = None  # the SH degree rises every this many steps [1000]
+    ssim_lambda: float | None = None  # D-SSIM weight in the loss, 0..1 [0.2]
+    init: str | None = None  # "auto" | "points" | "random" [auto]
+    init_num_points: int | None = None  # Gaussians of the random init [100000]
+    init_extent: float | None = None  # half-size of the random box, in scene scales [0.3]
+    init_opacity: float | None = None  # initial opacity (0, 1) [0.1]
+    init_scale: float | None = None  # initial scale, times the 3-NN distance [1.0]
+    means_lr: float | None = None  # position learning rate, times the scene scale [1.6e-4]
+    means_lr_final: float | None = None  # ... at the last step [1.6e-6]
+    scales_lr: float | None = None  # [5e-3]
+    quats_lr: float | None = None  # [1e-3]
+    opacities_lr: float | None = None  # [5e-2]
+    sh0_lr: float | None = None  # [2.5e-3]
+    shN_lr: float | None = None  # [1.25e-4]
+    strategy: str | None = None  # densification on CUDA: "default" | "mcmc" | "none" [default]
+    refine_start: int | None = None  # densification starts after this step [500]
+    refine_stop: int | None = None  # ... and stops at this step [15000]
+    refine_every: int | None = None  # densification period, steps [100]
+    reset_every: int | None = None  # opacity reset period, steps [3000]
+    grow_grad2d: float | None = None  # image-plane gradient threshold for growing [2e-4]
+    cap_max: int | None = None  # most Gaussians of the MCMC strategy [1000000]
+    checkpoint_every: int | None = None  # steps between resumable checkpoints [1000]
+    qat: QatConfig | None = None  # quantization-aware training [QatConfig()]
+
+    def validate(self) -> SplatTrainConfig:
+        _check_fields(self, {"init": SPLAT_INITS, "strategy": DENSIFY_STRATEGIES})
+        if self.qat is not None:
+            if not isinstance(self.qat, QatConfig):
+                raise invalid(f"SplatTrainConfig.qat must be a QatConfig, got {type(self.qat).__name__}")
+            self.qat.validate()
+        return self
+
+
+COMBINES = ("sum", "concat")
+VQAD_FORWARDS = ("soft", "hard")
+
+
+@dataclass(frozen=True)
+class DenseGridConfig:
+    """Uncompressed multi-resolution grid (post-hoc kmVQ/LRA compress it). None = server default."""
+
+    levels: int | None = None  # resolution levels 1..16 [4]
+    base_resolution: int | None = None  # vertices per axis, coarsest level [16]
+    max_resolution: int | None = None  # vertices per axis, finest level [128]
+    features: int | None = None  # features per vertex and level 1..64 [8]
+    combine: str | None = None  # "sum" | "concat" [sum]
+    init_std: float | None = None  # [0.1]
+
+
+@dataclass(frozen=True)
+class VqadGridConfig:
+    """VQ-AD grid: 2^bits codebook entries per level, bits bits per vertex. None = server default."""
+
+    levels: int | None = None  # [4]
+    base_resolution: int | None = None  # [16]
+    max_resolution: int | None = None  # [128]
+    features: int | None = None  # codebook vector length [8]
+    bits: int | None = None  # 1..10 [4]
+    combine: str | None = None  # "sum" | "concat" [sum]
+    forward: str | None = None  # training forward "soft" | "hard" [hard]
+    anneal_hard_fraction: float | None = None  # soft only: last fraction trained hard [0.2]
+    init_std: float | None = None  # [0.1]
+
+
+@dataclass(frozen=True)
+class HashGridConfig:
+    """Instant-NGP hash grid (baseline). None = server default."""
+
+    levels: int | None = None  # [4]
+    base_resolution: int | None = None  # [16]
+    max_resolution: int | None = None  # [128]
+    features: int | None = None  # [8]
+    log2_table_size: int | None = None  # rows per level = 2^this, 4..24 [14]
+    combine: str | None = None  # "sum" | "concat" [sum]
+    init_std: float | None = None  # [0.1]
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """The field's MLP decoder. None = server default."""
+
+    hidden: int | None = None  # hidden width 1..1024 [64]
+    layers: int | None = None  # hidden layers 1..8 [2]
+    color_layers: int | None = None  # 3D: color MLP hidden layers [1]
+    geo_features: int | None = None  # 3D: density -> color features [15]
+    dir_degree: int | None = None  # 3D: SH degree of the direction encoding 0..2 [2]
+
+
+GridConfig = DenseGridConfig | VqadGridConfig | HashGridConfig
+
+
+@dataclass(frozen=True)
+class FieldTrainConfig:
+    """Training of a neural field: a 2D image field from a PNG/JPEG, or a 3D radiance field from a
+    posed-image archive. None = the server's default (in brackets)."""
+
+    grid: GridConfig | None = None  # [VqadGridConfig()]
+    decoder: DecoderConfig | None = None  # [DecoderConfig()]
+    steps: int | None = None  # optimizer steps [2000]
+    batch_size: int | None = None  # pixels (2D) or rays (3D) per step [16384]
+    lr: float | None = None  # Adam learning rate of the grid [1e-2]
+    mlp_lr: float | None = None  # Adam learning rate of the decoder [1e-2]
+    seed: int | None = None  # [0]
+    samples_per_ray: int | None = None  # 3D [64]
+    occupancy_resolution: int | None = None  # 3D [64]
+    occupancy_update_every: int | None = None  # 3D, steps [16]
+    occupancy_warmup: int | None = None  # 3D, steps [256]
+    occupancy_threshold: float | None = None  # 3D [0.01]
+    log_every: int | None = None  # steps between progress reports [50]
+    downscale: int | None = None  # 3D dataset: integer image reduction 1..64 [1]
+    background: Background | None = None  # 3D dataset: RGB under transparent pixels [(1, 1, 1)]
+    test_every: int | None = None  # 3D dataset: hold out every n-th image when no split, 0 = none [8]
+
+    def validate(self) -> FieldTrainConfig:
+        _check_fields(self)
+        if self.grid is not None:
+            if not isinstance(self.grid, DenseGridConfig | VqadGridConfig | HashGridConfig):
+                raise invalid(f"FieldTrainConfig.grid must be a grid config, got {type(self.grid).__name__}")
+            _check_fields(self.grid, {"combine": COMBINES, "forward": VQAD_FORWARDS})
+        if self.decoder is not None:
+            if not isinstance(self.decoder, DecoderConfig):
+                raise invalid(f"FieldTrainConfig.decoder must be a DecoderConfig, got {type(self.decoder).__name__}")
+            _check_fields(self.decoder)
+        return self
+
+
+FIELD_QUANTIZE_METHODS = ("kmvq", "lra")
+
+
+@dataclass(frozen=True)
+class FieldQuantizeConfig:
+    """Post-hoc compression of a dense-grid field .vqp. None = the server's default (in brackets)."""
+
+    method: str | None = None  # "kmvq" (k-means per level) | "lra" (low-rank per level) [kmvq]
+    bits: int | None = None  # kmvq: 2^bits centroids per level, 1..10 [4]
+    rank: int | None = None  # lra: rank, 1..the grid's features [4]
+    iters: int | None = None  # kmvq: Lloyd iterations [10]
+    seed: int | None = None  # kmvq: k-means seed [0]
+
+    def validate(self) -> FieldQuantizeConfig:
+        _check_fields(self, {"method": FIELD_QUANTIZE_METHODS})
+        return self
 
 
 # -- artifacts and jobs ------------------------------------------------------------------
