@@ -104,6 +104,9 @@ class WarmState:
 
         if threads:
             torch.set_num_threads(threads)
+        # Subnormal floats (e.g. VQ-AD logits and Adam moments late in training) make CPU math up to
+        # 10x slower; flushing them to zero changes values below 1.2e-38 only.
+        torch.set_flush_denormal(True)
         if device == "cuda":
             torch.cuda.set_device(0)
         warm = cls(device, cache_size)
@@ -278,6 +281,17 @@ class JobContext:
         out = self.scratch / f"{src.stem}-decoded.ply"
         write_splats(self.load_splats(src), out, "ply")
         return out
+
+
+@contextmanager
+def artifact_errors(path: Path, name: str) -> Iterator[None]:
+    """Report a read error of an artifact's file by the artifact's name, not by the server's path."""
+    try:
+        yield
+    except FormatError as e:
+        if e.path != str(path):
+            raise
+        raise FormatError(name, e.problem) from None
 
 
 def _sniff_kind(path: Path) -> str | None:

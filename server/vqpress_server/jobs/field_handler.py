@@ -39,13 +39,12 @@ import os
 import tarfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import ConfigError, FormatError, VqpressInputError
-from .context import JobContext, Source
+from ..core.errors import ConfigError, VqpressInputError
+from .context import JobContext, Source, artifact_errors
 from .handlers import HandlerResult, Output, background, cameras, is_field_source, render_encoding, save_view
 from .train_handler import MAX_ARCHIVE_BYTES, MAX_ARCHIVE_FILES
 
@@ -198,17 +197,6 @@ def _dataset_path(ctx: JobContext, ref: Any) -> tuple[Path, str, str]:
         raise VqpressInputError(f'dataset must be {{"artifact": "<sha256 id>"}}, got {str(ref)[:100]}')
     info = ctx.store.stat(ref["artifact"])
     return ctx.store.path(info.id), info.name, info.id
-
-
-@contextmanager
-def _named(path: Path, name: str) -> Iterator[None]:
-    """Report a read error of the artifact file by the artifact's name, not by the server's path."""
-    try:
-        yield
-    except FormatError as e:
-        if e.path != str(path):
-            raise
-        raise FormatError(name, e.problem) from None
 
 
 def _dataset_kind(path: Path, name: str) -> str:
@@ -368,7 +356,7 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
     image: torch.Tensor | None = None
     ds: PosedImageDataset | None = None
     if dims == 2:
-        with _named(path, name):
+        with artifact_errors(path, name):
             image = load_image(path, data_cfg.background, data_cfg.downscale, path, "dataset")  # [H, W, 3]
         img = image
 
@@ -376,7 +364,7 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
             return fit_image(img, cfg, t, device=ctx.device, progress=progress, resume=resume)
 
     else:
-        with _named(path, name):
+        with artifact_errors(path, name):
             ds = open_dataset_archive(
                 path, ctx.scratch / "dataset", max_bytes=MAX_ARCHIVE_BYTES, max_files=MAX_ARCHIVE_FILES, config=data_cfg
             )
@@ -443,7 +431,7 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
         seconds=time.perf_counter() - t0,
         history=result.history,
         config={"field": run["field"], "train": run["train"], "dataset_options": run["dataset_options"]},
-        extra=extra,
+        field_extra=extra,  # what the .vqp's manifest carries besides the field
     )
     outputs = [Output(vqp_path, "field.vqp", "vqp")]
     report_path = ctx.scratch / "report.json"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import VqpressInputError
-from .context import JobContext
+from .context import JobContext, artifact_errors
 
 if TYPE_CHECKING:
     from .handlers import HandlerResult
@@ -35,11 +35,12 @@ def checkpoint_dir(ctx: JobContext) -> Path:
     return ctx.checkpoint_dir
 
 
-def _dataset_source(ctx: JobContext, ref: Any) -> Path:
+def _dataset_source(ctx: JobContext, ref: Any) -> tuple[Path, str]:
+    """(file, artifact name) of the spec's dataset reference."""
     if not isinstance(ref, Mapping) or not isinstance(ref.get("artifact"), str):
         raise VqpressInputError(f'dataset must be {{"artifact": "<sha256 id>"}}, got {str(ref)[:100]}')
     info = ctx.store.stat(ref["artifact"])
-    return ctx.store.path(info.id)
+    return ctx.store.path(info.id), info.name
 
 
 def run_train_splats(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
@@ -50,18 +51,19 @@ def run_train_splats(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
     from .handlers import HandlerResult, Output  # here: handlers.py imports this module
 
     config = SplatTrainConfig.from_dict(spec.get("config"))
-    archive = _dataset_source(ctx, spec.get("dataset"))
+    archive, archive_name = _dataset_source(ctx, spec.get("dataset"))
     init = None
     if spec.get("init") is not None:
         init = ctx.load_splats(ctx.source(spec.get("init"), "init"))
     ctx.progress("dataset", 0.0)
-    dataset = open_dataset_archive(
-        archive,
-        ctx.scratch / "dataset",
-        max_bytes=MAX_ARCHIVE_BYTES,
-        max_files=MAX_ARCHIVE_FILES,
-        config=DatasetConfig(),
-    )
+    with artifact_errors(archive, archive_name):
+        dataset = open_dataset_archive(
+            archive,
+            ctx.scratch / "dataset",
+            max_bytes=MAX_ARCHIVE_BYTES,
+            max_files=MAX_ARCHIVE_FILES,
+            config=DatasetConfig(),
+        )
     ctx.check_cancelled()
     t0 = time.perf_counter()
     ckpt = checkpoint_dir(ctx)
