@@ -20,7 +20,7 @@ def shared_data_dir() -> Path | None:
     return None
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     d = shared_data_dir()
     if d is None:

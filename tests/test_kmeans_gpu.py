@@ -39,7 +39,8 @@ def test_triton_assign_matches_torch_and_float64(d: int, K: int) -> None:
     raw, amb = assign_triton(x, c)
     _check_same_up_to_ties(raw[~amb], ref[~amb], x[~amb], c)
     # Few rows need the float64 decision, besides those of the duplicated centroid.
-    assert amb[ref != 0].float().mean() < 0.01
+    if K > 1:  # with one centroid every row is index 0 and nothing is left to measure
+        assert amb[ref != 0].float().mean() < 0.01
 
 
 @pytest.mark.parametrize(("d", "k"), [(3, 64), (4, 256), (45, 128)])

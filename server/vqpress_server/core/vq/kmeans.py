@@ -133,10 +133,18 @@ def _assign_gemm(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
         for s0 in range(0, N, rows_per_chunk):
             xc = (x[s0 : s0 + rows_per_chunk] - mu) * s  # [B, d]
             D = torch.addmm(cn, xc, cc.T, beta=1.0, alpha=-2.0)  # [B, K]
-            # One pass for the best two: the second decides whether the first is certain.
-            top = torch.topk(D, 2, dim=1, largest=False, sorted=True)
-            min1, min2 = top.values[:, 0], top.values[:, 1]
-            a1 = top.indices[:, 0].clone()
+            # The best two: the second decides whether the first is certain. topk is one pass
+            # and wins on the CPU; on CUDA it is ~10x slower than two row minima (measured on an
+            # H100 at K = 512..4096), so there the best entry is masked and the minimum taken again.
+            if D.is_cuda:
+                min1, a1 = D.min(1)
+                D.scatter_(1, a1[:, None], math.inf)
+                min2 = D.min(1).values
+                D.scatter_(1, a1[:, None], min1[:, None])
+            else:
+                top = torch.topk(D, 2, dim=1, largest=False, sorted=True)
+                min1, min2 = top.values[:, 0], top.values[:, 1]
+                a1 = top.indices[:, 0].clone()
             margin = tol * (xc.square().sum(1) + cmax) + floor  # [B]
             amb = (min2 - min1) <= margin
             if bool(amb.any()):
