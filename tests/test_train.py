@@ -200,30 +200,39 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tiny_dataset: Pose
         train_splats(other, cfg, checkpoint_dir=tmp_path / "b")
 
 
-def test_scale_schedule_scales_every_step_count() -> None:
+def test_scale_schedule_scales_events_and_keeps_periods_above_their_floors() -> None:
     base = SplatTrainConfig()
+    assert base.scale_schedule(30_000) == base
     c = base.scale_schedule(3000)
     assert c.steps == 3000
+    # Events scale (refine_start at least steps // 10, SH rising at most every steps // 6);
+    # densify / reset periods keep gsplat's 100 / 3000 steps.
     assert (c.sh_degree_interval, c.refine_start, c.refine_stop, c.refine_every, c.reset_every) == (
-        100,
-        50,
-        1500,
-        10,
+        500,
         300,
+        1500,
+        100,
+        3000,
     )
     q = c.qat
+    # QAT from 1500, frozen from 2500, re-assigned every 100 steps (not 10), one prune at 2000.
     assert (q.start_step, q.freeze_step, q.reassign_every, q.prune_start, q.prune_stop, q.prune_every) == (
         1500,
         2500,
-        10,
+        100,
         1500,
         2000,
-        100,
+        500,
     )
+    assert [s for s in range(3000) if q.prunes_at(s)] == [2000]
     assert c.checkpoint_every == base.checkpoint_every and q.kmeans_iters == 10 and q.dc_codebook == 4096
+    for steps in (30, 300, 1000, 7000):
+        s = base.scale_schedule(steps).validate()
+        assert s.refine_every == 100 and s.reset_every == 3000 and s.qat.reassign_every == 100
+        assert s.refine_start < s.refine_stop and s.sh_degree_interval * s.sh_degree <= s.qat.start_step
+        assert any(s.qat.prunes_at(t) for t in range(steps))  # the prune window is never empty
     tiny = base.scale_schedule(30)
-    assert tiny.refine_every == 1 and tiny.qat.reassign_every == 1 and tiny.qat.start_step == 15
-    tiny.validate()
+    assert tiny.qat.start_step == 15 and tiny.refine_start == 3
     assert SplatTrainConfig.from_dict({"steps": 3000}) == c  # steps alone scales the default schedule
     # Explicit step fields switch the scaling off: the rest keeps the 30k defaults.
     explicit = SplatTrainConfig.from_dict({"steps": 3000, "qat": {"start_step": 100, "freeze_step": 2000}})

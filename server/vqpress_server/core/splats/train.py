@@ -41,7 +41,16 @@ MCMC_OPACITY_REG = 0.01  # gsplat's MCMC regularizers: weight of the mean opacit
 MCMC_SCALE_REG = 0.01  # ... and of the mean scale in the loss (used with strategy="mcmc" on CUDA)
 _STEP_FIELDS = ("sh_degree_interval", "refine_start", "refine_stop", "refine_every", "reset_every")
 _QAT_STEP_FIELDS = ("start_step", "freeze_step", "reassign_every", "prune_every", "prune_start", "prune_stop")
-_PERIOD_FIELDS = {"sh_degree_interval", "refine_every", "reset_every", "reassign_every", "prune_every"}
+# Periods scale_schedule never shortens below these (steps): a densification step needs the image-plane
+# gradients of ~100 views, an opacity reset ~3000 steps to recover from, a k-means re-assignment ~100
+# steps of training to pay for itself, and a prune a few hundred steps of opacity regularization.
+PERIOD_FLOORS = {
+    "refine_every": 100,
+    "reset_every": 3000,
+    "reassign_every": 100,
+    "prune_every": 500,
+}
+REFINE_START_FLOOR = 500  # densification starts at min(this, steps // 10) at the earliest (steps)
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,8 @@ class SplatTrainConfig:
     ssim_lambda: float = 0.2  # weight of the D-SSIM term in the loss (0..1)
     init: Literal["auto", "points", "random"] = "auto"  # auto: the dataset's SfM points if any, else random
     init_num_points: int = 100_000  # Gaussians of the random initialization
-    init_extent: float = 0.3  # half-size of the random box, in units of the scene scale
+    init_extent: float = 3.0  # half-size of the random box around the scene center, in scene scales (gsplat's;
+    # it relies on densification: without it, on the CPU or with strategy="none", use a box that just holds the scene, ~0.3)
     init_opacity: float = 0.1  # initial opacity (0..1)
     init_scale: float = 1.0  # initial scale, times the mean distance to the 3 nearest neighbours
     means_lr: float = 1.6e-4  # position learning rate at step 0 (times the scene scale)
@@ -69,7 +79,7 @@ class SplatTrainConfig:
     refine_start: int = 500  # densification starts after this step
     refine_stop: int = 15_000  # ... and stops at this step
     refine_every: int = 100  # densification period (steps)
-    reset_every: int = 3000  # opacity reset period of the default strategy (steps)
+    reset_every: int = 3000  # opacity reset period of the default strategy, inside the refine window (steps)
     grow_grad2d: float = 2e-4  # image-plane gradient above which the default strategy grows a Gaussian
     cap_max: int = 1_000_000  # most Gaussians the MCMC strategy grows to
     checkpoint_every: int = 1000  # steps between checkpoints (not part of the schedule)
@@ -78,13 +88,29 @@ class SplatTrainConfig:
     def scale_schedule(self, steps: int) -> SplatTrainConfig:
         """The same schedule for ``steps`` steps: every step count scaled by ``steps / self.steps``.
 
-        Periods stay at least 1 step; checkpoint_every is kept."""
+        Event times (refine_start/stop, sh_degree_interval, qat start/freeze/prune window) scale;
+        periods do not drop below ``PERIOD_FLOORS`` (densify every >= 100 steps, opacity reset every
+        >= 3000, k-means re-assignment every >= 100, QAT prune every >= 500): shorter periods starve
+        the statistics they act on (densifying every few steps made lego collapse to 10 dB).
+        Densification starts at ``min(500, steps // 10)`` at the earliest, and the SH degree rises at
+        most every ``steps // 6`` steps so a short run still reaches its degree before QAT starts.
+        checkpoint_every is kept."""
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
             raise ConfigError(f"steps must be an integer in 1..{MAX_STEPS}, got {steps!r}")
         f = steps / self.steps
 
         def sc(name: str, v: int) -> int:
-            return max(1, round(v * f)) if name in _PERIOD_FIELDS else round(v * f)
+            scaled = round(v * f)
+            if name == "prune_every":  # at least one prune inside the (scaled) window
+                window = round(self.qat.prune_stop * f) - round(self.qat.prune_start * f)
+                return max(scaled, min(v, PERIOD_FLOORS[name], window), 1)
+            if name in PERIOD_FLOORS:
+                return max(scaled, min(v, PERIOD_FLOORS[name]), 1)
+            if name == "sh_degree_interval":
+                return max(scaled, min(v, steps // 6), 1)
+            if name == "refine_start":
+                return max(scaled, min(v, REFINE_START_FLOOR, steps // 10))
+            return scaled
 
         qat = replace(self.qat, **{n: sc(n, getattr(self.qat, n)) for n in _QAT_STEP_FIELDS})
         return replace(self, steps=steps, qat=qat, **{n: sc(n, getattr(self, n)) for n in _STEP_FIELDS})
@@ -401,6 +427,24 @@ def _refines_at(strategy: Any, step: int) -> bool:
     )
 
 
+def _resets_opacity_at(strategy: Any, step: int) -> bool:
+    """The default strategy's opacity reset: every ``reset_every`` steps inside the refine window.
+
+    gsplat 1.5.3 tests ``step % reset_every == 0 & step > 0``, which Python reads as
+    ``step % reset_every == (0 & step) > 0`` and which is never true; the reset is done here at
+    the cadence gsplat intends (and 3DGS does)."""
+    return 0 < step < strategy.refine_stop_iter and step % strategy.reset_every == 0
+
+
+def _reset_opacities(
+    params: dict[str, torch.nn.Parameter], optimizers: dict[str, torch.optim.Optimizer], state: dict[str, Any], strategy: Any
+) -> None:
+    """Clamp every opacity to 2 x the prune threshold (gsplat's reset value) and clear its Adam moments."""
+    from gsplat.strategy.ops import reset_opa
+
+    reset_opa(params=params, optimizers=optimizers, state=state, value=2.0 * strategy.prune_opa)
+
+
 def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """torch.save to a temporary file in the same folder, fsync, then rename over the last one."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -588,6 +632,8 @@ def train_splats(
             n_before = params["means"].shape[0]
             if strategy_name == "default":
                 strategy.step_post_backward(params, optimizers, strategy_state, step, info, packed=False)
+                if _resets_opacity_at(strategy, step):
+                    _reset_opacities(params, optimizers, strategy_state, strategy)
             else:
                 strategy.step_post_backward(params, optimizers, strategy_state, step, info, lr=lr)
             if qstate.active and (params["means"].shape[0] != n_before or _refines_at(strategy, step)):
