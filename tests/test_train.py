@@ -348,3 +348,46 @@ def test_train_job_handler_writes_vqp_ply_and_report(tiny_dataset: PosedImageDat
         run_train_splats(ctx, {**spec, "config": {"bogus": 1}})
     with pytest.raises(VqpressInputError, match="dataset"):
         run_train_splats(ctx, {**spec, "dataset": "tiny.zip"})
+
+
+def test_random_box_init_learns_the_scene_in_100_steps(gt_scene: GaussianSplats, tmp_path: Path) -> None:
+    """From 500 random Gaussians (no points, no densification) the held-out view reaches 18 dB in 100
+    steps (20.6 measured; plain white is 13.9 dB, and 10x lower learning rates stay at 11.6 dB)."""
+    size = 32
+    cams = orbit_cameras(gt_scene, 8, size, size)
+    ds = PosedImageDataset(
+        [render(gt_scene, c, background=BG) for c in cams], cams, list(range(1, 8)), [0], "synthetic", BG
+    )
+    cfg = SplatTrainConfig(
+        steps=100,
+        sh_degree=0,
+        strategy="none",
+        init="random",
+        init_num_points=500,
+        init_extent=0.3,  # no densification on the CPU: a box that just holds the scene
+        qat=QatConfig(enabled=False),
+    )
+    res = train_splats(ds, cfg, checkpoint_dir=tmp_path)
+    assert res.report["init"] == "random" and res.report["num_gaussians"] == 500
+    assert psnr(torch.ones(size, size, 3), ds.images[0]) < 14.5
+    assert res.report["psnr_trained"] > 18.0, res.report["psnr_trained"]
+
+
+def test_random_box_follows_gsplat() -> None:
+    """Uniform in center +- init_extent x scene scale, scale = log of the RMS distance to 3 neighbours."""
+    from vqpress_server.core.splats.train import initial_splats
+
+    class NoPoints:
+        points = None
+
+    center = np.array([1.0, -2.0, 0.5])
+    cfg = SplatTrainConfig(init="random", init_num_points=4000)
+    scene, how = initial_splats(NoPoints(), cfg, center, 2.0, torch.Generator().manual_seed(0))
+    assert how == "random" and scene.num_gaussians == 4000 and cfg.init_extent == 3.0
+    lo, hi = scene.means.min(0).values, scene.means.max(0).values
+    torch.testing.assert_close(lo, torch.tensor(center, dtype=torch.float32) - 6.0, atol=0.05, rtol=0)
+    torch.testing.assert_close(hi, torch.tensor(center, dtype=torch.float32) + 6.0, atol=0.05, rtol=0)
+    d2 = torch.cdist(scene.means[:50], scene.means).square()
+    rms = d2.topk(4, dim=1, largest=False).values[:, 1:].mean(1).sqrt()
+    torch.testing.assert_close(scene.scales[:50], torch.log(rms)[:, None].expand(50, 3))
+    torch.testing.assert_close(torch.sigmoid(scene.opacities), torch.full((4000,), 0.1))

@@ -65,7 +65,7 @@ class SplatTrainConfig:
     init: Literal["auto", "points", "random"] = "auto"  # auto: the dataset's SfM points if any, else random
     init_num_points: int = 100_000  # Gaussians of the random initialization
     init_extent: float = 3.0  # half-size of the random box around the scene center, in scene scales (gsplat's;
-    # it relies on densification: without it, on the CPU or with strategy="none", use a box that just holds the scene, ~0.3)
+    # it relies on densification: on the CPU or with strategy="none" use a box that just holds the scene, ~0.3)
     init_opacity: float = 0.1  # initial opacity (0..1)
     init_scale: float = 1.0  # initial scale, times the mean distance to the 3 nearest neighbours
     means_lr: float = 1.6e-4  # position learning rate at step 0 (times the scene scale)
@@ -437,7 +437,10 @@ def _resets_opacity_at(strategy: Any, step: int) -> bool:
 
 
 def _reset_opacities(
-    params: dict[str, torch.nn.Parameter], optimizers: dict[str, torch.optim.Optimizer], state: dict[str, Any], strategy: Any
+    params: dict[str, torch.nn.Parameter],
+    optimizers: dict[str, torch.optim.Optimizer],
+    state: dict[str, Any],
+    strategy: Any,
 ) -> None:
     """Clamp every opacity to 2 x the prune threshold (gsplat's reset value) and clear its Adam moments."""
     from gsplat.strategy.ops import reset_opa
