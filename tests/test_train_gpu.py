@@ -10,11 +10,13 @@ from vqpress_server.core.data import DatasetConfig, load_dataset
 from vqpress_server.core.splats.quantize import decode_vqp_splats
 from vqpress_server.core.splats.train import SplatTrainConfig, train_splats
 
-# 3000 steps of the Compact3D schedule scaled down 10x (QAT from step 1500, frozen from 2500, pruning
-# every 100 steps in 1500..2000) on lego 400x400, white background, every 8th photo held out.
-# Plain 3DGS reaches ~30 dB there after 3k steps; the floors leave room for QAT and the short schedule.
+# 3000 steps of the Compact3D schedule scaled down 10x with scale_schedule's floors (random init of
+# 100k Gaussians in gsplat's 3x-scene-scale box, densification every 100 steps in 300..1500, QAT from
+# 1500 re-assigned every 100 steps until 2500, one prune at 2000) on lego 400x400, white background,
+# every 8th photo held out. The gsplat reference run of this recipe reached 29.2 dB after 7k steps;
+# the floor leaves room for QAT and the 3k schedule (conservative until the H100 measures it).
 LEGO_STEPS = 3000
-LEGO_PSNR_FLOOR = 25.0  # dB, held-out views, decoded .vqp vs the photos
+LEGO_PSNR_FLOOR = 24.0  # dB, held-out views, decoded .vqp vs the photos
 LEGO_SSIM_FLOOR = 0.85
 LEGO_RATIO_FLOOR = 8.0  # uncompressed .ply bytes / .vqp bytes
 
@@ -34,6 +36,8 @@ def test_lego_qat_reaches_the_floors(shared_data: Path, tmp_path: Path) -> None:
     # The .vqp is the trained scene up to storage precision (fp16 codebooks, 16-bit positions, 8-bit opacity).
     assert abs(rep["psnr"] - rep["psnr_trained"]) < 0.5
     assert rep["num_gaussians"] <= rep["num_gaussians_before_prune"]
+    assert rep["num_gaussians_before_prune"] != rep["num_gaussians_init"] == 100_000  # the strategy densified
+    assert rep["kmeans_share"] < 0.25, rep["kmeans_share"]  # re-assignment every 100 steps, not every 10
     assert decode_vqp_splats(res.vqp).num_gaussians == rep["num_gaussians"]
     assert torch.isfinite(res.splats.means).all()
 
