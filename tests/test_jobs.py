@@ -188,6 +188,41 @@ def test_wait_for_change_wakes_fast(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 0.05
 
 
+def test_scratch_clean_keeps_checkpoints_until_the_job_ends(tmp_path: Path) -> None:
+    from vqpress_server.jobs.context import checkpoint_dir_for
+    from vqpress_server.jobs.worker import _clean_scratch
+
+    t = JobTable(tmp_path / "jobs.sqlite3")
+    running, done, cancelled = (t.submit("train_field", {}) for _ in range(3))
+    assert [t.claim("w", 60).id for _ in range(3)] == [running.id, done.id, cancelled.id]  # type: ignore[union-attr]
+    queued = t.submit("train_field", {})
+    t.succeed(done.id, "w", [], [], {})
+    t.request_cancel(cancelled.id)
+    t.mark_cancelled(cancelled.id, "w")
+    scratch = tmp_path / "scratch"
+    keep = [
+        checkpoint_dir_for(scratch, queued.id),  # re-queued after a worker death: resumes from here
+        checkpoint_dir_for(scratch, running.id),
+        scratch / f"{running.id}-1",  # the attempt that runs now
+    ]
+    drop = [
+        checkpoint_dir_for(scratch, done.id),
+        checkpoint_dir_for(scratch, cancelled.id),
+        checkpoint_dir_for(scratch, "f" * 32),  # a job the table does not know
+        scratch / f"{queued.id}-1",  # the attempt of a killed worker
+        scratch / f"{running.id}-0",  # an older attempt
+        scratch / f"{done.id}-1",
+    ]
+    for d in keep + drop:
+        (d / "sub").mkdir(parents=True)
+    _clean_scratch(scratch, t)
+    assert sorted(p.name for p in scratch.iterdir()) == sorted(d.name for d in keep)
+    t.request_cancel(running.id)
+    t.mark_cancelled(running.id, "w")
+    _clean_scratch(scratch, t)
+    assert [p.name for p in scratch.iterdir()] == [checkpoint_dir_for(scratch, queued.id).name]
+
+
 # -- the worker pool, end to end -------------------------------------------------------
 def _settings(tmp_path: Path, **kw: object) -> Settings:
     base = dict(data_dir=tmp_path / "data", workers=1, poll_s=0.05, heartbeat_s=0.2, lease_s=10.0)
@@ -274,7 +309,7 @@ def test_pool_runs_real_jobs_and_survives_failures(tmp_path: Path, donut: Path) 
         assert pool.pids() == pids  # failures do not cost the worker
     for k in ("train", "junk", "broken", "missing", "bad_cfg"):
         assert ends[k].state is JobState.FAILED, (k, ends[k])
-    assert ends["train"].error.startswith("train_splats jobs are not available")
+    assert ends["train"].error.startswith('dataset must be {"artifact"')  # a scene is no dataset
     assert "is not a scene" in ends["junk"].error
     assert "no artifact" in ends["missing"].error
     assert ends["broken"].error.startswith("broken.ply") and str(s.data_dir) not in ends["broken"].error
@@ -359,7 +394,8 @@ def test_killed_worker_is_restarted_and_its_job_recovered(tmp_path: Path, donut:
     store = ArtifactStore(s.artifacts_dir, s.max_artifact_bytes)
     table = JobTable(s.jobs_db)
     src, small = _small_scene(store, 40)
-    spec = {"source": {"artifact": src}, "cameras": _orbit(small, 12, 16), "encoding": "float32"}
+    # Enough views that the job is still running when the test kills its worker (~5 ms a view).
+    spec = {"source": {"artifact": src}, "cameras": _orbit(small, 200, 16), "encoding": "float32"}
     with WorkerPool(s) as pool:
         # Killed once: re-queued, run again by the restarted worker, and completed.
         job = table.submit(JobKind.RENDER, spec)
@@ -369,7 +405,7 @@ def test_killed_worker_is_restarted_and_its_job_recovered(tmp_path: Path, donut:
         os.kill(pid, signal.SIGKILL)
         rec = _wait(table, job.id, _done, timeout=60)
         assert rec.state is JobState.SUCCEEDED and rec.attempts == 2, rec
-        assert len(rec.results) == 12
+        assert len(rec.results) == 200
         assert pool.pids() and pool.pids() != [pid]
         # Killed every time: fails with a reason after max_attempts.
         doomed = table.submit(JobKind.RENDER, spec)
@@ -388,7 +424,7 @@ def test_restart_picks_up_queued_and_interrupted_jobs(tmp_path: Path, donut: Pat
     store = ArtifactStore(s.artifacts_dir, s.max_artifact_bytes)
     table = JobTable(s.jobs_db)
     src, small = _small_scene(store, 40)
-    spec = {"source": {"artifact": src}, "cameras": _orbit(small, 10, 16), "encoding": "float32"}
+    spec = {"source": {"artifact": src}, "cameras": _orbit(small, 200, 16), "encoding": "float32"}
     first = WorkerPool(s)
     first.start()
     interrupted = table.submit(JobKind.RENDER, spec)
@@ -402,7 +438,7 @@ def test_restart_picks_up_queued_and_interrupted_jobs(tmp_path: Path, donut: Pat
     with WorkerPool(s):  # the server comes back on the same data dir
         a = _wait(table, interrupted.id, _done)
         b = _wait(table, queued.id, _done)
-    assert a.state is JobState.SUCCEEDED and len(a.results) == 10, a
+    assert a.state is JobState.SUCCEEDED and len(a.results) == 200, a
     assert b.state is JobState.SUCCEEDED and b.result_names == ["small40.ply"], b
 
 
