@@ -90,6 +90,7 @@ def main() -> int:
     ap.add_argument("--data", help="shared data dir (default: VQPRESS_DATA_DIR, then ../shared/data)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--skip-tiled", action="store_true", help="lego only (the 3M scene takes long on a CPU)")
     ap.add_argument("--out", help="write the rows as JSON here")
     args = ap.parse_args()
     src = data_dir(args.data) / LEGO
@@ -100,7 +101,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         rows.append(run_one(src, Path(tmp) / "lego.vqp", iters, args.device))
-        if not args.quick:
+        if not args.quick and not args.skip_tiled:
             big = Path(tmp) / "lego_tiled_3m.ply"
             t0 = time.perf_counter()
             make_tiled(src, big, TILED_N)

@@ -27,9 +27,10 @@ def to_uint8(img: torch.Tensor | np.ndarray) -> np.ndarray:  # [H, W, 3] float i
     return np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def save_png(img: torch.Tensor | np.ndarray, path: str | Path) -> None:  # img: [H, W, 3]
-    """Write an RGB PNG (8 bits per channel)."""
-    Image.fromarray(to_uint8(img), mode="RGB").save(Path(path), format="PNG")
+def save_png(img: torch.Tensor | np.ndarray, path: str | Path, compress_level: int = 1) -> None:  # img: [H, W, 3]
+    """Write an RGB PNG (8 bits per channel). zlib level 1 by default: a 400x400 render encodes in
+    ~2 ms instead of ~15 ms at Pillow's default 6, for files ~20% larger (Render RPC latency)."""
+    Image.fromarray(to_uint8(img), mode="RGB").save(Path(path), format="PNG", compress_level=compress_level)
 
 
 def save_grid(
