@@ -63,6 +63,7 @@ CHECKPOINTS_PER_RUN = 10  # a checkpoint every tenth of the run (rounded up to a
 MAX_EVAL_VIEWS = 16  # held-out views a 3D report renders
 QUANTIZE_DEFAULTS: dict[str, Any] = {"method": "kmvq", "bits": 4, "rank": 4, "iters": 10, "seed": 0}
 MAX_KMEANS_ITERS = 1000
+TRAIN_SHARE = 0.95  # progress fraction of TRAIN_FIELD spent training; evaluation takes the rest
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # PNG, JPEG
 
 log = logging.getLogger(__name__)
@@ -286,13 +287,14 @@ def fit_with_checkpoints(
     peak = ck.get("peak_memory_bytes") if ck else None
     every = checkpoint_interval(train) if _chunkable(cfg) else train.steps
     if resumed_from is not None:
-        ctx.progress("train_field", step / train.steps, {"step": float(step), "resumed_from_step": float(step)})
+        share = TRAIN_SHARE * step / train.steps
+        ctx.progress("train_field", share, {"step": float(step), "resumed_from_step": float(step)})
     while True:
         end = min(train.steps, (step // every + 1) * every)
 
         def report(stage: str, fraction: float, metrics: Mapping[str, float] | None, end: int = end) -> None:
             done = round(fraction * end)
-            ctx.progress(stage, done / train.steps, {**(metrics or {}), "step": float(done)})
+            ctx.progress(stage, TRAIN_SHARE * done / train.steps, {**(metrics or {}), "step": float(done)})
 
         res = fit(dataclasses.replace(train, steps=end), resume, report)
         history += res.history
@@ -314,7 +316,7 @@ def fit_with_checkpoints(
                 "peak_memory_bytes": peak,
             },
         )
-        ctx.progress("checkpoint", step / train.steps, {"checkpoint_step": float(step)})
+        ctx.progress("checkpoint", TRAIN_SHARE * step / train.steps, {"checkpoint_step": float(step)})
     res.history, res.train_time_s, res.peak_memory_bytes = history, train_time, peak
     return res, resumed_from
 
@@ -382,7 +384,7 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
     result, resumed_from = fit_with_checkpoints(ctx, fit, cfg, train, run)
 
     # Evaluate what the user gets: the encoded field, decoded again.
-    ctx.progress("evaluate", 0.0)
+    ctx.progress("evaluate", TRAIN_SHARE)
     extra: dict[str, Any]
     if image is not None:
         H, W = int(image.shape[0]), int(image.shape[1])
@@ -403,7 +405,7 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
         views = ds.split(eval_split)[:MAX_EVAL_VIEWS]
         ps, ss = [], []
         for i, (ref, cam) in enumerate(views):
-            ctx.progress("evaluate", i / len(views))
+            ctx.progress("evaluate", TRAIN_SHARE + (1.0 - TRAIN_SHARE) * i / len(views))
             out = render_field(decoded, cam, box=box, samples_per_ray=train.samples_per_ray, background=ds.background)
             ps.append(psnr(out.cpu(), ref))
             ss.append(ssim(out.cpu(), ref))
@@ -561,13 +563,17 @@ def run_quantize_field(ctx: JobContext, spec: Mapping[str, Any], src: Source) ->
     model, src_extra = load_field(ctx, src)
     ctx.progress("quantize", 0.0)
     if opts["method"] == "kmvq":
-        out = kmvq_field(model, opts["bits"], iters=opts["iters"], seed=opts["seed"], progress=ctx.progress)
+
+        def progress(stage: str, fraction: float, metrics: Mapping[str, float] | None = None) -> None:
+            ctx.progress(stage, 0.9 * fraction, metrics)  # the last tenth: evaluation
+
+        out = kmvq_field(model, opts["bits"], iters=opts["iters"], seed=opts["seed"], progress=progress)
         method = f"kmvq b={opts['bits']}"
     else:
         out = lra_field(model, opts["rank"])
         method = f"lra r={opts['rank']}"
     ctx.check_cancelled()
-    ctx.progress("evaluate", 0.0)
+    ctx.progress("evaluate", 0.9)
     compare: str | None = None
     p = s = None
     if model.config.dims == 2 and isinstance(src_extra.get("height"), int) and isinstance(src_extra.get("width"), int):
