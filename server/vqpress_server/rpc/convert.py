@@ -332,60 +332,6 @@ def _enum_value(value: int, table: dict[int, str], enum: Any, where: str) -> str
     return table[value]
 
 
-# The splat trainer's SplatTrainConfig and QatConfig live with torch code, which this process never
-# imports: their defaults, schedule scaling and bounds are mirrored here, and tests/test_train_service.py
-# holds this mirror equal to the real dataclasses (defaults, accepted and refused configs).
-SPLAT_TRAIN_DEFAULTS: dict[str, Any] = {
-    "steps": 30_000,
-    "seed": 0,
-    "sh_degree": 3,
-    "sh_degree_interval": 1000,
-    "ssim_lambda": 0.2,
-    "init": "auto",
-    "init_num_points": 100_000,
-    "init_extent": 0.3,
-    "init_opacity": 0.1,
-    "init_scale": 1.0,
-    "means_lr": 1.6e-4,
-    "means_lr_final": 1.6e-6,
-    "scales_lr": 5e-3,
-    "quats_lr": 1e-3,
-    "opacities_lr": 5e-2,
-    "sh0_lr": 2.5e-3,
-    "shN_lr": 2.5e-3 / 20,
-    "strategy": "default",
-    "refine_start": 500,
-    "refine_stop": 15_000,
-    "refine_every": 100,
-    "reset_every": 3000,
-    "grow_grad2d": 2e-4,
-    "cap_max": 1_000_000,
-    "checkpoint_every": 1000,
-}
-QAT_DEFAULTS: dict[str, Any] = {
-    "enabled": True,
-    "start_step": 15_000,
-    "freeze_step": 25_000,
-    "reassign_every": 100,
-    "kmeans_iters": 10,
-    "dc_codebook": 4096,
-    "sh_codebook": 512,
-    "scale_codebook": 4096,
-    "rot_codebook": 4096,
-    "opacity_reg": 1e-7,
-    "prune_opacity": 0.005,
-    "prune_every": 1000,
-    "prune_start": 15_000,
-    "prune_stop": 20_000,
-}
-MAX_TRAIN_STEPS = 1_000_000
-MAX_TRAIN_GAUSSIANS = 20_000_000
-MAX_QAT_CODEBOOK = 1 << 16
-MAX_QAT_KMEANS_ITERS = 100
-SPLAT_STEP_FIELDS = ("sh_degree_interval", "refine_start", "refine_stop", "refine_every", "reset_every")
-QAT_STEP_FIELDS = ("start_step", "freeze_step", "reassign_every", "prune_every", "prune_start", "prune_stop")
-PERIOD_FIELDS = frozenset({"sh_degree_interval", "refine_every", "reset_every", "reassign_every", "prune_every"})
-SPLAT_LR_FIELDS = ("means_lr", "means_lr_final", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "shN_lr")
 _SPLAT_INITS = {pb.SPLAT_INIT_AUTO: "auto", pb.SPLAT_INIT_POINTS: "points", pb.SPLAT_INIT_RANDOM: "random"}
 _STRATEGIES = {
     pb.DENSIFY_STRATEGY_DEFAULT: "default",
@@ -410,79 +356,16 @@ def splat_train_config(msg: pb.SplatTrainConfig) -> dict[str, Any]:
 
 
 def effective_splat_train_config(values: dict[str, Any]) -> dict[str, Any]:
-    """The full config the trainer builds from a spec dict (as SplatTrainConfig.from_dict does): the
-    defaults, with the schedule scaled to ``steps`` when no step field was set, then the set fields."""
-    values = dict(values)
-    qat_values = dict(values.pop("qat", None) or {})
-    base, qat = dict(SPLAT_TRAIN_DEFAULTS), dict(QAT_DEFAULTS)
-    explicit = (set(values) & set(SPLAT_STEP_FIELDS)) | (set(qat_values) & set(QAT_STEP_FIELDS))
-    steps = values.get("steps")
-    if isinstance(steps, int) and 1 <= steps <= MAX_TRAIN_STEPS and not explicit:
-        f = steps / base["steps"]
+    """The full config the trainer builds from a spec dict: validated by the trainer's own dataclass
+    (``core/splats/train_config.py`` is torch-free, so the gRPC process can use it)."""
+    from ..core.splats.train_config import SplatTrainConfig
 
-        def sc(name: str, v: int) -> int:
-            return max(1, round(v * f)) if name in PERIOD_FIELDS else round(v * f)
-
-        base.update({n: sc(n, base[n]) for n in SPLAT_STEP_FIELDS}, steps=steps)
-        qat.update({n: sc(n, qat[n]) for n in QAT_STEP_FIELDS})
-    unknown = sorted((set(values) - set(base)) | {f"qat.{k}" for k in set(qat_values) - set(qat)})
-    if unknown:
-        raise ConfigError(f"unknown SplatTrainConfig field(s) {unknown}")
-    base.update(values)
-    qat.update(qat_values)
-    return {**base, "qat": qat}
+    return SplatTrainConfig.from_dict(values).as_dict()
 
 
 def check_splat_train_config(values: dict[str, Any]) -> None:
     """Raise ConfigError naming the first field of a SplatTrainConfig spec dict out of its bounds."""
-    c = effective_splat_train_config(values)
-    q = c["qat"]
-    w = "SplatTrainConfig"
-
-    def bad(name: str, what: str) -> ConfigError:
-        value = q[name.removeprefix("qat.")] if name.startswith("qat.") else c[name]
-        return ConfigError(f"{w}.{name} must be {what}, got {value!r}")
-
-    if not 1 <= c["steps"] <= MAX_TRAIN_STEPS:
-        raise bad("steps", f"in 1..{MAX_TRAIN_STEPS} optimizer steps")
-    if not 0 <= c["seed"] < 2**63:
-        raise bad("seed", "below 2^63")
-    if not 0 <= c["sh_degree"] <= 3:
-        raise bad("sh_degree", "in 0..3")
-    for name in ("sh_degree_interval", "refine_every", "reset_every", "checkpoint_every"):
-        if c[name] < 1:
-            raise bad(name, "a positive number of steps")
-    if not 0.0 <= c["ssim_lambda"] <= 1.0:
-        raise bad("ssim_lambda", "in [0, 1]")
-    if not 1 <= c["init_num_points"] <= MAX_TRAIN_GAUSSIANS:
-        raise bad("init_num_points", f"in 1..{MAX_TRAIN_GAUSSIANS}")
-    if not 0.0 < c["init_opacity"] < 1.0:
-        raise bad("init_opacity", "in (0, 1)")
-    for name in ("init_extent", "init_scale", "grow_grad2d", *SPLAT_LR_FIELDS):
-        if not 0.0 < c[name] < 1e6:
-            raise bad(name, "a positive finite number below 1e6")
-    if not 1 <= c["cap_max"] <= MAX_TRAIN_GAUSSIANS:
-        raise bad("cap_max", f"in 1..{MAX_TRAIN_GAUSSIANS}")
-    for name in ("dc_codebook", "sh_codebook", "scale_codebook", "rot_codebook"):
-        if not 1 <= q[name] <= MAX_QAT_CODEBOOK:
-            raise bad(f"qat.{name}", f"in 1..{MAX_QAT_CODEBOOK} entries")
-    if not 0 <= q["kmeans_iters"] <= MAX_QAT_KMEANS_ITERS:
-        raise bad("qat.kmeans_iters", f"in 0..{MAX_QAT_KMEANS_ITERS}")
-    for name in ("reassign_every", "prune_every"):
-        if q[name] < 1:
-            raise bad(f"qat.{name}", "a positive number of steps")
-    if q["enabled"] and q["start_step"] >= c["steps"]:
-        raise ConfigError(
-            f"{w}.qat.start_step ({q['start_step']}) must be below steps ({c['steps']}); lower it, or set "
-            "steps alone to scale the whole schedule"
-        )
-    if q["freeze_step"] < q["start_step"]:
-        raise ConfigError(f"{w}.qat.freeze_step ({q['freeze_step']}) must not be before start_step ({q['start_step']})")
-    if q["prune_stop"] < q["prune_start"]:
-        raise ConfigError(f"{w}.qat.prune_stop ({q['prune_stop']}) must not be before prune_start ({q['prune_start']})")
-    for name in ("opacity_reg", "prune_opacity"):
-        if not 0.0 <= q[name] < 1.0:
-            raise bad(f"qat.{name}", "in [0, 1)")
+    effective_splat_train_config(values)
 
 
 # Field configs are plain dataclasses without torch (core/fields/config.py): validated by the real thing.

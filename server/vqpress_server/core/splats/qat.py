@@ -25,89 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import ConfigError
 from ..vq.kmeans import assign, kmeans, update_centroids
 from .model import GaussianSplats, num_sh_rest
 from .morton import morton_codes
+from .train_config import MAX_KMEANS_ITERS, MAX_TRAIN_CODEBOOK, QatConfig  # noqa: F401  (re-exported)
 
 ATTRIBUTES = ("dc", "sh", "scale", "rot")  # quantized attributes, in the order of the .vqp
-MAX_TRAIN_CODEBOOK = 1 << 16  # largest codebook QAT accepts (re-assignment cost grows with it)
-MAX_KMEANS_ITERS = 100
 FIXED16_MAX = 65535
-
-
-@dataclass(frozen=True)
-class QatConfig:
-    """Quantization-aware training. Defaults: the Compact3D release for a 30k-step schedule."""
-
-    enabled: bool = True  # False trains plain 3DGS (no codebooks, no opacity regularization or pruning)
-    start_step: int = 15_000  # step of the first k-means; the STE forward starts here (steps)
-    freeze_step: int = 25_000  # no re-assignment from this step on, only centroid updates (steps)
-    reassign_every: int = 100  # full re-assignment period while not frozen (steps)
-    kmeans_iters: int = 10  # Lloyd iterations per (re-)assignment, 0..100
-    dc_codebook: int = 4096  # entries of the SH DC (color) codebook, 1..65536
-    sh_codebook: int = 512  # entries of the SH rest codebook, 1..65536 (unused at SH degree 0)
-    scale_codebook: int = 4096  # entries of the log-scale codebook, 1..65536
-    rot_codebook: int = 4096  # entries of the rotation codebook, 1..65536
-    opacity_reg: float = 1e-7  # weight of the summed opacity (sigmoid) in the loss, inside the prune window
-    prune_opacity: float = 0.005  # Gaussians with sigmoid(opacity) below this are pruned (0..1)
-    prune_every: int = 1000  # pruning period inside the window (steps)
-    prune_start: int = 15_000  # opacity regularization and pruning start here (steps)
-    prune_stop: int = 20_000  # ... and stop here (steps; the last prune is at or before it)
-
-    def codebook_sizes(self) -> dict[str, int]:
-        return {
-            "dc": self.dc_codebook,
-            "sh": self.sh_codebook,
-            "scale": self.scale_codebook,
-            "rot": self.rot_codebook,
-        }
-
-    def validate(self, steps: int) -> None:
-        """Raise ``ConfigError`` naming the first bad field (``steps``: the training length)."""
-
-        def is_int(v: object) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        if not isinstance(self.enabled, bool):
-            raise ConfigError(f"qat.enabled must be a boolean, got {self.enabled!r}")
-        for name, size in self.codebook_sizes().items():
-            if not is_int(size) or not 1 <= size <= MAX_TRAIN_CODEBOOK:
-                raise ConfigError(f"qat.{name}_codebook must be an integer in 1..{MAX_TRAIN_CODEBOOK}, got {size!r}")
-        if not is_int(self.kmeans_iters) or not 0 <= self.kmeans_iters <= MAX_KMEANS_ITERS:
-            raise ConfigError(f"qat.kmeans_iters must be an integer in 0..{MAX_KMEANS_ITERS}, got {self.kmeans_iters}")
-        for name in ("reassign_every", "prune_every"):
-            v = getattr(self, name)
-            if not is_int(v) or v < 1:
-                raise ConfigError(f"qat.{name} must be a positive integer (steps), got {v!r}")
-        for name in ("start_step", "freeze_step", "prune_start", "prune_stop"):
-            v = getattr(self, name)
-            if not is_int(v) or v < 0:
-                raise ConfigError(f"qat.{name} must be a non-negative integer (steps), got {v!r}")
-        if self.enabled and self.start_step >= steps:
-            raise ConfigError(
-                f"qat.start_step ({self.start_step}) must be below steps ({steps}); "
-                "lower it, or use scale_schedule(steps) to scale the whole schedule"
-            )
-        if self.freeze_step < self.start_step:
-            raise ConfigError(f"qat.freeze_step ({self.freeze_step}) must not be before start_step ({self.start_step})")
-        if self.prune_stop < self.prune_start:
-            raise ConfigError(f"qat.prune_stop ({self.prune_stop}) must not be before prune_start ({self.prune_start})")
-        if not isinstance(self.opacity_reg, (int, float)) or not 0.0 <= self.opacity_reg < 1.0:
-            raise ConfigError(f"qat.opacity_reg must be a number in [0, 1), got {self.opacity_reg!r}")
-        if not isinstance(self.prune_opacity, (int, float)) or not 0.0 <= self.prune_opacity < 1.0:
-            raise ConfigError(f"qat.prune_opacity must be a number in [0, 1), got {self.prune_opacity!r}")
-
-    def in_prune_window(self, step: int) -> bool:
-        return self.enabled and self.prune_start <= step < self.prune_stop
-
-    def prunes_at(self, step: int) -> bool:
-        """Prune after this step's update (steps prune_start + k * prune_every, up to prune_stop)."""
-        return (
-            self.enabled
-            and self.prune_start < step <= self.prune_stop
-            and (step - self.prune_start) % self.prune_every == 0
-        )
 
 
 # -- the vectors each codebook clusters -----------------------------------------------------------

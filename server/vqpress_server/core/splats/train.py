@@ -19,9 +19,9 @@ import hashlib
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,178 +30,23 @@ from ..errors import ConfigError, VqpressInputError
 from ..progress import Progress
 from ..render.cameras import Camera
 from .model import SH_C0, GaussianSplats, num_sh_rest
-from .qat import QatConfig, QatState, attribute_vectors, encode_vqp, quantized_scene
+from .qat import QatState, attribute_vectors, encode_vqp, quantized_scene
+from .train_config import (  # noqa: F401  (re-exported: the trainer's configuration)
+    _QAT_STEP_FIELDS,
+    _STEP_FIELDS,
+    MAX_GAUSSIANS,
+    MAX_STEPS,
+    PERIOD_FLOORS,
+    REFINE_START_FLOOR,
+    QatConfig,
+    SplatTrainConfig,
+)
 
 PARAM_NAMES = ("means", "quats", "scales", "opacities", "sh0", "shN")
 CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = 1
-MAX_STEPS = 1_000_000
-MAX_GAUSSIANS = 20_000_000  # initial Gaussians accepted (random box or SfM points)
 MCMC_OPACITY_REG = 0.01  # gsplat's MCMC regularizers: weight of the mean opacity ...
 MCMC_SCALE_REG = 0.01  # ... and of the mean scale in the loss (used with strategy="mcmc" on CUDA)
-_STEP_FIELDS = ("sh_degree_interval", "refine_start", "refine_stop", "refine_every", "reset_every")
-_QAT_STEP_FIELDS = ("start_step", "freeze_step", "reassign_every", "prune_every", "prune_start", "prune_stop")
-# Periods scale_schedule never shortens below these (steps): a densification step needs the image-plane
-# gradients of ~100 views, an opacity reset ~3000 steps to recover from, a k-means re-assignment ~100
-# steps of training to pay for itself, and a prune a few hundred steps of opacity regularization.
-PERIOD_FLOORS = {
-    "refine_every": 100,
-    "reset_every": 3000,
-    "reassign_every": 100,
-    "prune_every": 500,
-}
-REFINE_START_FLOOR = 500  # densification starts at min(this, steps // 10) at the earliest (steps)
-
-
-@dataclass(frozen=True)
-class SplatTrainConfig:
-    """How to train. Defaults: 3DGS / Compact3D for 30k steps; ``scale_schedule(steps)`` shortens it."""
-
-    steps: int = 30_000  # optimizer steps, one photo each, 1..1e6
-    seed: int = 0  # seeds initialization, photo order and k-means
-    sh_degree: int = 3  # final SH degree, 0..3
-    sh_degree_interval: int = 1000  # the SH degree rises by one every this many steps
-    ssim_lambda: float = 0.2  # weight of the D-SSIM term in the loss (0..1)
-    init: Literal["auto", "points", "random"] = "auto"  # auto: the dataset's SfM points if any, else random
-    init_num_points: int = 100_000  # Gaussians of the random initialization
-    init_extent: float = 3.0  # half-size of the random box around the scene center, in scene scales (gsplat's;
-    # it relies on densification: on the CPU or with strategy="none" use a box that just holds the scene, ~0.3)
-    init_opacity: float = 0.1  # initial opacity (0..1)
-    init_scale: float = 1.0  # initial scale, times the mean distance to the 3 nearest neighbours
-    means_lr: float = 1.6e-4  # position learning rate at step 0 (times the scene scale)
-    means_lr_final: float = 1.6e-6  # ... decayed exponentially to this at the last step
-    scales_lr: float = 5e-3  # log-scale learning rate
-    quats_lr: float = 1e-3  # quaternion learning rate
-    opacities_lr: float = 5e-2  # opacity-logit learning rate
-    sh0_lr: float = 2.5e-3  # SH DC learning rate
-    shN_lr: float = 2.5e-3 / 20  # SH rest learning rate
-    strategy: Literal["default", "mcmc", "none"] = "default"  # densification on CUDA; the CPU never densifies
-    refine_start: int = 500  # densification starts after this step
-    refine_stop: int = 15_000  # ... and stops at this step
-    refine_every: int = 100  # densification period (steps)
-    reset_every: int = 3000  # opacity reset period of the default strategy, inside the refine window (steps)
-    grow_grad2d: float = 2e-4  # image-plane gradient above which the default strategy grows a Gaussian
-    cap_max: int = 1_000_000  # most Gaussians the MCMC strategy grows to
-    checkpoint_every: int = 1000  # steps between checkpoints (not part of the schedule)
-    qat: QatConfig = field(default_factory=QatConfig)
-
-    def scale_schedule(self, steps: int) -> SplatTrainConfig:
-        """The same schedule for ``steps`` steps: every step count scaled by ``steps / self.steps``.
-
-        Event times (refine_start/stop, sh_degree_interval, qat start/freeze/prune window) scale;
-        periods do not drop below ``PERIOD_FLOORS`` (densify every >= 100 steps, opacity reset every
-        >= 3000, k-means re-assignment every >= 100, QAT prune every >= 500): shorter periods starve
-        the statistics they act on (densifying every few steps made lego collapse to 10 dB).
-        Densification starts at ``min(500, steps // 10)`` at the earliest, and the SH degree rises at
-        most every ``steps // 6`` steps so a short run still reaches its degree before QAT starts.
-        checkpoint_every is kept."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-            raise ConfigError(f"steps must be an integer in 1..{MAX_STEPS}, got {steps!r}")
-        f = steps / self.steps
-
-        def sc(name: str, v: int) -> int:
-            scaled = round(v * f)
-            if name == "prune_every":  # at least one prune inside the (scaled) window
-                window = round(self.qat.prune_stop * f) - round(self.qat.prune_start * f)
-                return max(scaled, min(v, PERIOD_FLOORS[name], window), 1)
-            if name in PERIOD_FLOORS:
-                return max(scaled, min(v, PERIOD_FLOORS[name]), 1)
-            if name == "sh_degree_interval":
-                return max(scaled, min(v, steps // 6), 1)
-            if name == "refine_start":
-                return max(scaled, min(v, REFINE_START_FLOOR, steps // 10))
-            return scaled
-
-        qat = replace(self.qat, **{n: sc(n, getattr(self.qat, n)) for n in _QAT_STEP_FIELDS})
-        return replace(self, steps=steps, qat=qat, **{n: sc(n, getattr(self, n)) for n in _STEP_FIELDS})
-
-    def validate(self) -> SplatTrainConfig:
-        """Raise ``ConfigError`` naming the first out-of-range field; returns self."""
-
-        def is_int(v: object) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_num(v: object) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-        if not is_int(self.steps) or not 1 <= self.steps <= MAX_STEPS:
-            raise ConfigError(f"steps must be an integer in 1..{MAX_STEPS}, got {self.steps!r}")
-        if not is_int(self.seed) or not 0 <= self.seed < 2**63:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if not is_int(self.sh_degree) or not 0 <= self.sh_degree <= 3:
-            raise ConfigError(f"sh_degree must be an integer in 0..3, got {self.sh_degree!r}")
-        for name in ("sh_degree_interval", "refine_every", "reset_every", "checkpoint_every"):
-            v = getattr(self, name)
-            if not is_int(v) or v < 1:
-                raise ConfigError(f"{name} must be a positive integer (steps), got {v!r}")
-        for name in ("refine_start", "refine_stop"):
-            v = getattr(self, name)
-            if not is_int(v) or v < 0:
-                raise ConfigError(f"{name} must be a non-negative integer (steps), got {v!r}")
-        if not is_num(self.ssim_lambda) or not 0.0 <= self.ssim_lambda <= 1.0:
-            raise ConfigError(f"ssim_lambda must be a number in [0, 1], got {self.ssim_lambda!r}")
-        if self.init not in ("auto", "points", "random"):
-            raise ConfigError(f"init must be one of auto, points, random, got {self.init!r}")
-        if not is_int(self.init_num_points) or not 1 <= self.init_num_points <= MAX_GAUSSIANS:
-            raise ConfigError(f"init_num_points must be an integer in 1..{MAX_GAUSSIANS}, got {self.init_num_points!r}")
-        if not is_num(self.init_opacity) or not 0.0 < self.init_opacity < 1.0:
-            raise ConfigError(f"init_opacity must be a number in (0, 1), got {self.init_opacity!r}")
-        for name in ("init_extent", "init_scale", "grow_grad2d") + tuple(n for n in _lr_names()):
-            v = getattr(self, name)
-            if not is_num(v) or not 0.0 < v < 1e6:
-                raise ConfigError(f"{name} must be a positive finite number, got {v!r}")
-        if self.strategy not in ("default", "mcmc", "none"):
-            raise ConfigError(f"strategy must be one of default, mcmc, none, got {self.strategy!r}")
-        if not is_int(self.cap_max) or not 1 <= self.cap_max <= MAX_GAUSSIANS:
-            raise ConfigError(f"cap_max must be an integer in 1..{MAX_GAUSSIANS}, got {self.cap_max!r}")
-        if not isinstance(self.qat, QatConfig):
-            raise ConfigError(f"qat must be a QatConfig, got {type(self.qat).__name__}")
-        self.qat.validate(self.steps)
-        return self
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Any) -> SplatTrainConfig:
-        """From a JSON dict of fields (``qat`` a nested dict); unknown fields -> ConfigError. Validated.
-
-        A ``steps`` given without the step fields scales the default 30k schedule to it."""
-        if d is None:
-            d = {}
-        if not isinstance(d, dict):
-            raise ConfigError(f"config must be an object of SplatTrainConfig fields, got {type(d).__name__}")
-        values = dict(d)
-        qat_values = values.pop("qat", None) or {}
-        if not isinstance(qat_values, dict):
-            raise ConfigError(f"qat must be an object of QatConfig fields, got {type(qat_values).__name__}")
-        _check_known(values, cls, "")
-        _check_known(qat_values, QatConfig, "qat.")
-        base = cls()
-        explicit = (set(values) & set(_STEP_FIELDS)) | (set(qat_values) & set(_QAT_STEP_FIELDS))
-        if "steps" in values and not explicit:
-            base = base.scale_schedule(values["steps"]) if _is_step_count(values["steps"]) else base
-        try:
-            return replace(base, **values, qat=replace(base.qat, **qat_values)).validate()
-        except TypeError as e:
-            raise ConfigError(f"bad config: {e}") from None
-
-
-def _lr_names() -> tuple[str, ...]:
-    return ("means_lr", "means_lr_final", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "shN_lr")
-
-
-def _is_step_count(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_STEPS
-
-
-def _check_known(values: dict[str, Any], cls: type, prefix: str) -> None:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown config field(s) {[prefix + u for u in unknown]}; known: {sorted(known)}")
-
-
 @dataclass
 class TrainResult:
     splats: GaussianSplats  # the trained scene on the CPU, as rendered in training (QAT: codebook values)
