@@ -6,7 +6,7 @@ Scenes (from the shared data folder): nerf_synthetic_lego_400 (400x400, white ba
 instant_ngp_fox (downscaled 2x to 540x960); every 8th photo is held out for PSNR/SSIM.
 
 Schedule: the 30k-step 3DGS/Compact3D schedule scaled to --steps (default 7000, the length of the
-gsplat reference run that reached 29.2 dB on lego, /work/shared/data/trained_lego_sh3), with
+gsplat reference run that reached 29.2 dB on lego, the shared trained_lego_sh3 scene), with
 SplatTrainConfig.scale_schedule's floors: random init of 100k Gaussians in gsplat's box (3x the
 scene scale), gsplat DefaultStrategy densifying every 100 steps in 500..3500 (no opacity reset
 within it: the reset period stays 3000), SH degree +1 every 1000 steps, QAT from 3500 with a
