@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +135,25 @@ def _peak(device: torch.device) -> int | None:
     return None
 
 
+def _log_step(
+    step: int,  # steps done (1-based)
+    loss: torch.Tensor,
+    train: TrainConfig,
+    history: list[dict[str, float]],
+    progress: Progress | None,
+    **extra: Callable[[], float],  # more history entries, evaluated only on logged steps
+) -> None:
+    """Every ``log_every`` steps and at the end: check the loss, record it, report progress."""
+    if step % train.log_every and step != train.steps:
+        return
+    lv = loss.item()
+    if not math.isfinite(lv):
+        raise NonFiniteError(f"training diverged at step {step} (loss {lv}); lower the learning rate")
+    history.append({"step": step, "loss": lv, "psnr": mse_to_psnr(lv), **{k: f() for k, f in extra.items()}})
+    if progress is not None:
+        progress("train_field", step / train.steps, {"loss": lv, "psnr": mse_to_psnr(lv)})
+
+
 def fit_image(
     image: Tensor | np.ndarray,  # [H, W, 3] in [0, 1] (or uint8, or grey [H, W])
     config: FieldConfig,
@@ -173,13 +192,7 @@ def fit_image(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if (step + 1) % train.log_every == 0 or step + 1 == train.steps:
-            lv = loss.item()
-            if not math.isfinite(lv):
-                raise NonFiniteError(f"training diverged at step {step + 1} (loss {lv}); lower the learning rate")
-            history.append({"step": step + 1, "loss": lv, "psnr": mse_to_psnr(lv)})
-            if progress is not None:
-                progress("train_field", (step + 1) / train.steps, {"loss": lv, "psnr": mse_to_psnr(lv)})
+        _log_step(step + 1, loss, train, history, progress)
     elapsed = time.perf_counter() - t0
     return FitResult(
         field=model,
@@ -293,13 +306,7 @@ def fit_radiance(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if (step + 1) % train.log_every == 0 or step + 1 == train.steps:
-            lv = loss.item()
-            if not math.isfinite(lv):
-                raise NonFiniteError(f"training diverged at step {step + 1} (loss {lv}); lower the learning rate")
-            history.append({"step": step + 1, "loss": lv, "psnr": mse_to_psnr(lv), "occupied": occ.fraction()})
-            if progress is not None:
-                progress("train_field", (step + 1) / train.steps, {"loss": lv, "psnr": mse_to_psnr(lv)})
+        _log_step(step + 1, loss, train, history, progress, occupied=occ.fraction)
     elapsed = time.perf_counter() - t0
     return FitResult(
         field=model,
