@@ -129,8 +129,13 @@ class GaussianSplats:
             return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
         return cls(
-            t(means), t(quats), t(scales), t(opacities).reshape(N), t(sh0).reshape(N, 1, 3),
-            t(shN), dict(meta or {}),
+            t(means),
+            t(quats),
+            t(scales),
+            t(opacities).reshape(N),
+            t(sh0).reshape(N, 1, 3),
+            t(shN),
+            dict(meta or {}),
         )
 
     def numpy(self) -> dict[str, np.ndarray]:

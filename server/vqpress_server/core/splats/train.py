@@ -47,6 +47,8 @@ CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = 1
 MCMC_OPACITY_REG = 0.01  # gsplat's MCMC regularizers: weight of the mean opacity ...
 MCMC_SCALE_REG = 0.01  # ... and of the mean scale in the loss (used with strategy="mcmc" on CUDA)
+
+
 @dataclass
 class TrainResult:
     splats: GaussianSplats  # the trained scene on the CPU, as rendered in training (QAT: codebook values)

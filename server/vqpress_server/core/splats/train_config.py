@@ -30,8 +30,6 @@ PERIOD_FLOORS = {
 REFINE_START_FLOOR = 500  # densification starts at min(this, steps // 10) at the earliest (steps)
 
 
-
-
 @dataclass(frozen=True)
 class QatConfig:
     """Quantization-aware training. Defaults: the Compact3D release for a 30k-step schedule."""
