@@ -60,7 +60,8 @@ def _as_state_tensor(name: str, a: np.ndarray, want: torch.Tensor) -> torch.Tens
     if want.dtype.is_floating_point:
         if a.dtype.kind != "f":
             raise VqpressInputError(f"tensor {name!r} must hold floats (float16/32/64), got {a.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+        with np.errstate(over="ignore", invalid="ignore"):  # out of float32 range -> inf, refused below
+            t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
         bad = int((~torch.isfinite(t)).sum())
         if bad:
             raise NonFiniteError(
