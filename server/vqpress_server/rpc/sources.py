@@ -1,18 +1,23 @@
 """The scene a request names, checked before a job is queued (numpy only, no torch).
 
-An inline scene is validated and stored as an "npz" artifact. A stored artifact is checked
-cheaply by its kind and the first bytes of its content, so a file that is not a scene fails the
-call with INVALID_ARGUMENT instead of failing a job later. The worker reads the whole file.
+An inline scene is validated and stored as an "npz" artifact; an inline neural field is built and
+stored as a field .vqp by a helper process (this process imports no torch). A stored artifact is
+checked cheaply by its kind and the first bytes of its content, so a file that is not a scene fails
+the call with INVALID_ARGUMENT instead of failing a job later. The worker reads the whole file.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import struct
 import tarfile
+import threading
 import zipfile
 import zlib
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +28,9 @@ from vqpress.vqp import MAGIC as VQP_MAGIC
 from vqpress.vqp import MAX_MANIFEST_BYTES
 
 from ..artifacts.store import ArtifactStore
-from ..core.errors import FormatError
+from ..core.errors import ConfigError, FormatError, NonFiniteError, VqpressInputError
 from . import convert
-from .errors import ServiceError
+from .errors import ServiceError, invalid_argument
 
 SCENE_KINDS = ("ply", "compressed_ply", "splat", "spz", "npz", "vqp")
 UNKNOWN_KIND = "bin"  # the store's kind for a name without a known extension: decided by content
@@ -47,16 +52,17 @@ def scene_source(request: Any, store: ArtifactStore, *, strict: bool, rpc: str) 
         info = store.put_bytes(buf.getvalue(), name="inline.npz", kind="npz")
         return {"artifact": info.id}
     if which == "field":
-        if request.field.WhichOneof("data") == "artifact":
+        data = request.field.WhichOneof("data")
+        if data == "artifact":
             return {"artifact": _field_artifact(store, request.field.artifact.id)}
-        raise ServiceError(
-            grpc.StatusCode.UNIMPLEMENTED,
-            f"{rpc} of inline neural-field tensors is not available in this server yet; upload the field "
-            "as a .vqp and send it as an artifact",
+        if data == "tensors":
+            return {"artifact": inline_field(request.field, store)}
+        raise invalid_argument(
+            f"{rpc}Request.field has no data: set tensors (the field's state dict) or artifact (a stored field .vqp)"
         )
-    raise ServiceError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        f"{rpc}Request.source is not set: send an artifact (ArtifactRef) or inline splats (GaussianSplats)",
+    raise invalid_argument(
+        f"{rpc}Request.source is not set: send an artifact (ArtifactRef), inline splats (GaussianSplats) "
+        "or a neural field (NeuralField)"
     )
 
 
@@ -178,6 +184,64 @@ def _field_artifact(store: ArtifactStore, artifact_id: str) -> str:
             "send a .vqp written by field training or field quantization",
         )
     return artifact_id
+
+
+# Building a field from its tensors needs torch, which this process never imports: one helper
+# process, spawned on the first inline field and kept for the next ones, builds the field and
+# encodes its .vqp. Calls queue for it; its work is bounded by the field size cap of core.fields.inline.
+MAX_INLINE_FIELD_TENSORS = 1024  # named tensors one inline field may have
+_ERRORS: dict[str, type[VqpressInputError]] = {e.__name__: e for e in (VqpressInputError, ConfigError, NonFiniteError)}
+_helper: ProcessPoolExecutor | None = None
+_helper_lock = threading.Lock()
+
+
+def inline_field(msg: Any, store: ArtifactStore) -> str:
+    """Store a NeuralField message's inline tensors as a field .vqp; returns the artifact id.
+
+    The field is built from ``msg.config`` and the tensors by ``core.fields.inline.field_from_tensors``
+    (bad names, dtypes, shapes and values raise VqpressInputError naming the tensor) and encoded with
+    an empty manifest extra: a 3D field renders in the default scene box, a 2D one at each camera's size.
+    """
+    config = convert.field_config(msg.config)
+    named = msg.tensors.tensors
+    if len(named) > MAX_INLINE_FIELD_TENSORS:
+        raise VqpressInputError(
+            f"NeuralField.tensors has {len(named)} tensors, more than the {MAX_INLINE_FIELD_TENSORS} a field has"
+        )
+    arrays = {name: convert.array_from_tensor(t, f"NeuralField.tensors[{name[:80]!r}]") for name, t in named.items()}
+    data, error, message = _in_helper(config, arrays)
+    if error:
+        raise _ERRORS.get(error, VqpressInputError)(f"NeuralField: {message}")
+    return store.put_bytes(data, name="inline-field.vqp", kind="vqp").id
+
+
+def _in_helper(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[bytes, str, str]:
+    global _helper
+    with _helper_lock:
+        if _helper is None:
+            _helper = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        helper = _helper
+    try:
+        return helper.submit(encode_inline_field, config, arrays).result()
+    except BrokenProcessPool:
+        with _helper_lock:
+            if _helper is helper:
+                _helper = None  # the next call starts a fresh one
+        raise ServiceError(
+            grpc.StatusCode.UNAVAILABLE,
+            "the process that builds inline fields stopped (out of memory?); retry, or upload the field as a .vqp",
+        ) from None
+
+
+def encode_inline_field(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[bytes, str, str]:
+    """In the helper process: (field .vqp bytes, "", "") or (b"", error class name, message)."""
+    from ..core.fields.inline import field_from_tensors
+    from ..core.fields.serialize import encode_field
+
+    try:
+        return encode_field(field_from_tensors(config, arrays)), "", ""
+    except VqpressInputError as e:
+        return b"", type(e).__name__, str(e)
 
 
 # -- training datasets --------------------------------------------------------------------
