@@ -29,12 +29,15 @@ from .types import (
     ArtifactRef,
     Background,
     Camera,
+    DecoderConfig,
     DenseGridConfig,
     FieldQuantizeConfig,
     FieldTrainConfig,
+    GridConfig,
     HashGridConfig,
     JobState,
     JobStatus,
+    NeuralField,
     QuantizeConfig,
     Splats,
     SplatTrainConfig,
@@ -44,12 +47,14 @@ from .types import (
 from .v1 import vqpress_pb2 as pb
 from .v1 import vqpress_pb2_grpc as pb_grpc
 
-Source = str | os.PathLike | ArtifactRef | Splats  # a file to upload, a stored artifact, or inline tensors
+# a file to upload, a stored artifact, or inline tensors (a scene or a neural field)
+Source = str | os.PathLike | ArtifactRef | Splats | NeuralField
 ExportFormatName = Literal["ply", "splat", "spz", "vqp"]
 Encoding = Literal["png", "float32", "raw"]
 
 # Inline splats above this size are uploaded as an .npz artifact instead (a message is at most 64 MiB).
 INLINE_SPLATS_MAX_BYTES = _transport.MAX_MESSAGE_BYTES - (4 << 20)
+INLINE_FIELD_MAX_BYTES = INLINE_SPLATS_MAX_BYTES  # larger inline fields are refused: send a .vqp
 
 _KIND_BY_SUFFIX = {
     ".ply": "ply",
@@ -137,6 +142,30 @@ def _splats_pb(s: Splats) -> pb.GaussianSplats:
     )
 
 
+_PB_DTYPES = {
+    "float16": pb.DTYPE_FLOAT16,
+    "float32": pb.DTYPE_FLOAT32,
+    "float64": pb.DTYPE_FLOAT64,
+    "uint8": pb.DTYPE_UINT8,
+    "int32": pb.DTYPE_INT32,
+    "int64": pb.DTYPE_INT64,
+}
+
+
+def _any_tensor(a: np.ndarray) -> pb.Tensor:
+    """A Tensor of the array's own dtype (little-endian; bool as uint8 0/1)."""
+    a = np.ascontiguousarray(a, dtype=np.uint8 if a.dtype == np.bool_ else None)
+    a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+    return pb.Tensor(data=a.tobytes(), shape=list(a.shape), dtype=_PB_DTYPES[a.dtype.name])
+
+
+def _field_pb(f: NeuralField) -> pb.NeuralField:
+    return pb.NeuralField(
+        config=_field_config_pb(f.grid, f.decoder),
+        tensors=pb.FieldTensors(tensors={name: _any_tensor(a) for name, a in f.tensors.items()}),
+    )
+
+
 def _camera_pb(c: Camera) -> pb.Camera:
     return pb.Camera(
         viewmat=c.viewmat.reshape(-1).tolist(), K=c.K.reshape(-1).tolist(), width=c.width, height=c.height, name=c.name
@@ -190,19 +219,25 @@ def _field_train_pb(cfg: FieldTrainConfig) -> pb.FieldTrainConfig:
     grid, decoder = values.pop("grid", None), values.pop("decoder", None)
     options = {k: values.pop(k) for k in _FIELD_DATASET_OPTIONS if k in values}
     msg = _fill(pb.FieldTrainConfig(), values)
-    if isinstance(grid, DenseGridConfig):
-        msg.field.dense.CopyFrom(_fill(pb.DenseGridConfig(), set_fields(grid)))
-    elif isinstance(grid, HashGridConfig):
-        msg.field.hash.CopyFrom(_fill(pb.HashGridConfig(), set_fields(grid)))
-    elif isinstance(grid, VqadGridConfig):
-        msg.field.vqad.CopyFrom(_fill(pb.VqadGridConfig(), set_fields(grid)))
-    if decoder is not None:
-        msg.field.decoder.CopyFrom(_fill(pb.DecoderConfig(), set_fields(decoder)))
+    msg.field.CopyFrom(_field_config_pb(grid, decoder))
     if options:
         bg = options.pop("background", None)
         msg.dataset.CopyFrom(_fill(pb.FieldDatasetOptions(), options))
         if bg is not None:
             msg.dataset.background.CopyFrom(_color_pb(bg))
+    return msg
+
+
+def _field_config_pb(grid: GridConfig | None, decoder: DecoderConfig | None) -> pb.FieldConfig:
+    msg = pb.FieldConfig()
+    if isinstance(grid, DenseGridConfig):
+        msg.dense.CopyFrom(_fill(pb.DenseGridConfig(), set_fields(grid)))
+    elif isinstance(grid, HashGridConfig):
+        msg.hash.CopyFrom(_fill(pb.HashGridConfig(), set_fields(grid)))
+    elif isinstance(grid, VqadGridConfig):
+        msg.vqad.CopyFrom(_fill(pb.VqadGridConfig(), set_fields(grid)))
+    if decoder is not None:
+        msg.decoder.CopyFrom(_fill(pb.DecoderConfig(), set_fields(decoder)))
     return msg
 
 
@@ -388,9 +423,17 @@ class Client:
     # -- work --------------------------------------------------------------------------
 
     def _source(self, source: Source) -> dict[str, Any]:
-        """The request's ``source`` oneof: a stored artifact or inline splats (large ones are uploaded)."""
+        """The request's ``source`` oneof: a stored artifact, inline splats (large ones are uploaded) or
+        an inline neural field."""
         if isinstance(source, ArtifactRef):
             return {"artifact": pb.ArtifactRef(id=source.id)}
+        if isinstance(source, NeuralField):
+            if source.nbytes > INLINE_FIELD_MAX_BYTES:
+                raise invalid(
+                    f"the field's tensors hold {source.nbytes} bytes, more than one message carries; "
+                    "encode it as a .vqp and send its path or ArtifactRef"
+                )
+            return {"field": _field_pb(source)}
         if isinstance(source, Splats):
             if source.nbytes <= INLINE_SPLATS_MAX_BYTES:
                 return {"splats": _splats_pb(source)}
@@ -399,7 +442,7 @@ class Client:
             return {"artifact": pb.ArtifactRef(id=self.upload_bytes(buf.getvalue(), "splats.npz", "npz").id)}
         if isinstance(source, (str, os.PathLike)):
             return {"artifact": pb.ArtifactRef(id=self.upload(source).id)}
-        raise invalid(f"source must be a path, an ArtifactRef or a Splats, got {type(source).__name__}")
+        raise invalid(f"source must be a path, an ArtifactRef, a Splats or a NeuralField, got {type(source).__name__}")
 
     def quantize(
         self,

@@ -463,6 +463,48 @@ class DecoderConfig:
 
 GridConfig = DenseGridConfig | VqadGridConfig | HashGridConfig
 
+# dtypes a field tensor may be sent in (bool arrays go as uint8 0/1).
+FIELD_TENSOR_DTYPES = ("float16", "float32", "float64", "uint8", "int32", "int64", "bool")
+
+
+@dataclass(frozen=True)
+class NeuralField:
+    """A neural field sent inline: its state dict as numpy arrays, and the grid and decoder config it
+    was built with (None = the server's defaults, as in FieldTrainConfig).
+
+    The server builds the field this config describes, checks that ``tensors`` holds exactly its
+    state-dict names with their shapes, float parameters and finite values, and stores it as a
+    field .vqp for the job. Whether it is a 2D image field or a 3D radiance field follows from the
+    tensors (a 3D field has ``color_mlp.*``). From torch:
+    ``NeuralField({k: v.cpu().numpy() for k, v in field.state_dict().items()}, grid=..., decoder=...)``.
+    A field that does not fit one message (64 MiB) is sent as a stored .vqp instead.
+    """
+
+    tensors: Mapping[str, np.ndarray]  # state-dict name -> array (dtype one of FIELD_TENSOR_DTYPES)
+    grid: GridConfig | None = None  # [VqadGridConfig()]
+    decoder: DecoderConfig | None = None  # [DecoderConfig()]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tensors, Mapping) or not self.tensors:
+            raise invalid("NeuralField.tensors must be a non-empty mapping of state-dict names to numpy arrays")
+        for name, a in self.tensors.items():
+            if not isinstance(name, str) or not isinstance(a, np.ndarray):
+                raise invalid(f"NeuralField.tensors[{name!r}] must be a numpy array named by a string")
+            if a.dtype.name not in FIELD_TENSOR_DTYPES:
+                raise invalid(f"NeuralField.tensors[{name!r}] is {a.dtype}; send one of {list(FIELD_TENSOR_DTYPES)}")
+        if self.grid is not None:
+            if not isinstance(self.grid, DenseGridConfig | VqadGridConfig | HashGridConfig):
+                raise invalid(f"NeuralField.grid must be a grid config, got {type(self.grid).__name__}")
+            _check_fields(self.grid, {"combine": COMBINES, "forward": VQAD_FORWARDS})
+        if self.decoder is not None:
+            if not isinstance(self.decoder, DecoderConfig):
+                raise invalid(f"NeuralField.decoder must be a DecoderConfig, got {type(self.decoder).__name__}")
+            _check_fields(self.decoder)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.tensors.values())
+
 
 @dataclass(frozen=True)
 class FieldTrainConfig:
