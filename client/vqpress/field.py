@@ -28,7 +28,9 @@ MAX_EVAL_POINTS = 1 << 26
 class DecodedField:
     """A field's arrays: ``levels[l]`` is a dict of float32/int64 arrays by part name
     ("table"; "indices" + "codebook"; or "coeffs" + "basis" + "mean"), ``layers`` the decoder's
-    (weight [out, in], bias [out]) pairs per MLP in order."""
+    (weight [out, in], bias [out]) pairs per MLP in order. A sparse VQ level also has "active"
+    (bool [vertices]) and "rows" (int64 [vertices], the row of each vertex in "indices", -1 for
+    vertices without one, whose feature is 0)."""
 
     config: dict[str, Any]  # the field config (dims, grid, decoder), as the server wrote it
     grid: dict[str, Any]  # geometry: dims, features, combine, resolutions, rows, hashed, storage (, bits)
@@ -52,6 +54,9 @@ def decode_field(data: bytes, name: str = "<bytes>") -> DecodedField:
         parts = _PARTS[geo["storage"]]
         res = [int(n) for n in geo["resolutions"]]
         dims, k = int(geo["dims"]), int(geo["features"])
+        sparse = [bool(v) for v in geo.get("sparse", [False] * len(res))]
+        if len(sparse) != len(res):
+            raise ValueError("grid.sparse does not have one entry per level")
         levels = []
         for l, n in enumerate(res):
             lv = {p: np.asarray(vqp.sections[f"grid.{l}.{p}"]) for p in parts}
@@ -59,7 +64,15 @@ def decode_field(data: bytes, name: str = "<bytes>") -> DecodedField:
             if geo["storage"] == "vq":
                 lv["indices"] = lv["indices"].astype(np.int64)
                 lv["codebook"] = lv["codebook"].astype(np.float32)
-                ok = lv["indices"].shape == (n**dims,) and lv["codebook"].shape[1] == k
+                allocated = n**dims
+                if sparse[l]:
+                    active = np.asarray(vqp.sections[f"grid.{l}.active"]).reshape(-1).astype(bool)
+                    if active.shape != (n**dims,):
+                        raise ValueError(f"level {l} active mask has {active.size} entries for {n**dims} vertices")
+                    lv["active"] = active
+                    lv["rows"] = np.where(active, np.cumsum(active) - 1, -1).astype(np.int64)
+                    allocated = int(active.sum())
+                ok = lv["indices"].shape == (allocated,) and lv["codebook"].shape[1] == k
                 ok = ok and int(lv["indices"].max(initial=0)) < lv["codebook"].shape[0]
             elif geo["storage"] == "table":
                 lv["table"] = lv["table"].astype(np.float32)
@@ -96,6 +109,10 @@ def _level_features(f: DecodedField, l: int, ids: np.ndarray) -> np.ndarray:  # 
     lv = f.levels[l]
     storage = f.grid["storage"]
     if storage == "vq":
+        if "rows" in lv:
+            rows = lv["rows"][ids]
+            f = lv["codebook"][lv["indices"][np.maximum(rows, 0)]]
+            return np.where((rows >= 0)[..., None], f, np.float32(0.0))
         return lv["codebook"][lv["indices"][ids]]
     if storage == "table":
         return lv["table"][ids]

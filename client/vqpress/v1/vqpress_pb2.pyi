@@ -194,7 +194,7 @@ class DenseGridConfig(_message.Message):
     def __init__(self, levels: _Optional[int] = ..., base_resolution: _Optional[int] = ..., max_resolution: _Optional[int] = ..., features: _Optional[int] = ..., combine: _Optional[_Union[GridCombine, str]] = ..., init_std: _Optional[float] = ...) -> None: ...
 
 class VqadGridConfig(_message.Message):
-    __slots__ = ("levels", "base_resolution", "max_resolution", "features", "bits", "combine", "forward", "anneal_hard_fraction", "init_std")
+    __slots__ = ("levels", "base_resolution", "max_resolution", "features", "bits", "combine", "forward", "anneal_hard_fraction", "init_std", "sparse", "sparse_min_resolution")
     LEVELS_FIELD_NUMBER: _ClassVar[int]
     BASE_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
     MAX_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
@@ -204,6 +204,8 @@ class VqadGridConfig(_message.Message):
     FORWARD_FIELD_NUMBER: _ClassVar[int]
     ANNEAL_HARD_FRACTION_FIELD_NUMBER: _ClassVar[int]
     INIT_STD_FIELD_NUMBER: _ClassVar[int]
+    SPARSE_FIELD_NUMBER: _ClassVar[int]
+    SPARSE_MIN_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
     levels: int
     base_resolution: int
     max_resolution: int
@@ -213,7 +215,9 @@ class VqadGridConfig(_message.Message):
     forward: VqadForward
     anneal_hard_fraction: float
     init_std: float
-    def __init__(self, levels: _Optional[int] = ..., base_resolution: _Optional[int] = ..., max_resolution: _Optional[int] = ..., features: _Optional[int] = ..., bits: _Optional[int] = ..., combine: _Optional[_Union[GridCombine, str]] = ..., forward: _Optional[_Union[VqadForward, str]] = ..., anneal_hard_fraction: _Optional[float] = ..., init_std: _Optional[float] = ...) -> None: ...
+    sparse: bool
+    sparse_min_resolution: int
+    def __init__(self, levels: _Optional[int] = ..., base_resolution: _Optional[int] = ..., max_resolution: _Optional[int] = ..., features: _Optional[int] = ..., bits: _Optional[int] = ..., combine: _Optional[_Union[GridCombine, str]] = ..., forward: _Optional[_Union[VqadForward, str]] = ..., anneal_hard_fraction: _Optional[float] = ..., init_std: _Optional[float] = ..., sparse: _Optional[bool] = ..., sparse_min_resolution: _Optional[int] = ...) -> None: ...
 
 class HashGridConfig(_message.Message):
     __slots__ = ("levels", "base_resolution", "max_resolution", "features", "log2_table_size", "combine", "init_std")

@@ -62,6 +62,14 @@ class VqadGridConfig:
     25.9 dB for "soft" at b = 4, measured on the baked field; it also trains with the field
     that is baked, so bake() loses nothing. With "soft", ``anneal_hard_fraction`` switches to
     the hard forward for the last part of training so that the baked field matches.
+
+    ``sparse`` (radiance fields; image fields ignore it) is the paper's sparse grid: levels with at
+    least ``sparse_min_resolution`` vertices per axis hold logits only for the vertices of cells
+    near occupied space, so the 2^b-wide logits and their optimizer state scale with the surface,
+    not the volume. Those levels start empty, are allocated from the occupancy grid once empty
+    space is known (after ``TrainConfig.occupancy_warmup`` steps) and re-fitted to it a few times
+    after; outside them the field is empty (density 0). The file stores one bit per vertex for
+    the allocation plus b bits per allocated vertex.
     """
 
     levels: int = 4  # number of resolution levels
@@ -73,9 +81,15 @@ class VqadGridConfig:
     forward: Literal["soft", "hard"] = "hard"  # training forward, see the class docstring
     anneal_hard_fraction: float = 0.2  # "soft" only: last fraction of steps trained with the hard forward
     init_std: float = 0.1  # std of the normal initialisation of D (logits C start at std 0.01)
+    sparse: bool = False  # 3D only: fine levels keep logits only near occupied space (see below)
+    sparse_min_resolution: int = 32  # levels with at least this many vertices per axis are the sparse ones
 
     def validate(self) -> None:
         _check_grid_common(self.levels, self.base_resolution, self.max_resolution, self.features)
+        if not isinstance(self.sparse, bool):
+            raise ConfigError(f"VQ-AD sparse must be true or false, got {self.sparse!r}")
+        if not 2 <= self.sparse_min_resolution <= 4096:
+            raise ConfigError(f"sparse_min_resolution must be in [2, 4096], got {self.sparse_min_resolution}")
         if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 1 <= self.bits <= 10:
             raise ConfigError(f"VQ-AD bits must be an integer in [1, 10], got {self.bits!r}")
         if self.combine not in ("sum", "concat"):

@@ -105,16 +105,34 @@ class MultiResGrid(nn.Module):
     def level_features(self, level: int, ids: Tensor) -> Tensor:  # [B, 2^d, k]
         raise NotImplementedError
 
-    def forward(self, x: Tensor) -> Tensor:  # x [B, d] in [0, 1] -> [B, out_dim]
+    def support_level(self) -> int | None:
+        """The sparse level whose allocated vertices bound the field (None: the whole cube)."""
+        return None
+
+    def level_active(self, level: int, ids: Tensor) -> Tensor:  # [B, 2^d] bool
+        """Which of the vertex ids are allocated (sparse grids override)."""
+        return torch.ones_like(ids, dtype=torch.bool)
+
+    def features_and_support(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Grid features [B, out_dim] of x [B, d] in [0, 1], and for sparse grids which points lie
+        in the allocated region (any corner of their cell in ``support_level()`` allocated) [B]."""
         assert x.ndim == 2 and x.shape[1] == self.dims, x.shape
         outs = []
+        support = None
+        sl = self.support_level()
         for level, n in enumerate(self.resolutions):
             corners, w = cell_corners(x, n)
-            f = self.level_features(level, self.vertex_ids(level, corners))  # [B, 2^d, k]
+            ids = self.vertex_ids(level, corners)
+            f = self.level_features(level, ids)  # [B, 2^d, k]
             outs.append((f * w[..., None].to(f.dtype)).sum(1))
+            if level == sl:
+                support = self.level_active(level, ids).any(-1)
         if self.combine == "concat":
-            return torch.cat(outs, dim=-1)
-        return torch.stack(outs, 0).sum(0)
+            return torch.cat(outs, dim=-1), support
+        return torch.stack(outs, 0).sum(0), support
+
+    def forward(self, x: Tensor) -> Tensor:  # x [B, d] in [0, 1] -> [B, out_dim]
+        return self.features_and_support(x)[0]
 
     def geometry(self) -> dict[str, Any]:
         """What a decoder of this grid needs besides its arrays (written to the .vqp manifest)."""
@@ -204,6 +222,36 @@ def vqad_features(logits: Tensor, codebook: Tensor, ids: Tensor, hard: bool) -> 
     return _VqadCodes.apply(logits, codebook, u, hard)[inv]
 
 
+def sparse_rows(active: Tensor) -> Tensor:  # [m] bool -> [m] int32, -1 where not allocated
+    """Row of each allocated vertex in its level's compact arrays (allocation order = vertex id order)."""
+    rows = torch.cumsum(active.to(torch.int32), 0, dtype=torch.int32) - 1
+    return torch.where(active, rows, torch.full_like(rows, -1))
+
+
+def vqad_features_sparse(logits: Tensor, codebook: Tensor, rows: Tensor, hard: bool) -> Tensor:
+    """``vqad_features`` over compact rows [B, 2^d] (-1: not allocated, feature 0)."""
+    u, inv = torch.unique(rows, return_inverse=True)
+    if u.numel() and int(u[0]) < 0:
+        f = _VqadCodes.apply(logits, codebook, u[1:].long(), hard)
+        f = torch.cat([torch.zeros(1, codebook.shape[1], dtype=f.dtype, device=f.device), f])
+    else:
+        f = _VqadCodes.apply(logits, codebook, u.long(), hard)
+    return f[inv]
+
+
+def active_vertices(occupied: Tensor, n: int) -> Tensor:  # occupied [R, R, R] bool (x, y, z) -> [n^3] bool
+    """Vertices of an n^3 grid over the unit cube whose cells touch an occupied cell, in vertex-id
+    order (id = x + n y + n^2 z). A vertex at v / (n - 1) touches the occupancy cells within
+    ceil(R / (n - 1)) of its own, so the occupancy mask is dilated by that many cells first."""
+    R = occupied.shape[0]
+    assert occupied.shape == (R, R, R) and occupied.dtype == torch.bool, (occupied.shape, occupied.dtype)
+    r = math.ceil(R / (n - 1))
+    dil = torch.nn.functional.max_pool3d(occupied[None, None].float(), 2 * r + 1, stride=1, padding=r)[0, 0] > 0
+    cell = (torch.arange(n, device=occupied.device, dtype=torch.float64) / (n - 1) * R).floor().long().clamp(0, R - 1)
+    act = dil[cell[:, None, None], cell[None, :, None], cell[None, None, :]]  # [x, y, z]
+    return act.permute(2, 1, 0).reshape(-1)
+
+
 def vqad_features_reference(logits: Tensor, codebook: Tensor, ids: Tensor, hard: bool) -> Tensor:
     """The dense (kaolin-wisp style) VQ-AD lookup, the slow twin of ``vqad_features``.
 
@@ -218,7 +266,13 @@ def vqad_features_reference(logits: Tensor, codebook: Tensor, ids: Tensor, hard:
 
 
 class VqadGrid(MultiResGrid):
-    """VQ-AD training grid: logits C [m, 2^b] per vertex and a codebook D [2^b, k] per level."""
+    """VQ-AD training grid: logits C [m, 2^b] per vertex and a codebook D [2^b, k] per level.
+
+    Sparse levels (``cfg.sparse``, 3D, resolution >= ``cfg.sparse_min_resolution``) hold logits
+    only for allocated vertices: ``rows_<l>`` [m] int32 maps a vertex id to its logits row (-1: not
+    allocated, feature 0). They start unallocated (feature 0 everywhere, no bound on the field);
+    ``allocate`` fits them to an occupancy mask, after which the finest one bounds the field.
+    """
 
     def __init__(self, dims: int, cfg: VqadGridConfig, generator: torch.Generator | None = None) -> None:
         super().__init__(dims, cfg.levels, cfg.base_resolution, cfg.max_resolution, cfg.features, cfg.combine)
@@ -226,28 +280,113 @@ class VqadGrid(MultiResGrid):
         K = 1 << cfg.bits
         self.hard = cfg.forward == "hard"
         self.reference = False  # True: use the dense wisp-style lookup (benchmarks and tests only)
+        self.sparse = [cfg.sparse and dims == 3 and n >= cfg.sparse_min_resolution for n in self.resolutions]
         self.logits = nn.ParameterList(
-            nn.Parameter(torch.randn(m, K, generator=generator) * 0.01) for m in self.vertex_counts
+            nn.Parameter(torch.randn(0 if sp else m, K, generator=generator) * 0.01)
+            for m, sp in zip(self.vertex_counts, self.sparse, strict=True)
         )
         self.codebooks = nn.ParameterList(
             nn.Parameter(torch.randn(K, cfg.features, generator=generator) * cfg.init_std) for _ in self.vertex_counts
         )
+        for level, (m, sp) in enumerate(zip(self.vertex_counts, self.sparse, strict=True)):
+            if sp:
+                self.register_buffer(f"rows_{level}", torch.full((m,), -1, dtype=torch.int32))
+        # Whether each sparse level has been allocated (saved with the state, like the rows).
+        self.register_buffer("allocated", torch.zeros(self.levels, dtype=torch.bool))
+
+    def level_rows(self, level: int) -> Tensor:  # [m] int32
+        return getattr(self, f"rows_{level}")
+
+    def support_level(self) -> int | None:
+        done = [l for l in range(self.levels) if self.sparse[l] and bool(self.allocated[l])]
+        return done[-1] if done else None
+
+    def level_active(self, level: int, ids: Tensor) -> Tensor:
+        if not self.sparse[level]:
+            return torch.ones_like(ids, dtype=torch.bool)
+        return self.level_rows(level)[ids] >= 0
 
     def level_features(self, level: int, ids: Tensor) -> Tensor:
+        if self.sparse[level]:
+            assert not self.reference, "the dense reference lookup has no sparse form"
+            rows = self.level_rows(level)[ids]
+            return vqad_features_sparse(self.logits[level], self.codebooks[level], rows, self.hard)
         lookup = vqad_features_reference if self.reference else vqad_features
         return lookup(self.logits[level], self.codebooks[level], ids, self.hard)
 
+    def allocated_vertices(self) -> list[int]:
+        """Rows of logits per level (all vertices for dense levels)."""
+        return [int(c.shape[0]) for c in self.logits]
+
+    @torch.no_grad()
+    def allocate(
+        self, occupied: Tensor, generator: torch.Generator | None = None
+    ) -> dict[int, tuple[nn.Parameter, Tensor, Tensor]]:
+        """Fit the sparse levels to an occupancy mask [R, R, R] (bool, x/y/z over the unit cube).
+
+        A vertex is allocated when one of its cells touches an occupied cell. Vertices that stay
+        keep their logits; new ones start like a fresh grid's. Returns, per re-allocated level,
+        (the old logits parameter, its kept rows, their new rows) so an optimizer can carry its
+        state over. An empty mask changes nothing (an empty field would never recover).
+        """
+        moved: dict[int, tuple[nn.Parameter, Tensor, Tensor]] = {}
+        if not bool(occupied.any()):
+            return moved
+        for level, n in enumerate(self.resolutions):
+            if not self.sparse[level]:
+                continue
+            active = active_vertices(occupied.to(self.level_rows(level).device), n)
+            old_rows = self.level_rows(level)
+            new_rows = sparse_rows(active)
+            old = self.logits[level]
+            keep = (old_rows >= 0) & active
+            old_idx, new_idx = old_rows[keep].long(), new_rows[keep].long()
+            K = old.shape[1]
+            dev = generator.device if generator is not None else old.device
+            fresh = torch.randn(int(active.sum()), K, generator=generator, device=dev) * 0.01
+            fresh = fresh.to(old.device, old.dtype)
+            fresh[new_idx] = old[old_idx]
+            self.logits[level] = nn.Parameter(fresh)
+            self.register_buffer(f"rows_{level}", new_rows)
+            self.allocated[level] = True
+            moved[level] = (old, old_idx, new_idx)
+        return moved
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        """Resize sparse levels to the saved allocation before loading (its size is part of the state)."""
+        for level, sp in enumerate(self.sparse):
+            rows = state_dict.get(f"{prefix}rows_{level}")
+            logits = state_dict.get(f"{prefix}logits.{level}")
+            if not sp or rows is None or logits is None:
+                continue
+            m, K = self.vertex_counts[level], self.logits[level].shape[1]
+            n_alloc = int((rows >= 0).sum()) if rows.shape == (m,) else -1
+            if rows.shape != (m,) or logits.shape != (n_alloc, K) or not torch.equal(rows, sparse_rows(rows >= 0)):
+                raise ValueError(
+                    f"sparse level {level}: rows {tuple(rows.shape)} / logits {tuple(logits.shape)} do not form "
+                    f"an allocation of {m} vertices with {K} codes"
+                )
+            dev = self.logits[level].device
+            self.logits[level] = nn.Parameter(torch.empty(n_alloc, K, device=dev))
+            self.register_buffer(f"rows_{level}", torch.empty(m, dtype=torch.int32, device=dev))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def bake(self) -> VqGrid:
-        """The inference grid: V = argmax C per vertex (b bits) and the codebooks D."""
+        """The inference grid: V = argmax C per (allocated) vertex (b bits) and the codebooks D."""
         indices = [c.detach().argmax(-1) for c in self.logits]
         codebooks = [d.detach().clone() for d in self.codebooks]
-        return VqGrid(self.dims, self.resolutions, self.combine, indices, codebooks, self.bits)
+        active = [self.level_rows(l) >= 0 if sp else None for l, sp in enumerate(self.sparse)]
+        return VqGrid(
+            self.dims, self.resolutions, self.combine, indices, codebooks, self.bits, active, self.support_level()
+        )
 
 
 class VqGrid(MultiResGrid):
     """Inference-only VQ grid: per level integer indices V [m] into a codebook D [K, k].
 
-    Produced by baking a VQ-AD grid or by k-means of a trained dense grid (kmVQ).
+    Produced by baking a VQ-AD grid or by k-means of a trained dense grid (kmVQ). A sparse level
+    has an ``active`` mask [m] and indices for its allocated vertices only (the others read 0);
+    ``support`` names the level whose allocation bounds the field.
     """
 
     def __init__(
@@ -258,6 +397,8 @@ class VqGrid(MultiResGrid):
         indices: list[Tensor],
         codebooks: list[Tensor],
         bits: int,
+        active: list[Tensor | None] | None = None,
+        support: int | None = None,
     ) -> None:
         super().__init__(dims, len(resolutions), resolutions[0], resolutions[-1], codebooks[0].shape[1], combine)
         self.resolutions = list(resolutions)
@@ -265,11 +406,31 @@ class VqGrid(MultiResGrid):
         self.rows = list(self.vertex_counts)
         self.hashed = [False] * len(resolutions)
         self.bits = bits
-        for level, (v, d) in enumerate(zip(indices, codebooks, strict=True)):
-            assert v.shape == (self.vertex_counts[level],), (v.shape, self.vertex_counts[level])
+        active = active if active is not None else [None] * len(resolutions)
+        self.sparse = [a is not None for a in active]
+        assert support is None or self.sparse[support], (support, self.sparse)
+        self._support = support
+        for level, (v, d, a) in enumerate(zip(indices, codebooks, active, strict=True)):
+            m = self.vertex_counts[level]
+            if a is not None:
+                assert a.shape == (m,) and a.dtype == torch.bool, (a.shape, a.dtype, m)
+                self.register_buffer(f"rows_{level}", sparse_rows(a))
+                m = int(a.sum())
+            assert v.shape == (m,), (v.shape, m)
             assert d.ndim == 2 and d.shape[0] <= 1 << bits, (d.shape, bits)
             self.register_buffer(f"indices_{level}", v.to(torch.int64))
             self.register_buffer(f"codebook_{level}", d.float())
+
+    def support_level(self) -> int | None:
+        return self._support
+
+    def level_active(self, level: int, ids: Tensor) -> Tensor:
+        if not self.sparse[level]:
+            return torch.ones_like(ids, dtype=torch.bool)
+        return getattr(self, f"rows_{level}")[ids] >= 0
+
+    def level_mask(self, level: int) -> Tensor | None:  # [m] bool, None for a dense level
+        return getattr(self, f"rows_{level}") >= 0 if self.sparse[level] else None
 
     def level_indices(self, level: int) -> Tensor:  # [m]
         return getattr(self, f"indices_{level}")
@@ -278,6 +439,10 @@ class VqGrid(MultiResGrid):
         return getattr(self, f"codebook_{level}")
 
     def level_features(self, level: int, ids: Tensor) -> Tensor:
+        if self.sparse[level]:
+            rows = getattr(self, f"rows_{level}")[ids]
+            f = self.level_codebook(level)[self.level_indices(level)[rows.clamp(min=0).long()]]
+            return torch.where((rows >= 0)[..., None], f, torch.zeros((), dtype=f.dtype, device=f.device))
         return self.level_codebook(level)[self.level_indices(level)[ids]]
 
 

@@ -2,7 +2,8 @@
 
 2D: ``rgb = sigmoid(MLP(grid(xy)))`` with xy in [0, 1]^2 (x right, y down; pixel (i, j) sits at
 ((j + 0.5) / W, (i + 0.5) / H)).
-3D: ``h = MLP(grid(p))``, ``density = exp(min(h[0], 15))`` (1/scene units), and
+3D: ``h = MLP(grid(p))``, ``density = exp(min(h[0], 15))`` (1/scene units; 0 outside the allocated
+region of a sparse grid), and
 ``rgb = sigmoid(MLP_c(h[1:], SH(direction)))`` with p in [0, 1]^3 (the scene box mapped to the unit cube).
 """
 
@@ -72,16 +73,24 @@ class NeuralField(nn.Module):
         assert xy.ndim == 2 and xy.shape[1] == 2, xy.shape
         return torch.sigmoid(self.mlp(self.grid(xy)))
 
+    def _density_head(self, p: Tensor) -> tuple[Tensor, Tensor]:  # -> density [B], h [B, 1 + geo]
+        """Density and the MLP output; a sparse grid's field is empty outside its allocated region."""
+        feats, support = self.grid.features_and_support(p)
+        h = self.mlp(feats)
+        density = torch.exp(h[:, 0].clamp(max=MAX_LOG_DENSITY))
+        if support is not None:
+            density = torch.where(support, density, torch.zeros((), dtype=density.dtype, device=density.device))
+        return density, h
+
     def density(self, p: Tensor) -> Tensor:  # p [B, 3] in [0, 1] -> density [B]
         assert self.config.dims == 3, "density() needs a 3D field"
-        return torch.exp(self.mlp(self.grid(p))[:, 0].clamp(max=MAX_LOG_DENSITY))
+        return self._density_head(p)[0]
 
     def radiance(self, p: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
         """p [B, 3] in [0, 1], dirs [B, 3] unit -> (density [B], rgb [B, 3])."""
         assert self.config.dims == 3 and self.color_mlp is not None, "radiance() needs a 3D field"
         assert p.ndim == 2 and p.shape[1] == 3 and dirs.shape == p.shape, (p.shape, dirs.shape)
-        h = self.mlp(self.grid(p))
-        density = torch.exp(h[:, 0].clamp(max=MAX_LOG_DENSITY))
+        density, h = self._density_head(p)
         enc = sh_encoding(dirs, self.config.decoder.dir_degree)
         rgb = torch.sigmoid(self.color_mlp(torch.cat([h[:, 1:], enc], -1)))
         return density, rgb

@@ -2,6 +2,9 @@
 
 Sections (all float arrays fp16):
 - VQ grids (baked VQ-AD, kmVQ): ``grid.<l>.indices`` bit-packed at ``bits`` bits, ``grid.<l>.codebook`` [K, k].
+  A sparse level (manifest ``grid.sparse[l]``) adds ``grid.<l>.active``, one bit per vertex in
+  vertex-id order, and its indices are those of the allocated vertices in that order; the others
+  read feature 0, and outside the allocation of level ``grid.support`` the field's density is 0.
 - dense and hash grids: ``grid.<l>.table`` [rows, k].
 - low-rank grids (LRA): ``grid.<l>.coeffs`` [m, r], ``grid.<l>.basis`` [r, k], ``grid.<l>.mean`` [k].
 - decoder: ``mlp.<i>.weight`` / ``mlp.<i>.bias`` (and ``color_mlp.<i>.*`` in 3D), the Linear layers in order,
@@ -48,7 +51,12 @@ def encode_field(model: NeuralField, extra: dict[str, Any] | None = None) -> byt
     if isinstance(grid, VqGrid):
         geo["storage"] = "vq"
         geo["bits"] = grid.bits
+        geo["sparse"] = list(grid.sparse)
+        geo["support"] = grid.support_level()
         for l in range(grid.levels):
+            mask = grid.level_mask(l)
+            if mask is not None:
+                sections.append(Section(f"grid.{l}.active", mask.cpu().numpy().astype(np.uint8), bits=1))
             v = grid.level_indices(l).cpu().numpy().astype(np.uint16 if grid.bits <= 16 else np.uint32)
             sections.append(Section(f"grid.{l}.indices", v, bits=grid.bits))
             sections.append(Section(f"grid.{l}.codebook", _f16(grid.level_codebook(l))))
@@ -111,14 +119,25 @@ def _build(
     grid: MultiResGrid
     if geo["storage"] == "vq":
         bits = int(geo["bits"])
-        grid = VqGrid(
-            dims,
-            res,
-            combine,
-            [torch.from_numpy(sec[f"grid.{l}.indices"].astype(np.int64)) for l in range(L)],
-            [t(f"grid.{l}.codebook") for l in range(L)],
-            bits,
-        )
+        sparse = [bool(v) for v in geo.get("sparse", [False] * L)]
+        if len(sparse) != L:
+            raise ValueError(f"grid.sparse has {len(sparse)} entries for {L} levels")
+        support = geo.get("support")
+        indices = [torch.from_numpy(sec[f"grid.{l}.indices"].astype(np.int64)) for l in range(L)]
+        codebooks = [t(f"grid.{l}.codebook") for l in range(L)]
+        for l in range(L):
+            if indices[l].numel() and int(indices[l].max()) >= codebooks[l].shape[0]:
+                raise ValueError(f"level {l} has indices beyond its {codebooks[l].shape[0]}-entry codebook")
+        active = [
+            torch.from_numpy(sec[f"grid.{l}.active"].astype(bool)).reshape(-1) if sp else None
+            for l, sp in enumerate(sparse)
+        ]
+        for l, a in enumerate(active):
+            if a is not None and (a.shape[0] != res[l] ** dims or int(a.sum()) != indices[l].shape[0]):
+                raise ValueError(f"level {l}: {indices[l].shape[0]} indices for {int(a.sum())} allocated vertices")
+        if support is not None and not (isinstance(support, int) and 0 <= support < L and sparse[support]):
+            raise ValueError(f"grid.support {support!r} is not a sparse level")
+        grid = VqGrid(dims, res, combine, indices, codebooks, bits, active, support)
     elif geo["storage"] == "lowrank":
         grid = LowRankGrid(
             dims,

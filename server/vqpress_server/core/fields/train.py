@@ -3,7 +3,10 @@
 Both loops use Adam on an MSE loss, report ``(stage, fraction, {"loss", "psnr"})`` through the
 progress callback every ``log_every`` steps (the callback may raise ``Cancelled``), and return a
 ``FitResult`` whose ``checkpoint()`` is ``{config, state, step}``; passing it back as ``resume``
-continues the same run.
+continues the same run. With ``on_checkpoint`` and ``checkpoint_every``, the loops hand a
+``FitResult`` of the run so far to the callback every ``checkpoint_every`` steps, so a caller can
+save it and resume a run that was cut short with exactly the schedule of an uninterrupted one. That
+result shares tensors with the running fit: save (or copy) it inside the callback.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from ..render.volume import OccupancyGrid, camera_rays, render_image, render_ray
 from .config import FieldConfig, TrainConfig, VqadGridConfig, field_config_to_dict
 from .grid import VqadGrid
 from .model import NeuralField, pixel_coords
+
+CheckpointHook = Callable[["FitResult"], None]
 
 if TYPE_CHECKING:
     from ..render.cameras import Camera
@@ -111,15 +116,50 @@ def _set_hard_forward(model: NeuralField, step: int, steps: int) -> None:
         model.grid.hard = cfg.forward == "hard" or step >= steps * (1.0 - cfg.anneal_hard_fraction)
 
 
-def _resume(model: NeuralField, opt: torch.optim.Optimizer, resume: dict[str, Any] | None) -> int:
+def _resume(model: NeuralField, train: TrainConfig, resume: dict[str, Any] | None) -> tuple[torch.optim.Adam, int]:
+    """The optimizer and the first step: fresh, or the checkpoint's (model first: a sparse grid's
+    size is part of its state, and the optimizer must hold the resized parameters)."""
     if resume is None:
-        return 0
+        return _optimizer(model, train), 0
     if resume.get("config") != field_config_to_dict(model.config):
         raise ConfigError("resume checkpoint was made with a different field config")
     model.load_state_dict(resume["state"]["model"])
+    opt = _optimizer(model, train)
     if resume["state"].get("optimizer") is not None:
         opt.load_state_dict(resume["state"]["optimizer"])
-    return int(resume["step"])
+    return opt, int(resume["step"])
+
+
+def sparse_allocation_steps(train: TrainConfig) -> list[int]:
+    """Steps at which a sparse VQ-AD grid is fitted to the occupancy grid: first once empty space
+    is known (``max(occupancy_warmup, occupancy_update_every)``), then at doubling intervals
+    while in the first half of the run, so it follows the sharpening geometry and then settles."""
+    first = max(train.occupancy_warmup, train.occupancy_update_every)
+    out, s = [], first
+    while s < train.steps and (s == first or s < train.steps // 2):
+        out.append(s)
+        s *= 2
+    return out
+
+
+def _carry_adam_state(
+    opt: torch.optim.Optimizer, old: torch.nn.Parameter, new: torch.nn.Parameter, old_rows: Tensor, new_rows: Tensor
+) -> None:
+    """Swap a re-allocated parameter in the optimizer; kept rows keep their moments, new rows start at 0."""
+    for group in opt.param_groups:
+        group["params"] = [new if p is old else p for p in group["params"]]
+    state = opt.state.pop(old, None)
+    if not state:
+        return
+    moved: dict[str, Any] = {}
+    for key, v in state.items():
+        if isinstance(v, Tensor) and v.shape == old.shape:
+            z = torch.zeros_like(new)
+            z[new_rows] = v[old_rows]
+            moved[key] = z
+        else:
+            moved[key] = v
+    opt.state[new] = moved
 
 
 def _peak_reset(device: torch.device) -> None:
@@ -162,8 +202,12 @@ def fit_image(
     device: torch.device | str | None = None,
     progress: Progress | None = None,
     resume: dict[str, Any] | None = None,
+    on_checkpoint: CheckpointHook | None = None,
+    checkpoint_every: int = 0,
 ) -> FitResult:
-    """Fit a 2D field to one image. Defaults: TrainConfig() (2000 steps, batch 16384 pixels)."""
+    """Fit a 2D field to one image. Defaults: TrainConfig() (2000 steps, batch 16384 pixels).
+
+    ``on_checkpoint`` gets the run so far every ``checkpoint_every`` steps (0: never), not at the end."""
     config.validate()
     train.validate()
     if config.dims != 2:
@@ -174,8 +218,7 @@ def fit_image(
     target = img.reshape(-1, 3).to(dev)
     coords = pixel_coords(H, W, dev)
     model = NeuralField(config, seed=train.seed).to(dev)
-    opt = _optimizer(model, train)
-    start = _resume(model, opt, resume)
+    opt, start = _resume(model, train, resume)
     gen = torch.Generator(device=dev).manual_seed(train.seed + start)
     n = target.shape[0]
     history: list[dict[str, float]] = []
@@ -193,14 +236,33 @@ def fit_image(
         loss.backward()
         opt.step()
         _log_step(step + 1, loss, train, history, progress)
-    elapsed = time.perf_counter() - t0
+        if _checkpoint_due(step + 1, train, on_checkpoint, checkpoint_every):
+            on_checkpoint(_result(model, step + 1, history, t0, dev, opt))  # type: ignore[misc]
+    return _result(model, train.steps, history, t0, dev, opt)
+
+
+def _checkpoint_due(done: int, train: TrainConfig, hook: CheckpointHook | None, every: int) -> bool:
+    return hook is not None and every > 0 and done % every == 0 and done < train.steps
+
+
+def _result(
+    model: NeuralField,
+    step: int,
+    history: list[dict[str, float]],
+    t0: float,
+    dev: torch.device,
+    opt: torch.optim.Optimizer,
+    occupancy: Tensor | None = None,
+) -> FitResult:
+    """The run up to ``step`` (history copied: the loop goes on appending)."""
     return FitResult(
         field=model,
-        step=train.steps,
-        history=history,
-        train_time_s=elapsed,
+        step=step,
+        history=list(history),
+        train_time_s=time.perf_counter() - t0,
         peak_memory_bytes=_peak(dev),
         optimizer_state=opt.state_dict(),
+        occupancy=occupancy,
     )
 
 
@@ -244,8 +306,13 @@ def fit_radiance(
     device: torch.device | str | None = None,
     progress: Progress | None = None,
     resume: dict[str, Any] | None = None,
+    on_checkpoint: CheckpointHook | None = None,
+    checkpoint_every: int = 0,
 ) -> FitResult:
-    """Fit a 3D radiance field to posed photos (background colour in [0, 1], default white)."""
+    """Fit a 3D radiance field to posed photos (background colour in [0, 1], default white).
+
+    A sparse VQ-AD grid is fitted to the occupancy grid at ``sparse_allocation_steps(train)``.
+    ``on_checkpoint`` gets the run so far every ``checkpoint_every`` steps (0: never), not at the end."""
     config.validate()
     train.validate()
     if config.dims != 3:
@@ -275,8 +342,7 @@ def fit_radiance(
     del origins, dirs, colors
 
     model = NeuralField(config, seed=train.seed).to(dev)
-    opt = _optimizer(model, train)
-    start = _resume(model, opt, resume)
+    opt, start = _resume(model, train, resume)
     occ = OccupancyGrid(aabb, train.occupancy_resolution, train.samples_per_ray, train.occupancy_threshold)
     if resume is not None and resume["state"].get("occupancy") is not None:
         occ.load(resume["state"]["occupancy"].to(dev))
@@ -284,12 +350,21 @@ def fit_radiance(
     n = ray_o.shape[0]
     history: list[dict[str, float]] = []
     fn = radiance_fn(model, aabb)
+    grid = model.grid
+    sparse = isinstance(grid, VqadGrid) and any(grid.sparse)
+    allocate_at = set(sparse_allocation_steps(train)) if sparse else set()
+    extra: dict[str, Callable[[], float]] = {"occupied": occ.fraction}
+    if isinstance(grid, VqadGrid) and sparse:
+        extra["allocated_vertices"] = lambda: float(sum(grid.allocated_vertices()))
     _peak_reset(dev)
     t0 = time.perf_counter()
     for step in range(start, train.steps):
         _set_hard_forward(model, step, train.steps)
         if step >= train.occupancy_warmup and (step - train.occupancy_warmup) % train.occupancy_update_every == 0:
             occ.update(_density_fn(model, aabb), generator=gen)
+        if step in allocate_at and isinstance(grid, VqadGrid):
+            for level, (old, old_rows, new_rows) in grid.allocate(occ.mask, generator=gen).items():
+                _carry_adam_state(opt, old, grid.logits[level], old_rows, new_rows)
         sel = torch.randint(0, n, (min(train.batch_size, n),), device=dev, generator=gen)
         # Random background per ray during training keeps density from explaining background.
         rgb, _, _ = render_rays(
@@ -306,17 +381,10 @@ def fit_radiance(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        _log_step(step + 1, loss, train, history, progress, occupied=occ.fraction)
-    elapsed = time.perf_counter() - t0
-    return FitResult(
-        field=model,
-        step=train.steps,
-        history=history,
-        train_time_s=elapsed,
-        peak_memory_bytes=_peak(dev),
-        optimizer_state=opt.state_dict(),
-        occupancy=occ.density.detach().cpu(),
-    )
+        _log_step(step + 1, loss, train, history, progress, **extra)
+        if _checkpoint_due(step + 1, train, on_checkpoint, checkpoint_every):
+            on_checkpoint(_result(model, step + 1, history, t0, dev, opt, occ.density.detach().cpu()))  # type: ignore[misc]
+    return _result(model, train.steps, history, t0, dev, opt, occ.density.detach().cpu())
 
 
 def _as_rgba(image: Tensor | np.ndarray, name: str) -> Tensor:  # -> [H, W, 4]
