@@ -19,10 +19,10 @@ Specs (untrusted JSON built by the RPC layer):
 - export: format "vqp" only (the field is decoded and encoded again).
 
 Training writes ``field.pt`` (``{config, state, step}`` plus what identifies the job's run) into the
-job's checkpoint folder every tenth of the run; a re-run of the job after its worker died resumes
-there and reports ``resumed_from_step``. (VQ-AD with the "soft" forward and a hard-forward anneal
-trains in one piece: its schedule depends on the total step count, so it has no intermediate
-checkpoints.)
+job's checkpoint folder every tenth of the run, from inside the training loop, so the schedules that
+depend on the run's length (the soft-to-hard anneal, sparse allocation) are those of an
+uninterrupted run; a re-run of the job after its worker died resumes there and reports
+``resumed_from_step``.
 
 What the 2D report's PSNR/SSIM compare: the decoded field.vqp against the training image. 3D: the
 decoded field's renders against the held-out photos (every ``test_every``-th; the training photos
@@ -54,7 +54,8 @@ if TYPE_CHECKING:
     from ..core.data import DatasetConfig, PosedImageDataset
     from ..core.fields.config import FieldConfig, TrainConfig
     from ..core.fields.model import NeuralField
-    from ..core.fields.train import FitResult, SceneBox
+    from ..core.fields.train import CheckpointHook, FitResult, SceneBox
+    from ..core.progress import Progress
     from ..core.render.cameras import Camera
 
 CHECKPOINT_NAME = "field.pt"
@@ -236,14 +237,6 @@ def checkpoint_interval(train: TrainConfig) -> int:
     return max(train.log_every, math.ceil(every / train.log_every) * train.log_every)
 
 
-def _chunkable(cfg: FieldConfig) -> bool:
-    """Whether training may stop and resume at any step with the same result schedule."""
-    from ..core.fields.config import VqadGridConfig
-
-    g = cfg.grid
-    return not (isinstance(g, VqadGridConfig) and g.forward == "soft" and g.anneal_hard_fraction > 0)
-
-
 def _load_checkpoint(path: Path, run: dict[str, Any]) -> dict[str, Any] | None:
     import torch
 
@@ -268,56 +261,50 @@ def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+FitFn = Callable[[dict[str, Any] | None, Callable[..., None], Callable[["FitResult"], None], int], "FitResult"]
+
+
 def fit_with_checkpoints(
-    ctx: JobContext,
-    fit: Callable[[TrainConfig, dict[str, Any] | None, Callable[..., None]], FitResult],
-    cfg: FieldConfig,
-    train: TrainConfig,
-    run: dict[str, Any],
+    ctx: JobContext, fit: FitFn, train: TrainConfig, run: dict[str, Any]
 ) -> tuple[FitResult, int | None]:
-    """Train in pieces of ``checkpoint_interval`` steps, checkpointing after each, resuming from the
-    job's last checkpoint. Returns (result with the whole run's history and time, resumed-from step)."""
+    """Train once, checkpointing every ``checkpoint_interval`` steps from the training loop and
+    resuming from the job's last checkpoint. ``fit(resume, progress, on_checkpoint, every)`` runs
+    the fit. Returns (result with the whole run's history and time, resumed-from step)."""
     path = ctx.checkpoint_dir / CHECKPOINT_NAME
     ck = _load_checkpoint(path, run)
     resume = {k: ck[k] for k in ("config", "state", "step")} if ck else None
-    step = int(ck["step"]) if ck else 0
-    resumed_from = step if ck else None
+    resumed_from = int(ck["step"]) if ck else None
     history: list[dict[str, float]] = list(ck["history"]) if ck else []
     train_time = float(ck["train_time_s"]) if ck else 0.0
     peak = ck.get("peak_memory_bytes") if ck else None
-    every = checkpoint_interval(train) if _chunkable(cfg) else train.steps
     if resumed_from is not None:
-        share = TRAIN_SHARE * step / train.steps
-        ctx.progress("train_field", share, {"step": float(step), "resumed_from_step": float(step)})
-    while True:
-        end = min(train.steps, (step // every + 1) * every)
+        share = TRAIN_SHARE * resumed_from / train.steps
+        ctx.progress("train_field", share, {"step": float(resumed_from), "resumed_from_step": float(resumed_from)})
 
-        def report(stage: str, fraction: float, metrics: Mapping[str, float] | None, end: int = end) -> None:
-            done = round(fraction * end)
-            ctx.progress(stage, TRAIN_SHARE * done / train.steps, {**(metrics or {}), "step": float(done)})
+    def report(stage: str, fraction: float, metrics: Mapping[str, float] | None) -> None:
+        done = round(fraction * train.steps)
+        ctx.progress(stage, TRAIN_SHARE * fraction, {**(metrics or {}), "step": float(done)})
 
-        res = fit(dataclasses.replace(train, steps=end), resume, report)
-        history += res.history
-        train_time += res.train_time_s
-        if res.peak_memory_bytes is not None:
-            peak = max(peak or 0, res.peak_memory_bytes)
-        step = end
-        if step >= train.steps:
-            break
-        resume = res.checkpoint()
+    def save(res: FitResult) -> None:
+        top = max(peak or 0, res.peak_memory_bytes or 0) or None  # None on CPU
         _save_checkpoint(
             path,
             {
-                **resume,
+                **res.checkpoint(),
                 "format": CHECKPOINT_FORMAT,
                 "run": run,
-                "history": history,
-                "train_time_s": train_time,
-                "peak_memory_bytes": peak,
+                "history": history + res.history,
+                "train_time_s": train_time + res.train_time_s,
+                "peak_memory_bytes": top,
             },
         )
-        ctx.progress("checkpoint", TRAIN_SHARE * step / train.steps, {"checkpoint_step": float(step)})
-    res.history, res.train_time_s, res.peak_memory_bytes = history, train_time, peak
+        ctx.progress("checkpoint", TRAIN_SHARE * res.step / train.steps, {"checkpoint_step": float(res.step)})
+
+    res = fit(resume, report, save, checkpoint_interval(train))
+    res.history = history + res.history
+    res.train_time_s += train_time
+    if peak is not None:
+        res.peak_memory_bytes = max(peak, res.peak_memory_bytes or 0)
     return res, resumed_from
 
 
@@ -362,8 +349,11 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
             image = load_image(path, data_cfg.background, data_cfg.downscale, path, "dataset")  # [H, W, 3]
         img = image
 
-        def fit(t: TrainConfig, resume: dict[str, Any] | None, progress: Callable[..., None]) -> FitResult:
-            return fit_image(img, cfg, t, device=ctx.device, progress=progress, resume=resume)
+        def fit(resume: dict[str, Any] | None, progress: Progress, hook: CheckpointHook, every: int) -> FitResult:
+            return fit_image(
+                img, cfg, train, device=ctx.device, progress=progress, resume=resume, on_checkpoint=hook,
+                checkpoint_every=every,
+            )  # fmt: skip
 
     else:
         with artifact_errors(path, name):
@@ -374,14 +364,14 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
         imgs, cams = zip(*ds.split("train"), strict=True)
         bg = ds.background
 
-        def fit(t: TrainConfig, resume: dict[str, Any] | None, progress: Callable[..., None]) -> FitResult:
+        def fit(resume: dict[str, Any] | None, progress: Progress, hook: CheckpointHook, every: int) -> FitResult:
             return fit_radiance(
-                list(imgs), list(cams), cfg, t, box=box, background=bg, device=ctx.device, progress=progress,
-                resume=resume,
+                list(imgs), list(cams), cfg, train, box=box, background=bg, device=ctx.device, progress=progress,
+                resume=resume, on_checkpoint=hook, checkpoint_every=every,
             )  # fmt: skip
 
     ctx.check_cancelled()
-    result, resumed_from = fit_with_checkpoints(ctx, fit, cfg, train, run)
+    result, resumed_from = fit_with_checkpoints(ctx, fit, train, run)
 
     # Evaluate what the user gets: the encoded field, decoded again.
     ctx.progress("evaluate", TRAIN_SHARE)
