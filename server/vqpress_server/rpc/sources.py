@@ -229,7 +229,7 @@ def _in_helper(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[b
                 _helper = None  # the next call starts a fresh one
         raise ServiceError(
             grpc.StatusCode.UNAVAILABLE,
-            "the process that builds inline fields stopped (out of memory?); retry, or upload the field as a .vqp",
+            "the process that builds inline fields exited (the server log says why); retry, or send a .vqp",
         ) from None
 
 
