@@ -349,7 +349,7 @@ def test_bad_inline_splats_are_invalid_argument(stub: pb_grpc.VqpressStub, chann
     req = pb.QuantizeRequest()
     expect_error(channel, C.INVALID_ARGUMENT, lambda: stub.Quantize(req, timeout=5), "source")
     req = pb.QuantizeRequest(field=pb.NeuralField())
-    expect_error(channel, C.UNIMPLEMENTED, lambda: stub.Quantize(req, timeout=5), "inline neural-field tensors")
+    expect_error(channel, C.INVALID_ARGUMENT, lambda: stub.Quantize(req, timeout=5), "field has no data")
 
 
 def test_unknown_ids_are_not_found(stub: pb_grpc.VqpressStub, channel: grpc.Channel) -> None:

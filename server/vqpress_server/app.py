@@ -16,6 +16,7 @@ from .jobs.table import JobTable
 from .jobs.worker import WorkerPool
 from .rpc.server import RpcServer, create_server, set_serving
 from .rpc.servicer import VqpressServicer
+from .rpc.sources import close_field_helper
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class App:
         (a job they were running goes back to the queue)."""
         set_serving(self.rpc, False)
         self.rpc.server.stop(grace).wait()
+        close_field_helper()
         self.workers.stop()
         self.jobs.close()
 

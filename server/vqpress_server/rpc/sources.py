@@ -233,6 +233,15 @@ def _in_helper(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[b
         ) from None
 
 
+def close_field_helper() -> None:
+    """End the inline-field helper process (the app calls this when it stops)."""
+    global _helper
+    with _helper_lock:
+        helper, _helper = _helper, None
+    if helper is not None:
+        helper.shutdown(wait=True, cancel_futures=True)
+
+
 def encode_inline_field(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[bytes, str, str]:
     """In the helper process: (field .vqp bytes, "", "") or (b"", error class name, message)."""
     from ..core.fields.inline import field_from_tensors
