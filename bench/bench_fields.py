@@ -2,15 +2,16 @@
 
 For each scene (lego_400: NeRF-synthetic, every 8th image held out; fox: instant-ngp photos,
 downscaled, every 8th held out) it trains
-- VQ-AD at b in {2, 4, 6, 8} (the memory-efficient lookup),
+- VQ-AD at b in {2, 4, 6, 8} (the memory-efficient lookup), on the dense grid and on the sparse grid
+  (fine levels allocated near occupied space only),
 - the uncompressed dense grid of the same resolution, then kmVQ (b = 4) and LRA (rank 2) of it post hoc,
-- an Instant-NGP hash grid with the same grid bytes as VQ-AD at b = 4,
+- Instant-NGP hash grids with the same grid bytes as VQ-AD at b = 4, dense and sparse,
 and measures PSNR/SSIM on the held-out views of the decoded .vqp, its bytes, training time and peak
 GPU memory. It also runs a few steps of the dense kaolin-wisp-style VQ-AD lookup (which materialises
 [samples, 8, 2^b, k]) to compare peak memory.
 
-    python bench/bench_fields.py                      # full (~5 min on an H100)
-    python bench/bench_fields.py --quick --out r.json # one scene, fewer steps
+    python bench/bench_fields.py --scene lego --out lego.json   # one scene (~5 min on an H100)
+    python bench/bench_fields.py --quick --out r.json           # lego, 400 steps, b in {2, 4, 8}
 """
 
 from __future__ import annotations
@@ -50,28 +51,15 @@ GRID = dict(levels=4, base_resolution=16, max_resolution=64, features=8)
 DECODER = DecoderConfig(hidden=64, layers=2, color_layers=2)
 
 
-def box_from_cameras(cameras: list) -> SceneBox:
-    """A cube around the point nearest to all optical axes, half the median camera distance wide."""
-    A, b, centers = np.zeros((3, 3)), np.zeros(3), []
-    for c in cameras:
-        c2w = np.linalg.inv(c.viewmat)
-        o, d = c2w[:3, 3], c2w[:3, 2] / np.linalg.norm(c2w[:3, 2])
-        P = np.eye(3) - np.outer(d, d)
-        A += P
-        b += P @ o
-        centers.append(o)
-    center = np.linalg.solve(A, b)
-    half = 0.5 * float(np.median(np.linalg.norm(np.array(centers) - center, axis=1)))
-    return SceneBox(tuple(center - half), tuple(center + half))
-
-
-def scenes(data: Path, quick: bool) -> list[dict[str, Any]]:
+def scenes(data: Path, which: str) -> list[dict[str, Any]]:
     out = []
-    lego = load_dataset(data / "nerf_synthetic_lego_400", DatasetConfig(test_every=8))
-    out.append({"name": "lego_400", "ds": lego, "box": SceneBox(), "background": (1.0, 1.0, 1.0)})
-    if not quick:
+    if which in ("lego", "all"):
+        lego = load_dataset(data / "nerf_synthetic_lego_400", DatasetConfig(test_every=8))
+        out.append({"name": "lego_400", "ds": lego, "box": SceneBox(), "background": (1.0, 1.0, 1.0)})
+    if which in ("fox", "all"):
         fox = load_dataset(data / "instant_ngp_fox", DatasetConfig(downscale=4, test_every=8))
-        out.append({"name": "fox_4x", "ds": fox, "box": box_from_cameras(fox.cameras), "background": (0.0, 0.0, 0.0)})
+        box = SceneBox.from_cameras(fox.cameras)
+        out.append({"name": "fox_4x", "ds": fox, "box": box, "background": (0.0, 0.0, 0.0)})
     return out
 
 
@@ -153,9 +141,13 @@ def wisp_memory(scene: dict[str, Any], bits: int, train: TrainConfig, device: st
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--scene", choices=("lego", "fox", "all"), default="all", help="scenes to run (default all)")
     ap.add_argument("--steps", type=int, default=1500, help="training steps per method (default 1500)")
     ap.add_argument("--batch", type=int, default=8192, help="rays per step (default 8192)")
     ap.add_argument("--views", type=int, default=4, help="held-out views evaluated per scene (default 4)")
+    ap.add_argument("--bits", type=int, nargs="+", default=[2, 4, 6, 8], help="VQ-AD bit widths (default 2 4 6 8)")
+    ap.add_argument("--no-dense-vqad", action="store_true", help="skip VQ-AD on the dense grid")
+    ap.add_argument("--no-wisp", action="store_true", help="skip the wisp-style memory runs")
     ap.add_argument("--quick", action="store_true", help="lego only, 400 steps, b in {2, 4, 8}")
     ap.add_argument("--out", type=Path, help="write all rows as JSON here")
     args = ap.parse_args()
@@ -171,22 +163,27 @@ def main() -> None:
         occupancy_warmup=min(256, steps // 4),
         occupancy_resolution=64,
     )
-    bit_list = [2, 4, 8] if args.quick else [2, 4, 6, 8]
+    bit_list = [2, 4, 8] if args.quick else sorted(set(args.bits) | {4})
     rows: list[dict[str, Any]] = []
     wisp: list[dict[str, Any]] = []
-    for scene in scenes(args.data, args.quick):
+    for scene in scenes(args.data, "lego" if args.quick else args.scene):
         print(
             f"== {scene['name']}: {len(scene['ds'].train_indices)} train / {len(scene['ds'].test_indices)} test views,"
             f" {tuple(scene['ds'].images[0].shape)}, {steps} steps x {args.batch} rays on {device}",
             flush=True,
         )
         vq_bytes = {}
-        for bits in bit_list:
-            res = fit(scene, VqadGridConfig(bits=bits, **GRID), train, device)
-            m = {"train_time_s": res.train_time_s, "peak_memory_bytes": res.peak_memory_bytes}
-            rows.append(run_method(f"vqad b={bits}", res.field, scene, train, m, args.views))
-            vq_bytes[bits] = rows[-1]["grid_bytes"]
-            del res
+        for sparse in (False, True):
+            if not sparse and args.no_dense_vqad:
+                continue
+            for bits in bit_list:
+                res = fit(scene, VqadGridConfig(bits=bits, sparse=sparse, **GRID), train, device)
+                m = {"train_time_s": res.train_time_s, "peak_memory_bytes": res.peak_memory_bytes}
+                name = f"vqad{'-sparse' if sparse else ''} b={bits}"
+                rows.append(run_method(name, res.field, scene, train, m, args.views))
+                rows[-1]["allocated_vertices"] = sum(res.field.grid.allocated_vertices())
+                vq_bytes[name] = rows[-1]["grid_bytes"]
+                del res
         dense = fit(scene, DenseGridConfig(**GRID), train, device)
         m = {"train_time_s": dense.train_time_s, "peak_memory_bytes": dense.peak_memory_bytes}
         rows.append(run_method("dense", dense.field, scene, train, m, args.views))
@@ -196,36 +193,52 @@ def main() -> None:
         t0 = time.perf_counter()
         lra = lra_field(dense.field, rank=2)
         rows.append(run_method("lra r=2", lra, scene, train, {"train_time_s": time.perf_counter() - t0}, args.views))
-        # Hash grid: the power-of-two table whose fp16 rows come nearest to VQ-AD b=4's grid bytes.
-        rows_per_level = vq_bytes[4] / (GRID["levels"] * GRID["features"] * 2)
-        log2_t = max(4, round(math.log2(rows_per_level)))
-        hres = fit(scene, HashGridConfig(log2_table_size=log2_t, **GRID), train, device)
-        m = {"train_time_s": hres.train_time_s, "peak_memory_bytes": hres.peak_memory_bytes}
-        rows.append(run_method(f"hash T=2^{log2_t}", hres.field, scene, train, m, args.views))
-        if device == "cuda":
+        del dense, km, lra
+        # Hash grids: the power-of-two table whose fp16 rows come nearest to each VQ-AD b=4's grid bytes.
+        for ref in ("vqad b=4", "vqad-sparse b=4"):
+            if ref not in vq_bytes:
+                continue
+            log2_t = max(4, round(math.log2(vq_bytes[ref] / (GRID["levels"] * GRID["features"] * 2))))
+            same = [r for r in rows if r["method"] == f"hash T=2^{log2_t}" and r["scene"] == scene["name"]]
+            if same:  # one table size serves both
+                same[0]["equal_bytes_to"].append(ref)
+                continue
+            hres = fit(scene, HashGridConfig(log2_table_size=log2_t, **GRID), train, device)
+            m = {"train_time_s": hres.train_time_s, "peak_memory_bytes": hres.peak_memory_bytes}
+            rows.append(run_method(f"hash T=2^{log2_t}", hres.field, scene, train, m, args.views))
+            rows[-1]["equal_bytes_to"] = [ref]
+            del hres
+        if device == "cuda" and not args.no_wisp:
             for bits in (2, 4, 6) if not args.quick else (2, 4):
                 w = {"scene": scene["name"], **wisp_memory(scene, bits, train, device)}
                 wisp.append(w)
                 peak = "OOM" if w.get("oom") else f"{w['peak_memory_bytes'] / 2**20:.1f} MiB"
                 print(f"{scene['name']:9s} wisp-dense b={bits}: peak {peak}", flush=True)
         goals(rows, scene["name"])
-    if args.out:
-        args.out.write_text(
-            json.dumps({"rows": rows, "wisp_dense": wisp, "steps": steps, "batch": args.batch}, indent=1)
-        )
+        if args.out:  # after every scene, so a run cut short keeps what it measured
+            args.out.write_text(
+                json.dumps({"rows": rows, "wisp_dense": wisp, "steps": steps, "batch": args.batch}, indent=1)
+            )
 
 
 def goals(rows: list[dict[str, Any]], scene: str) -> None:
     r = {row["method"]: row for row in rows if row["scene"] == scene}
-    b4, dense = r["vqad b=4"], r["dense"]
-    hash_row = next(v for k, v in r.items() if k.startswith("hash"))
-    print(
-        f"-- {scene}: b=4 is {dense['grid_bytes'] / b4['grid_bytes']:.1f}x smaller than dense (grid sections),"
-        f" {dense['psnr'] - b4['psnr']:+.2f} dB loss;"
-        f" VQ-AD b=4 vs hash at equal bytes: {b4['psnr'] - hash_row['psnr']:+.2f} dB"
-    )
-    if "vqad b=8" in r and b4["peak_memory_bytes"]:
-        print(f"-- {scene}: peak memory b=8 / b=4 = {r['vqad b=8']['peak_memory_bytes'] / b4['peak_memory_bytes']:.2f}")
+    dense = r["dense"]
+    for grid in ("vqad", "vqad-sparse"):
+        b4 = r.get(f"{grid} b=4")
+        if b4 is None:
+            continue
+        line = (
+            f"-- {scene} {grid}: b=4 is {dense['grid_bytes'] / b4['grid_bytes']:.1f}x smaller than dense"
+            f" (grid sections), {dense['psnr'] - b4['psnr']:+.2f} dB loss"
+        )
+        hash_row = next((v for v in r.values() if f"{grid} b=4" in v.get("equal_bytes_to", [])), None)
+        if hash_row is not None:
+            line += f"; vs {hash_row['method']} at equal bytes: {b4['psnr'] - hash_row['psnr']:+.2f} dB"
+        b8 = r.get(f"{grid} b=8")
+        if b8 is not None and b4["peak_memory_bytes"] and b8["peak_memory_bytes"]:
+            line += f"; peak memory b=8 / b=4 = {b8['peak_memory_bytes'] / b4['peak_memory_bytes']:.2f}"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -215,21 +215,6 @@ def _dataset_kind(path: Path, name: str) -> str:
     )
 
 
-def scene_box(cams: list[Camera]) -> SceneBox:
-    """A cube centred on the point nearest to all optical axes, half the median camera distance wide."""
-    import numpy as np
-
-    from ..core.fields.train import SceneBox
-    from ..core.splats.train import scene_frame
-
-    center, _ = scene_frame(cams)
-    dist = np.linalg.norm(np.stack([c.position for c in cams]) - center, axis=1)
-    half = 0.5 * float(np.median(dist))
-    if not math.isfinite(half) or half <= 1e-6:
-        raise VqpressInputError("the cameras coincide; cannot derive a scene box from them")
-    return SceneBox(tuple(float(v) for v in center - half), tuple(float(v) for v in center + half))  # type: ignore[arg-type]
-
-
 # -- checkpoints ---------------------------------------------------------------------------
 def checkpoint_interval(train: TrainConfig) -> int:
     """Steps between checkpoints: a tenth of the run, rounded up to a multiple of log_every."""
@@ -325,7 +310,7 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
     from ..core.data.dataset import load_image
     from ..core.fields.config import field_config_to_dict
     from ..core.fields.serialize import decode_field, encode_field, field_report
-    from ..core.fields.train import fit_image, fit_radiance, render_field
+    from ..core.fields.train import SceneBox, fit_image, fit_radiance, render_field
     from ..core.metrics import psnr, ssim
 
     path, name, dataset_id = _dataset_path(ctx, spec.get("dataset"))
@@ -360,7 +345,7 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
             ds = open_dataset_archive(
                 path, ctx.scratch / "dataset", max_bytes=MAX_ARCHIVE_BYTES, max_files=MAX_ARCHIVE_FILES, config=data_cfg
             )
-        box = scene_box(ds.cameras)
+        box = SceneBox.from_cameras(ds.cameras)
         imgs, cams = zip(*ds.split("train"), strict=True)
         bg = ds.background
 
@@ -613,6 +598,5 @@ __all__ = [
     "run_quantize_field",
     "run_render_field",
     "run_train_field",
-    "scene_box",
     "train_config",
 ]

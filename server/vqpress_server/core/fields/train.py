@@ -273,6 +273,20 @@ class SceneBox:
     lo: tuple[float, float, float] = (-1.5, -1.5, -1.5)  # min corner (world units)
     hi: tuple[float, float, float] = (1.5, 1.5, 1.5)  # max corner (world units)
 
+    @classmethod
+    def from_cameras(cls, cameras: Sequence[Camera]) -> SceneBox:
+        """A cube centred on the point nearest to all optical axes, half the median camera distance
+        wide: the box of photos taken around an object."""
+        from ..splats.train import scene_frame
+
+        center, _ = scene_frame(list(cameras))
+        dist = np.linalg.norm(np.stack([c.position for c in cameras]) - center, axis=1)
+        half = 0.5 * float(np.median(dist)) if len(cameras) else math.nan
+        if not math.isfinite(half) or half <= 1e-6:
+            raise VqpressInputError("the cameras coincide; cannot derive a scene box from them")
+        lo, hi = (tuple(float(v) for v in center + sign * half) for sign in (-1.0, 1.0))
+        return cls(lo, hi)  # type: ignore[arg-type]
+
     def tensor(self, device: torch.device | str) -> Tensor:  # [2, 3]
         t = torch.tensor([self.lo, self.hi], dtype=torch.float32, device=device)
         if not torch.isfinite(t).all() or not (t[1] > t[0]).all():
