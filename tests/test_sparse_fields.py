@@ -253,3 +253,29 @@ def test_lying_sparse_state_and_files_are_rejected() -> None:
     short = [Section(s.name, s.data[:-1], bits=4) if s.name == "grid.1.indices" else s for s in secs]
     with pytest.raises(FormatError, match="allocated"):
         decode_field(write_vqp("field", vqp.manifest, short))
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_sparse_lookup_matches_masked_dense_reference(hard: bool) -> None:
+    from vqpress_server.core.fields.grid import sparse_rows, vqad_features_reference, vqad_features_sparse
+
+    gen = torch.Generator().manual_seed(int(hard))
+    m, K, k = 400, 16, 4
+    full = torch.randn(m, K, generator=gen)
+    codebook = torch.randn(K, k, generator=gen)
+    active = torch.rand(m, generator=gen) < 0.3
+    ids = torch.randint(0, m, (256, 8), generator=gen)
+    compact = full[active].clone().requires_grad_(True)
+    cb1 = codebook.clone().requires_grad_(True)
+    out = vqad_features_sparse(compact, cb1, sparse_rows(active)[ids], hard)
+    weights = torch.randn(out.shape, generator=gen)
+    (out * weights).sum().backward()
+    ref_logits, cb2 = full.clone().requires_grad_(True), codebook.clone().requires_grad_(True)
+    ref = vqad_features_reference(ref_logits, cb2, ids, hard) * active[ids][..., None]
+    (ref * weights).sum().backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(compact.grad, ref_logits.grad[active])
+    torch.testing.assert_close(cb1.grad, cb2.grad)
+    assert bool((out[~active[ids]] == 0).all())
+    nothing = vqad_features_sparse(torch.zeros(0, K), codebook, torch.full((5, 8), -1), hard)
+    assert nothing.shape == (5, 8, k) and not bool(nothing.any())

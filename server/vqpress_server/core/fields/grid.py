@@ -229,14 +229,23 @@ def sparse_rows(active: Tensor) -> Tensor:  # [m] bool -> [m] int32, -1 where no
 
 
 def vqad_features_sparse(logits: Tensor, codebook: Tensor, rows: Tensor, hard: bool) -> Tensor:
-    """``vqad_features`` over compact rows [B, 2^d] (-1: not allocated, feature 0)."""
+    """``vqad_features`` over compact rows [B, 2^d] (-1: not allocated, feature 0).
+
+    The gather is an embedding with the unallocated entries on its padding row, which the backward
+    skips: a plain index would accumulate every unallocated sample's gradient into one row, which
+    serialises on a GPU (seconds per step before the fine levels are allocated).
+    """
+    k = codebook.shape[1]
+    if logits.shape[0] == 0:  # nothing allocated yet
+        return torch.zeros(*rows.shape, k, dtype=codebook.dtype, device=codebook.device)
     u, inv = torch.unique(rows, return_inverse=True)
     if u.numel() and int(u[0]) < 0:
-        f = _VqadCodes.apply(logits, codebook, u[1:].long(), hard)
-        f = torch.cat([torch.zeros(1, codebook.shape[1], dtype=f.dtype, device=f.device), f])
+        u = u[1:]  # the -1 entries already map to 0, the padding row
     else:
-        f = _VqadCodes.apply(logits, codebook, u.long(), hard)
-    return f[inv]
+        inv = inv + 1
+    f = _VqadCodes.apply(logits, codebook, u.long(), hard)
+    table = torch.cat([torch.zeros(1, k, dtype=f.dtype, device=f.device), f])
+    return nn.functional.embedding(inv, table, padding_idx=0)
 
 
 def active_vertices(occupied: Tensor, n: int) -> Tensor:  # occupied [R, R, R] bool (x, y, z) -> [n^3] bool
