@@ -146,11 +146,17 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8192, help="rays per step (default 8192)")
     ap.add_argument("--views", type=int, default=4, help="held-out views evaluated per scene (default 4)")
     ap.add_argument("--bits", type=int, nargs="+", default=[2, 4, 6, 8], help="VQ-AD bit widths (default 2 4 6 8)")
+    ap.add_argument("--max-res", type=int, help=f"finest grid resolution (default {GRID['max_resolution']})")
+    ap.add_argument("--levels", type=int, help=f"grid levels (default {GRID['levels']})")
     ap.add_argument("--no-dense-vqad", action="store_true", help="skip VQ-AD on the dense grid")
     ap.add_argument("--no-wisp", action="store_true", help="skip the wisp-style memory runs")
     ap.add_argument("--quick", action="store_true", help="lego only, 400 steps, b in {2, 4, 8}")
     ap.add_argument("--out", type=Path, help="write all rows as JSON here")
     args = ap.parse_args()
+    if args.max_res:
+        GRID["max_resolution"] = args.max_res
+    if args.levels:
+        GRID["levels"] = args.levels
     device = "cuda" if torch.cuda.is_available() else "cpu"
     steps = 400 if args.quick and args.steps == 1500 else args.steps
     train = TrainConfig(
@@ -169,7 +175,7 @@ def main() -> None:
     for scene in scenes(args.data, "lego" if args.quick else args.scene):
         print(
             f"== {scene['name']}: {len(scene['ds'].train_indices)} train / {len(scene['ds'].test_indices)} test views,"
-            f" {tuple(scene['ds'].images[0].shape)}, {steps} steps x {args.batch} rays on {device}",
+            f" {tuple(scene['ds'].images[0].shape)}, {steps} steps x {args.batch} rays on {device}, grid {GRID}",
             flush=True,
         )
         vq_bytes = {}
@@ -217,7 +223,9 @@ def main() -> None:
         goals(rows, scene["name"])
         if args.out:  # after every scene, so a run cut short keeps what it measured
             args.out.write_text(
-                json.dumps({"rows": rows, "wisp_dense": wisp, "steps": steps, "batch": args.batch}, indent=1)
+                json.dumps(
+                    {"rows": rows, "wisp_dense": wisp, "steps": steps, "batch": args.batch, "grid": GRID}, indent=1
+                )
             )
 
 
