@@ -144,6 +144,7 @@ def main() -> None:
     ap.add_argument("--scene", choices=("lego", "fox", "all"), default="all", help="scenes to run (default all)")
     ap.add_argument("--steps", type=int, default=1500, help="training steps per method (default 1500)")
     ap.add_argument("--batch", type=int, default=8192, help="rays per step (default 8192)")
+    ap.add_argument("--samples", type=int, default=64, help="samples per ray in training and evaluation (default 64)")
     ap.add_argument("--views", type=int, default=4, help="held-out views evaluated per scene (default 4)")
     ap.add_argument("--bits", type=int, nargs="+", default=[2, 4, 6, 8], help="VQ-AD bit widths (default 2 4 6 8)")
     ap.add_argument("--max-res", type=int, help=f"finest grid resolution (default {GRID['max_resolution']})")
@@ -162,7 +163,7 @@ def main() -> None:
     train = TrainConfig(
         steps=steps,
         batch_size=args.batch,
-        samples_per_ray=64,
+        samples_per_ray=args.samples,
         lr=1e-2,
         mlp_lr=1e-2,
         log_every=max(1, steps // 10),
@@ -175,7 +176,8 @@ def main() -> None:
     for scene in scenes(args.data, "lego" if args.quick else args.scene):
         print(
             f"== {scene['name']}: {len(scene['ds'].train_indices)} train / {len(scene['ds'].test_indices)} test views,"
-            f" {tuple(scene['ds'].images[0].shape)}, {steps} steps x {args.batch} rays on {device}, grid {GRID}",
+            f" {tuple(scene['ds'].images[0].shape)}, {steps} steps x {args.batch} rays x {args.samples} samples"
+            f" on {device}, grid {GRID}",
             flush=True,
         )
         vq_bytes = {}
@@ -224,7 +226,15 @@ def main() -> None:
         if args.out:  # after every scene, so a run cut short keeps what it measured
             args.out.write_text(
                 json.dumps(
-                    {"rows": rows, "wisp_dense": wisp, "steps": steps, "batch": args.batch, "grid": GRID}, indent=1
+                    {
+                        "rows": rows,
+                        "wisp_dense": wisp,
+                        "steps": steps,
+                        "batch": args.batch,
+                        "samples": args.samples,
+                        "grid": GRID,
+                    },
+                    indent=1,
                 )
             )
 
