@@ -101,7 +101,9 @@ def fit(scene: dict[str, Any], grid: Any, train: TrainConfig, device: str) -> An
 def wisp_memory(scene: dict[str, Any], bits: int, train: TrainConfig, device: str, steps: int = 5) -> dict[str, Any]:
     """Peak memory of a few training steps with the dense [samples, 8, 2^b, k] lookup (kaolin-wisp
     style), same rays and samples per step as the real training (no occupancy skipping)."""
-    model = NeuralField(FieldConfig(dims=3, grid=VqadGridConfig(bits=bits, **GRID), decoder=DECODER)).to(device)
+    model = NeuralField(FieldConfig(dims=3, grid=VqadGridConfig(bits=bits, sparse=False, **GRID), decoder=DECODER)).to(
+        device
+    )
     assert isinstance(model.grid, VqadGrid)
     model.grid.reference = True
     opt = torch.optim.Adam(model.parameters(), lr=train.lr)

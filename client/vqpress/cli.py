@@ -99,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     g = t.add_argument_group("fields")
     g.add_argument("--grid", choices=("vqad", "dense", "hash"), default="vqad")
     g.add_argument("--bits", type=int, help="VQ-AD bits per vertex, 1..10 (default 4)")
+    g.add_argument(
+        "--no-sparse", action="store_true", help="3D VQ-AD: logits on every vertex, not only near occupied space"
+    )
     g.add_argument("--levels", type=int)
     g.add_argument("--max-resolution", type=int)
     g.add_argument("--downscale", type=int, help="3D: reduce images by this integer factor")
@@ -225,9 +228,12 @@ def _train_config(args: argparse.Namespace) -> SplatTrainConfig | FieldTrainConf
             raise invalid("--sh-degree, --no-qat and --init apply to splat training, not --field")
         common = {"levels": args.levels, "max_resolution": args.max_resolution}
         if args.grid == "vqad":
-            grid: DenseGridConfig | VqadGridConfig | HashGridConfig = VqadGridConfig(bits=args.bits, **common)
-        elif args.bits is not None:
-            raise invalid("--bits applies to the VQ-AD grid (--grid vqad)")
+            sparse = False if args.no_sparse else None
+            grid: DenseGridConfig | VqadGridConfig | HashGridConfig = VqadGridConfig(
+                bits=args.bits, sparse=sparse, **common
+            )
+        elif args.bits is not None or args.no_sparse:
+            raise invalid("--bits and --no-sparse apply to the VQ-AD grid (--grid vqad)")
         else:
             grid = DenseGridConfig(**common) if args.grid == "dense" else HashGridConfig(**common)
         return FieldTrainConfig(grid=grid, steps=args.steps, seed=args.seed, downscale=args.downscale).validate()

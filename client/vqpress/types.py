@@ -435,6 +435,8 @@ class VqadGridConfig:
     forward: str | None = None  # training forward "soft" | "hard" [hard]
     anneal_hard_fraction: float | None = None  # soft only: last fraction trained hard [0.2]
     init_std: float | None = None  # [0.1]
+    sparse: bool | None = None  # radiance fields: fine levels only near occupied space [True]
+    sparse_min_resolution: int | None = None  # levels with this many vertices per axis are sparse [32]
 
 
 @dataclass(frozen=True)
