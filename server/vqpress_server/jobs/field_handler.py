@@ -44,6 +44,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConfigError, VqpressInputError
+from ..core.fields.config import check_spec_fields as _check_fields
+from ..core.fields.config import field_config_from_spec
 from .context import JobContext, Source, artifact_errors
 from .handlers import HandlerResult, Output, background, cameras, is_field_source, render_encoding, save_view
 from .train_handler import MAX_ARCHIVE_BYTES, MAX_ARCHIVE_FILES
@@ -71,34 +73,6 @@ log = logging.getLogger(__name__)
 
 
 # -- spec parsing ----------------------------------------------------------------------
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _check_value(name: str, value: Any, default: Any) -> None:
-    """Refuse a value whose type does not match the field's default (int, float, str)."""
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = _is_number(value) and math.isfinite(value)
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    else:
-        ok = True
-    if not ok:
-        raise ConfigError(f"{name} must be {type(default).__name__}, got {str(value)[:40]!r}")
-
-
-def _check_fields(values: Mapping[str, Any], defaults: Mapping[str, Any], where: str) -> None:
-    unknown = sorted(set(values) - set(defaults))
-    if unknown:
-        raise ConfigError(f"unknown {where} field(s) {unknown}; known fields: {sorted(defaults)}")
-    for k, v in values.items():
-        _check_value(f"{where}.{k}", v, defaults[k])
-
-
 def train_config(value: Any) -> TrainConfig:
     """A TrainConfig from the spec's "train" (the fields the user set; None = defaults), validated."""
     from ..core.fields.config import TrainConfig
@@ -111,49 +85,6 @@ def train_config(value: Any) -> TrainConfig:
     cfg = TrainConfig(**value)
     cfg.validate()
     return cfg
-
-
-def field_config(value: Any, dims: int) -> FieldConfig:
-    """A FieldConfig from the spec's "field" (field_config_to_dict format, missing keys = defaults).
-
-    The grid's defaults are those of its "kind" ("vqad" when not given). ``dims`` comes from the
-    dataset; a "dims" that says otherwise is refused.
-    """
-    from ..core.fields.config import (
-        DecoderConfig,
-        DenseGridConfig,
-        HashGridConfig,
-        VqadGridConfig,
-        field_config_from_dict,
-    )
-
-    if value is None:
-        value = {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"field must be an object (dims, grid, decoder), got {type(value).__name__}")
-    unknown = sorted(set(value) - {"dims", "grid", "decoder"})
-    if unknown:
-        raise ConfigError(f"unknown field config key(s) {unknown}; known keys: ['decoder', 'dims', 'grid']")
-    if value.get("dims", dims) != dims:
-        kind = "a single image (2D field)" if dims == 2 else "posed photos (3D field)"
-        raise ConfigError(f"field.dims is {value['dims']!r} but the dataset is {kind}; leave dims out")
-    grid = value.get("grid") or {}
-    decoder = value.get("decoder") or {}
-    if not isinstance(grid, Mapping) or not isinstance(decoder, Mapping):
-        raise ConfigError("field.grid and field.decoder must be objects")
-    kinds = {"dense": DenseGridConfig, "vqad": VqadGridConfig, "hash": HashGridConfig}
-    kind = grid.get("kind", "vqad")
-    if kind not in kinds:
-        raise ConfigError(f"field.grid.kind must be one of {sorted(kinds)}, got {str(kind)[:40]!r}")
-    grid_values = {k: v for k, v in grid.items() if k != "kind"}
-    _check_fields(grid_values, dataclasses.asdict(kinds[kind]()), f"field.grid ({kind})")
-    _check_fields(decoder, dataclasses.asdict(DecoderConfig()), "field.decoder")
-    full = {
-        "dims": dims,
-        "grid": {"kind": kind, **dataclasses.asdict(kinds[kind]()), **grid_values},
-        "decoder": {**dataclasses.asdict(DecoderConfig()), **decoder},
-    }
-    return field_config_from_dict(full)
 
 
 def dataset_config(value: Any) -> DatasetConfig:
@@ -316,7 +247,8 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
     path, name, dataset_id = _dataset_path(ctx, spec.get("dataset"))
     kind = _dataset_kind(path, name)
     dims = 2 if kind == "image" else 3
-    cfg = field_config(spec.get("field"), dims)
+    source = "the dataset is a single image (2D field)" if dims == 2 else "the dataset is posed photos (3D field)"
+    cfg = field_config_from_spec(spec.get("field"), dims, source)
     train = train_config(spec.get("train"))
     data_cfg = dataset_config(spec.get("dataset_options"))
     t0 = time.perf_counter()
@@ -562,7 +494,8 @@ def run_quantize_field(ctx: JobContext, spec: Mapping[str, Any], src: Source) ->
             ps.append(psnr(got, ref))
             ss.append(ssim(got, ref))
         p, s, compare = sum(ps) / len(ps), sum(ss) / len(ss), f"source field's renders at {len(cams)} camera(s)"
-    source_psnr = src_extra.get("psnr") if _is_number(src_extra.get("psnr")) else None
+    psnr_in = src_extra.get("psnr")
+    source_psnr = psnr_in if isinstance(psnr_in, int | float) and not isinstance(psnr_in, bool) else None
     extra = {k: v for k, v in src_extra.items() if k not in ("psnr", "ssim")}
     extra.update(posthoc=method, source_psnr=source_psnr)
     data = encode_field(out, extra)
@@ -591,7 +524,6 @@ def run_quantize_field(ctx: JobContext, spec: Mapping[str, Any], src: Source) ->
 __all__ = [
     "checkpoint_interval",
     "dataset_config",
-    "field_config",
     "fit_with_checkpoints",
     "load_field",
     "run_export_field",

@@ -15,6 +15,8 @@ Levels grow geometrically from ``base_resolution`` to ``max_resolution`` vertice
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, assert_never
 
@@ -228,3 +230,67 @@ def field_config_from_dict(d: dict[str, Any]) -> FieldConfig:
         raise ConfigError(f"invalid field config {d!r}: {e}") from None
     cfg.validate()
     return cfg
+
+
+def check_spec_fields(values: Mapping[str, Any], defaults: Mapping[str, Any], where: str) -> None:
+    """Refuse unknown keys of an untrusted spec object, and values whose type is not their default's
+    (bool, int, finite float, str); ``where`` names the object in the message."""
+    unknown = sorted(set(values) - set(defaults))
+    if unknown:
+        raise ConfigError(f"unknown {where} field(s) {unknown}; known fields: {sorted(defaults)}")
+    for k, v in values.items():
+        default = defaults[k]
+        if isinstance(default, bool):
+            ok = isinstance(v, bool)
+        elif isinstance(default, int):
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        elif isinstance(default, float):
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        elif isinstance(default, str):
+            ok = isinstance(v, str)
+        else:
+            ok = True
+        if not ok:
+            raise ConfigError(f"{where}.{k} must be {type(default).__name__}, got {str(v)[:40]!r}")
+
+
+def field_config_from_spec(value: Any, dims: int, dims_source: str = "") -> FieldConfig:
+    """A FieldConfig from an untrusted spec ({"grid": {"kind", ...}, "decoder": {...}}, the
+    field_config_to_dict format; None or missing keys = defaults), validated.
+
+    The grid's defaults are those of its "kind" ("vqad" when not given). ``dims`` is the caller's
+    (from the dataset or the tensors, named by ``dims_source`` in the message); a "dims" key that
+    says otherwise is refused.
+    """
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"field must be an object (dims, grid, decoder), got {type(value).__name__}")
+    unknown = sorted(set(value) - {"dims", "grid", "decoder"})
+    if unknown:
+        raise ConfigError(f"unknown field config key(s) {unknown}; known keys: ['decoder', 'dims', 'grid']")
+    if value.get("dims", dims) != dims:
+        raise ConfigError(
+            f"field.dims is {value['dims']!r} but {dims_source or f'this is a {dims}D field'}; leave dims out"
+        )
+    grid = value.get("grid") or {}
+    decoder = value.get("decoder") or {}
+    if not isinstance(grid, Mapping) or not isinstance(decoder, Mapping):
+        raise ConfigError("field.grid and field.decoder must be objects")
+    kinds: dict[str, type[DenseGridConfig] | type[VqadGridConfig] | type[HashGridConfig]] = {
+        "dense": DenseGridConfig,
+        "vqad": VqadGridConfig,
+        "hash": HashGridConfig,
+    }
+    kind = grid.get("kind", "vqad")
+    if kind not in kinds:
+        raise ConfigError(f"field.grid.kind must be one of {sorted(kinds)}, got {str(kind)[:40]!r}")
+    grid_values = {k: v for k, v in grid.items() if k != "kind"}
+    check_spec_fields(grid_values, asdict(kinds[kind]()), f"field.grid ({kind})")
+    check_spec_fields(decoder, asdict(DecoderConfig()), "field.decoder")
+    full = {
+        "dims": dims,
+        "grid": {"kind": kind, **asdict(kinds[kind]()), **grid_values},
+        "decoder": {**asdict(DecoderConfig()), **decoder},
+    }
+    return field_config_from_dict(full)

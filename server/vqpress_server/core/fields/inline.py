@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, NonFiniteError, VqpressInputError
-from .config import FieldConfig, field_config_from_dict
+from .config import field_config_from_spec
 from .model import NeuralField
 
 MAX_FIELD_BYTES = 1 << 30  # largest field accepted, sent or as built from its config: 1 GiB of tensor data
@@ -32,27 +32,6 @@ def _listed(names: list[str]) -> str:
     shown = ", ".join(names[:MAX_LISTED_NAMES])
     more = len(names) - MAX_LISTED_NAMES
     return shown + (f" and {more} more" if more > 0 else "")
-
-
-def _config(config: Mapping[str, Any], dims: int) -> FieldConfig:
-    """The FieldConfig of a spec dict ({"grid": {"kind", ...}, "decoder": {...}}, missing keys = defaults)."""
-    if not isinstance(config, Mapping):
-        raise ConfigError(f"the field config must be a mapping with 'grid' and 'decoder', got {type(config).__name__}")
-    unknown = sorted(set(config) - {"dims", "grid", "decoder"})
-    if unknown:
-        raise ConfigError(f"unknown field config key(s) {unknown}; known keys: ['decoder', 'dims', 'grid']")
-    if config.get("dims", dims) != dims:
-        has = "has" if dims == 3 else "has no"
-        raise ConfigError(
-            f"the field config says dims={config['dims']!r}, but the tensors {has} color_mlp.* "
-            f"(a {dims}D field); leave dims out"
-        )
-    grid = config.get("grid") or {}
-    if not isinstance(grid, Mapping) or not isinstance(config.get("decoder") or {}, Mapping):
-        raise ConfigError("the field config's grid and decoder must be mappings")
-    return field_config_from_dict(
-        {"dims": dims, "grid": {"kind": "vqad", **grid}, "decoder": dict(config.get("decoder") or {})}
-    )
 
 
 def _as_state_tensor(name: str, a: np.ndarray, want: torch.Tensor) -> torch.Tensor:
@@ -105,7 +84,9 @@ def field_from_tensors(config: Mapping[str, Any], tensors: Mapping[str, np.ndarr
     if sent > MAX_FIELD_BYTES:
         raise VqpressInputError(f"the field's tensors hold {sent} bytes, more than the {MAX_FIELD_BYTES} accepted")
 
-    cfg = _config(config, field_dims(tensors))
+    dims = field_dims(tensors)
+    has = "has" if dims == 3 else "has no"
+    cfg = field_config_from_spec(config, dims, f"the tensors {has} color_mlp.* (a {dims}D field)")
     with torch.device("meta"):  # the layout, without allocating it
         model = NeuralField(cfg)
     expected = model.state_dict()
