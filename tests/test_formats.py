@@ -118,6 +118,11 @@ def test_ply_properties_in_any_order_with_extras_and_doubles(tmp_path: Path) -> 
     del shuffled["nx"]
     _write_ply(tmp_path / "shuffled.ply", shuffled)
     _equal(ref, read_splats(tmp_path / "shuffled.ply"))
+    # All float32 in a shuffled order with an extra float column: the one-matrix read path.
+    floats = {n: cols[n][:50] for n in rng.permutation(names)}
+    floats["confidence"] = np.linspace(0, 1, 50, dtype=np.float32)
+    _write_ply(tmp_path / "floats.ply", floats)
+    _equal(ref, read_splats(tmp_path / "floats.ply"))
 
 
 # -- .splat ------------------------------------------------------------------------------------
