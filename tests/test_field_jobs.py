@@ -223,15 +223,21 @@ def test_render_and_export_an_image_field(svc: Service, dense_field: str) -> Non
 
 
 # -- 3D radiance fields and splat training on a tiny archive -----------------------------------
-def test_train_and_render_a_tiny_radiance_field(svc: Service) -> None:
+@pytest.mark.parametrize("sparse", [False, True])
+def test_train_and_render_a_tiny_radiance_field(svc: Service, sparse: bool) -> None:
     from vqpress_server.core.fields.serialize import decode_field
     from vqpress_server.core.fields.train import SceneBox, render_field
     from vqpress_server.core.render.cameras import camera_from_dict
 
+    grid = {"kind": "vqad", "bits": 4, **GRID3}
+    train = dict(TRAIN3)
+    if sparse:  # the 16^3 level sparse, allocated from the occupancy grid at step 15
+        grid["sparse_min_resolution"] = 16
+        train.update(occupancy_warmup=15, occupancy_update_every=5)
     spec = {
         "dataset": {"artifact": svc.archive_id},
-        "field": {"grid": {"kind": "vqad", "bits": 4, **GRID3}, "decoder": DEC3},
-        "train": TRAIN3,
+        "field": {"grid": grid, "decoder": DEC3},
+        "train": train,
         "dataset_options": {"test_every": 3},
     }
     rec = svc.run(JobKind.TRAIN_FIELD, spec)
@@ -244,6 +250,7 @@ def test_train_and_render_a_tiny_radiance_field(svc: Service) -> None:
     model, extra = decode_field(data)
     lo, hi = extra["box"]
     assert all(h > l for l, h in zip(lo, hi, strict=True)) and extra["background"] == [1.0, 1.0, 1.0]
+    assert model.grid.support_level() == (1 if sparse else None)
 
     # Render at two of the photo cameras: the job's images equal rendering the decoded field here.
     with zipfile.ZipFile(svc.store.path(svc.archive_id)) as zf:
@@ -261,7 +268,7 @@ def test_train_and_render_a_tiny_radiance_field(svc: Service) -> None:
     box = SceneBox(tuple(lo), tuple(hi))
     for rid, cam in zip(r.results, cams, strict=True):
         want = render_field(
-            model, camera_from_dict(cam), box=box, samples_per_ray=TRAIN3["samples_per_ray"], background=(0, 0, 0)
+            model, camera_from_dict(cam), box=box, samples_per_ray=train["samples_per_ray"], background=(0, 0, 0)
         )
         got = np.load(svc.store.path(rid), allow_pickle=False)
         np.testing.assert_allclose(got, want.numpy(), atol=1e-4)
