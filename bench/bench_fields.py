@@ -151,6 +151,8 @@ def main() -> None:
     ap.add_argument("--bits", type=int, nargs="+", default=[2, 4, 6, 8], help="VQ-AD bit widths (default 2 4 6 8)")
     ap.add_argument("--max-res", type=int, help=f"finest grid resolution (default {GRID['max_resolution']})")
     ap.add_argument("--levels", type=int, help=f"grid levels (default {GRID['levels']})")
+    ap.add_argument("--forward", choices=("hard", "soft"), default="hard", help="VQ-AD training forward (default hard)")
+    ap.add_argument("--only-vqad", action="store_true", help="skip the uncompressed, post-hoc and hash baselines")
     ap.add_argument("--no-dense-vqad", action="store_true", help="skip VQ-AD on the dense grid")
     ap.add_argument("--no-wisp", action="store_true", help="skip the wisp-style memory runs")
     ap.add_argument("--quick", action="store_true", help="lego only, 400 steps, b in {2, 4, 8}")
@@ -187,13 +189,17 @@ def main() -> None:
             if not sparse and args.no_dense_vqad:
                 continue
             for bits in bit_list:
-                res = fit(scene, VqadGridConfig(bits=bits, sparse=sparse, **GRID), train, device)
+                grid = VqadGridConfig(bits=bits, sparse=sparse, forward=args.forward, **GRID)
+                res = fit(scene, grid, train, device)
                 m = {"train_time_s": res.train_time_s, "peak_memory_bytes": res.peak_memory_bytes}
-                name = f"vqad{'-sparse' if sparse else ''} b={bits}"
+                name = f"vqad{'-sparse' if sparse else ''}{'-soft' if args.forward == 'soft' else ''} b={bits}"
                 rows.append(run_method(name, res.field, scene, train, m, args.views))
                 rows[-1]["allocated_vertices"] = sum(res.field.grid.allocated_vertices())
                 vq_bytes[name] = rows[-1]["grid_bytes"]
                 del res
+        if args.only_vqad:
+            save(args.out, rows, wisp, steps, args)
+            continue
         dense = fit(scene, DenseGridConfig(**GRID), train, device)
         m = {"train_time_s": dense.train_time_s, "peak_memory_bytes": dense.peak_memory_bytes}
         rows.append(run_method("dense", dense.field, scene, train, m, args.views))
@@ -225,20 +231,14 @@ def main() -> None:
                 peak = "OOM" if w.get("oom") else f"{w['peak_memory_bytes'] / 2**20:.1f} MiB"
                 print(f"{scene['name']:9s} wisp-dense b={bits}: peak {peak}", flush=True)
         goals(rows, scene["name"])
-        if args.out:  # after every scene, so a run cut short keeps what it measured
-            args.out.write_text(
-                json.dumps(
-                    {
-                        "rows": rows,
-                        "wisp_dense": wisp,
-                        "steps": steps,
-                        "batch": args.batch,
-                        "samples": args.samples,
-                        "grid": GRID,
-                    },
-                    indent=1,
-                )
-            )
+        save(args.out, rows, wisp, steps, args)
+
+
+def save(out: Path | None, rows: list, wisp: list, steps: int, args: argparse.Namespace) -> None:
+    """Write what was measured so far (after every scene: a run cut short keeps its rows)."""
+    if out:
+        doc = {"rows": rows, "wisp_dense": wisp, "steps": steps, "batch": args.batch, "samples": args.samples}
+        out.write_text(json.dumps({**doc, "grid": GRID, "forward": args.forward}, indent=1))
 
 
 def goals(rows: list[dict[str, Any]], scene: str) -> None:
