@@ -279,3 +279,15 @@ def test_sparse_lookup_matches_masked_dense_reference(hard: bool) -> None:
     assert bool((out[~active[ids]] == 0).all())
     nothing = vqad_features_sparse(torch.zeros(0, K), codebook, torch.full((5, 8), -1), hard)
     assert nothing.shape == (5, 8, k) and not bool(nothing.any())
+
+
+def test_a_manifest_naming_a_non_layer_is_a_format_error() -> None:
+    from vqpress.vqp import Section, read_vqp, write_vqp
+
+    vqp = read_vqp(encode_field(_allocated_grid()))
+    secs = [Section(k, v, bits=1 if k.endswith(".active") else (4 if k.endswith(".indices") else None))
+            for k, v in vqp.sections.items()]  # fmt: skip
+    for bad in (["grid"], ["mlp.1"], ["nowhere.0"], [3]):
+        man = {**vqp.manifest, "layers": {**vqp.manifest["layers"], "mlp": bad}}
+        with pytest.raises(FormatError):
+            decode_field(write_vqp("field", man, secs))

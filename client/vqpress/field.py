@@ -111,8 +111,8 @@ def _level_features(f: DecodedField, l: int, ids: np.ndarray) -> np.ndarray:  # 
     if storage == "vq":
         if "rows" in lv:
             rows = lv["rows"][ids]
-            f = lv["codebook"][lv["indices"][np.maximum(rows, 0)]]
-            return np.where((rows >= 0)[..., None], f, np.float32(0.0))
+            feats = lv["codebook"][lv["indices"][np.maximum(rows, 0)]]
+            return np.where((rows >= 0)[..., None], feats, np.float32(0.0))
         return lv["codebook"][lv["indices"][ids]]
     if storage == "table":
         return lv["table"][ids]

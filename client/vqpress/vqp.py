@@ -462,7 +462,7 @@ def check_splats_layout(vqp: VqpFile) -> tuple[int, int]:
     else:
         need("means", (n, 3), (np.float16, np.float32))
     need("opacities", (n,), (np.uint8, np.float16))
-    widths = dict(SPLAT_ATTRIBUTES)
+    widths: dict[str, tuple[int, ...]] = dict(SPLAT_ATTRIBUTES)
     if n_rest:
         widths["sh"] = (n_rest, 3)
     for attr, width in widths.items():

@@ -283,6 +283,8 @@ class VqadGrid(MultiResGrid):
     ``allocate`` fits them to an occupancy mask, after which the finest one bounds the field.
     """
 
+    allocated: Tensor  # [levels] bool buffer: which sparse levels have been allocated
+
     def __init__(self, dims: int, cfg: VqadGridConfig, generator: torch.Generator | None = None) -> None:
         super().__init__(dims, cfg.levels, cfg.base_resolution, cfg.max_resolution, cfg.features, cfg.combine)
         self.bits = cfg.bits

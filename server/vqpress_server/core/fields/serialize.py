@@ -34,6 +34,17 @@ def _f16(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().cpu().numpy().astype(np.float16)
 
 
+def _linear(model: NeuralField, name: str) -> nn.Linear:
+    """The decoder layer ``name`` (a manifest names them: untrusted when decoding)."""
+    try:
+        m = model.get_submodule(name) if isinstance(name, str) else None
+    except AttributeError:
+        m = None
+    if not isinstance(m, nn.Linear):
+        raise ValueError(f"layer {str(name)[:80]!r} is not a Linear layer of this field's decoder")
+    return m
+
+
 def _linear_names(seq: nn.Sequential, prefix: str) -> list[str]:
     return [f"{prefix}.{i}" for i, m in enumerate(seq) if isinstance(m, nn.Linear)]
 
@@ -76,7 +87,7 @@ def encode_field(model: NeuralField, extra: dict[str, Any] | None = None) -> byt
         layers["color_mlp"] = _linear_names(model.color_mlp, "color_mlp")
     for names in layers.values():
         for name in names:
-            lin = model.get_submodule(name)
+            lin = _linear(model, name)
             sections.append(Section(f"{name}.weight", _f16(lin.weight)))
             sections.append(Section(f"{name}.bias", _f16(lin.bias)))
     manifest = {
@@ -162,7 +173,7 @@ def _build(
     with torch.no_grad():
         for names in man["layers"].values():
             for name in names:
-                lin = model.get_submodule(name)
+                lin = _linear(model, name)
                 lin.weight.copy_(t(f"{name}.weight"))
                 lin.bias.copy_(t(f"{name}.bias"))
     return model.to(device).eval(), dict(man.get("extra", {}))
