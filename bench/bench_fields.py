@@ -1,7 +1,8 @@
 """Neural-field benchmark: quality vs bytes of VQ-AD and its baselines, training time and peak memory.
 
 For each scene (lego_400: NeRF-synthetic, every 8th image held out; fox: instant-ngp photos,
-downscaled, every 8th held out) it trains
+downscaled, every 8th held out, unbounded: the room around the fox is contracted into the field
+unless --bounded-fox) it trains
 - VQ-AD at b in {2, 4, 6, 8} (the memory-efficient lookup), on the dense grid and on the sparse grid
   (fine levels allocated near occupied space only),
 - the uncompressed dense grid of the same resolution, then kmVQ (b = 4) and LRA (rank 2) of it post hoc,
@@ -51,14 +52,14 @@ GRID = dict(levels=4, base_resolution=16, max_resolution=64, features=8)
 DECODER = DecoderConfig(hidden=64, layers=2, color_layers=2)
 
 
-def scenes(data: Path, which: str) -> list[dict[str, Any]]:
+def scenes(data: Path, which: str, unbounded: bool = True) -> list[dict[str, Any]]:
     out = []
     if which in ("lego", "all"):
         lego = load_dataset(data / "nerf_synthetic_lego_400", DatasetConfig(test_every=8))
         out.append({"name": "lego_400", "ds": lego, "box": SceneBox(), "background": (1.0, 1.0, 1.0)})
     if which in ("fox", "all"):
         fox = load_dataset(data / "instant_ngp_fox", DatasetConfig(downscale=4, test_every=8))
-        box = SceneBox.from_cameras(fox.cameras)
+        box = SceneBox.from_cameras(fox.cameras, unbounded=unbounded)
         out.append({"name": "fox_4x", "ds": fox, "box": box, "background": (0.0, 0.0, 0.0)})
     return out
 
@@ -108,7 +109,7 @@ def wisp_memory(scene: dict[str, Any], bits: int, train: TrainConfig, device: st
     model.grid.reference = True
     opt = torch.optim.Adam(model.parameters(), lr=train.lr)
     aabb = scene["box"].tensor(device)
-    fn = radiance_fn(model, aabb)
+    fn = radiance_fn(model, aabb, scene["box"].unbounded)
     img, cam = scene["ds"].split("train")[0]
     origins, dirs = camera_rays(cam, device)
     target = img.to(device).reshape(-1, 3)
@@ -121,7 +122,14 @@ def wisp_memory(scene: dict[str, Any], bits: int, train: TrainConfig, device: st
         for _ in range(steps):
             sel = torch.randint(0, target.shape[0], (train.batch_size,), device=device, generator=gen)
             rgb, _, _ = render_rays(
-                fn, origins[sel], dirs[sel], aabb, train.samples_per_ray, background=bg, generator=gen
+                fn,
+                origins[sel],
+                dirs[sel],
+                aabb,
+                train.samples_per_ray,
+                background=bg,
+                generator=gen,
+                unbounded=scene["box"].unbounded,
             )
             loss = torch.mean((rgb - target[sel]) ** 2)
             opt.zero_grad(set_to_none=True)
@@ -152,6 +160,7 @@ def main() -> None:
     ap.add_argument("--max-res", type=int, help=f"finest grid resolution (default {GRID['max_resolution']})")
     ap.add_argument("--levels", type=int, help=f"grid levels (default {GRID['levels']})")
     ap.add_argument("--forward", choices=("hard", "soft"), default="hard", help="VQ-AD training forward (default hard)")
+    ap.add_argument("--bounded-fox", action="store_true", help="fox in its object box only (no contraction)")
     ap.add_argument("--only-vqad", action="store_true", help="skip the uncompressed, post-hoc and hash baselines")
     ap.add_argument("--no-dense-vqad", action="store_true", help="skip VQ-AD on the dense grid")
     ap.add_argument("--no-wisp", action="store_true", help="skip the wisp-style memory runs")
@@ -177,7 +186,7 @@ def main() -> None:
     bit_list = [2, 4, 8] if args.quick else sorted(set(args.bits) | {4})
     rows: list[dict[str, Any]] = []
     wisp: list[dict[str, Any]] = []
-    for scene in scenes(args.data, "lego" if args.quick else args.scene):
+    for scene in scenes(args.data, "lego" if args.quick else args.scene, not args.bounded_fox):
         print(
             f"== {scene['name']}: {len(scene['ds'].train_indices)} train / {len(scene['ds'].test_indices)} test views,"
             f" {tuple(scene['ds'].images[0].shape)}, {steps} steps x {args.batch} rays x {args.samples} samples"

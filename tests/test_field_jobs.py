@@ -250,6 +250,7 @@ def test_train_and_render_a_tiny_radiance_field(svc: Service, sparse: bool) -> N
     model, extra = decode_field(data)
     lo, hi = extra["box"]
     assert all(h > l for l, h in zip(lo, hi, strict=True)) and extra["background"] == [1.0, 1.0, 1.0]
+    assert extra["unbounded"] is False  # NeRF-synthetic photos: an object on a transparent background
     assert model.grid.support_level() == (1 if sparse else None)
 
     # Render at two of the photo cameras: the job's images equal rendering the decoded field here.

@@ -13,8 +13,9 @@ Specs (untrusted JSON built by the RPC layer):
 - quantize with "field": {"method": "kmvq" | "lra", "bits": 1..10 (kmvq, default 4),
   "rank": int (lra, default 4), "iters": int (kmvq, default 10), "seed": int (default 0)}
   of a field trained with a dense grid -> results [field.vqp, report.json].
-- render: 3D fields are volume-rendered at each camera inside the scene box stored with the field
-  (background: the spec's, else the one the field was trained on); 2D image fields are evaluated on
+- render: 3D fields are volume-rendered at each camera inside the scene box stored with the field,
+  and beyond it, contracted, when the field is unbounded (trained from instant-ngp or COLMAP photos),
+  on the spec's background, else the one the field was trained on; 2D image fields are evaluated on
   each camera's width x height pixel grid (the camera's pose and intrinsics are ignored).
 - export: format "vqp" only (the field is decoded and encoded again).
 
@@ -277,7 +278,9 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
             ds = open_dataset_archive(
                 path, ctx.scratch / "dataset", max_bytes=MAX_ARCHIVE_BYTES, max_files=MAX_ARCHIVE_FILES, config=data_cfg
             )
-        box = SceneBox.from_cameras(ds.cameras)
+        # Object captures on a transparent background (NeRF-synthetic) are bounded; photos of real
+        # places (instant-ngp, COLMAP) see the room around the object, so the field is unbounded.
+        box = SceneBox.from_cameras(ds.cameras, unbounded=ds.layout != "nerf_synthetic")
         imgs, cams = zip(*ds.split("train"), strict=True)
         bg = ds.background
 
@@ -304,6 +307,7 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
         assert ds is not None
         extra = {
             "box": [list(box.lo), list(box.hi)],
+            "unbounded": box.unbounded,
             "background": list(ds.background),
             "samples_per_ray": train.samples_per_ray,
         }
@@ -387,7 +391,7 @@ def _box(extra: Mapping[str, Any]) -> SceneBox:
         assert len(lo) == len(hi) == 3
     except (TypeError, ValueError, IndexError, AssertionError):
         return SceneBox()
-    return SceneBox(tuple(lo), tuple(hi))  # type: ignore[arg-type]
+    return SceneBox(tuple(lo), tuple(hi), extra.get("unbounded") is True)  # type: ignore[arg-type]
 
 
 def _field_view(

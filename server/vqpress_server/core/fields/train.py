@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..errors import ConfigError, NonFiniteError, VqpressInputError
 from ..progress import Progress
-from ..render.volume import OccupancyGrid, camera_rays, render_image, render_rays
+from ..render.volume import OccupancyGrid, camera_rays, render_image, render_rays, unit_coords
 from .config import FieldConfig, TrainConfig, VqadGridConfig, field_config_to_dict
 from .grid import VqadGrid
 from .model import NeuralField, pixel_coords
@@ -268,13 +268,19 @@ def _result(
 
 @dataclass(frozen=True)
 class SceneBox:
-    """Axis-aligned scene bounds in world units; the field sees it as the unit cube."""
+    """Axis-aligned scene bounds in world units; the field sees it as the unit cube.
+
+    ``unbounded``: the box holds the object and all space outside it is contracted into a shell
+    around it (``render.volume`` module doc), so backgrounds at any distance, as in photos that see
+    a whole room, are part of the field; the box then fills the central half of the field's cube.
+    """
 
     lo: tuple[float, float, float] = (-1.5, -1.5, -1.5)  # min corner (world units)
     hi: tuple[float, float, float] = (1.5, 1.5, 1.5)  # max corner (world units)
+    unbounded: bool = False  # contract the space outside the box into the field
 
     @classmethod
-    def from_cameras(cls, cameras: Sequence[Camera]) -> SceneBox:
+    def from_cameras(cls, cameras: Sequence[Camera], unbounded: bool = False) -> SceneBox:
         """A cube centred on the point nearest to all optical axes, half the median camera distance
         wide: the box of photos taken around an object."""
         from ..splats.train import scene_frame
@@ -285,7 +291,7 @@ class SceneBox:
         if not math.isfinite(half) or half <= 1e-6:
             raise VqpressInputError("the cameras coincide; cannot derive a scene box from them")
         lo, hi = (tuple(float(v) for v in center + sign * half) for sign in (-1.0, 1.0))
-        return cls(lo, hi)  # type: ignore[arg-type]
+        return cls(lo, hi, unbounded)  # type: ignore[arg-type]
 
     def tensor(self, device: torch.device | str) -> Tensor:  # [2, 3]
         t = torch.tensor([self.lo, self.hi], dtype=torch.float32, device=device)
@@ -294,19 +300,17 @@ class SceneBox:
         return t
 
 
-def radiance_fn(model: NeuralField, aabb: Tensor):  # noqa: ANN201 - a closure for render_rays
-    """Adapter: world points -> the field's unit cube."""
-    lo, size = aabb[0], aabb[1] - aabb[0]
+def radiance_fn(model: NeuralField, aabb: Tensor, unbounded: bool = False):  # noqa: ANN201 - for render_rays
+    """Adapter: world points -> the field's unit cube (``render.volume.unit_coords``)."""
 
     def fn(x: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
-        return model.radiance((x - lo) / size, d)
+        return model.radiance(unit_coords(x, aabb, unbounded), d)
 
     return fn
 
 
-def _density_fn(model: NeuralField, aabb: Tensor):  # noqa: ANN202
-    lo, size = aabb[0], aabb[1] - aabb[0]
-    return lambda x: model.density((x - lo) / size)
+def _density_fn(model: NeuralField, aabb: Tensor, unbounded: bool):  # noqa: ANN202
+    return lambda x: model.density(unit_coords(x, aabb, unbounded))
 
 
 def fit_radiance(
@@ -357,13 +361,15 @@ def fit_radiance(
 
     model = NeuralField(config, seed=train.seed).to(dev)
     opt, start = _resume(model, train, resume)
-    occ = OccupancyGrid(aabb, train.occupancy_resolution, train.samples_per_ray, train.occupancy_threshold)
+    occ = OccupancyGrid(
+        aabb, train.occupancy_resolution, train.samples_per_ray, train.occupancy_threshold, unbounded=box.unbounded
+    )
     if resume is not None and resume["state"].get("occupancy") is not None:
         occ.load(resume["state"]["occupancy"].to(dev))
     gen = torch.Generator(device=dev).manual_seed(train.seed + start)
     n = ray_o.shape[0]
     history: list[dict[str, float]] = []
-    fn = radiance_fn(model, aabb)
+    fn = radiance_fn(model, aabb, box.unbounded)
     grid = model.grid
     sparse = isinstance(grid, VqadGrid) and any(grid.sparse)
     allocate_at = set(sparse_allocation_steps(train)) if sparse else set()
@@ -375,12 +381,12 @@ def fit_radiance(
     for step in range(start, train.steps):
         _set_hard_forward(model, step, train.steps)
         if step >= train.occupancy_warmup and (step - train.occupancy_warmup) % train.occupancy_update_every == 0:
-            occ.update(_density_fn(model, aabb), generator=gen)
+            occ.update(_density_fn(model, aabb, box.unbounded), generator=gen)
         if step in allocate_at and isinstance(grid, VqadGrid):
             for level, (old, old_rows, new_rows) in grid.allocate(occ.mask, generator=gen).items():
                 _carry_adam_state(opt, old, grid.logits[level], old_rows, new_rows)
         sel = torch.randint(0, n, (min(train.batch_size, n),), device=dev, generator=gen)
-        # Random background per ray during training keeps density from explaining background.
+        # Rays composite over the photos' background colour, as the photos were.
         rgb, _, _ = render_rays(
             fn,
             ray_o[sel],
@@ -390,6 +396,7 @@ def fit_radiance(
             occupancy=occ if step >= train.occupancy_warmup else None,
             background=bg,
             generator=gen,
+            unbounded=box.unbounded,
         )
         loss = torch.mean((rgb - ray_rgb[sel]) ** 2)
         opt.zero_grad(set_to_none=True)
@@ -422,4 +429,5 @@ def render_field(
     """Render a 3D field from one camera (stratum-centre samples, no occupancy skipping)."""
     dev = next(iter(model.state_dict().values())).device
     aabb = box.tensor(dev)
-    return render_image(radiance_fn(model, aabb), camera, aabb, samples_per_ray, background=background)
+    fn = radiance_fn(model, aabb, box.unbounded)
+    return render_image(fn, camera, aabb, samples_per_ray, background=background, unbounded=box.unbounded)

@@ -4,6 +4,14 @@ Conventions: cameras are world-to-camera ``viewmat`` [4, 4] in OpenCV axes (x ri
 z forward) with intrinsics ``K`` [3, 3]; a pixel (i, j) is sampled at its centre (j + 0.5, i + 0.5).
 Ray directions are unit length in world units, so ray parameters t are world distances.
 Density is in 1 / world units; alpha of a sample of length delta is 1 - exp(-density * delta).
+
+Bounded scenes live in the box ``aabb``, which the field sees as the unit cube. Unbounded scenes
+(photos that see a whole room) keep the box for the object and contract everything outside it
+(mip-NeRF 360's contraction, with the max-norm): with x' the point in box units ([-1, 1] inside),
+x' stays when |x'| <= 1 and becomes (2 - 1/|x'|) x'/|x'| outside, so all of space lands in
+[-2, 2]^3, and the field's unit cube holds the box in its central half. Rays then take half their
+samples evenly from the camera to where they leave the box and half evenly in disparity beyond,
+out to FAR_BOX_UNITS box half-sizes.
 """
 
 from __future__ import annotations
@@ -23,6 +31,32 @@ if TYPE_CHECKING:
 RadianceFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]  # (x [S, 3], d [S, 3]) -> (density [S], rgb [S, 3])
 DensityFn = Callable[[Tensor], Tensor]  # x [S, 3] -> density [S]
 MAX_CAMERA_PIXELS = 1 << 26
+FAR_BOX_UNITS = 1000.0  # unbounded rays end this many box half-sizes beyond the box centre
+_MAX_CONTRACTED = 2.0 - 1.0 / FAR_BOX_UNITS  # max-norm of the contracted far point
+
+
+def unit_coords(x: Tensor, aabb: Tensor, unbounded: bool = False) -> Tensor:  # x [S, 3] world -> [S, 3]
+    """The field's coordinates in [0, 1]^3 of world points: the box scaled to the cube (bounded), or
+    the contracted space [-2, 2]^3 scaled to it (unbounded; the box fills [0.25, 0.75]^3)."""
+    lo, hi = aabb[0], aabb[1]
+    if not unbounded:
+        return (x - lo) / (hi - lo)
+    xn = (x - 0.5 * (lo + hi)) / (0.5 * (hi - lo))
+    m = xn.abs().amax(-1, keepdim=True).clamp(min=1e-9)
+    y = torch.where(m <= 1.0, xn, (2.0 - 1.0 / m) * xn / m)
+    return (y + 2.0) / 4.0
+
+
+def world_coords(u: Tensor, aabb: Tensor, unbounded: bool = False) -> Tensor:  # u [S, 3] in [0, 1] -> world
+    """Inverse of ``unit_coords`` (unbounded: the outer shell is cut at FAR_BOX_UNITS)."""
+    lo, hi = aabb[0], aabb[1]
+    if not unbounded:
+        return lo + u * (hi - lo)
+    y = u * 4.0 - 2.0
+    m = y.abs().amax(-1, keepdim=True).clamp(min=1e-9, max=_MAX_CONTRACTED)
+    y = y.clamp(-_MAX_CONTRACTED, _MAX_CONTRACTED)
+    xn = torch.where(m <= 1.0, y, y / m / (2.0 - m))  # |x'| = 1 / (2 - |y|) outside the box
+    return 0.5 * (lo + hi) + xn * (0.5 * (hi - lo))
 
 
 def camera_rays(camera: Camera, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
@@ -63,17 +97,26 @@ def ray_box(origins: Tensor, dirs: Tensor, aabb: Tensor) -> tuple[Tensor, Tensor
 
 
 class OccupancyGrid:
-    """A res^3 grid over the scene box that marks where density is worth sampling.
+    """A res^3 grid over the field's unit cube (``unit_coords``) that marks where density is worth sampling.
 
     ``update`` evaluates the density at one jittered point per cell and keeps a decaying maximum
     (decay 0.95 per update); a cell is occupied when the alpha of one sample step, with the step
     the box diagonal / samples_per_ray, exceeds ``threshold``. Until the first update every cell
-    is occupied.
+    is occupied. For a bounded scene the cells are the box's; for an unbounded one, the
+    contracted space's.
     """
 
-    def __init__(self, aabb: Tensor, resolution: int, samples_per_ray: int, threshold: float = 0.01) -> None:
+    def __init__(
+        self,
+        aabb: Tensor,
+        resolution: int,
+        samples_per_ray: int,
+        threshold: float = 0.01,
+        unbounded: bool = False,
+    ) -> None:
         assert aabb.shape == (2, 3), aabb.shape
         self.aabb = aabb
+        self.unbounded = unbounded
         self.resolution = resolution
         self.step_size = float((aabb[1] - aabb[0]).norm()) / samples_per_ray
         self.threshold = threshold
@@ -84,7 +127,7 @@ class OccupancyGrid:
         self.density = density
 
     @property
-    def mask(self) -> Tensor:  # [res, res, res] bool
+    def mask(self) -> Tensor:  # [res, res, res] bool, indexed (x, y, z) over the unit cube
         return (1.0 - torch.exp(-self.density * self.step_size)) > self.threshold
 
     def fraction(self) -> float:
@@ -97,15 +140,38 @@ class OccupancyGrid:
         dev = self.aabb.device
         idx = torch.stack(torch.meshgrid(*[torch.arange(r, device=dev)] * 3, indexing="ij"), -1).reshape(-1, 3)
         jitter = torch.rand(idx.shape, device=dev, generator=generator)
-        x = self.aabb[0] + (idx + jitter) / r * (self.aabb[1] - self.aabb[0])
+        x = world_coords((idx + jitter) / r, self.aabb, self.unbounded)
         new = torch.cat([density_fn(x[s : s + chunk]) for s in range(0, x.shape[0], chunk)]).reshape(r, r, r)
         old = torch.where(torch.isinf(self.density), torch.zeros_like(new), self.density)
         self.density = torch.maximum(old * 0.95, new.float())
 
     def occupied(self, x: Tensor) -> Tensor:  # x [S, 3] world -> bool [S]
         r = self.resolution
-        cell = ((x - self.aabb[0]) / (self.aabb[1] - self.aabb[0]) * r).floor().long().clamp(0, r - 1)
+        cell = (unit_coords(x, self.aabb, self.unbounded) * r).floor().long().clamp(0, r - 1)
         return self.mask[cell[:, 0], cell[:, 1], cell[:, 2]]
+
+
+def _unbounded_samples(
+    origins: Tensor, dirs: Tensor, aabb: Tensor, S: int, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:  # t [N, S], delta [N, S]
+    """Sample distances of unbounded rays: half evenly from the camera to where the ray leaves the
+    box (to its closest approach to the box centre when it misses), half evenly in disparity from
+    there to FAR_BOX_UNITS box half-sizes away; stratified when a generator is given."""
+    N, dev = origins.shape[0], origins.device
+    center, half = 0.5 * (aabb[0] + aabb[1]), 0.5 * (aabb[1] - aabb[0])
+    near, far = ray_box(origins, dirs, aabb)
+    closest = ((center - origins) * dirs).sum(-1).clamp(min=0.0)
+    t_mid = torch.where(far > near, far, closest).clamp(min=1e-3 * float(half.max()))
+    t_far = t_mid + FAR_BOX_UNITS * float(half.max())
+    s_lin = S // 2
+    u = torch.linspace(0.0, 1.0, s_lin + 1, device=dev)
+    lin = t_mid[:, None] * u[None, :]  # [N, s_lin + 1] edges, 0 .. t_mid
+    v = torch.linspace(0.0, 1.0, S - s_lin + 1, device=dev)[1:]
+    disp = 1.0 / (1.0 / t_mid[:, None] * (1.0 - v) + 1.0 / t_far[:, None] * v)  # [N, S - s_lin] edges
+    edges = torch.cat([lin, disp], -1)  # [N, S + 1]
+    width = edges[:, 1:] - edges[:, :-1]
+    frac = torch.rand(N, S, device=dev, generator=generator) if generator is not None else 0.5
+    return edges[:, :-1] + frac * width, width
 
 
 def render_rays(
@@ -118,8 +184,9 @@ def render_rays(
     occupancy: OccupancyGrid | None = None,
     background: Tensor | None = None,  # [3]; None = black
     generator: torch.Generator | None = None,  # given: stratified jitter; None: sample centres
+    unbounded: bool = False,  # True: sample the whole ray, contracted outside the box (module doc)
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Alpha-composite the field along rays inside the box.
+    """Alpha-composite the field along rays inside the box (or along the whole ray when unbounded).
 
     Returns rgb [N, 3] (composited over ``background``), opacity [N] and expected depth [N]
     (world units along the ray). Samples in empty occupancy cells or outside the box have density 0
@@ -129,16 +196,21 @@ def render_rays(
     assert origins.shape == (N, 3) and dirs.shape == (N, 3), (origins.shape, dirs.shape)
     S = samples_per_ray
     dev = origins.device
-    near, far = ray_box(origins, dirs, aabb)
-    delta = (far - near) / S  # [N]
-    offs = torch.arange(S, device=dev, dtype=torch.float32)
-    if generator is not None:
-        offs = offs + torch.rand(N, S, device=dev, generator=generator)
+    if unbounded:
+        t, step = _unbounded_samples(origins, dirs, aabb, S, generator)  # [N, S] each
+        valid = torch.ones(N, S, dtype=torch.bool, device=dev)
     else:
-        offs = offs.expand(N, S) + 0.5
-    t = near[:, None] + offs * delta[:, None]  # [N, S]
+        near, far = ray_box(origins, dirs, aabb)
+        delta = (far - near) / S  # [N]
+        offs = torch.arange(S, device=dev, dtype=torch.float32)
+        if generator is not None:
+            offs = offs + torch.rand(N, S, device=dev, generator=generator)
+        else:
+            offs = offs.expand(N, S) + 0.5
+        t = near[:, None] + offs * delta[:, None]  # [N, S]
+        step = delta[:, None].expand(N, S)
+        valid = (far > near)[:, None].expand(N, S)
     x = origins[:, None, :] + t[..., None] * dirs[:, None, :]  # [N, S, 3]
-    valid = (far > near)[:, None].expand(N, S)
     if occupancy is not None:
         valid = valid & occupancy.occupied(x.reshape(-1, 3)).reshape(N, S)
     density = torch.zeros(N, S, device=dev)
@@ -148,7 +220,7 @@ def render_rays(
         sig, rgb = radiance(x[valid], d[valid])
         density = density.masked_scatter(valid, sig.float())
         color = color.masked_scatter(valid[..., None].expand(N, S, 3), rgb.float())
-    alpha = 1.0 - torch.exp(-density * delta[:, None])  # [N, S]
+    alpha = 1.0 - torch.exp(-density * step)  # [N, S]
     trans = torch.cumprod(torch.cat([torch.ones(N, 1, device=dev), 1.0 - alpha + 1e-10], -1), -1)[:, :-1]
     weights = alpha * trans  # [N, S]
     opacity = weights.sum(-1)
@@ -169,6 +241,7 @@ def render_image(
     occupancy: OccupancyGrid | None = None,
     background: tuple[float, float, float] = (1.0, 1.0, 1.0),
     chunk: int = 1 << 14,
+    unbounded: bool = False,
 ) -> Tensor:  # [H, W, 3]
     """Render one camera in ray chunks (no grad), sampling at stratum centres."""
     dev = aabb.device
@@ -176,7 +249,14 @@ def render_image(
     bg = torch.tensor(background, dtype=torch.float32, device=dev)
     out = [
         render_rays(
-            radiance, o[s : s + chunk], d[s : s + chunk], aabb, samples_per_ray, occupancy=occupancy, background=bg
+            radiance,
+            o[s : s + chunk],
+            d[s : s + chunk],
+            aabb,
+            samples_per_ray,
+            occupancy=occupancy,
+            background=bg,
+            unbounded=unbounded,
         )[0]
         for s in range(0, o.shape[0], chunk)
     ]
