@@ -139,6 +139,9 @@ class WarmState:
         try:
             render(splats, Camera(viewmat=np.eye(4), K=K, width=16, height=16), backend="gsplat")
             torch.cuda.synchronize()
+        except ImportError as e:  # a deployment without gsplat: say so once, without a traceback
+            log.error("gsplat is not importable (%s): splat render and training jobs on this GPU will fail", e)
+            return
         except Exception:
             log.exception("gsplat warm-up render failed; render jobs will report the error")
             return
