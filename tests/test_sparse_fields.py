@@ -291,3 +291,14 @@ def test_a_manifest_naming_a_non_layer_is_a_format_error() -> None:
         man = {**vqp.manifest, "layers": {**vqp.manifest["layers"], "mlp": bad}}
         with pytest.raises(FormatError):
             decode_field(write_vqp("field", man, secs))
+
+
+def test_a_checkpoint_that_does_not_fit_is_a_config_error() -> None:
+    from vqpress_server.core.errors import ConfigError
+
+    img = np.random.default_rng(1).random((16, 16, 3)).astype(np.float32)
+    cfg = FieldConfig(dims=2, grid=VqadGridConfig(levels=2, base_resolution=4, max_resolution=8), decoder=DEC3)
+    ck = fit_image(img, cfg, TrainConfig(steps=5, batch_size=64, log_every=5)).checkpoint()
+    ck["state"]["model"]["grid.logits.0"] = ck["state"]["model"]["grid.logits.0"][:3]
+    with pytest.raises(ConfigError, match="does not fit"):
+        fit_image(img, cfg, TrainConfig(steps=10, batch_size=64, log_every=5), resume=ck)

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from ..core.render.cameras import Camera
 
 CHECKPOINT_NAME = "field.pt"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: sparse VQ-AD state and unbounded boxes; older checkpoints start over
 CHECKPOINTS_PER_RUN = 10  # a checkpoint every tenth of the run (rounded up to a multiple of log_every)
 MAX_EVAL_VIEWS = 16  # held-out views a 3D report renders
 QUANTIZE_DEFAULTS: dict[str, Any] = {"method": "kmvq", "bits": 4, "rank": 4, "iters": 10, "seed": 0}

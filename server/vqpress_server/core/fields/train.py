@@ -123,11 +123,14 @@ def _resume(model: NeuralField, train: TrainConfig, resume: dict[str, Any] | Non
         return _optimizer(model, train), 0
     if resume.get("config") != field_config_to_dict(model.config):
         raise ConfigError("resume checkpoint was made with a different field config")
-    model.load_state_dict(resume["state"]["model"])
-    opt = _optimizer(model, train)
-    if resume["state"].get("optimizer") is not None:
-        opt.load_state_dict(resume["state"]["optimizer"])
-    return opt, int(resume["step"])
+    try:
+        model.load_state_dict(resume["state"]["model"])
+        opt = _optimizer(model, train)
+        if resume["state"].get("optimizer") is not None:
+            opt.load_state_dict(resume["state"]["optimizer"])
+        return opt, int(resume["step"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"resume checkpoint does not fit this field: {str(e)[:300]}") from None
 
 
 def sparse_allocation_steps(train: TrainConfig) -> list[int]:
