@@ -12,7 +12,7 @@ machine its kernels are never asked to compile.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -43,7 +43,7 @@ def _resolve_backend(backend: str, device: torch.device) -> Literal["gsplat", "t
     raise ConfigError(f"unknown render backend {backend!r}; use 'auto', 'gsplat' or 'torch'")
 
 
-def _rasterize_gsplat(
+def rasterize_gsplat(
     means: torch.Tensor,  # [N, 3]
     quats: torch.Tensor,  # [N, 4]
     scales: torch.Tensor,  # [N, 3] activated
@@ -55,11 +55,14 @@ def _rasterize_gsplat(
     width: int,
     height: int,
     background: torch.Tensor,  # [3]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    from gsplat import rasterization  # only reached with CUDA available (see _resolve_backend)
+    *,
+    absgrad: bool = False,  # training: also keep the absolute 2D-mean gradients densification reads
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:  # rgb [H, W, 3], alpha [H, W, 1], gsplat's info
+    """gsplat's rasterizer with this module's settings (CUDA only: see ``_resolve_backend``)."""
+    from gsplat import rasterization
 
     colors = torch.cat([sh0, shN], dim=1)  # [N, K, 3]
-    render_colors, render_alphas, _ = rasterization(
+    render_colors, render_alphas, info = rasterization(
         means,
         quats,
         scales,
@@ -73,10 +76,11 @@ def _rasterize_gsplat(
         eps2d=EPS2D,
         sh_degree=sh_degree_from_rest(shN.shape[1]),
         packed=False,
+        absgrad=absgrad,
         rasterize_mode="classic",
         backgrounds=background[None],
     )
-    return render_colors[0], render_alphas[0]
+    return render_colors[0], render_alphas[0], info
 
 
 def rasterize(
@@ -127,7 +131,8 @@ def rasterize(
         background.to(means),
     )
     if which == "gsplat":
-        return _rasterize_gsplat(*args)
+        rgb, alpha, _ = rasterize_gsplat(*args)
+        return rgb, alpha
     return rasterize_torch(*args, near_plane=NEAR_PLANE, eps2d=EPS2D)
 
 

@@ -236,34 +236,27 @@ def _rasterize_train(
     use_gsplat: bool,
     absgrad: bool,
 ) -> tuple[torch.Tensor, dict[str, Any]]:  # rgb [H, W, 3], gsplat info (empty on the twin)
-    from ..render.splats import EPS2D, NEAR_PLANE, rasterize
+    from ..render.splats import rasterize, rasterize_gsplat
 
     shN_d = shN[:, : num_sh_rest(degree)]
     if not use_gsplat:
         rgb, _ = rasterize(means, quats, scales, opacities, sh0, shN_d, viewmat, K, width, height, background, "torch")
         return rgb, {}
-    from gsplat import rasterization
-
-    colors = torch.cat([sh0, shN_d], dim=1)
-    rgb, _, info = rasterization(
+    rgb, _, info = rasterize_gsplat(
         means,
         quats,
         torch.exp(scales),
         torch.sigmoid(opacities),
-        colors,
-        viewmat[None],
-        K[None],
+        sh0,
+        shN_d,
+        viewmat,
+        K,
         width,
         height,
-        near_plane=NEAR_PLANE,
-        eps2d=EPS2D,
-        sh_degree=degree,
-        packed=False,
+        background,
         absgrad=absgrad,
-        rasterize_mode="classic",
-        backgrounds=background[None],
     )
-    return rgb[0], info
+    return rgb, info
 
 
 def _refines_at(strategy: Any, step: int) -> bool:
