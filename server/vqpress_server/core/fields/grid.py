@@ -78,6 +78,9 @@ class MultiResGrid(nn.Module):
         self.vertex_counts = [n**dims for n in self.resolutions]
         self.rows = [m if table_rows is None else min(m, table_rows) for m in self.vertex_counts]
         self.hashed = [r < m for r, m in zip(self.rows, self.vertex_counts, strict=True)]
+        # Sparse levels hold a buffer rows_<l> [m] int32: each vertex's row in the level's compact
+        # arrays, -1 for a vertex without one (feature 0). Set by the sparse grids.
+        self.sparse = [False] * len(self.resolutions)
 
     @property
     def levels(self) -> int:
@@ -109,9 +112,15 @@ class MultiResGrid(nn.Module):
         """The sparse level whose allocated vertices bound the field (None: the whole cube)."""
         return None
 
+    def level_rows(self, level: int) -> Tensor:  # [m] int32, sparse levels only
+        rows: Tensor = getattr(self, f"rows_{level}")
+        return rows
+
     def level_active(self, level: int, ids: Tensor) -> Tensor:  # [B, 2^d] bool
-        """Which of the vertex ids are allocated (sparse grids override)."""
-        return torch.ones_like(ids, dtype=torch.bool)
+        """Which of the vertex ids are allocated (all of them on a dense level)."""
+        if not self.sparse[level]:
+            return torch.ones_like(ids, dtype=torch.bool)
+        return self.level_rows(level)[ids] >= 0
 
     def features_and_support(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Grid features [B, out_dim] of x [B, d] in [0, 1], and for sparse grids which points lie
@@ -283,8 +292,6 @@ class VqadGrid(MultiResGrid):
     ``allocate`` fits them to an occupancy mask, after which the finest one bounds the field.
     """
 
-    allocated: Tensor  # [levels] bool buffer: which sparse levels have been allocated
-
     def __init__(self, dims: int, cfg: VqadGridConfig, generator: torch.Generator | None = None) -> None:
         super().__init__(dims, cfg.levels, cfg.base_resolution, cfg.max_resolution, cfg.features, cfg.combine)
         self.bits = cfg.bits
@@ -302,20 +309,13 @@ class VqadGrid(MultiResGrid):
         for level, (m, sp) in enumerate(zip(self.vertex_counts, self.sparse, strict=True)):
             if sp:
                 self.register_buffer(f"rows_{level}", torch.full((m,), -1, dtype=torch.int32))
-        # Whether each sparse level has been allocated (saved with the state, like the rows).
-        self.register_buffer("allocated", torch.zeros(self.levels, dtype=torch.bool))
-
-    def level_rows(self, level: int) -> Tensor:  # [m] int32
-        return getattr(self, f"rows_{level}")
 
     def support_level(self) -> int | None:
-        done = [l for l in range(self.levels) if self.sparse[l] and bool(self.allocated[l])]
+        """The finest allocated sparse level. An allocation is never empty (``allocate`` skips an
+        empty mask, and the dilated mask of an occupied cell holds vertices), so a sparse level is
+        allocated exactly when it has logits rows."""
+        done = [l for l in range(self.levels) if self.sparse[l] and self.logits[l].shape[0] > 0]
         return done[-1] if done else None
-
-    def level_active(self, level: int, ids: Tensor) -> Tensor:
-        if not self.sparse[level]:
-            return torch.ones_like(ids, dtype=torch.bool)
-        return self.level_rows(level)[ids] >= 0
 
     def level_features(self, level: int, ids: Tensor) -> Tensor:
         if self.sparse[level]:
@@ -359,7 +359,6 @@ class VqadGrid(MultiResGrid):
             fresh[new_idx] = old[old_idx]
             self.logits[level] = nn.Parameter(fresh)
             self.register_buffer(f"rows_{level}", new_rows)
-            self.allocated[level] = True
             moved[level] = (old, old_idx, new_idx)
         return moved
 
@@ -435,13 +434,8 @@ class VqGrid(MultiResGrid):
     def support_level(self) -> int | None:
         return self._support
 
-    def level_active(self, level: int, ids: Tensor) -> Tensor:
-        if not self.sparse[level]:
-            return torch.ones_like(ids, dtype=torch.bool)
-        return getattr(self, f"rows_{level}")[ids] >= 0
-
     def level_mask(self, level: int) -> Tensor | None:  # [m] bool, None for a dense level
-        return getattr(self, f"rows_{level}") >= 0 if self.sparse[level] else None
+        return self.level_rows(level) >= 0 if self.sparse[level] else None
 
     def level_indices(self, level: int) -> Tensor:  # [m]
         return getattr(self, f"indices_{level}")
@@ -451,7 +445,7 @@ class VqGrid(MultiResGrid):
 
     def level_features(self, level: int, ids: Tensor) -> Tensor:
         if self.sparse[level]:
-            rows = getattr(self, f"rows_{level}")[ids]
+            rows = self.level_rows(level)[ids]
             f = self.level_codebook(level)[self.level_indices(level)[rows.clamp(min=0).long()]]
             return torch.where((rows >= 0)[..., None], f, torch.zeros((), dtype=f.dtype, device=f.device))
         return self.level_codebook(level)[self.level_indices(level)[ids]]

@@ -1,9 +1,8 @@
 """A neural field from a config and named tensors sent by a client (untrusted input).
 
 The tensors follow the field's state dict: ``NeuralField(config).state_dict()`` names them, and
-``FitResult.field.state_dict()`` of a training run is a valid set (bool buffers may be sent as
-uint8). Everything is checked before anything big is allocated: the names, the total size, the
-dtypes, the shapes and the values.
+``FitResult.field.state_dict()`` of a training run is a valid set. Everything is checked before
+anything big is allocated: the names, the total size, the dtypes, the shapes and the values.
 """
 
 from __future__ import annotations
@@ -50,10 +49,6 @@ def _as_state_tensor(name: str, a: np.ndarray, want: torch.Tensor) -> torch.Tens
         return t
     if a.dtype.kind not in "biu":
         raise VqpressInputError(f"tensor {name!r} must hold integers ({want.dtype}), got {a.dtype}")
-    if want.dtype == torch.bool:
-        if a.size and (a.min() < 0 or a.max() > 1):
-            raise VqpressInputError(f"tensor {name!r} is a flag tensor: its values must be 0 or 1")
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.bool_))
     info = torch.iinfo(want.dtype)
     if a.size and (int(a.min()) < info.min or int(a.max()) > info.max):
         raise VqpressInputError(f"tensor {name!r} has values outside the range of {want.dtype}")
@@ -67,8 +62,8 @@ def field_from_tensors(config: Mapping[str, Any], tensors: Mapping[str, np.ndarr
     "decoder": {set fields}}``; unset fields take FieldConfig's defaults, the grid kind "vqad").
     dims is inferred from the tensors: a 3D radiance field has ``color_mlp.*`` tensors, a 2D image
     field has none. ``tensors`` maps every name of ``NeuralField(config).state_dict()`` to its
-    values: floats (float16/32/64, stored as float32) for parameters, integers for integer buffers
-    and 0/1 for bool buffers. A tensor a fresh model holds empty (the logits of a sparse VQ-AD level
+    values: floats (float16/32/64, stored as float32) for parameters, integers for integer buffers.
+    A tensor a fresh model holds empty (the logits of a sparse VQ-AD level
     before allocation) takes its size from the state; the grid checks that it is consistent.
 
     Raises ConfigError for a bad config or a field over MAX_FIELD_BYTES (1 GiB), VqpressInputError
