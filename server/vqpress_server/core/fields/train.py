@@ -374,20 +374,20 @@ def fit_radiance(
     history: list[dict[str, float]] = []
     fn = radiance_fn(model, aabb, box.unbounded)
     grid = model.grid
-    sparse = isinstance(grid, VqadGrid) and any(grid.sparse)
-    allocate_at = set(sparse_allocation_steps(train)) if sparse else set()
+    sparse = grid if isinstance(grid, VqadGrid) and any(grid.sparse) else None
+    allocate_at = set(sparse_allocation_steps(train)) if sparse is not None else set()
     extra: dict[str, Callable[[], float]] = {"occupied": occ.fraction}
-    if isinstance(grid, VqadGrid) and sparse:
-        extra["allocated_vertices"] = lambda: float(sum(grid.allocated_vertices()))
+    if sparse is not None:
+        extra["allocated_vertices"] = lambda: float(sum(sparse.allocated_vertices()))
     _peak_reset(dev)
     t0 = time.perf_counter()
     for step in range(start, train.steps):
         _set_hard_forward(model, step, train.steps)
         if step >= train.occupancy_warmup and (step - train.occupancy_warmup) % train.occupancy_update_every == 0:
             occ.update(_density_fn(model, aabb, box.unbounded), generator=gen)
-        if step in allocate_at and isinstance(grid, VqadGrid):
-            for level, (old, old_rows, new_rows) in grid.allocate(occ.mask, generator=gen).items():
-                _carry_adam_state(opt, old, grid.logits[level], old_rows, new_rows)
+        if sparse is not None and step in allocate_at:
+            for level, (old, old_rows, new_rows) in sparse.allocate(occ.mask, generator=gen).items():
+                _carry_adam_state(opt, old, sparse.logits[level], old_rows, new_rows)
         sel = torch.randint(0, n, (min(train.batch_size, n),), device=dev, generator=gen)
         # Rays composite over the photos' background colour, as the photos were.
         rgb, _, _ = render_rays(
