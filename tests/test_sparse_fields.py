@@ -80,11 +80,21 @@ def _allocated_grid(seed: int = 0) -> NeuralField:
 
 def test_unallocated_sparse_levels_read_zero_and_do_not_bound_the_field() -> None:
     model = NeuralField(FieldConfig(dims=3, grid=SPARSE, decoder=DEC3))
+    grid = model.grid
     x = torch.rand(500, 3)
-    feats, support = model.grid.features_and_support(x)
+    feats, support = grid.features_and_support(x)
     assert support is None
-    coarse_only = model.grid.logits[0]  # only level 0 has logits before allocation
-    assert coarse_only.shape[0] == 8**3
+    assert grid.allocated_vertices() == [8**3, 0, 0]  # only the dense level 0 has logits
+    from vqpress_server.core.fields.grid import cell_corners
+
+    for level in (1, 2):
+        corners, _ = cell_corners(x, grid.resolutions[level])
+        assert not bool(grid.level_features(level, grid.vertex_ids(level, corners)).any())
+    # So the features are level 0's alone (sum combine) ...
+    corners, w = cell_corners(x, grid.resolutions[0])
+    level0 = (grid.level_features(0, grid.vertex_ids(0, corners)) * w[..., None]).sum(1)
+    torch.testing.assert_close(feats, level0)
+    # ... and, with nothing allocated, the field is not bounded: density everywhere.
     assert bool((model.density(x) > 0).all())
 
 
