@@ -171,3 +171,153 @@ def test_quantize_ste_forward_is_codebook_backward_is_identity() -> None:
     w = torch.randn(6, 3)
     (q * w).sum().backward()
     assert torch.equal(x.grad, w)
+
+
+# -- weights, init, repeated values -------------------------------------------------------------
+def reference_lloyd(x: torch.Tensor, c: torch.Tensor, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain float64 Lloyd from centroids c (no empty clusters expected): centroids, labels."""
+    c = c.double()
+    for _ in range(iters):
+        labels, _ = brute_force(x, c)
+        counts = torch.bincount(labels, minlength=len(c))
+        assert (counts > 0).all(), "the reference expects no empty cluster"
+        c = torch.zeros_like(c).index_add_(0, labels, x.double()) / counts[:, None]
+        c = c.float().double()  # the centroids kmeans returns are float32
+    return c.float(), brute_force(x, c.float())[0]
+
+
+def test_integer_weights_equal_repeated_points() -> None:
+    g = torch.Generator().manual_seed(21)
+    x = torch.randn(600, 3, generator=g) * 2
+    w = torch.randint(0, 5, (600,), generator=g)
+    init = x[w > 0][:6].clone()
+    xrep = x.repeat_interleave(w, dim=0)
+    a = kmeans(x, 6, iters=7, weights=w.double(), init=init)
+    b = kmeans(xrep, 6, iters=7, init=init)
+    ref_c, ref_labels = reference_lloyd(xrep, init, 7)
+    assert torch.allclose(a.centroids, b.centroids, atol=1e-6)
+    assert torch.allclose(a.centroids, ref_c, atol=1e-6)
+    assert torch.equal(a.labels.repeat_interleave(w), b.labels)
+    assert torch.equal(b.labels, ref_labels)
+    assert a.inertia == pytest.approx(b.inertia, rel=1e-9)
+    assert a.inertia_history == pytest.approx(b.inertia_history, rel=1e-9)
+    # Points of weight 0 still get their exact nearest centroid.
+    assert_labels_exact(a.labels, x, a.centroids)
+
+
+def test_weighted_centroids_are_weighted_means_and_ignore_zero_weights() -> None:
+    x = torch.tensor([[0.0], [1.0], [4.0], [10.0], [11.0], [500.0]])
+    w = torch.tensor([1.0, 3.0, 0.0, 2.0, 2.0, 0.0])  # 4.0 and the outlier 500 weigh nothing
+    res = kmeans(x, 2, iters=5, seed=0, weights=w)
+    assert sorted(res.centroids.squeeze(1).tolist()) == pytest.approx([0.75, 10.5])
+    assert res.inertia == pytest.approx(1 * 0.75**2 + 3 * 0.25**2 + 4 * 0.25, rel=1e-6)
+    assert_labels_exact(res.labels, x, res.centroids)
+    # Seeding never picks a weight-0 point while points of positive weight remain.
+    for seed in range(10):
+        r = kmeans(x, 2, iters=0, seed=seed, weights=w)
+        assert not (r.centroids == 500.0).any() and not (r.centroids == 4.0).any()
+
+
+def test_init_is_respected() -> None:
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2000, 4, generator=g)
+    init = torch.randn(9, 4, generator=g)
+    r0 = kmeans(x, 9, iters=0, init=init)
+    assert torch.equal(r0.centroids, init)
+    assert torch.equal(r0.labels, assign(x, init))
+    r = kmeans(x, 9, iters=4, init=init, seed=1)
+    assert torch.equal(r.centroids, kmeans(x, 9, iters=4, init=init, seed=99).centroids)  # no seeding
+    ref_c, _ = reference_lloyd(x, init, 4)
+    assert torch.allclose(r.centroids, ref_c, atol=1e-6)
+    init.zero_()  # the caller's tensor is not aliased by the result
+    assert not torch.equal(r0.centroids, init)
+    # With init, k >= N still runs Lloyd from the given rows.
+    small = kmeans(x[:3], 5, iters=2, init=torch.randn(5, 4, generator=g))
+    assert small.centroids.shape == (5, 4)
+    assert_labels_exact(small.labels, x[:3], small.centroids)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "words"),
+    [
+        ({"weights": torch.ones(9)}, VqpressInputError, r"shape \[N\] = \[10\]"),
+        ({"weights": torch.ones(10, 1)}, VqpressInputError, "shape"),
+        ({"weights": [1.0] * 10}, VqpressInputError, "torch.Tensor"),
+        ({"weights": -torch.ones(10)}, VqpressInputError, ">= 0"),
+        ({"weights": torch.full((10,), float("nan"))}, VqpressInputError, "NaN or inf"),
+        ({"weights": torch.zeros(10)}, VqpressInputError, "all zero"),
+        ({"weights": torch.ones(10, dtype=torch.bool)}, VqpressInputError, "real numbers"),
+        ({"init": torch.randn(2, 4)}, VqpressInputError, "init has d = 4"),
+        ({"init": torch.empty(0, 3)}, VqpressInputError, "no rows"),
+        ({"init": torch.randn(3, 3)}, ConfigError, "init has 3 rows"),
+        ({"init": torch.tensor([[0.0, 1.0, float("inf")], [0.0, 0.0, 0.0]])}, VqpressInputError, "init contains"),
+    ],
+)
+def test_bad_weights_and_init_raise_clear_errors(kwargs: dict, exc: type, words: str) -> None:
+    with pytest.raises(exc, match=words):
+        kmeans(torch.randn(10, 3), 2, 3, **kwargs)
+
+
+class _Work:
+    """Counts the rows and the float64 candidate pairs that the exact assignment processes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import vqpress_server.core.vq.kmeans as km
+
+        self.rows = 0
+        self.pairs = 0
+        gemm, refine = km._assign_gemm, km._refine_pairs
+
+        def counted_gemm(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+            self.rows += x.shape[0]
+            return gemm(x, c)
+
+        def counted_refine(x: torch.Tensor, c: torch.Tensor, r: torch.Tensor, *a: object) -> torch.Tensor:
+            self.pairs += len(r)
+            assert self.pairs <= 100_000, f"{self.pairs} near-tie pairs: repeated values are not free"
+            return refine(x, c, r, *a)
+
+        monkeypatch.setattr(km, "_assign_gemm", counted_gemm)
+        monkeypatch.setattr(km, "_refine_pairs", counted_refine)
+
+
+def test_identical_rows_cost_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every rotation the identity: all k-means++ candidates coincide.
+    work = _Work(monkeypatch)
+    x = torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(30_000, 1)
+    res = kmeans(x, 4096, iters=10)
+    assert res.inertia == 0.0
+    assert torch.equal(res.centroids[0], x[0]) and (res.labels == 0).all()
+    assert work.pairs == 0 and work.rows == 0
+
+
+def test_repeated_rows_are_clustered_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = torch.Generator().manual_seed(8)
+    distinct = torch.randn(3000, 4, generator=g)
+    # Half the points one repeated value, the rest 3000 distinct rows repeated 5 times each.
+    x = torch.cat([torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(15_000, 1), distinct.repeat(5, 1)])
+    x = x[torch.randperm(len(x), generator=g)]
+    work = _Work(monkeypatch)
+    res = kmeans(x, 256, iters=5, seed=2)
+    assert work.rows <= 6 * 3001 and work.pairs < 3001
+    assert_labels_exact(res.labels, x, res.centroids)
+    # The same clustering as the distinct rows (in order of first occurrence) weighted by their
+    # multiplicity.
+    count: dict[tuple[float, ...], int] = {}
+    for row in x.tolist():
+        count[tuple(row)] = count.get(tuple(row), 0) + 1
+    xu = torch.tensor(list(count))
+    wres = kmeans(xu, 256, iters=5, seed=2, weights=torch.tensor(list(count.values())).double())
+    assert torch.equal(res.centroids, wres.centroids)
+    assert res.inertia == pytest.approx(wres.inertia, rel=1e-9)
+
+
+def test_duplicate_centroids_cost_no_near_tie_decisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(20_000, 4, generator=g)
+    c = torch.cat([torch.randn(50, 4, generator=g), torch.zeros(1, 4).repeat(200, 1)])
+    work = _Work(monkeypatch)
+    labels = assign(x, c)
+    assert work.pairs < 1000
+    assert_labels_exact(labels, x, c)
+    assert (labels <= 50).all()  # the copies of centroid 50 never win

@@ -61,6 +61,40 @@ def full_fp32_matmul() -> Iterator[None]:
             b.fp32_precision = o
 
 
+# -- duplicates -------------------------------------------------------------------------------------
+def _unique_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct rows of x in order of first occurrence.
+
+    Returns (first [U] int64: the index in x of each distinct row's first occurrence, ascending;
+    inverse [N] int64: the distinct row of each row of x). Rows are compared by their bits, so
+    0.0 and -0.0 count as different rows (harmless: they are equally far from everything).
+    """
+    N, d = x.shape
+    bits = x.contiguous().view(torch.int32).to(torch.int64)  # [N, d]
+    # A 64-bit multiplicative hash per row (wrapping arithmetic); collisions are checked below.
+    mult = torch.arange(d, dtype=torch.int64, device=x.device) * 0x9E3779B97F4A7C15 % (1 << 62) | 1
+    h = (bits * mult).sum(1) + (bits.roll(1, 1) * (mult * 3 | 1)).sum(1)  # [N]
+    _, inv = torch.unique(h, return_inverse=True)
+    first = torch.full((int(inv.max()) + 1,), N, dtype=torch.int64, device=x.device)
+    first.scatter_reduce_(0, inv, torch.arange(N, device=x.device), reduce="amin")
+    if not bool((x == x[first[inv]]).all()):  # a hash collision: fall back to comparing rows
+        _, inv = torch.unique(x, dim=0, return_inverse=True)
+        first = torch.full((int(inv.max()) + 1,), N, dtype=torch.int64, device=x.device)
+        first.scatter_reduce_(0, inv, torch.arange(N, device=x.device), reduce="amin")
+    first, perm = torch.sort(first)
+    rank = torch.empty_like(perm)
+    rank[perm] = torch.arange(len(perm), device=x.device)
+    return first, rank[inv]
+
+
+def _first_of_duplicates(c: torch.Tensor) -> torch.Tensor | None:
+    """Indices [U] of the distinct centroids (first occurrences, ascending), or None if all differ."""
+    if c.shape[0] < 2:
+        return None
+    first, _ = _unique_rows(c)
+    return None if len(first) == c.shape[0] else first
+
+
 # -- validation ----------------------------------------------------------------------------------
 def _check_points(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
@@ -78,6 +112,33 @@ def _check_points(x: torch.Tensor, name: str = "x") -> torch.Tensor:
         if float(x.abs().max()) > _MAX_ABS:
             raise VqpressInputError(f"{name} has values beyond ±{_MAX_ABS:g}; rescale the data first")
     return x
+
+
+def _check_weights(w: object, n: int, device: torch.device) -> torch.Tensor:
+    """Per-point weights as float64 [N] on x's device; finite, non-negative, not all zero."""
+    if not isinstance(w, torch.Tensor):
+        raise VqpressInputError(f"weights must be a torch.Tensor, got {type(w).__name__}")
+    if w.shape != (n,):
+        raise VqpressInputError(f"weights must have shape [N] = [{n}] (one per point), got {tuple(w.shape)}")
+    if w.dtype == torch.bool or w.is_complex():
+        raise VqpressInputError(f"weights must be real numbers, got {w.dtype}")
+    w = w.detach().to(device=device, dtype=torch.float64).contiguous()
+    if not bool(torch.isfinite(w).all()):
+        raise VqpressInputError("weights contain NaN or inf; every weight must be a finite number >= 0")
+    if bool((w < 0).any()):
+        raise VqpressInputError(f"weights must be >= 0, got a minimum of {float(w.min()):g}")
+    if not bool((w > 0).any()):
+        raise VqpressInputError("weights are all zero: at least one point needs a positive weight")
+    return w
+
+
+def _check_init(init: object, d: int, device: torch.device) -> torch.Tensor:
+    c = _check_points(init, "init")  # type: ignore[arg-type]
+    if c.shape[0] == 0:
+        raise VqpressInputError("init has no rows: give at least one initial centroid")
+    if c.shape[1] != d:
+        raise VqpressInputError(f"x has d = {d} but init has d = {c.shape[1]}")
+    return c.to(device).clone()
 
 
 # -- assignment ------------------------------------------------------------------------------------
@@ -161,6 +222,16 @@ def _use_triton(x: torch.Tensor) -> bool:
 
 
 def _assign_exact(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    # Exactly equal centroids tie for every point, and their points all go to the lowest index:
+    # assign against the distinct ones only, so a duplicated centroid costs no near-tie decisions.
+    keep = _first_of_duplicates(centroids)
+    if keep is not None:
+        labels = _assign_distinct(x, centroids[keep])
+        return keep[labels]
+    return _assign_distinct(x, centroids)
+
+
+def _assign_distinct(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     if _use_triton(x):
         from .triton_assign import assign_triton
 
@@ -194,8 +265,10 @@ def assign(
 
 
 # -- update ----------------------------------------------------------------------------------------
-def _sums_counts(x: torch.Tensor, labels: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-cluster float64 sums [K, d] and counts [K].
+def _sums_counts(
+    x: torch.Tensor, labels: torch.Tensor, K: int, w: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-cluster float64 sums [K, d] and counts [K] (with weights w [N]: weighted sums, weight totals).
 
     On CUDA the points are sorted by label and each cluster is summed as one segment: no atomics,
     so the sums are deterministic, and float64 atomics under heavy contention (few clusters, many
@@ -203,6 +276,7 @@ def _sums_counts(x: torch.Tensor, labels: torch.Tensor, K: int) -> tuple[torch.T
     """
     d = x.shape[1]
     counts = torch.bincount(labels, minlength=K)
+    totals = counts if w is None else torch.bincount(labels, weights=w, minlength=K)
     if x.device.type == "cuda":
         order = torch.argsort(labels, stable=True)
         sums = torch.empty(K, d, dtype=torch.float64, device=x.device)
@@ -216,14 +290,19 @@ def _sums_counts(x: torch.Tensor, labels: torch.Tensor, K: int) -> tuple[torch.T
             k1 = min(max(k1, k0 + 1), K)
             stop = int(ends[k1 - 1])
             part = x[order[start:stop]].double()
+            if w is not None:
+                part *= w[order[start:stop], None]
             sums[k0:k1] = torch.segment_reduce(part, "sum", lengths=counts[k0:k1], axis=0, unsafe=True)
             k0 = k1
-        return sums, counts
+        return sums, totals
     sums = torch.zeros(K, d, dtype=torch.float64, device=x.device)
     step = _chunk_rows(16 * d, x.device)
     for s0 in range(0, x.shape[0], step):
-        sums.index_add_(0, labels[s0 : s0 + step], x[s0 : s0 + step].double())
-    return sums, counts
+        part = x[s0 : s0 + step].double()
+        if w is not None:
+            part *= w[s0 : s0 + step, None]
+        sums.index_add_(0, labels[s0 : s0 + step], part)
+    return sums, totals
 
 
 def update_centroids(
@@ -254,31 +333,52 @@ def _point_distances(x: torch.Tensor, centroids: torch.Tensor, labels: torch.Ten
 
 
 def _update_reseed(
-    x: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, point_dist: torch.Tensor
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    centroids: torch.Tensor,
+    point_dist: torch.Tensor,
+    w: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cluster means; empty clusters move to the points farthest from their centroid."""
+    """Cluster (weighted) means; empty clusters move to the points farthest from their centroid.
+
+    With weights, a cluster whose members all weigh 0 counts as empty, and only points of positive
+    weight are candidates for re-seeding.
+    """
     K = centroids.shape[0]
-    sums, counts = _sums_counts(x, labels, K)
+    sums, totals = _sums_counts(x, labels, K, w)
     out = centroids.clone()
-    has = counts > 0
-    out[has] = (sums[has] / counts[has, None].double()).float()
+    has = totals > 0
+    out[has] = (sums[has] / totals[has, None].double()).float()
     empty = (~has).nonzero().squeeze(1)
     if len(empty):
+        cand = point_dist if w is None else torch.where(w > 0, point_dist, -1.0)
+        n_cand = len(cand) if w is None else int((w > 0).sum())
+        empty = empty[:n_cand]  # more empty clusters than candidate points: the rest keep their value
         # Farthest first; a stable sort makes the choice among equal distances deterministic.
-        order = torch.sort(point_dist, descending=True, stable=True).indices[: len(empty)]
+        order = torch.sort(cand, descending=True, stable=True).indices[: len(empty)]
         out[empty] = x[order]
     return out
 
 
 # -- initialization -------------------------------------------------------------------------------
-def _init_kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
-    """k-means++ style D^2 sampling on a random subset; ceil(k / 64) draws per round for large k."""
+def _init_kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator, w: torch.Tensor | None = None) -> torch.Tensor:
+    """k-means++ style D^2 sampling (D^2 w with weights w [N]) on a random subset; ceil(k / 64)
+    draws per round for large k. Points of weight 0 enter the subset only after all others."""
     N = x.shape[0]
     m = min(N, max(_INIT_SUBSET_MIN, 8 * k), _INIT_SUBSET_MAX)
-    sub_idx = torch.randperm(N, generator=gen)[:m] if m < N else torch.arange(N)
+    if w is None:
+        sub_idx = torch.randperm(N, generator=gen)[:m] if m < N else torch.arange(N)
+        ws = None
+        first = int(torch.randint(m, (1,), generator=gen))
+    else:
+        wc = w.cpu()
+        keys = torch.rand(N, generator=gen, dtype=torch.float64) + (wc == 0).double()
+        sub_idx = torch.sort(keys, stable=True).indices[:m] if m < N else torch.arange(N)
+        ws = wc[sub_idx]  # [m] float64
+        first = int(torch.multinomial(ws, 1, generator=gen))
     xs = x[sub_idx.to(x.device)]  # [m, d]
     per_round = max(1, math.ceil(k / _INIT_ROUNDS))
-    chosen = [int(torch.randint(m, (1,), generator=gen))]
+    chosen = [first]
     taken = torch.zeros(m, dtype=torch.bool)
     taken[chosen[0]] = True
     dmin = torch.full((m,), math.inf, dtype=torch.float64, device=x.device)
@@ -295,23 +395,27 @@ def _init_kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tenso
         if len(chosen) >= k:
             break
         b = min(per_round, k - len(chosen))
-        w = dmin.cpu().clone()
-        w[taken] = 0.0
-        n_pos = int((w > 0).sum())
+        p = dmin.cpu().clone() if ws is None else dmin.cpu() * ws
+        p[taken] = 0.0
+        n_pos = int((p > 0).sum())
         if n_pos >= b:
             # D^2 sampling of b distinct points without replacement in one pass
-            # (Efraimidis-Spirakis keys: the b smallest of -log(u) / w).
+            # (Efraimidis-Spirakis keys: the b smallest of -log(u) / p).
             u = torch.rand(m, generator=gen, dtype=torch.float64).clamp_min_(1e-300)
-            keys = torch.where(w > 0, -torch.log(u) / w, torch.full_like(w, math.inf))
+            keys = torch.where(p > 0, -torch.log(u) / p, torch.full_like(p, math.inf))
             new = torch.topk(keys, b, largest=False).indices
         else:  # fewer distinct points than centroids: fill with unused (duplicate) points
-            pos = (w > 0).nonzero().squeeze(1)
-            rest = (~taken & (w == 0)).nonzero().squeeze(1)
+            pos = (p > 0).nonzero().squeeze(1)
+            rest = (~taken & (p == 0)).nonzero().squeeze(1)
             rest = rest[torch.randperm(len(rest), generator=gen)[: b - n_pos]]
             new = torch.cat([pos, rest])
         taken[new] = True
         chosen.extend(new.tolist())
     return xs[torch.tensor(chosen[:k], device=x.device)].clone()
+
+
+def _total(point_dist: torch.Tensor, w: torch.Tensor | None) -> float:
+    return float(point_dist.sum() if w is None else (point_dist * w).sum())
 
 
 # -- Lloyd ------------------------------------------------------------------------------------------
@@ -321,16 +425,27 @@ def kmeans(
     iters: int = 10,
     seed: int = 0,
     *,
+    weights: torch.Tensor | None = None,  # [N]
+    init: torch.Tensor | None = None,  # [K, d]
     progress: Progress | None = None,
 ) -> KMeansResult:
-    """Cluster the rows of x into min(k, N) clusters with Lloyd's algorithm.
+    """Cluster the rows of x into min(k, N) clusters with (weighted) Lloyd's algorithm.
 
     x: [N, d] floating point (any device; work and results stay there; computed in float32).
-    k: number of clusters (> 0); when k >= N every point becomes its own centroid.
+    k: number of clusters (> 0); when k >= N every point becomes its own centroid, and when x has
+        at most k distinct rows every distinct row becomes a centroid.
     iters: Lloyd iterations (>= 0; default 10); labels and inertia are those of a final assignment
         to the returned centroids.
     seed: seeds the k-means++ initialization; the same seed gives the same result.
+    weights: optional [N] finite non-negative weight per point (not all zero). Centroids are
+        weighted means, the inertia is weighted, the seeding samples D^2 * weight; points of weight
+        0 still get a label. Integer weights give the result of repeating each point that often.
+    init: optional [k, d] initial centroids (no seeding); k must equal its number of rows, and
+        the k >= N shortcut does not apply (every row of init is a returned centroid).
     progress: called as progress("kmeans", fraction, {"inertia": ...}) after each iteration.
+
+    Repeated rows of x cost nothing extra: k-means runs on the distinct rows, weighted by how
+    often each occurs (the labels are those of the exact assignment either way).
     """
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise ConfigError(f"k must be a positive integer, got {k!r}")
@@ -342,21 +457,42 @@ def kmeans(
     N, d = x.shape
     if N == 0:
         raise VqpressInputError("x has no points (N = 0): there is nothing to cluster")
-    if k >= N:
+    w = None if weights is None else _check_weights(weights, N, x.device)
+    c0 = None if init is None else _check_init(init, d, x.device)
+    if c0 is not None and c0.shape[0] != k:
+        raise ConfigError(f"k = {k} but init has {c0.shape[0]} rows; pass k = init.shape[0]")
+    if c0 is None and k >= N:
         labels = torch.arange(N, device=x.device)
         return KMeansResult(x.clone(), labels, 0.0, [0.0])
 
+    first, inv = _unique_rows(x)
+    U = len(first)
+    if U < N:  # cluster the distinct rows, each weighted by its multiplicity (times its weights)
+        wu = torch.bincount(inv, weights=w, minlength=U).double()
+        xu = x[first]
+    else:
+        xu, wu = x, w
+    if c0 is None and U <= k:
+        # Every distinct row is a centroid; the rest of the k (< N) are repeated rows.
+        extra = torch.ones(N, dtype=torch.bool, device=x.device)
+        extra[first] = False
+        extra_idx = extra.nonzero().squeeze(1)[: k - U]
+        centroids = torch.cat([x[first], x[extra_idx]])
+        return KMeansResult(centroids, inv, 0.0, [0.0])
+
     gen = torch.Generator().manual_seed(int(seed))
-    centroids = _init_kmeanspp(x, k, gen)
+    centroids = c0 if c0 is not None else _init_kmeanspp(xu, k, gen, wu)
     history: list[float] = []
     for it in range(iters):
-        labels = _assign_exact(x, centroids)
-        point_dist = _point_distances(x, centroids, labels)
-        history.append(float(point_dist.sum()))
-        centroids = _update_reseed(x, labels, centroids, point_dist)
+        labels = _assign_exact(xu, centroids)
+        point_dist = _point_distances(xu, centroids, labels)
+        history.append(_total(point_dist, wu))
+        centroids = _update_reseed(xu, labels, centroids, point_dist, wu)
         if progress is not None:
             progress("kmeans", (it + 1) / iters, {"inertia": history[-1]})
-    labels = _assign_exact(x, centroids)
-    inertia = float(_point_distances(x, centroids, labels).sum())
+    labels = _assign_exact(xu, centroids)
+    inertia = _total(_point_distances(xu, centroids, labels), wu)
     history.append(inertia)
+    if U < N:
+        labels = labels[inv]
     return KMeansResult(centroids, labels, inertia, history)
