@@ -20,7 +20,6 @@ Handlers import the core lazily so the worker module stays importable without to
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -36,7 +35,7 @@ from .train_handler import run_train_splats
 
 if TYPE_CHECKING:
     from ..core.render.cameras import Camera
-    from ..core.splats.quantize import QuantizeConfig
+    from ..core.splats.quantize_config import QuantizeConfig
 
 MAX_RENDER_CAMERAS = 4096  # cameras one render job may ask for
 EXPORT_FORMATS = ("ply", "splat", "spz", "vqp")
@@ -64,22 +63,13 @@ Handler = Callable[[JobContext, Mapping[str, Any]], HandlerResult]
 # -- spec parsing ----------------------------------------------------------------------
 def quantize_config(value: Any) -> QuantizeConfig:
     """A QuantizeConfig from a spec's dict of its fields (``"preset"`` picks the base); None = defaults."""
-    from ..core.splats.quantize import QuantizeConfig
+    from ..core.splats.quantize_config import QuantizeConfig
 
     if value is None:
         return QuantizeConfig()
     if not isinstance(value, Mapping):
         raise ConfigError(f"config must be an object of QuantizeConfig fields, got {type(value).__name__}")
-    values = dict(value)
-    preset = values.pop("preset", None)
-    names = {f.name for f in dataclasses.fields(QuantizeConfig)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"unknown config field(s) {unknown}; known fields: {sorted(names)}")
-    base = QuantizeConfig.preset(str(preset)) if preset is not None else QuantizeConfig()
-    config = dataclasses.replace(base, **values)
-    config.validate()
-    return config
+    return QuantizeConfig.from_preset(**dict(value))
 
 
 def cameras(value: Any, *, required: bool) -> list[Camera] | None:

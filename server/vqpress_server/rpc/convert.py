@@ -15,6 +15,7 @@ from vqpress.v1 import vqpress_pb2 as pb
 
 from ..artifacts.store import ArtifactInfo
 from ..core.errors import ConfigError, NonFiniteError, VqpressInputError
+from ..core.splats.quantize_config import MAX_CODEBOOK, MAX_ITERS, PRESETS, QuantizeConfig
 from ..jobs.model import JobKind, JobRecord, JobState
 
 
@@ -173,13 +174,8 @@ def background(color: pb.Color, where: str = "background") -> list[float]:
 
 
 # -- quantize config ----------------------------------------------------------------------
-# The quantizer's QuantizeConfig lives with torch code, which this process never imports. The
-# spec carries the preset's name and the fields the request set; the worker builds the config
-# from them and validates it again. tests/test_rpc.py holds these bounds to QuantizeConfig's.
+# The bounds and presets are the quantizer's own (core/splats/quantize_config.py is torch-free).
 
-PRESETS = ("default", "high_ratio", "high_quality")
-MAX_CODEBOOK = 1 << 24
-MAX_KMEANS_ITERS = 1000
 _POSITION_PRECISIONS = {pb.PRECISION_FIXED16: "fixed16", pb.PRECISION_FP16: "fp16", pb.PRECISION_FP32: "fp32"}
 _OPACITY_PRECISIONS = {pb.PRECISION_UINT8: "uint8", pb.PRECISION_FP16: "fp16"}
 _ENTROPIES = {pb.ENTROPY_ZSTD: "zstd", pb.ENTROPY_NONE: "none"}
@@ -200,8 +196,8 @@ def quantize_config(msg: pb.QuantizeConfig) -> dict[str, Any]:
                 )
             cfg[name] = int(k)
     if msg.HasField("kmeans_iters"):
-        if msg.kmeans_iters > MAX_KMEANS_ITERS:
-            raise ConfigError(f"QuantizeConfig.kmeans_iters must be in 0..{MAX_KMEANS_ITERS}, got {msg.kmeans_iters}")
+        if msg.kmeans_iters > MAX_ITERS:
+            raise ConfigError(f"QuantizeConfig.kmeans_iters must be in 0..{MAX_ITERS}, got {msg.kmeans_iters}")
         cfg["kmeans_iters"] = int(msg.kmeans_iters)
     if msg.HasField("seed"):
         if msg.seed >= 2**63:
@@ -225,6 +221,7 @@ def quantize_config(msg: pb.QuantizeConfig) -> dict[str, Any]:
         cfg["sh_degree"] = int(msg.sh_degree)
     if msg.HasField("strict"):
         cfg["strict"] = bool(msg.strict)
+    QuantizeConfig.from_preset(**cfg)  # the quantizer's own validation, as the worker runs it
     return cfg
 
 
@@ -437,8 +434,8 @@ def field_quantize_config(msg: pb.FieldQuantizeConfig, grid: dict[str, Any] | No
     cfg = {**FIELD_QUANTIZE_DEFAULTS, **_set_fields(msg, "FieldQuantizeConfig"), "method": method}
     if not 1 <= cfg["bits"] <= MAX_FIELD_BITS:
         raise ConfigError(f"FieldQuantizeConfig.bits must be in 1..{MAX_FIELD_BITS}, got {cfg['bits']}")
-    if not 0 <= cfg["iters"] <= MAX_KMEANS_ITERS:
-        raise ConfigError(f"FieldQuantizeConfig.iters must be in 0..{MAX_KMEANS_ITERS}, got {cfg['iters']}")
+    if not 0 <= cfg["iters"] <= MAX_ITERS:
+        raise ConfigError(f"FieldQuantizeConfig.iters must be in 0..{MAX_ITERS}, got {cfg['iters']}")
     if cfg["seed"] >= 2**63:
         raise ConfigError(f"FieldQuantizeConfig.seed must be below 2^63, got {cfg['seed']}")
     features = grid.get("features") if grid else None

@@ -18,95 +18,21 @@ bench/bench_quality.py for the end-to-end numbers.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from vqpress.vqp import Section, VqpFormatError, bits_for, check_splats_layout, read_vqp, write_vqp
 
-from ..errors import ConfigError, FormatError, NonFiniteError, VqpressInputError
+from ..errors import FormatError, NonFiniteError, VqpressInputError
 from ..progress import Progress
 from .model import GaussianSplats, num_sh_rest
 from .morton import morton_codes, morton_decode
+from .quantize_config import MAX_CODEBOOK, MAX_ITERS, PRESETS, QuantizeConfig
 
-MAX_CODEBOOK = 1 << 24
-MAX_ITERS = 1000
 FIXED16_MAX = 65535
 ATTRIBUTES = ("dc", "sh", "scale", "rot")  # quantized attributes, in the order they are clustered
-PRESETS = ("default", "high_ratio", "high_quality")
-
-
-@dataclass(frozen=True)
-class QuantizeConfig:
-    """What to quantize and how. Defaults are the Compact3D "4K" model."""
-
-    dc_codebook: int = 4096  # entries of the SH DC (color) codebook, 1..2^24
-    sh_codebook: int = 512  # entries of the SH rest codebook (unused at SH degree 0), 1..2^24
-    scale_codebook: int = 4096  # entries of the log-scale codebook, 1..2^24
-    rot_codebook: int = 4096  # entries of the rotation (unit quaternion) codebook, 1..2^24
-    kmeans_iters: int = 10  # Lloyd iterations per codebook, 0..1000
-    seed: int = 0  # k-means initialization seed
-    position_precision: Literal["fixed16", "fp16", "fp32"] = "fixed16"  # fixed16: 16 bits/axis in the box
-    opacity_precision: Literal["uint8", "fp16"] = "uint8"  # uint8: round(255 * sigmoid); fp16: the logit
-    entropy: Literal["zstd", "none"] = "zstd"  # zstd per section where it pays, or raw sections
-    sh_degree: int | None = None  # keep SH up to this degree (0..3); None keeps the scene's degree
-    strict: bool = False  # refuse (instead of repair) non-finite input values
-
-    def validate(self) -> QuantizeConfig:
-        """Raise ``ConfigError`` naming the first out-of-range field; returns self."""
-        for name in ("dc_codebook", "sh_codebook", "scale_codebook", "rot_codebook"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_CODEBOOK:
-                raise ConfigError(f"{name} must be an integer in 1..{MAX_CODEBOOK}, got {v!r}")
-        checks: list[tuple[str, bool, str]] = [
-            (
-                "kmeans_iters",
-                isinstance(self.kmeans_iters, int) and 0 <= self.kmeans_iters <= MAX_ITERS,
-                f"an integer in 0..{MAX_ITERS}",
-            ),
-            ("seed", isinstance(self.seed, int) and 0 <= self.seed < 2**63, "a non-negative integer"),
-            (
-                "position_precision",
-                self.position_precision in ("fixed16", "fp16", "fp32"),
-                "one of fixed16, fp16, fp32",
-            ),
-            ("opacity_precision", self.opacity_precision in ("uint8", "fp16"), "one of uint8, fp16"),
-            ("entropy", self.entropy in ("zstd", "none"), "one of zstd, none"),
-            (
-                "sh_degree",
-                self.sh_degree is None or (isinstance(self.sh_degree, int) and 0 <= self.sh_degree <= 3),
-                "None or an integer in 0..3",
-            ),
-            ("strict", isinstance(self.strict, bool), "a boolean"),
-        ]
-        for name, ok, what in checks:
-            if not ok or isinstance(getattr(self, name), bool) and name != "strict":
-                raise ConfigError(f"{name} must be {what}, got {getattr(self, name)!r}")
-        return self
-
-    @classmethod
-    def preset(cls, name: str) -> QuantizeConfig:
-        """``default`` (Compact3D 4K), ``high_ratio`` (smaller codebooks) or ``high_quality``."""
-        if name == "default":
-            return cls()
-        if name == "high_ratio":
-            return cls(dc_codebook=1024, sh_codebook=256, scale_codebook=1024, rot_codebook=1024)
-        if name == "high_quality":
-            return cls(dc_codebook=16384, sh_codebook=2048, scale_codebook=16384, rot_codebook=16384, kmeans_iters=20)
-        raise ConfigError(f"unknown preset {name!r} (expected one of {PRESETS})")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> QuantizeConfig:
-        """Build from a JSON dict (unknown keys -> ConfigError); validated."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown quantize config fields {unknown} (known: {sorted(known)})")
-        return cls(**d).validate()
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -316,6 +242,8 @@ def decode_vqp_splats(data: bytes, name: str = "<bytes>", device: torch.device |
 
 
 __all__ = [
+    "MAX_CODEBOOK",
+    "MAX_ITERS",
     "PRESETS",
     "QuantizeConfig",
     "QuantizedSplats",
