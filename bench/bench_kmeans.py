@@ -2,6 +2,13 @@
 GEMMs and against Compact3D's routine, with label agreement and the fp32 roofline.
 
     python bench/bench_kmeans.py [--n 6000000] [--quick] [--out results.json]
+    python bench/bench_kmeans.py --cpu-scene SCENE.ply [--cpu-scene ...] [--repeats 3]
+
+--cpu-scene: the CPU rows instead, on the attributes that quantization clusters (default codebook
+sizes): one Lloyd iteration of the previous CPU assignment (chunked fp32 GEMM + topk over all
+centroids, the path d > 8 still takes) against the current one (pruned direct distances for
+d <= 8), both exact, timed in the same run (wall and process CPU seconds, median of repeats), and
+10 Lloyd iterations of vqpress k-means end to end.
 
 Columns per (d, K) row:
 - ours: vqpress_server.core.vq.kmeans, the body of one Lloyd iteration (exact assignment, Triton for
@@ -23,6 +30,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -141,6 +149,66 @@ def measure_fma_rate() -> tuple[float, float]:
     return fma_rate, 2 * 8192**3 / tg
 
 
+# -- CPU rows ----------------------------------------------------------------------------------------
+def cpu_time(fn: Callable[[], object], repeats: int) -> tuple[float, float, object]:
+    """Median wall and process-CPU seconds of `repeats` calls (no warm-up: the CPU has no JIT)."""
+    walls, cpus, out = [], [], None
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return statistics.median(walls), statistics.median(cpus), out
+
+
+def cpu_rows(scenes: list[str], repeats: int) -> None:
+    from vqpress_server.core.splats.formats import load_scene
+    from vqpress_server.core.splats.quantize import QuantizeConfig, _flat_attributes
+    from vqpress_server.core.vq import kmeans as km
+
+    cfg = QuantizeConfig()
+    sizes = {"dc": cfg.dc_codebook, "sh": cfg.sh_codebook, "scale": cfg.scale_codebook, "rot": cfg.rot_codebook}
+    print(f"CPU: {torch.get_num_threads()} threads, torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    print(
+        "\n| scene | attr | N | d | K | previous iter wall / CPU s | current iter wall / CPU s | speedup (wall) "
+        "| labels equal | 10 Lloyd iters wall / CPU s |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
+    for path in scenes:
+        splats, _ = load_scene(path)
+        for attr, x in _flat_attributes(splats).items():
+            x = x.contiguous()
+            K = sizes[attr]
+            c = km._init_kmeanspp(x, K, torch.Generator().manual_seed(0))
+
+            def previous(x: torch.Tensor = x, c: torch.Tensor = c) -> torch.Tensor:
+                labels = km._assign_gemm(x, c)
+                km._update_reseed(x, labels, c, km._point_distances(x, c, labels))
+                return labels
+
+            def current(x: torch.Tensor = x, c: torch.Tensor = c) -> torch.Tensor:
+                labels = km._assign_exact(x, c)
+                km._update_reseed(x, labels, c, km._point_distances(x, c, labels))
+                return labels
+
+            pw, pc, pl = cpu_time(previous, repeats)
+            cw, cc, cl = cpu_time(current, repeats)
+            diff = (pl != cl).nonzero().squeeze(1)
+            ties = bool(
+                torch.equal(
+                    (x[diff].double() - c[pl[diff]].double()).square().sum(1),
+                    (x[diff].double() - c[cl[diff]].double()).square().sum(1),
+                )
+            )
+            kw, kc, _ = cpu_time(lambda x=x, K=K: km.kmeans(x, K, iters=10, seed=0), 1)
+            same = "yes" if len(diff) == 0 else (f"{len(diff)} exact ties" if ties else f"NO ({len(diff)})")
+            print(
+                f"| {Path(path).name} | {attr} | {len(x):,} | {x.shape[1]} | {K} | {pw:.2f} / {pc:.2f} "
+                f"| {cw:.2f} / {cc:.2f} | {pw / cw:.1f}x | {same} | {kw:.2f} / {kc:.2f} |",
+                flush=True,
+            )
+
+
 # -- driver ----------------------------------------------------------------------------------------
 def run_row(d: int, K: int, n: int, repeats: int, cap_s: float, fma_rate: float) -> dict:
     g = torch.Generator(device="cuda").manual_seed(d * 100_003 + K)
@@ -199,7 +267,11 @@ def main() -> None:
     ap.add_argument("--cap-s", type=float, default=240.0, help="time cap for the Compact3D column per row (s)")
     ap.add_argument("--rows", default="", help="subset of rows as d:K,d:K (default: all)")
     ap.add_argument("--out", default="", help="write the results as JSON here")
+    ap.add_argument("--cpu-scene", action="append", default=[], help="CPU rows on this .ply (repeatable)")
     args = ap.parse_args()
+    if args.cpu_scene:
+        cpu_rows(args.cpu_scene, args.repeats if args.repeats != 5 else 3)
+        return
     if not torch.cuda.is_available():
         raise SystemExit("bench_kmeans needs a CUDA device")
     n, repeats = (200_000, 2) if args.quick else (args.n, args.repeats)

@@ -1,6 +1,6 @@
 """Quantization end to end: read .ply -> 4 codebooks x 10 Lloyd iterations -> write .vqp, time per stage.
 
-    python bench/bench_quantize.py [--data DIR] [--device cuda|cpu] [--quick] [--out results.json]
+    python bench/bench_quantize.py [--data DIR] [--device cuda|cpu] [--quick] [--scene X.ply] [--out results.json]
 
 Scenes: trained_lego_sh3 (71,616 Gaussians, SH 3) and a 3M-Gaussian SH-3 scene made by tiling the
 lego scene on a grid and jittering each copy (written to a temporary directory as .ply first, so
@@ -91,6 +91,7 @@ def main() -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-tiled", action="store_true", help="lego only (the 3M scene takes long on a CPU)")
+    ap.add_argument("--scene", action="append", default=[], help="also quantize this .ply (repeatable)")
     ap.add_argument("--out", help="write the rows as JSON here")
     args = ap.parse_args()
     src = data_dir(args.data) / LEGO
@@ -101,6 +102,8 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         rows.append(run_one(src, Path(tmp) / "lego.vqp", iters, args.device))
+        for extra in args.scene:
+            rows.append(run_one(Path(extra), Path(tmp) / (Path(extra).stem + ".vqp"), iters, args.device))
         if not args.quick and not args.skip_tiled:
             big = Path(tmp) / "lego_tiled_3m.ply"
             t0 = time.perf_counter()

@@ -321,3 +321,55 @@ def test_duplicate_centroids_cost_no_near_tie_decisions(monkeypatch: pytest.Monk
     assert work.pairs < 1000
     assert_labels_exact(labels, x, c)
     assert (labels <= 50).all()  # the copies of centroid 50 never win
+
+
+@pytest.mark.parametrize("case", ["clustered", "far", "tiny", "huge", "ties", "lattice"])
+def test_pruned_cpu_assignment_matches_float64_and_the_gemm_path(case: str) -> None:
+    import vqpress_server.core.vq.kmeans as km
+
+    g = torch.Generator().manual_seed(len(case))
+    d = 4 if case in ("far", "huge") else 3
+    x = torch.randn(8000, d, generator=g)
+    c = torch.randn(1024, d, generator=g)
+    if case == "clustered":  # real codebooks: centroids where the points are dense
+        x = torch.cat([torch.randn(1600, d, generator=g) * 0.05 + torch.randn(1, d, generator=g) for _ in range(5)])
+        c = x[torch.randperm(len(x), generator=g)[:1024]] + torch.randn(1024, d, generator=g) * 1e-3
+    elif case == "far":
+        x, c = x * 1e-3 + 5000.0, c * 1e-3 + 5000.0
+    elif case == "tiny":
+        x, c = x * 1e-18, c * 1e-18
+    elif case == "huge":
+        x, c = x * 1e17, c * 1e17
+    elif case == "ties":  # midpoints of centroid pairs, copies of centroids, a duplicated centroid
+        c[7] = c[3]
+        i, j = torch.randint(1024, (2, 4000), generator=g)
+        x = torch.cat([(c[i] + c[j]) / 2, c[:500], x[:3500]])
+    elif case == "lattice":  # points and centroids on one integer grid: many exact ties
+        x, c = (
+            torch.randint(0, 8, (20_000, d), generator=g).float(),
+            torch.randint(0, 8, (1024, d), generator=g).float(),
+        )
+    assert km._use_pruned(x, c)
+    labels = assign(x, c)
+    assert_labels_exact(labels, x, c)
+    assert torch.equal(labels, km._assign_gemm(x, c))
+
+
+def test_pruned_assignment_compares_few_centroids(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vqpress_server.core.vq.kmeans as km
+
+    compared = []
+    topk = torch.topk
+
+    def counting_topk(t: torch.Tensor, *a: object, **kw: object) -> object:
+        compared.append(t.numel())
+        return topk(t, *a, **kw)
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(20_000, 3, generator=g)
+    c = torch.rand(4096, 3, generator=g)
+    monkeypatch.setattr(km.torch, "topk", counting_topk)
+    labels = km._assign_pruned(x, c)
+    monkeypatch.undo()
+    assert sum(compared) < 0.15 * 20_000 * 4096, sum(compared)  # a brute force compares all N x K
+    assert_labels_exact(labels[:4000], x[:4000], c)

@@ -7,8 +7,15 @@ than the fp32 error bound are re-decided in float64 among their candidates:
 
 - small d (<= 8) on CUDA: a fused Triton kernel (``triton_assign``) that never writes the
   N x K distance matrix;
+- small d (<= 8) on the CPU: the points sorted along a Z-order curve in blocks of 64, each block
+  compared only with the centroids that its bounding box and a float64 upper bound leave possible,
+  by direct fp32 differences (no N x K matrix, typically 2-5 % of the pairs);
 - otherwise: chunked ``||c||^2 - 2 x c^T`` GEMMs in full fp32 (TF32 is switched off around them
   whatever the global matmul precision is), on data centered and scaled by a power of two.
+
+Exact copies of a centroid are left out of the comparison (their points go to the first copy),
+and k-means clusters the distinct rows of x weighted by their multiplicity, so repeated values
+cost nothing extra.
 
 Centroid updates accumulate in float64 with ``index_add_`` + ``bincount``; clusters left empty are
 re-seeded at the points farthest from their centroid. Initialization is k-means++ style D^2
@@ -37,6 +44,11 @@ _CUDA_BUDGET_MAX = 2 << 30  # cap per chunk on CUDA (bytes)
 _INIT_SUBSET_MIN = 65536  # k-means++ runs on at most max(this, 8 K) points
 _INIT_SUBSET_MAX = 1 << 24  # torch.multinomial's category limit
 _INIT_ROUNDS = 64  # D^2-sampling rounds for large K (a round draws ceil(K / rounds) centroids)
+_PRUNE_MAX_D = 8  # CPU assignment by pruned direct distances up to this d (GEMMs above)
+_PRUNE_BLOCK = 64  # points per block of the pruned assignment
+_PRUNE_PROBES = 8  # centroids nearest a block's center that bound its members' best distances
+_PRUNE_SLACK = 1e-5  # relative allowance on the fp32 box lower bounds (their error is < 1e-6)
+_PRUNE_FLOOR = 1e-30  # absolute window for underflowed squared differences
 
 
 @dataclass
@@ -217,6 +229,126 @@ def _assign_gemm(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     return labels
 
 
+def _morton_order(x: torch.Tensor) -> torch.Tensor:
+    """Permutation [N] that sorts the rows of x [N, d] (d <= 8) along a Z-order curve."""
+    N, d = x.shape
+    bits = min(10, 62 // d)
+    lo, hi = x.amin(0), x.amax(0)
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    q = ((x - lo) / span * ((1 << bits) - 1)).round_().to(torch.int64)  # [N, d]
+    # spread[v]: the bits of v moved to every d-th position, so dimensions interleave by shifts
+    v = torch.arange(1 << bits, dtype=torch.int64, device=x.device)
+    spread = torch.zeros_like(v)
+    for b in range(bits):
+        spread |= ((v >> b) & 1) << (b * d)
+    code = spread[q[:, 0]]
+    for j in range(1, d):
+        code |= spread[q[:, j]] << j
+    return torch.argsort(code)
+
+
+def _assign_pruned(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """Exact nearest centroid for small d on the CPU, looking only at centroids that can win.
+
+    The points are sorted along a Z-order curve and cut into blocks of _PRUNE_BLOCK. For a block,
+    one centroid near its bounding box gives every member an upper bound on its best distance
+    (float64); a centroid whose distance to the box (a lower bound for every member, fp32 with a
+    relative allowance far above its rounding error) exceeds the block's largest upper bound
+    cannot be nearest nor tie, so only the others are compared, by direct fp32 differences
+    ((d + 2) u relative error, no cancellation). Rows whose best two are within that error go to
+    the float64 decision, as in _assign_gemm. Same labels as a float64 brute force.
+    """
+    N, d = x.shape
+    K = centroids.shape[0]
+    B = _PRUNE_BLOCK
+    perm = _morton_order(x)
+    G = -(-N // B)
+    xp = x[perm]
+    if G * B > N:  # pad the last block with copies of the last point
+        xp = torch.cat([xp, xp[-1:].expand(G * B - N, d)])
+    xb = xp.view(G, B, d)
+    labels_sorted = torch.empty(G, B, dtype=torch.int64)
+    g_step = max(1, _CPU_BUDGET_BYTES // (K * 16))
+    for g0 in range(0, G, g_step):
+        labels_sorted[g0 : g0 + g_step] = _pruned_blocks(xb[g0 : g0 + g_step], centroids, x, perm, g0 * B)
+    labels = torch.empty(N, dtype=torch.int64)
+    labels[perm] = labels_sorted.view(-1)[:N]
+    return labels
+
+
+def _pruned_blocks(
+    xb: torch.Tensor,  # [G, B, d] float32, points in Z order
+    centroids: torch.Tensor,  # [K, d] float32
+    x: torch.Tensor,  # [N, d] float32, all points (for the float64 decisions)
+    perm: torch.Tensor,  # [N] int64, row of x of each point in Z order
+    row0: int,  # Z-order position of xb[0, 0]
+) -> torch.Tensor:  # [G, B] int64
+    G, B, d = xb.shape
+    N, K = x.shape[0], centroids.shape[0]
+    lo, hi = xb.amin(1), xb.amax(1)  # [G, d]
+    # Lower bound of the squared distance of each centroid to each block's box: [G, K].
+    lb = None
+    for j in range(d):
+        cj = centroids[:, j]
+        gap = torch.maximum(lo[:, j : j + 1] - cj, cj - hi[:, j : j + 1]).clamp_min_(0)
+        lb = gap.square_() if lb is None else lb.addcmul_(gap, gap)
+    assert lb is not None
+    # An upper bound of every member's best distance, from the few centroids nearest the box's
+    # center: the largest over the block of each member's nearest among them (float64).
+    center = (lo + hi) * 0.5
+    cd = (center[:, :1] - centroids[:, 0]).square_()  # [G, K]
+    for j in range(1, d):
+        diff = center[:, j : j + 1] - centroids[:, j]
+        cd.addcmul_(diff, diff)
+    near = torch.topk(cd, min(_PRUNE_PROBES, K), dim=1, largest=False, sorted=False).indices  # [G, p]
+    cn = centroids.double()[near]  # [G, p, d]
+    ub = (xb.double()[:, :, None, :] - cn[:, None, :, :]).square().sum(3).amin(2).amax(1)  # [G]
+    cand = lb <= (ub * (1 + _PRUNE_SLACK)).float()[:, None]  # [G, K]
+    counts = cand.sum(1)  # [G], >= 1: the box's own centroid is always a candidate
+    out = torch.empty(G, B, dtype=torch.int64)
+    rel = 2.0 * (d + 2) * U32  # fp32 error of a direct squared distance, doubled for the window
+    # Blocks in buckets of similar candidate counts (powers of two), each padded to its largest.
+    bucket = torch.ceil(torch.log2(counts.double())).to(torch.int64)
+    for bval in torch.unique(bucket).tolist():
+        gsel = (bucket == bval).nonzero().squeeze(1)  # [Gb]
+        P = int(counts[gsel].max())
+        step = max(1, _CPU_BUDGET_BYTES // (B * P * 4 * 4))
+        for s0 in range(0, len(gsel), step):
+            gs = gsel[s0 : s0 + step]
+            r, cols = cand[gs].nonzero(as_tuple=True)  # row-major: ascending centroid per block
+            starts = torch.cumsum(counts[gs], 0) - counts[gs]
+            idx = torch.full((len(gs), P), -1, dtype=torch.int64)  # [Gb, P] candidate centroids
+            idx[r, torch.arange(len(r)) - starts[r]] = cols
+            cb = centroids[idx.clamp_min(0)]  # [Gb, P, d]
+            xg = xb[gs]  # [Gb, B, d]
+            D = (xg[:, :, :1] - cb[:, None, :, 0]).square_()  # [Gb, B, P] direct squared distances
+            for j in range(1, d):
+                diff = xg[:, :, j : j + 1] - cb[:, None, :, j]
+                D.addcmul_(diff, diff)
+            D.masked_fill_((idx < 0)[:, None, :], math.inf)
+            top = torch.topk(D, min(2, P), dim=2, largest=False, sorted=True)
+            a1 = torch.gather(idx, 1, top.indices[:, :, 0])  # [Gb, B]
+            if P > 1:
+                min1, min2 = top.values[:, :, 0], top.values[:, :, 1]
+                amb = (min2 - min1) <= rel * min2 + _PRUNE_FLOOR  # [Gb, B]
+                if bool(amb.any()):
+                    bi, pi = amb.nonzero(as_tuple=True)
+                    thr = min1[bi, pi] * (1 + rel) + _PRUNE_FLOOR
+                    m, cpos = (D[bi, pi] <= thr[:, None]).nonzero(as_tuple=True)
+                    # padded rows of the last block are copies of the last point
+                    rows = perm[(row0 + gs[bi] * B + pi).clamp_max(N - 1)]
+                    a1[bi, pi] = _refine_pairs(x[rows], centroids, m, idx[bi[m], cpos], len(bi))
+            out[gs] = a1
+    return out
+
+
+def _use_pruned(x: torch.Tensor, centroids: torch.Tensor) -> bool:
+    if x.device.type != "cpu" or x.shape[1] > _PRUNE_MAX_D or centroids.shape[0] < 64 or x.shape[0] < 4 * _PRUNE_BLOCK:
+        return False
+    m = max(float(x.abs().max()), float(centroids.abs().max()))
+    return m <= 2.0**60  # squares of differences stay in fp32 range
+
+
 def _use_triton(x: torch.Tensor) -> bool:
     return x.device.type == "cuda" and x.shape[1] <= 8
 
@@ -241,6 +373,8 @@ def _assign_distinct(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
             ridx = amb.nonzero().squeeze(1)
             labels[ridx] = _assign_gemm(x[ridx], centroids)
         return labels
+    if _use_pruned(x, centroids):
+        return _assign_pruned(x, centroids)
     return _assign_gemm(x, centroids)
 
 
