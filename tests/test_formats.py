@@ -16,7 +16,7 @@ import plyfile
 import pytest
 import torch
 from vqpress_server.core.errors import FormatError, NonFiniteError, VqpressInputError
-from vqpress_server.core.splats.formats import detect_format, load_scene, read_splats, write_splats
+from vqpress_server.core.splats.formats import ReadOptions, detect_format, load_scene, read_splats, write_splats
 from vqpress_server.core.splats.model import SH_C0, GaussianSplats
 
 DATA = Path(__file__).parent / "data"
@@ -223,17 +223,22 @@ def test_spz_v3_smallest_three_rotation_decodes(tmp_path: Path) -> None:
     body += bytes([0, 16, 0, 0, 0, 0, 0, 0, 0])  # x = 4096 / 2^12 = 1.0
     body += bytes([128]) + bytes([128] * 3) + bytes([160] * 3) + struct.pack("<I", comp)
     (tmp_path / "v3.spz").write_bytes(gzip.compress(body))
-    r = read_splats(tmp_path / "v3.spz")
+    r = read_splats(tmp_path / "v3.spz")  # by default the stored axes, as they are
     np.testing.assert_allclose(r.means[0].numpy(), [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(r.quats[0].numpy(), [0.5, 0.5, -0.5, 0.5], atol=2e-3)
     # RUB -> RDF flips the quaternion's y and z: (0.5, 0.5, -0.5, 0.5) -> (0.5, 0.5, 0.5, -0.5)
+    r = read_splats(tmp_path / "v3.spz", options=ReadOptions(spz_axes="rub"))
     np.testing.assert_allclose(r.quats[0].numpy(), [0.5, 0.5, 0.5, -0.5], atol=2e-3)
     np.testing.assert_allclose(r.scales[0].numpy(), [0.0, 0.0, 0.0])
     np.testing.assert_allclose(r.sh0[0, 0].numpy(), (128 / 255 - 0.5) / 0.15, rtol=1e-5)
 
 
 def test_compressed_ply_and_spz_of_biker_describe_the_same_scene() -> None:
-    a, b = read_splats(BIKER_CPLY), read_splats(BIKER_SPZ)
+    # PlayCanvas stores its biker.spz in RUB (its engine shows it without the PLY's flip)
+    a, b = read_splats(BIKER_CPLY), read_splats(BIKER_SPZ, options=ReadOptions(spz_axes="rub"))
     _assert_same_biker(a, b)
+    raw = read_splats(BIKER_SPZ)  # the default takes the stored axes: y and z mirrored
+    np.testing.assert_allclose(raw.means.numpy(), b.means.numpy() * np.array([1, -1, -1]), atol=0)
 
 
 def _assert_same_biker(a: GaussianSplats, b: GaussianSplats) -> None:
@@ -313,7 +318,7 @@ def test_write_splats_needs_a_known_format(tmp_path: Path) -> None:
     with pytest.raises(VqpressInputError, match="extension"):
         write_splats(s, tmp_path / "scene.xyz")
     with pytest.raises(VqpressInputError, match="cannot write"):
-        write_splats(s, tmp_path / "scene.ply", fmt="compressed_ply")
+        write_splats(s, tmp_path / "scene.ply", fmt="ksplat")  # type: ignore[arg-type]
     assert write_splats(s, tmp_path / "scene.xyz", fmt="ply") == (tmp_path / "scene.xyz").stat().st_size
 
 
@@ -467,7 +472,7 @@ def test_shared_inria_sh3_agrees_with_plyfile(shared_data: Path) -> None:
 
 def test_shared_biker_compressed_ply_and_spz_agree(shared_data: Path) -> None:
     d = shared_data / "playcanvas_compressed"
-    a, b = read_splats(d / "biker.compressed.ply"), read_splats(d / "biker.spz")
+    a, b = read_splats(d / "biker.compressed.ply"), read_splats(d / "biker.spz", options=ReadOptions(spz_axes="rub"))
     _assert_same_biker(a, b)
     # alpha 255 decodes to +inf in both; load_scene clamps the same 198 splats
     assert int(torch.isposinf(a.opacities).sum()) == int(torch.isposinf(b.opacities).sum()) == 198

@@ -31,11 +31,15 @@ What writing version 2 loses (spz is a lossy format):
 - SH rest: clamped to [-1, 127/128]; degree-1 coefficients keep 5 bits (step 1/16), degree 2-3 keep
   4 bits (step 1/8), as in the reference encoder.
 
-Coordinates: spz stores the RUB axes (x right, y up, z back; three.js), the INRIA PLY and the rest of
-vqpress use RDF (x right, y down, z forward). Reading and writing convert between them with the
-180-degree rotation about x: y and z of positions flip sign, so do the quaternion's y and z, and
-every SH coefficient whose basis function is odd in y + z (``SH_FLIP_RDF_RUB``). This is what the
-reference library does when converting PLY to spz.
+Axes: the format carries no record of its axes, and the ecosystem is split (see the README's format
+section). ``axes="ply"`` (the default) stores and reads the values as they are, in the scene's own
+axes (RDF for an INRIA PLY), as Niantic's library does with its default ``UNSPECIFIED`` coordinate
+system and its ``ply_to_spz`` tool, and as splat-transform, spz-js, gsply and Spark read and write
+.spz: a .spz then opens as the same scene's .ply opens. ``axes="rub"`` converts to and from SPZ's
+documented RUB axes (x right, y up, z back; three.js, PlayCanvas) with the 180-degree rotation
+about x: y and z of positions flip sign, so do the quaternion's y and z, and every SH coefficient
+whose basis function is odd in y + z (``SH_FLIP_RDF_RUB``); that is what PlayCanvas' engine expects
+of a .spz (its ``biker.spz`` is stored so) and what Niantic's library does when told ``from=RDF``.
 Reading decodes alpha 0 / 255 to an opacity logit of -inf / +inf, as the reference decoder does;
 ``load_scene`` clamps those.
 """
@@ -48,12 +52,16 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import zstandard
 
 from ...errors import FormatError, VqpressInputError
 from ..model import GaussianSplats, num_sh_rest
+
+SpzAxes = Literal["ply", "rub"]
+SPZ_AXES: tuple[str, ...] = get_args(SpzAxes)
 
 MAGIC = 0x5053474E  # "NGSP" little-endian
 HEADER = struct.Struct("<IIIBBBB")  # 16 bytes
@@ -194,8 +202,17 @@ def _read_v4(path: Path, data: bytes) -> tuple[_Header, list[bytes], tuple[float
     return hdr, streams, sh_range
 
 
-def read_spz(path: str | os.PathLike[str]) -> GaussianSplats:
-    """Read a ``.spz`` file (versions 2, 3 gzip; 4 zstd) into ``GaussianSplats`` (no repair)."""
+def check_axes(axes: str) -> SpzAxes:
+    if axes not in SPZ_AXES:
+        raise VqpressInputError(f"spz axes must be one of {list(SPZ_AXES)}, got {axes!r}")
+    return axes  # type: ignore[return-value]
+
+
+def read_spz(path: str | os.PathLike[str], axes: SpzAxes = "ply") -> GaussianSplats:
+    """Read a ``.spz`` file (versions 2, 3 gzip; 4 zstd) into ``GaussianSplats`` (no repair).
+
+    ``axes``: "ply" takes the stored values as they are; "rub" converts from RUB (module doc)."""
+    axes = check_axes(axes)
     path = Path(path)
     data = path.read_bytes()
     if not data:
@@ -221,15 +238,20 @@ def read_spz(path: str | os.PathLike[str]) -> GaussianSplats:
         hdr, streams, sh_range = _read_v4(path, data)
     else:
         raise FormatError(path, "not an spz file (neither gzip nor an NGSP header)")
-    return _unpack(path, hdr, streams, sh_range)
+    return _unpack(path, hdr, streams, sh_range, axes)
 
 
-def _unpack(path: Path, hdr: _Header, streams: list[bytes], sh_range: tuple[float, float] | None) -> GaussianSplats:
+def _unpack(
+    path: Path, hdr: _Header, streams: list[bytes], sh_range: tuple[float, float] | None, axes: SpzAxes
+) -> GaussianSplats:
     N = hdr.num_points
+    flip = axes == "rub"
     p = np.frombuffer(streams[0], np.uint8).reshape(N * 3, 3).astype(np.int32)
     fixed = p[:, 0] | (p[:, 1] << 8) | (p[:, 2] << 16)
     fixed = np.where(fixed & 0x800000, fixed - (1 << 24), fixed)
-    means = (fixed.astype(np.float64) / (1 << hdr.fractional_bits)).reshape(N, 3) * POS_FLIP_RDF_RUB
+    means = (fixed.astype(np.float64) / (1 << hdr.fractional_bits)).reshape(N, 3)
+    if flip:
+        means = means * POS_FLIP_RDF_RUB
 
     alpha = np.frombuffer(streams[1], np.uint8).astype(np.float64) / 255.0
     with np.errstate(divide="ignore"):
@@ -260,7 +282,8 @@ def _unpack(path: Path, hdr: _Header, streams: list[bytes], sh_range: tuple[floa
             comp = np.where(use, comp >> 10, comp)
         xyzw[rows, largest] = np.sqrt(np.maximum(0.0, 1.0 - sumsq))
         quats = xyzw[:, [3, 0, 1, 2]]
-    quats = quats * QUAT_FLIP_RDF_RUB
+    if flip:
+        quats = quats * QUAT_FLIP_RDF_RUB
 
     shN = np.zeros((N, hdr.sh_dim, 3), np.float32)
     if hdr.sh_dim:
@@ -270,7 +293,8 @@ def _unpack(path: Path, hdr: _Header, streams: list[bytes], sh_range: tuple[floa
         else:
             lo, hi = sh_range
             shN = lo + q / 255.0 * (hi - lo) if hi > lo else np.zeros_like(q)
-        shN = shN * SH_FLIP_RDF_RUB[: hdr.sh_dim, None]
+        if flip:
+            shN = shN * SH_FLIP_RDF_RUB[: hdr.sh_dim, None]
     return GaussianSplats.from_numpy(
         means=means,
         quats=quats,
@@ -278,7 +302,7 @@ def _unpack(path: Path, hdr: _Header, streams: list[bytes], sh_range: tuple[floa
         opacities=opac,
         sh0=sh0.reshape(N, 1, 3),
         shN=shN,
-        meta={"source_format": "spz", "source_file": path.name, "spz_version": str(hdr.version)},
+        meta={"source_format": "spz", "source_file": path.name, "spz_version": str(hdr.version), "spz_axes": axes},
     )
 
 
@@ -297,14 +321,17 @@ def _quantize_sh(x: np.ndarray, bits: int) -> np.ndarray:
     return np.clip(q, 0, 255).astype(np.uint8)
 
 
-def encode_spz(splats: GaussianSplats) -> bytes:
-    """The bytes of a version-2 ``.spz`` (gzip) for ``splats``; see the module doc for the losses."""
+def encode_spz(splats: GaussianSplats, axes: SpzAxes = "ply") -> bytes:
+    """The bytes of a version-2 ``.spz`` (gzip) for ``splats``; see the module doc for the losses
+    and for ``axes`` ("ply": the scene's values as they are; "rub": converted to RUB)."""
+    axes = check_axes(axes)
     a = {k: v.astype(np.float64) for k, v in splats.numpy().items()}
     N = splats.num_gaussians
     K = a["shN"].shape[1]
-    a["means"] = a["means"] * POS_FLIP_RDF_RUB
-    a["quats"] = a["quats"] * QUAT_FLIP_RDF_RUB
-    a["shN"] = a["shN"] * SH_FLIP_RDF_RUB[:K, None]
+    if axes == "rub":
+        a["means"] = a["means"] * POS_FLIP_RDF_RUB
+        a["quats"] = a["quats"] * QUAT_FLIP_RDF_RUB
+        a["shN"] = a["shN"] * SH_FLIP_RDF_RUB[:K, None]
     if N >= 1 << 32:
         raise VqpressInputError(f"cannot write spz: {N} points exceed its limit of 2^32 - 1")
     fb = _fractional_bits(a["means"])
