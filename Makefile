@@ -7,8 +7,14 @@ PY          := $(VENV)/bin/python
 # CPU machines get the CPU wheel of torch; a GPU machine may bring its own (TORCH_SPEC=torch).
 TORCH_SPEC  ?= torch==2.13.0
 PYTEST_ARGS ?=
+# The web tools the interop tests check our files against, installed with npm into a git-ignored
+# cache folder (tests/test_interop.py finds them there, or at $$VQPRESS_NODE_TOOLS; without node
+# or npm those tests skip).
+NODE_TOOLS  ?= .node-tools
+NODE_PKGS   := @playcanvas/splat-transform@3.7.0 spz-js@1.2.5
+NODE_STAMP  := $(NODE_TOOLS)/.installed-splat-transform-3.7.0-spz-js-1.2.5
 
-.PHONY: setup test test-gpu bench demo proto lint clean
+.PHONY: setup node-tools test test-gpu bench demo proto lint clean
 
 setup: $(VENV)/.installed
 
@@ -19,8 +25,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[server,dev]"
 	touch $@
 
-test: setup
-	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+node-tools: $(NODE_STAMP)
+
+$(NODE_STAMP):
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+		mkdir -p $(NODE_TOOLS) && \
+		npm install --prefix $(NODE_TOOLS) --no-audit --no-fund --loglevel=error $(NODE_PKGS) && touch $@ \
+		|| echo "npm install failed: the interop tests will skip"; \
+	else echo "node/npm not found: the interop tests will skip"; fi
+
+test: setup node-tools
+	VQPRESS_NODE_TOOLS=$(abspath $(NODE_TOOLS)) $(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
 
 # On the GPU machine: the same suite plus the CUDA tests (Triton k-means, gsplat vs the PyTorch twin).
 test-gpu:
@@ -40,4 +55,4 @@ lint: setup
 	$(PY) -m ruff format --check client server tests bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache demo-out
+	rm -rf $(VENV) .pytest_cache demo-out $(NODE_TOOLS)

@@ -491,7 +491,8 @@ def test_compressed_ply_sh_element_decodes_channel_major(tmp_path: Path) -> None
     base = read_splats(BIKER_CPLY)
     assert r.sh_degree == 1
     _equal(base, r.with_sh_degree(0))
-    want = (q.astype(np.float32) / 256 - 0.5) * 8  # [N, 3 channels x 3 coefficients]
+    t = np.where(q == 0, 0.0, np.where(q == 255, 1.0, (q.astype(np.float64) + 0.5) / 256))  # bin middles
+    want = (t - 0.5) * 8  # [N, 3 channels x 3 coefficients]
     np.testing.assert_allclose(r.shN.numpy(), want.reshape(n, 3, 3).transpose(0, 2, 1), atol=1e-6)
 
 

@@ -12,7 +12,8 @@ Layout (binary little-endian PLY):
   largest is ``sqrt(1 - sum of squares)``;
   ``packed_scale`` 11-10-11 like positions, in log space;
   ``packed_color`` 8-8-8-8 RGBA: colour as a fraction of the chunk's colour range, alpha as opacity.
-- optional ``sh`` element: uint8 ``f_rest_*`` (channel-major as in the INRIA PLY), ``(v/256 - 0.5) * 8``.
+- optional ``sh`` element: uint8 ``f_rest_*`` (channel-major as in the INRIA PLY), ``(t - 0.5) * 8`` with
+  ``t = (v + 0.5) / 256``, except that 0 and 255 decode to t = 0 and 1.
 
 Decoded to the INRIA parameterization: ``f_dc = (rgb - 0.5) / SH_C0`` and ``opacity = logit(a / 255)``.
 An alpha of 255 (or 0) decodes to +inf (or -inf), as in the reference decoder; ``load_scene``
@@ -131,7 +132,9 @@ def read_compressed_ply(path: str | os.PathLike[str]) -> GaussianSplats:
         s = read_element(path, hdr, "sh")
         K = len(rest) // 3
         flat = np.stack([s[f"f_rest_{i}"] for i in range(len(rest))], axis=1).astype(np.float32)
-        shN = ((flat / 256.0 - 0.5) * 8.0).reshape(N, 3, K).transpose(0, 2, 1)
+        # the middle of each byte's bin, the end bytes at the range's ends (as PlayCanvas decodes it)
+        nrm = np.where(flat == 0, 0.0, np.where(flat == 255, 1.0, (flat + 0.5) / 256.0))
+        shN = ((nrm - 0.5) * 8.0).astype(np.float32).reshape(N, 3, K).transpose(0, 2, 1)
 
     return GaussianSplats.from_numpy(
         means=means,
