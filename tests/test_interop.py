@@ -306,3 +306,24 @@ def test_spz_js_reads_vqpress_spz_as_vqpress_and_splat_transform_do(tmp_path: Pa
     assert_agree(ours, theirs, TIGHT, "spz-js vs vqpress")
     assert_agree(theirs, _spz_source(src), SPZ_TOL, "spz-js vs source")
     assert_agree(theirs, st_read(tmp_path / "a.spz", tmp_path), TIGHT, "spz-js vs splat-transform")
+
+
+# -- a .vqp exported for the web viewers ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["scene.sog", "scene.compressed.ply"])
+def test_vqp_exported_for_the_viewers_opens_in_splat_transform(tmp_path: Path, name: str) -> None:
+    from vqpress_server.core.splats.compress import compress_file, decompress_file
+    from vqpress_server.core.splats.formats import ExportFilter
+    from vqpress_server.core.splats.quantize import QuantizeConfig, decode_vqp_splats
+
+    cfg = QuantizeConfig(dc_codebook=256, sh_codebook=64, scale_codebook=256, rot_codebook=256, kmeans_iters=4)
+    compress_file(LEGO, tmp_path / "lego.vqp", cfg, evaluate=False, device="cpu")
+    written = decompress_file(tmp_path / "lego.vqp", tmp_path / name, filters=ExportFilter(sh_degree=1),
+                              options=WriteOptions(sog=SogConfig(sh_palette=256)))  # fmt: skip
+    assert written.sh_degree == 1
+    theirs = st_read(tmp_path / name, tmp_path)
+    assert_agree(read_splats(tmp_path / name), theirs, TIGHT, f"{name} from a .vqp")
+    decoded = decode_vqp_splats((tmp_path / "lego.vqp").read_bytes()).with_sh_degree(1)
+    decoded = decoded.index(morton_order(decoded.means))
+    assert (theirs.means - decoded.means).abs().max() < 0.01  # the .vqp's scene, within the format's steps

@@ -286,3 +286,27 @@ def test_spz_axes_option_flips_y_and_z_and_the_odd_sh(tmp_path: Path, lego: Gaus
     assert raw[13] == 12  # fractional bits
     with pytest.raises(VqpressInputError, match="axes"):
         WriteOptions(spz_axes="luf")  # type: ignore[arg-type]
+
+
+# -- the local CLI: convert, decompress with export options, info ---------------------------------
+
+
+def test_cli_convert_filters_and_info_names_the_spz_axes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vqpress_server.cli import main
+
+    out = tmp_path / "l.compressed.ply"
+    assert main(["convert", str(LEGO), "-o", str(out), "--sh-degree", "1", "--min-opacity", "0.2", "--box=-1,-1,-1,1,1,1"]) == 0
+    want, rep = filter_splats(read_splats(LEGO), ExportFilter(sh_degree=1, min_opacity=0.2, box_min=(-1, -1, -1), box_max=(1, 1, 1)))
+    r = read_splats(out)
+    assert len(r) == rep.kept == len(want) and r.sh_degree == 1
+    assert f"{rep.kept} Gaussians" in capsys.readouterr().err
+    assert main(["convert", str(LEGO), "-o", str(tmp_path / "rub.spz"), "--spz-axes", "rub"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "rub.spz"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["spz_axes"].startswith("ply") and info["num_gaussians"] == 1000
+    assert main(["info", str(tmp_path / "rub.spz"), "--json", "--spz-axes", "rub"]) == 0
+    info_rub = json.loads(capsys.readouterr().out)
+    assert info_rub["spz_axes"].startswith("rub")
+    lo = np.array(info_rub["bounds_p1_p99"][0])
+    assert np.allclose(lo, read_splats(LEGO).bounds()[0].numpy(), atol=1e-3)  # RUB read back: the PLY's axes

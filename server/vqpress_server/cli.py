@@ -1,8 +1,9 @@
 """`vqpress-server`: local compression, inspection and rendering without a server, and `serve`.
 
     vqpress-server compress IN -o OUT.vqp [--cameras CAMS.json] [--preset P] [--json]
-    vqpress-server decompress IN.vqp -o OUT.ply|.splat|.spz
-    vqpress-server info FILE [--json]
+    vqpress-server decompress IN.vqp -o OUT.ply|.compressed.ply|.splat|.spz|.sog|meta.json [export options]
+    vqpress-server convert IN -o OUT (a scene file to another format) [export options]
+    vqpress-server info FILE [--json] [--spz-axes ply|rub]
     vqpress-server render IN --cameras CAMS.json -o DIR
     vqpress-server serve [--data-dir DIR] [--port P] [--workers N] [--token T] [--tls-cert C --tls-key K]
 
@@ -130,28 +131,67 @@ def _default_split(cameras_json: Path) -> str | None:
     return None
 
 
+def _export_args(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The ExportFilter and WriteOptions of the export flags (add_export_flags)."""
+    from .core.splats.formats import ExportFilter, SogConfig, WriteOptions
+
+    box = args.box
+    filters = ExportFilter(
+        sh_degree=args.sh_degree,
+        min_opacity=args.min_opacity,
+        box_min=tuple(box[:3]) if box else None,
+        box_max=tuple(box[3:]) if box else None,
+        drop_non_finite=args.drop_non_finite,
+    )
+    return filters, WriteOptions(spz_axes=args.spz_axes, sog=SogConfig(sh_palette=args.sog_palette))
+
+
 def cmd_decompress(args: argparse.Namespace) -> int:
     from .core.splats.compress import decompress_file
 
-    splats = decompress_file(Path(args.input), Path(args.output))
+    filters, options = _export_args(args)
+    splats = decompress_file(Path(args.input), Path(args.output), filters=filters, options=options)
     print(f"wrote {args.output}: {splats.num_gaussians} Gaussians, SH degree {splats.sh_degree}", file=sys.stderr)
     return 0
 
 
-def _scene_info(path: Path) -> dict[str, Any]:
-    from .core.splats.formats import detect_format, read_splats
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .core.splats.formats import ReadOptions, export_splats, read_splats
+
+    filters, options = _export_args(args)
+    src = read_splats(Path(args.input), options=ReadOptions(spz_axes=args.input_spz_axes, sog_lod=args.lod))
+    if not filters.drop_non_finite:
+        src, _ = src.repair_non_finite()  # the rule `compress` applies; --drop-non-finite drops instead
+    n, rep = export_splats(src, Path(args.output), filters=filters, options=options)
+    dropped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in rep.as_dict().items() if k not in ("kept", "sh_degree") and v)  # fmt: skip
+    print(f"wrote {args.output}: {rep.kept} Gaussians, SH degree {rep.sh_degree}, {n:,} bytes"
+          + (f" (dropped: {dropped})" if dropped else ""), file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _scene_info(path: Path, spz_axes: str = "ply") -> dict[str, Any]:
+    from .core.splats.formats import ReadOptions, detect_format, read_splats
 
     fmt = detect_format(path)
-    splats = read_splats(path, fmt)
+    splats = read_splats(path, fmt, options=ReadOptions(spz_axes=spz_axes))  # type: ignore[arg-type]
     import torch
 
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
     info: dict[str, Any] = {
         "file": str(path),
         "format": fmt,
-        "bytes": path.stat().st_size,
+        "bytes": size,
         "num_gaussians": splats.num_gaussians,
         "sh_degree": splats.sh_degree,
     }
+    if fmt == "spz":
+        info["spz_axes"] = (
+            "ply (values as stored, as splat-transform, spz-js, gsply and Spark read them; --spz-axes rub converts from RUB)"
+            if spz_axes == "ply"
+            else "rub (converted from SPZ's RUB axes, as PlayCanvas' engine reads them)"
+        )
+    if "sog_lod" in splats.meta:
+        info["sog_lod"] = f"{splats.meta['sog_lod']} of {splats.meta['sog_lod_levels']} levels (0 is the finest)"
     nonfinite = {k: int((~torch.isfinite(v)).sum()) for k, v in splats.tensors().items()}
     info["non_finite"] = {k: v for k, v in nonfinite.items() if v}
     if splats.num_gaussians:
@@ -177,13 +217,16 @@ def _vqp_info(path: Path) -> dict[str, Any]:
 
 def cmd_info(args: argparse.Namespace) -> int:
     path = Path(args.input)
-    if not path.is_file():
-        raise _input_error(f"{path}: no such file")
-    with path.open("rb") as f:
-        head = f.read(8)
-    from vqpress.vqp import MAGIC
+    if path.is_dir():
+        info = _scene_info(path, args.spz_axes)  # an unbundled SOG
+    else:
+        if not path.is_file():
+            raise _input_error(f"{path}: no such file")
+        with path.open("rb") as f:
+            head = f.read(8)
+        from vqpress.vqp import MAGIC
 
-    info = _vqp_info(path) if head.startswith(MAGIC) else _scene_info(path)
+        info = _vqp_info(path) if head.startswith(MAGIC) else _scene_info(path, args.spz_axes)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -264,6 +307,25 @@ def _floats3(text: str) -> list[float]:
     return [float(p) for p in parts]
 
 
+def _box(text: str) -> list[float]:
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    if len(parts) != 6:
+        raise argparse.ArgumentTypeError("expected six comma-separated numbers: minx,miny,minz,maxx,maxy,maxz")
+    return [float(p) for p in parts]
+
+
+def add_export_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("export options")
+    g.add_argument("--sh-degree", type=int, choices=[0, 1, 2, 3], help="keep SH bands up to this degree")
+    g.add_argument("--min-opacity", type=float, default=0.0, help="drop Gaussians whose opacity (0..1) is below this")
+    g.add_argument("--box", type=_box, help="keep Gaussians inside minx,miny,minz,maxx,maxy,maxz (write --box=-1,... when it starts with -)")
+    g.add_argument("--drop-non-finite", action="store_true", help="drop Gaussians with NaN/inf values")
+    g.add_argument("--spz-axes", default="ply", choices=["ply", "rub"],
+                   help="axes a .spz is written in: ply = the scene's own (default; what splat-transform, "
+                   "Spark and spz-js expect), rub = converted to RUB (what PlayCanvas' engine expects)")  # fmt: skip
+    g.add_argument("--sog-palette", type=int, default=0, help="SH palette entries of a .sog (0 = by scene size, max 65536)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vqpress-server", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -287,14 +349,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     c.set_defaults(func=cmd_compress)
 
-    d = sub.add_parser("decompress", help="decode a .vqp into .ply, .splat or .spz")
+    d = sub.add_parser("decompress", help="decode a .vqp into .ply, .compressed.ply, .splat, .spz, .sog or meta.json")
     d.add_argument("input")
     d.add_argument("-o", "--output", required=True)
+    add_export_flags(d)
     d.set_defaults(func=cmd_decompress)
 
-    i = sub.add_parser("info", help="describe a scene file or a .vqp")
+    v = sub.add_parser("convert", help="convert a scene file to another format (e.g. .ply to .sog)")
+    v.add_argument("input", help="a scene: .ply, .compressed.ply, .splat, .spz, .sog, meta.json, lod-meta.json, .npz")
+    v.add_argument("-o", "--output", required=True)
+    v.add_argument("--input-spz-axes", default="ply", choices=["ply", "rub"], help="axes of an input .spz")
+    v.add_argument("--lod", type=int, default=0, help="LOD level of a streamed SOG input (0 = finest)")
+    add_export_flags(v)
+    v.set_defaults(func=cmd_convert)
+
+    i = sub.add_parser("info", help="describe a scene file (or SOG folder) or a .vqp")
     i.add_argument("input")
     i.add_argument("--json", action="store_true")
+    i.add_argument("--spz-axes", default="ply", choices=["ply", "rub"], help="axes to read a .spz in")
     i.set_defaults(func=cmd_info)
 
     r = sub.add_parser("render", help="render a scene or .vqp at the cameras of a JSON file to PNGs")

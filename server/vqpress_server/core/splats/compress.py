@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,6 +21,9 @@ from ..errors import VqpressInputError
 from ..progress import Progress, sub_progress
 from .model import GaussianSplats
 from .quantize import QuantizeConfig, decode_vqp_splats, quantize_splats
+
+if TYPE_CHECKING:
+    from .formats import ExportFilter, WriteOptions
 
 ORBIT_VIEWS = 8  # cameras placed around the scene when none are given and no cameras.json is beside it
 ORBIT_SIZE = 400  # orbit image width and height (pixels)
@@ -271,17 +274,24 @@ def compress_file(
     return report
 
 
-def decompress_file(src_vqp: str | os.PathLike[str], dst: str | os.PathLike[str]) -> GaussianSplats:
-    """Decode a .vqp file and write the scene as .ply / .splat / .spz (by ``dst``'s extension)."""
-    from .formats import write_splats
+def decompress_file(
+    src_vqp: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    filters: ExportFilter | None = None,
+    options: WriteOptions | None = None,
+) -> GaussianSplats:
+    """Decode a .vqp file and write the scene in the format of ``dst``'s name (.ply, .compressed.ply,
+    .splat, .spz, .sog, meta.json), keeping what ``filters`` keep; returns the scene written."""
+    from .formats import ExportFilter, WriteOptions, filter_splats, write_splats
 
     src_vqp = Path(src_vqp)
     try:
         data = src_vqp.read_bytes()
     except OSError as exc:
         raise VqpressInputError(f"{src_vqp}: cannot read ({exc.strerror or exc})") from None
-    splats = decode_vqp_splats(data, name=str(src_vqp))
-    write_splats(splats, dst)
+    splats, _ = filter_splats(decode_vqp_splats(data, name=str(src_vqp)), filters or ExportFilter())
+    write_splats(splats, dst, options=options or WriteOptions())
     return splats
 
 

@@ -210,6 +210,20 @@ def write_splats(
     return len(data)
 
 
+def export_splats(
+    splats: GaussianSplats,
+    path: str | os.PathLike[str],
+    fmt: Format | None = None,
+    *,
+    filters: ExportFilter = ExportFilter(),
+    options: WriteOptions = WriteOptions(),
+) -> tuple[int, FilterReport]:
+    """Filter ``splats`` (``filter_splats``) and write what is kept (``write_splats``): the bytes
+    written and what the filters dropped. Every export of a scene to a file goes through here."""
+    kept, report = filter_splats(splats, filters)
+    return write_splats(kept, path, fmt, options=options), report
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -233,6 +247,7 @@ __all__ = [
     "WriteOptions",
     "filter_splats",
     "detect_format",
+    "export_splats",
     "load_scene",
     "read_splats",
     "write_splats",
