@@ -145,7 +145,10 @@ def _cply_tol(path: Path, s: GaussianSplats) -> Tol:
     c = read_element(path, parse_header(path), "chunk")
 
     def half_step(prefix: str, axes: str, bits: tuple[int, int, int]) -> float:
-        spans = [(c[f"max_{prefix}{a}"] - c[f"min_{prefix}{a}"]).max() / ((1 << b) - 1) / 2 for a, b in zip(axes, bits)]
+        spans = [
+            (c[f"max_{prefix}{a}"] - c[f"min_{prefix}{a}"]).max() / ((1 << b) - 1) / 2
+            for a, b in zip(axes, bits, strict=True)
+        ]
         return float(max(spans))
 
     return Tol(means=half_step("", "xyz", (11, 10, 11)) + 1e-6, scales=half_step("scale_", "xyz", (11, 10, 11)) + 1e-5,
@@ -156,7 +159,9 @@ def _cply_tol(path: Path, s: GaussianSplats) -> Tol:
 # -- vqpress writes, splat-transform reads -------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["scene.ply", "scene.splat", "scene.spz", "scene.sog", "meta.json", "scene.compressed.ply"])
+@pytest.mark.parametrize(
+    "name", ["scene.ply", "scene.splat", "scene.spz", "scene.sog", "meta.json", "scene.compressed.ply"]
+)
 def test_splat_transform_reads_what_vqpress_writes(tmp_path: Path, name: str) -> None:
     src = _lego()
     out = tmp_path / name

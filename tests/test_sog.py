@@ -250,7 +250,7 @@ def test_export_filters_drop_and_count(lego: GaussianSplats) -> None:
     assert rep.outside_box == int((~inbox).sum()) > 0
     alpha = torch.sigmoid(finite.opacities[inbox].double())
     assert rep.low_opacity == int((alpha < 0.1).sum()) > 0
-    assert rep.kept == len(out) == int(((alpha >= 0.1)).sum())
+    assert rep.kept == len(out) == int((alpha >= 0.1).sum())
     assert out.sh_degree == rep.sh_degree == 1
     assert torch.equal(out.shN, finite.index(inbox).index(alpha >= 0.1).shN[:, :3])
     assert filter_splats(lego, ExportFilter())[1].kept == len(lego)
@@ -258,8 +258,12 @@ def test_export_filters_drop_and_count(lego: GaussianSplats) -> None:
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"sh_degree": 4}, "sh_degree"), ({"min_opacity": 2.0}, "min_opacity"), ({"box_min": (0, 0, 0)}, "both"),
-     ({"box_min": (1, 0, 0), "box_max": (0, 1, 1)}, "exceed")],  # fmt: skip
+    [
+        ({"sh_degree": 4}, "sh_degree"),
+        ({"min_opacity": 2.0}, "min_opacity"),
+        ({"box_min": (0, 0, 0)}, "both"),
+        ({"box_min": (1, 0, 0), "box_max": (0, 1, 1)}, "exceed"),
+    ],  # fmt: skip
 )
 def test_export_filter_values_are_checked(kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -295,8 +299,13 @@ def test_cli_convert_filters_and_info_names_the_spz_axes(tmp_path: Path, capsys:
     from vqpress_server.cli import main
 
     out = tmp_path / "l.compressed.ply"
-    assert main(["convert", str(LEGO), "-o", str(out), "--sh-degree", "1", "--min-opacity", "0.2", "--box=-1,-1,-1,1,1,1"]) == 0
-    want, rep = filter_splats(read_splats(LEGO), ExportFilter(sh_degree=1, min_opacity=0.2, box_min=(-1, -1, -1), box_max=(1, 1, 1)))
+    assert (
+        main(["convert", str(LEGO), "-o", str(out), "--sh-degree", "1", "--min-opacity", "0.2", "--box=-1,-1,-1,1,1,1"])
+        == 0
+    )
+    want, rep = filter_splats(
+        read_splats(LEGO), ExportFilter(sh_degree=1, min_opacity=0.2, box_min=(-1, -1, -1), box_max=(1, 1, 1))
+    )
     r = read_splats(out)
     assert len(r) == rep.kept == len(want) and r.sh_degree == 1
     assert f"{rep.kept} Gaussians" in capsys.readouterr().err

@@ -163,7 +163,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if not filters.drop_non_finite:
         src, _ = src.repair_non_finite()  # the rule `compress` applies; --drop-non-finite drops instead
     n, rep = export_splats(src, Path(args.output), filters=filters, options=options)
-    dropped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in rep.as_dict().items() if k not in ("kept", "sh_degree") and v)  # fmt: skip
+    counts = {k: v for k, v in rep.as_dict().items() if k not in ("kept", "sh_degree") and v}
+    dropped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
     print(f"wrote {args.output}: {rep.kept} Gaussians, SH degree {rep.sh_degree}, {n:,} bytes"
           + (f" (dropped: {dropped})" if dropped else ""), file=sys.stderr)  # fmt: skip
     return 0
@@ -186,7 +187,8 @@ def _scene_info(path: Path, spz_axes: str = "ply") -> dict[str, Any]:
     }
     if fmt == "spz":
         info["spz_axes"] = (
-            "ply (values as stored, as splat-transform, spz-js, gsply and Spark read them; --spz-axes rub converts from RUB)"
+            "ply (values as stored, as splat-transform, spz-js, gsply and Spark read them; "
+            "--spz-axes rub converts from RUB)"
             if spz_axes == "ply"
             else "rub (converted from SPZ's RUB axes, as PlayCanvas' engine reads them)"
         )
@@ -318,12 +320,18 @@ def add_export_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("export options")
     g.add_argument("--sh-degree", type=int, choices=[0, 1, 2, 3], help="keep SH bands up to this degree")
     g.add_argument("--min-opacity", type=float, default=0.0, help="drop Gaussians whose opacity (0..1) is below this")
-    g.add_argument("--box", type=_box, help="keep Gaussians inside minx,miny,minz,maxx,maxy,maxz (write --box=-1,... when it starts with -)")
+    g.add_argument(
+        "--box",
+        type=_box,
+        help="keep Gaussians inside minx,miny,minz,maxx,maxy,maxz (write --box=-1,... when it starts with -)",
+    )
     g.add_argument("--drop-non-finite", action="store_true", help="drop Gaussians with NaN/inf values")
     g.add_argument("--spz-axes", default="ply", choices=["ply", "rub"],
                    help="axes a .spz is written in: ply = the scene's own (default; what splat-transform, "
                    "Spark and spz-js expect), rub = converted to RUB (what PlayCanvas' engine expects)")  # fmt: skip
-    g.add_argument("--sog-palette", type=int, default=0, help="SH palette entries of a .sog (0 = by scene size, max 65536)")
+    g.add_argument(
+        "--sog-palette", type=int, default=0, help="SH palette entries of a .sog (0 = by scene size, max 65536)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -134,7 +134,8 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
             raise FormatError(path, f"size {size:,} B is not a multiple of 32 B: not a valid .splat file")
         return "splat"
     raise FormatError(
-        path, "unrecognized scene format (expected .ply, .compressed.ply, .splat, .spz, .sog, meta.json or .npz content)"
+        path,
+        "unrecognized scene format (expected .ply, .compressed.ply, .splat, .spz, .sog, meta.json or .npz content)",
     )
 
 

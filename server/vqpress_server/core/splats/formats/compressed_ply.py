@@ -159,7 +159,11 @@ def _chunk_fraction(v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray
 
 
 def _pack_111011(t: np.ndarray) -> np.ndarray:  # [N, 3] in [0, 1] -> [N] uint32
-    return (_pack_unorm(t[:, 0], 11) << np.uint32(21)) | (_pack_unorm(t[:, 1], 10) << np.uint32(11)) | _pack_unorm(t[:, 2], 11)
+    return (
+        (_pack_unorm(t[:, 0], 11) << np.uint32(21))
+        | (_pack_unorm(t[:, 1], 10) << np.uint32(11))
+        | _pack_unorm(t[:, 2], 11)
+    )
 
 
 def encode_compressed_ply(splats: GaussianSplats) -> bytes:

@@ -37,7 +37,7 @@ class ExportFilter:
             for name, c in (("box_min", self.box_min), ("box_max", self.box_max)):
                 if len(c) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in c):
                     raise ConfigError(f"{name} must be three finite numbers, got {c!r}")
-            if any(lo > hi for lo, hi in zip(self.box_min, self.box_max)):
+            if any(lo > hi for lo, hi in zip(self.box_min, self.box_max, strict=True)):
                 raise ConfigError(f"box_min {self.box_min} must not exceed box_max {self.box_max} on any axis")
 
     @property

@@ -61,7 +61,9 @@ OPACITY_EPS = 1e-6  # alpha is clamped to [eps, 1 - eps] before the logit, as sp
 class SogConfig:
     """How ``encode_sog`` builds SOG's codebooks and SH palette (vqpress's k-means for all)."""
 
-    sh_palette: int = 0  # SH palette entries (<= 65536); 0 = splat-transform's size for N: min(64, 2^floor(log2(N / 1024))) * 1024
+    sh_palette: int = (
+        0  # SH palette entries (<= 65536); 0 = splat-transform's size for N: min(64, 2^floor(log2(N / 1024))) * 1024
+    )
     codebook_iters: int = 10  # Lloyd iterations for the 256-entry codebooks (scales, sh0, shN values)
     palette_iters: int = 10  # Lloyd iterations for the SH palette
     seed: int = 0  # k-means++ seed
@@ -98,7 +100,9 @@ class _Files:
             except KeyError:
                 raise FormatError(self.path, f"the bundle has no '{name}'") from None
             if info.file_size > limit:
-                raise FormatError(self.path, f"'{name}' claims {info.file_size:,} bytes, more than the {limit:,} allowed")
+                raise FormatError(
+                    self.path, f"'{name}' claims {info.file_size:,} bytes, more than the {limit:,} allowed"
+                )
             try:
                 return self.zf.read(info)
             except (zipfile.BadZipFile, OSError, EOFError) as e:
@@ -183,7 +187,9 @@ def _decode(files: _Files, meta: dict[str, Any]) -> GaussianSplats:
     path = files.path
     version = meta.get("version")
     if version != 2:
-        raise FormatError(path, f"SOG version {version!r} is not supported (version 2 is; re-save it with splat-transform)")
+        raise FormatError(
+            path, f"SOG version {version!r} is not supported (version 2 is; re-save it with splat-transform)"
+        )
     N = meta.get("count")
     if isinstance(N, bool) or not isinstance(N, int) or N < 0:
         raise FormatError(path, f"meta.json 'count' must be a non-negative integer, got {N!r}")
@@ -235,7 +241,9 @@ def _decode(files: _Files, meta: dict[str, Any]) -> GaussianSplats:
         rows = -(-count // PALETTE_ROW)
         cen = _webp(files, sn["files"][0], 1, PALETTE_ROW * K * (rows + 1))
         if cen.shape[1] != PALETTE_ROW * K:
-            raise FormatError(path, f"shN centroids are {cen.shape[1]} texels wide; {bands} bands need {PALETTE_ROW * K}")
+            raise FormatError(
+                path, f"shN centroids are {cen.shape[1]} texels wide; {bands} bands need {PALETTE_ROW * K}"
+            )
         pal_idx = cen.reshape(-1, K, 4)[:, :, :3].astype(np.int64)  # [rows * 64, K, 3]
         palette = _lookup(cb, pal_idx, path, "shN_centroids.webp")
         lab = tex(sn["files"][1])
@@ -278,7 +286,9 @@ def _lod_ranges(path: Path, meta: dict[str, Any], level: int) -> tuple[list[str]
     if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
         raise FormatError(path, f"lod-meta.json 'lodLevels' must be a positive integer, got {levels!r}")
     if not 0 <= level < levels:
-        raise VqpressInputError(f"{path}: LOD level {level} does not exist; this set has levels 0..{levels - 1} (0 is the finest)")
+        raise VqpressInputError(
+            f"{path}: LOD level {level} does not exist; this set has levels 0..{levels - 1} (0 is the finest)"
+        )
     out: list[tuple[int, int, int]] = []
     stack, seen = [meta["tree"]], 0
     while stack:
@@ -312,7 +322,9 @@ def read_sog(path: str | os.PathLike[str], lod: int = 0) -> GaussianSplats:
     try:
         if not is_lod_meta(meta):
             if lod:
-                raise VqpressInputError(f"{path}: a single SOG has no LOD level {lod}; only streamed sets (lod-meta.json) do")
+                raise VqpressInputError(
+                    f"{path}: a single SOG has no LOD level {lod}; only streamed sets (lod-meta.json) do"
+                )
             return _decode(files, meta)
         names, ranges = _lod_ranges(files.path, meta, lod)
         base = files.path.parent
@@ -326,12 +338,16 @@ def read_sog(path: str | os.PathLike[str], lod: int = 0) -> GaussianSplats:
                 decoded[f] = read_sog(sub)
             s = decoded[f]
             if off + cnt > s.num_gaussians:
-                raise FormatError(files.path, f"range {off}+{cnt} exceeds the {s.num_gaussians:,} Gaussians of {names[f]}")
+                raise FormatError(
+                    files.path, f"range {off}+{cnt} exceeds the {s.num_gaussians:,} Gaussians of {names[f]}"
+                )
             parts.append(s.index(torch.arange(off, off + cnt)))
         if not parts:
             raise FormatError(files.path, f"LOD level {lod} has no Gaussians")
-        out = GaussianSplats(*(torch.cat([getattr(p, k) for p in parts]) for k in ("means", "quats", "scales", "opacities", "sh0", "shN")))  # fmt: skip
-        out.meta.update({"source_format": "sog", "source_file": files.path.name, "sog_lod": str(lod), "sog_lod_levels": str(meta["lodLevels"])})  # fmt: skip
+        keys = ("means", "quats", "scales", "opacities", "sh0", "shN")
+        out = GaussianSplats(*(torch.cat([getattr(p, k) for p in parts]) for k in keys))
+        out.meta.update(source_format="sog", source_file=files.path.name, sog_lod=str(lod))
+        out.meta["sog_lod_levels"] = str(meta["lodLevels"])
         return out
     finally:
         if files.zf is not None:
@@ -354,7 +370,9 @@ def _webp_lossless(rgba: np.ndarray) -> bytes:  # [H, W, 4] uint8 -> lossless We
     from PIL import Image
 
     bio = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(bio, format="WEBP", lossless=True, exact=True, quality=100, method=4)
+    Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(
+        bio, format="WEBP", lossless=True, exact=True, quality=100, method=4
+    )
     return bio.getvalue()
 
 
@@ -437,15 +455,20 @@ def encode_sog_files(splats: GaussianSplats, config: SogConfig = SogConfig()) ->
         flat = torch.from_numpy(a["shN"].reshape(N, K * 3).astype(np.float32))  # [N, K * 3]
         res = kmeans(flat, min(config.palette_size(N), MAX_PALETTE), iters=config.palette_iters, seed=config.seed)
         P = res.centroids.shape[0]
-        pcb, pidx = _quantize_1d(res.centroids.double().numpy().reshape(P, K, 3), 256, config.codebook_iters, config.seed)
+        pcb, pidx = _quantize_1d(
+            res.centroids.double().numpy().reshape(P, K, 3), 256, config.codebook_iters, config.seed
+        )
         rows = -(-P // PALETTE_ROW)
         cen = np.zeros((rows * PALETTE_ROW, K, 4), np.uint8)
         cen[:P, :, :3] = pidx
         cen[:P, :, 3] = 255
         out["shN_centroids.webp"] = _webp_lossless(cen.reshape(rows, PALETTE_ROW * K, 4))
         lab = res.labels.numpy().astype(np.int64)
-        out["shN_labels.webp"] = image(np.stack([lab & 0xFF, lab >> 8, np.zeros_like(lab), np.full_like(lab, 255)], axis=1))
-        meta["shN"] = {"count": P, "bands": bands, "codebook": pcb.tolist(), "files": ["shN_centroids.webp", "shN_labels.webp"]}  # fmt: skip
+        out["shN_labels.webp"] = image(
+            np.stack([lab & 0xFF, lab >> 8, np.zeros_like(lab), np.full_like(lab, 255)], axis=1)
+        )
+        files = ["shN_centroids.webp", "shN_labels.webp"]
+        meta["shN"] = {"count": P, "bands": bands, "codebook": pcb.tolist(), "files": files}
     out["meta.json"] = json.dumps(meta).encode()
     return out
 
