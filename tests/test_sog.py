@@ -319,3 +319,50 @@ def test_cli_convert_filters_and_info_names_the_spz_axes(tmp_path: Path, capsys:
     assert info_rub["spz_axes"].startswith("rub")
     lo = np.array(info_rub["bounds_p1_p99"][0])
     assert np.allclose(lo, read_splats(LEGO).bounds()[0].numpy(), atol=1e-3)  # RUB read back: the PLY's axes
+
+
+# -- through the service: ExportRequest.options, EXPORT_FORMAT_SOG / _COMPRESSED_PLY ---------------
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from vqpress import Client
+    from vqpress_server.app import build_app
+    from vqpress_server.settings import Settings
+
+    data = tmp_path_factory.mktemp("vqpress-data")
+    app = build_app(
+        Settings(data_dir=data, host="127.0.0.1", port=0, workers=1, lease_s=3.0, heartbeat_s=0.5, poll_s=0.05)
+    )
+    app.start()
+    c = Client(f"127.0.0.1:{app.port}", timeout=60)
+    try:
+        yield c
+    finally:
+        c.close()
+        app.stop(0)
+
+
+@pytest.mark.timeout(600)
+def test_service_exports_sog_compressed_ply_and_rub_spz_with_filters(client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import vqpress
+
+    src = read_splats(LEGO)
+    opts = vqpress.ExportOptions(
+        sh_degree=1, min_opacity=0.1, box_min=(-1, -1, -1), box_max=(1, 1, 1), sog_sh_palette=64
+    )
+    want, rep = filter_splats(src, ExportFilter(sh_degree=1, min_opacity=0.1, box_min=(-1, -1, -1), box_max=(1, 1, 1)))
+    for fmt, suffix in (("sog", ".sog"), ("compressed_ply", ".compressed.ply")):
+        st = client.export(LEGO, fmt, options=opts).wait(timeout=300)
+        assert st.results[0].kind == fmt and st.results[0].name.endswith(suffix)
+        out = client.download(st.results[0], tmp_path / f"lego{suffix}")
+        r = read_splats(out)
+        assert len(r) == rep.kept == st.metrics["num_gaussians"] and r.sh_degree == 1
+        assert st.metrics["dropped_outside_box"] == rep.outside_box
+    assert _meta(tmp_path / "lego.sog")["shN"]["count"] == min(64, rep.kept)  # k-means: at most one per point
+    st = client.export(LEGO, "spz", options=vqpress.ExportOptions(spz_axes="rub")).wait(timeout=300)
+    rub = read_splats(client.download(st.results[0], tmp_path / "rub.spz"), options=ReadOptions(spz_axes="rub"))
+    assert (rub.means - src.means).abs().max() <= 2.0**-12
+    with pytest.raises(vqpress.VqpressError) as e:
+        client.export(LEGO, "ply", options=vqpress.ExportOptions(min_opacity=2.0))
+    assert e.value.code == "INVALID_ARGUMENT" and "min_opacity" in str(e.value)

@@ -31,6 +31,7 @@ from .types import (
     POSITION_PRECISIONS,
     PRESETS,
     DenseGridConfig,
+    ExportOptions,
     FieldQuantizeConfig,
     FieldTrainConfig,
     HashGridConfig,
@@ -45,7 +46,7 @@ from .types import (
 
 SERVER_ENV = "VQPRESS_SERVER"  # default for --server
 DEFAULT_SERVER = "localhost:50051"
-_EXPORT_FORMATS = ("ply", "splat", "spz", "vqp")
+_EXPORT_FORMATS = ("ply", "compressed_ply", "splat", "spz", "sog", "vqp")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,10 +107,18 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--max-resolution", type=int)
     g.add_argument("--downscale", type=int, help="3D: reduce images by this integer factor")
 
-    e = sub.add_parser("export", help="convert a scene (or decode a .vqp) to .ply/.splat/.spz/.vqp")
+    e = sub.add_parser(
+        "export", help="convert a scene (or decode a .vqp) to .ply/.compressed.ply/.splat/.spz/.sog/.vqp"
+    )
     e.add_argument("input", type=Path)
     e.add_argument("-o", "--output", type=Path, required=True, help="format follows the suffix")
     config_args(e)
+    x = e.add_argument_group("scene formats (--sh-degree above applies too)")
+    x.add_argument("--min-opacity", type=float, default=0.0, help="drop Gaussians whose opacity (0..1) is below this")
+    x.add_argument("--box", help="keep Gaussians inside minx,miny,minz,maxx,maxy,maxz (--box=-1,... for negatives)")
+    x.add_argument("--drop-non-finite", action="store_true", help="drop Gaussians with NaN/inf values")
+    x.add_argument("--spz-axes", choices=("ply", "rub"), default="ply", help="ply: the scene's axes (default); rub")
+    x.add_argument("--sog-palette", type=int, default=0, help="SH palette entries of a .sog (0 = by scene size)")
 
     r = sub.add_parser("render", help="render a scene from cameras to PNG files")
     r.add_argument("input", type=Path)
@@ -271,11 +280,35 @@ def _cmd_train(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_options(args: argparse.Namespace) -> ExportOptions:
+    box = None
+    if args.box:
+        try:
+            box = [float(v) for v in args.box.split(",")]
+        except ValueError:
+            box = []
+        if len(box) != 6:
+            raise invalid(f"--box must be six numbers minx,miny,minz,maxx,maxy,maxz, got {args.box!r}")
+    return ExportOptions(
+        sh_degree=args.sh_degree,
+        min_opacity=args.min_opacity,
+        box_min=(box[0], box[1], box[2]) if box else None,
+        box_max=(box[3], box[4], box[5]) if box else None,
+        drop_non_finite=args.drop_non_finite,
+        spz_axes=args.spz_axes,
+        sog_sh_palette=args.sog_palette,
+    )
+
+
 def _cmd_export(client: Client, args: argparse.Namespace) -> int:
-    fmt = args.output.suffix.lower().lstrip(".")
+    name = args.output.name.lower()
+    fmt = "compressed_ply" if name.endswith(".compressed.ply") else args.output.suffix.lower().lstrip(".")
     if fmt not in _EXPORT_FORMATS:
-        raise invalid(f"{args.output}: the output suffix must be one of {['.' + f for f in _EXPORT_FORMATS]}")
-    job = client.export(args.input, fmt, _config(args) if fmt == "vqp" else None)  # type: ignore[arg-type]
+        raise invalid(f"{args.output}: the output suffix must be one of .ply .compressed.ply .splat .spz .sog .vqp")
+    if fmt == "vqp":
+        job = client.export(args.input, "vqp", _config(args))
+    else:
+        job = client.export(args.input, fmt, options=_export_options(args))  # type: ignore[arg-type]
     st = _follow(job, args.timeout)
     if not st.results:
         raise VqpressError("INTERNAL", f"job {job.id} succeeded without a result")

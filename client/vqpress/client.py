@@ -31,6 +31,7 @@ from .types import (
     Camera,
     DecoderConfig,
     DenseGridConfig,
+    ExportOptions,
     FieldQuantizeConfig,
     FieldTrainConfig,
     GridConfig,
@@ -49,7 +50,7 @@ from .v1 import vqpress_pb2_grpc as pb_grpc
 
 # a file to upload, a stored artifact, or inline tensors (a scene or a neural field)
 Source = str | os.PathLike | ArtifactRef | Splats | NeuralField
-ExportFormatName = Literal["ply", "splat", "spz", "vqp"]
+ExportFormatName = Literal["ply", "compressed_ply", "splat", "spz", "sog", "vqp"]
 Encoding = Literal["png", "float32", "raw"]
 
 # Inline splats above this size are uploaded as an .npz artifact instead (a message is at most 64 MiB).
@@ -96,6 +97,8 @@ _EXPORT = {
     "splat": pb.EXPORT_FORMAT_SPLAT,
     "spz": pb.EXPORT_FORMAT_SPZ,
     "vqp": pb.EXPORT_FORMAT_VQP,
+    "sog": pb.EXPORT_FORMAT_SOG,
+    "compressed_ply": pb.EXPORT_FORMAT_COMPRESSED_PLY,
 }
 _STATE_FROM_PB = {
     pb.JOB_STATE_QUEUED: JobState.QUEUED,
@@ -177,6 +180,22 @@ def _color_pb(bg: Sequence[float]) -> pb.Color:
     if not all(0.0 <= x <= 1.0 for x in (r, g, b)):
         raise invalid(f"background must be 3 numbers in [0, 1], got {tuple(bg)!r}")
     return pb.Color(r=r, g=g, b=b)
+
+
+def _export_options_pb(o: ExportOptions) -> pb.ExportOptions:
+    o.validate()
+    msg = pb.ExportOptions(
+        min_opacity=float(o.min_opacity),
+        drop_non_finite=bool(o.drop_non_finite),
+        spz_axes=pb.SPZ_AXES_RUB if o.spz_axes == "rub" else pb.SPZ_AXES_PLY,
+        sog_sh_palette=int(o.sog_sh_palette),
+    )
+    if o.sh_degree is not None:
+        msg.sh_degree = int(o.sh_degree)
+    if o.box_min is not None and o.box_max is not None:
+        msg.box_min.extend(float(v) for v in o.box_min)
+        msg.box_max.extend(float(v) for v in o.box_max)
+    return msg
 
 
 def _config_pb(cfg: QuantizeConfig | None) -> pb.QuantizeConfig:
@@ -474,12 +493,19 @@ class Client:
         with translate_errors():
             return Job(self, self._stub.Quantize(req, timeout=self.timeout).id)
 
-    def export(self, source: Source, format: ExportFormatName, config: QuantizeConfig | None = None) -> Job:
+    def export(
+        self,
+        source: Source,
+        format: ExportFormatName,
+        config: QuantizeConfig | None = None,
+        options: ExportOptions | None = None,
+    ) -> Job:
         """Start converting a scene (or decoding a .vqp) to ``format``. Results: [the file].
-        ``config`` applies to format "vqp" only."""
+        ``config`` applies to format "vqp" only; ``options`` (filters, .spz axes, SOG palette) to the others."""
         if format not in _EXPORT:
             raise invalid(f"export format {format!r} is not one of {sorted(_EXPORT)}")
-        req = pb.ExportRequest(format=_EXPORT[format], config=_config_pb(config), **self._source(source))
+        extra = {"options": _export_options_pb(options)} if options is not None else {}
+        req = pb.ExportRequest(format=_EXPORT[format], config=_config_pb(config), **extra, **self._source(source))
         with translate_errors():
             return Job(self, self._stub.Export(req, timeout=self.timeout).id)
 

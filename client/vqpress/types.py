@@ -248,6 +248,39 @@ ENTROPY = ("zstd", "none")
 
 
 @dataclass(frozen=True)
+class ExportOptions:
+    """What an export to a scene format keeps, and how .spz and .sog are written (not for "vqp").
+
+    Filters run in this order: drop_non_finite, the box, min_opacity, sh_degree. The defaults keep
+    everything and write a .spz in the scene's own axes (see the README's format section).
+    """
+
+    sh_degree: int | None = None  # keep SH bands up to this degree (0..3); None keeps the scene's
+    min_opacity: float = 0.0  # drop Gaussians whose opacity sigmoid(logit) is below this (0..1)
+    box_min: tuple[float, float, float] | None = None  # keep Gaussians whose centre is in [box_min, box_max]
+    box_max: tuple[float, float, float] | None = None  # (both corners or neither)
+    drop_non_finite: bool = False  # drop Gaussians with a NaN/inf value instead of repairing them
+    spz_axes: str = "ply"  # "ply": the scene's own axes (splat-transform, Spark); "rub": converted to RUB
+    sog_sh_palette: int = 0  # SH palette entries of a .sog, 1..65536; 0 = by scene size
+
+    def validate(self) -> ExportOptions:
+        if self.sh_degree is not None and self.sh_degree not in (0, 1, 2, 3):
+            raise invalid(f"ExportOptions.sh_degree must be 0..3, got {self.sh_degree!r}")
+        if not 0.0 <= float(self.min_opacity) <= 1.0:
+            raise invalid(f"ExportOptions.min_opacity must be an opacity in 0..1, got {self.min_opacity!r}")
+        if (self.box_min is None) != (self.box_max is None):
+            raise invalid("ExportOptions: a crop box needs both box_min and box_max")
+        for c in (self.box_min, self.box_max):
+            if c is not None and len(c) != 3:
+                raise invalid(f"ExportOptions: a box corner is 3 numbers, got {c!r}")
+        if self.spz_axes not in ("ply", "rub"):
+            raise invalid(f"ExportOptions.spz_axes must be 'ply' or 'rub', got {self.spz_axes!r}")
+        if not 0 <= int(self.sog_sh_palette) <= 65536:
+            raise invalid(f"ExportOptions.sog_sh_palette must be in 0..65536, got {self.sog_sh_palette!r}")
+        return self
+
+
+@dataclass(frozen=True)
 class QuantizeConfig:
     """Compression settings. Every field is optional: None means the server's default (or the preset's).
 

@@ -89,6 +89,14 @@ class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXPORT_FORMAT_SPLAT: _ClassVar[ExportFormat]
     EXPORT_FORMAT_SPZ: _ClassVar[ExportFormat]
     EXPORT_FORMAT_VQP: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_SOG: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_COMPRESSED_PLY: _ClassVar[ExportFormat]
+
+class SpzAxes(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SPZ_AXES_UNSPECIFIED: _ClassVar[SpzAxes]
+    SPZ_AXES_PLY: _ClassVar[SpzAxes]
+    SPZ_AXES_RUB: _ClassVar[SpzAxes]
 
 class ImageEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -145,6 +153,11 @@ EXPORT_FORMAT_PLY: ExportFormat
 EXPORT_FORMAT_SPLAT: ExportFormat
 EXPORT_FORMAT_SPZ: ExportFormat
 EXPORT_FORMAT_VQP: ExportFormat
+EXPORT_FORMAT_SOG: ExportFormat
+EXPORT_FORMAT_COMPRESSED_PLY: ExportFormat
+SPZ_AXES_UNSPECIFIED: SpzAxes
+SPZ_AXES_PLY: SpzAxes
+SPZ_AXES_RUB: SpzAxes
 IMAGE_ENCODING_UNSPECIFIED: ImageEncoding
 IMAGE_ENCODING_PNG: ImageEncoding
 IMAGE_ENCODING_FLOAT32: ImageEncoding
@@ -660,19 +673,39 @@ class QuantizeRequest(_message.Message):
     background: Color
     def __init__(self, artifact: _Optional[_Union[ArtifactRef, _Mapping]] = ..., splats: _Optional[_Union[GaussianSplats, _Mapping]] = ..., field: _Optional[_Union[NeuralField, _Mapping]] = ..., config: _Optional[_Union[QuantizeConfig, _Mapping]] = ..., field_config: _Optional[_Union[FieldQuantizeConfig, _Mapping]] = ..., cameras: _Optional[_Iterable[_Union[Camera, _Mapping]]] = ..., background: _Optional[_Union[Color, _Mapping]] = ...) -> None: ...
 
+class ExportOptions(_message.Message):
+    __slots__ = ("sh_degree", "min_opacity", "box_min", "box_max", "drop_non_finite", "spz_axes", "sog_sh_palette")
+    SH_DEGREE_FIELD_NUMBER: _ClassVar[int]
+    MIN_OPACITY_FIELD_NUMBER: _ClassVar[int]
+    BOX_MIN_FIELD_NUMBER: _ClassVar[int]
+    BOX_MAX_FIELD_NUMBER: _ClassVar[int]
+    DROP_NON_FINITE_FIELD_NUMBER: _ClassVar[int]
+    SPZ_AXES_FIELD_NUMBER: _ClassVar[int]
+    SOG_SH_PALETTE_FIELD_NUMBER: _ClassVar[int]
+    sh_degree: int
+    min_opacity: float
+    box_min: _containers.RepeatedScalarFieldContainer[float]
+    box_max: _containers.RepeatedScalarFieldContainer[float]
+    drop_non_finite: bool
+    spz_axes: SpzAxes
+    sog_sh_palette: int
+    def __init__(self, sh_degree: _Optional[int] = ..., min_opacity: _Optional[float] = ..., box_min: _Optional[_Iterable[float]] = ..., box_max: _Optional[_Iterable[float]] = ..., drop_non_finite: _Optional[bool] = ..., spz_axes: _Optional[_Union[SpzAxes, str]] = ..., sog_sh_palette: _Optional[int] = ...) -> None: ...
+
 class ExportRequest(_message.Message):
-    __slots__ = ("artifact", "splats", "field", "format", "config")
+    __slots__ = ("artifact", "splats", "field", "format", "config", "options")
     ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     SPLATS_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
     artifact: ArtifactRef
     splats: GaussianSplats
     field: NeuralField
     format: ExportFormat
     config: QuantizeConfig
-    def __init__(self, artifact: _Optional[_Union[ArtifactRef, _Mapping]] = ..., splats: _Optional[_Union[GaussianSplats, _Mapping]] = ..., field: _Optional[_Union[NeuralField, _Mapping]] = ..., format: _Optional[_Union[ExportFormat, str]] = ..., config: _Optional[_Union[QuantizeConfig, _Mapping]] = ...) -> None: ...
+    options: ExportOptions
+    def __init__(self, artifact: _Optional[_Union[ArtifactRef, _Mapping]] = ..., splats: _Optional[_Union[GaussianSplats, _Mapping]] = ..., field: _Optional[_Union[NeuralField, _Mapping]] = ..., format: _Optional[_Union[ExportFormat, str]] = ..., config: _Optional[_Union[QuantizeConfig, _Mapping]] = ..., options: _Optional[_Union[ExportOptions, _Mapping]] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
     __slots__ = ("dataset", "splats", "field", "init")

@@ -31,6 +31,7 @@ SOURCE_SUFFIX = {
     "compressed_ply": ".compressed.ply",
     "splat": ".splat",
     "spz": ".spz",
+    "sog": ".sog",
     "npz": ".npz",
     "vqp": ".vqp",
 }
@@ -261,15 +262,18 @@ class JobContext:
             _link_or_copy(self.store.path(info.id), link)
         return Source(ArtifactInfo(info.id, info.name, kind, info.size, info.created_at, info.source_job), link)
 
-    def load_splats(self, src: Source) -> GaussianSplats:
-        """Read any accepted source kind into a scene (non-finite values repaired), on the CPU."""
+    def load_splats(self, src: Source, repair: bool = True) -> GaussianSplats:
+        """Read any accepted source kind into a scene (non-finite values repaired unless
+        ``repair=False``), on the CPU."""
         if src.kind == "vqp":
             from ..core.splats.quantize import decode_vqp_splats
 
             return decode_vqp_splats(src.path.read_bytes(), name=src.info.name)
-        from ..core.splats.formats import load_scene
+        from ..core.splats.formats import load_scene, read_splats
 
         with src.named_errors():
+            if not repair:
+                return read_splats(src.path)
             splats, report = load_scene(src.path)
         if report.total:
             self.metrics["repaired"] = float(report.total)

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from ..core.splats.quantize_config import QuantizeConfig
 
 MAX_RENDER_CAMERAS = 4096  # cameras one render job may ask for
-EXPORT_FORMATS = ("ply", "splat", "spz", "vqp")
+EXPORT_FORMATS = ("ply", "compressed_ply", "splat", "spz", "sog", "vqp")
+_EXPORT_SUFFIX = {"compressed_ply": "compressed.ply"}  # the others are their names
 RENDER_ENCODINGS = ("png", "float32")
 
 
@@ -151,7 +152,7 @@ def run_export(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
 
         return run_export_field(ctx, spec, src)
     t0 = time.perf_counter()
-    dst = ctx.scratch / f"{src.stem}.{fmt}"
+    dst = ctx.scratch / f"{src.stem}.{_EXPORT_SUFFIX.get(fmt, fmt)}"
     metrics: dict[str, float] = {}
     if fmt == "vqp":
         from ..core.splats.compress import compress_file
@@ -163,16 +164,37 @@ def run_export(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
             report = compress_file(scene, dst, config, evaluate=False, device=ctx.device, progress=ctx.progress)
         metrics["num_gaussians"] = float(report.as_dict().get("num_gaussians", 0))
     else:
-        from ..core.splats.formats import write_splats
+        from ..core.splats.formats import export_splats
 
+        filters, options = _export_options(spec.get("options"))
         ctx.progress("read", 0.0)
-        splats = ctx.load_splats(src)
+        splats = ctx.load_splats(src, repair=not filters.drop_non_finite)
         ctx.progress("write", 0.5)
-        write_splats(splats, dst, fmt)
-        metrics["num_gaussians"] = float(splats.num_gaussians)
+        _, rep = export_splats(splats, dst, fmt, filters=filters, options=options)  # type: ignore[arg-type]
+        metrics["num_gaussians"] = float(rep.kept)
+        metrics.update(
+            {f"dropped_{k}": float(v) for k, v in rep.as_dict().items() if k not in ("kept", "sh_degree") and v}
+        )
     ctx.check_cancelled()
     metrics.update(output_bytes=float(dst.stat().st_size), seconds=time.perf_counter() - t0)
     return HandlerResult([Output(dst, dst.name, fmt)], metrics)
+
+
+def _export_options(opts: Mapping[str, Any] | None) -> tuple[Any, Any]:
+    """core's ExportFilter and WriteOptions from an export spec's "options" (rpc.convert.export_options)."""
+    from ..core.splats.formats import ExportFilter, SogConfig, WriteOptions
+
+    o = dict(opts or {})
+    box_min, box_max = o.get("box_min"), o.get("box_max")
+    filters = ExportFilter(
+        sh_degree=o.get("sh_degree"),
+        min_opacity=float(o.get("min_opacity", 0.0)),
+        box_min=tuple(box_min) if box_min else None,
+        box_max=tuple(box_max) if box_max else None,
+        drop_non_finite=bool(o.get("drop_non_finite", False)),
+    )
+    options = WriteOptions(spz_axes=o.get("spz_axes", "ply"), sog=SogConfig(sh_palette=int(o.get("sog_sh_palette", 0))))
+    return filters, options
 
 
 def run_render(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:

@@ -232,7 +232,10 @@ EXPORT_FORMATS = {
     pb.EXPORT_FORMAT_SPLAT: "splat",
     pb.EXPORT_FORMAT_SPZ: "spz",
     pb.EXPORT_FORMAT_VQP: "vqp",
+    pb.EXPORT_FORMAT_SOG: "sog",
+    pb.EXPORT_FORMAT_COMPRESSED_PLY: "compressed_ply",
 }
+SPZ_AXES = {pb.SPZ_AXES_UNSPECIFIED: "ply", pb.SPZ_AXES_PLY: "ply", pb.SPZ_AXES_RUB: "rub"}
 IMAGE_ENCODINGS = {
     pb.IMAGE_ENCODING_UNSPECIFIED: "png",
     pb.IMAGE_ENCODING_PNG: "png",
@@ -246,6 +249,33 @@ def export_format(value: int) -> str:
             f"ExportRequest.format must be one of {', '.join(pb.ExportFormat.Name(k) for k in EXPORT_FORMATS)}"
         )
     return EXPORT_FORMATS[value]
+
+
+def export_options(msg: pb.ExportOptions) -> dict[str, Any]:
+    """The spec dict of ExportOptions (the fields of core's ExportFilter and WriteOptions)."""
+    opts: dict[str, Any] = {}
+    if msg.HasField("sh_degree"):
+        if msg.sh_degree > 3:
+            raise ConfigError(f"ExportOptions.sh_degree must be 0..3, got {msg.sh_degree}")
+        opts["sh_degree"] = int(msg.sh_degree)
+    if not (math.isfinite(msg.min_opacity) and 0.0 <= msg.min_opacity <= 1.0):
+        raise ConfigError(f"ExportOptions.min_opacity must be an opacity in 0..1, got {msg.min_opacity}")
+    opts["min_opacity"] = float(msg.min_opacity)
+    lo, hi = list(msg.box_min), list(msg.box_max)
+    if lo or hi:
+        if len(lo) != 3 or len(hi) != 3 or not all(math.isfinite(v) for v in lo + hi):
+            raise ConfigError("ExportOptions.box_min and box_max must both be 3 finite numbers")
+        if any(a > b for a, b in zip(lo, hi, strict=True)):
+            raise ConfigError(f"ExportOptions.box_min {lo} exceeds box_max {hi} on an axis")
+        opts["box_min"], opts["box_max"] = lo, hi
+    opts["drop_non_finite"] = bool(msg.drop_non_finite)
+    if msg.spz_axes not in SPZ_AXES:
+        raise ConfigError(f"ExportOptions.spz_axes {msg.spz_axes} is unknown; use SPZ_AXES_PLY or SPZ_AXES_RUB")
+    opts["spz_axes"] = SPZ_AXES[msg.spz_axes]
+    if msg.sog_sh_palette > 65536:
+        raise ConfigError(f"ExportOptions.sog_sh_palette must be at most 65536 entries, got {msg.sog_sh_palette}")
+    opts["sog_sh_palette"] = int(msg.sog_sh_palette)
+    return opts
 
 
 def image_encoding(value: int) -> str:

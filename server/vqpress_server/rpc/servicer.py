@@ -121,7 +121,8 @@ class VqpressServicer(pb_grpc.VqpressServicer):
             raise invalid_argument(
                 f"a neural field exports to EXPORT_FORMAT_VQP only, not {fmt!r}; render it to images with Render"
             )
-        spec = {"source": source, "format": fmt, "config": config}
+        options = convert.export_options(request.options) if request.HasField("options") else None
+        spec = {"source": source, "format": fmt, "config": config, "options": options}
         return pb.JobRef(id=self._submit(JobKind.EXPORT, spec).id)
 
     def Train(self, request: pb.TrainRequest, context: Any) -> pb.JobRef:
