@@ -31,7 +31,6 @@ SOURCE_SUFFIX = {
     "compressed_ply": ".compressed.ply",
     "splat": ".splat",
     "spz": ".spz",
-    "sog": ".sog",
     "npz": ".npz",
     "vqp": ".vqp",
 }
