@@ -7,13 +7,16 @@ validates, stores, enqueues and streams; all torch work runs in the worker proce
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import IO
 
 from .artifacts.store import ArtifactStore
 from .jobs.table import JobTable
 from .jobs.worker import WorkerPool
+from .locks import hold_server_lock, release
 from .rpc.server import RpcServer, create_server, set_serving
 from .rpc.servicer import VqpressServicer
 from .rpc.sources import close_field_helper
@@ -29,6 +32,7 @@ class App:
     jobs: JobTable
     workers: WorkerPool
     rpc: RpcServer
+    lock: IO[str] | None = field(default=None, repr=False)  # the data directory's server lock
 
     @property
     def port(self) -> int:
@@ -36,19 +40,28 @@ class App:
 
     def start(self) -> None:
         """Start the workers, then accept calls; health turns SERVING."""
-        self.workers.start()
-        self.rpc.server.start()
+        try:
+            self.workers.start()
+            self.rpc.server.start()
+        except BaseException:
+            self.workers.stop()
+            raise
         set_serving(self.rpc, True)
         log.info("vqpress serving on %s:%d (%d workers)", self.settings.host, self.port, len(self.workers.pids()))
 
     def stop(self, grace: float = 5.0) -> None:
-        """Health turns NOT_SERVING, calls in flight get ``grace`` seconds, then the workers stop
-        (a job they were running goes back to the queue)."""
+        """Health turns NOT_SERVING; while calls in flight get ``grace`` seconds, the workers stop
+        (a job they were running goes back to the queue, to run first at the next start)."""
         set_serving(self.rpc, False)
-        self.rpc.server.stop(grace).wait()
-        close_field_helper()
+        self.workers.begin_stop()
+        rpc_stopped = self.rpc.server.stop(grace)
         self.workers.stop()
+        rpc_stopped.wait()
+        close_field_helper()
         self.jobs.close()
+        release(self.lock)
+        self.lock = None
+        log.info("stopped")
 
     def wait(self) -> None:
         """Block until the server has stopped."""
@@ -56,21 +69,35 @@ class App:
 
 
 def build_app(settings: Settings) -> App:
-    store = ArtifactStore(settings.artifacts_dir, settings.max_artifact_bytes)
-    jobs = JobTable(settings.jobs_db, max_attempts=settings.max_attempts, poll_s=settings.poll_s)
-    workers = WorkerPool(settings)
-    servicer = VqpressServicer(settings, store, jobs, workers.notify)
-    rpc = create_server(servicer, settings)
-    return App(settings, store, jobs, workers, rpc)
+    """The graph, over a data directory locked for this server (raises DataDirInUse when another
+    server has it, before anything in it is touched; OSError when the port is taken)."""
+    lock = hold_server_lock(settings.data_dir)
+    try:
+        store = ArtifactStore(settings.artifacts_dir, settings.max_artifact_bytes)
+        jobs = JobTable(settings.jobs_db, max_attempts=settings.max_attempts, poll_s=settings.poll_s)
+        workers = WorkerPool(settings)
+        servicer = VqpressServicer(settings, store, jobs, workers.notify)
+        rpc = create_server(servicer, settings)
+    except BaseException:
+        release(lock)
+        raise
+    return App(settings, store, jobs, workers, rpc, lock)
 
 
 def serve(settings: Settings) -> None:
-    """Run until SIGINT or SIGTERM, then stop gracefully."""
+    """Run until SIGINT or SIGTERM, then stop gracefully; a second signal exits at once.
+
+    Raises OSError (DataDirInUse included) when the server cannot start: the port is taken, or
+    another server uses the data directory.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = build_app(settings)
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
+        if stopping.is_set():
+            # Asked twice: stop now. Workers notice their server is gone and hand their jobs back.
+            os._exit(128 + signum)
         stopping.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):

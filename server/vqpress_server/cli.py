@@ -8,6 +8,8 @@
     vqpress-server serve [--data-dir DIR] [--port P] [--workers N] [--token T] [--tls-cert C --tls-key K]
 
 Bad input ends with `error: <what is wrong>` on stderr and exit status 2; nothing half-written stays.
+A server that cannot start (its port is taken, another server uses its data directory) says why the
+same way, with exit status 3.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_BAD_INPUT = 2
+EXIT_CANNOT_SERVE = 3
 
 
 class ProgressPrinter:
@@ -292,7 +295,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
     )
-    serve(settings)
+    try:
+        serve(settings)
+    except OSError as e:  # the port is taken, the data directory is locked or not writable
+        print(f"error: {e.strerror if e.strerror and not e.filename else e}", file=sys.stderr)
+        return EXIT_CANNOT_SERVE
     return 0
 
 

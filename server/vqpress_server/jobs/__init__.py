@@ -1,6 +1,6 @@
 """The durable job queue (SQLite), its worker processes, and one handler per job kind."""
 
-from .model import JobKind, JobNotFound, JobRecord, JobState, LeaseLost, QueueFull
+from .model import JobKind, JobNotFound, JobRecord, JobState, LeaseLost, QueueFull, StorageFull
 from .table import JobTable
 from .worker import WorkerPool
 
@@ -12,5 +12,6 @@ __all__ = [
     "JobTable",
     "LeaseLost",
     "QueueFull",
+    "StorageFull",
     "WorkerPool",
 ]

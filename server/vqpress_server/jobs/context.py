@@ -208,6 +208,11 @@ class JobContext:
         return self.warm.device
 
     @property
+    def stage(self) -> str:
+        """The stage last reported through ``progress`` ("" before the first)."""
+        return self._last_stage
+
+    @property
     def checkpoint_dir(self) -> Path:
         """This job's checkpoint folder (not created here); the worker keeps it until the job ends."""
         return checkpoint_dir_for(self.scratch.parent, self.job.id)

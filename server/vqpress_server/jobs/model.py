@@ -63,5 +63,9 @@ class QueueFull(Exception):
     """Too many jobs are queued; the client should retry later."""
 
 
+class StorageFull(Exception):
+    """The job table cannot be written: the disk (or quota) under it is full."""
+
+
 class LeaseLost(Exception):
     """This worker no longer holds the job (its lease expired and the job went to another worker)."""

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .model import TERMINAL_STATES, JobKind, JobNotFound, JobRecord, JobState, LeaseLost, QueueFull
+from .model import TERMINAL_STATES, JobKind, JobNotFound, JobRecord, JobState, LeaseLost, QueueFull, StorageFull
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -344,7 +344,25 @@ class _Txn:
         return self.conn
 
     def __exit__(self, et: object, ev: object, tb: object) -> None:
-        self.conn.execute("ROLLBACK" if et is not None else "COMMIT")
+        if et is None:
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except sqlite3.Error as e:
+                ev = e
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        if _is_full(ev):
+            raise StorageFull(
+                "the job table cannot be written: no space left on the server's disk; free disk space"
+            ) from ev  # type: ignore[misc]
+        if et is None:
+            raise ev  # type: ignore[misc]
+
+
+def _is_full(e: object) -> bool:
+    """SQLITE_FULL: a write needed space the disk (or quota) did not have."""
+    return isinstance(e, sqlite3.Error) and getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
 def _clean_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -5,10 +5,18 @@ state once (torch, the device, gsplat's kernels, a scene LRU), then loops: claim
 handler with a heartbeat thread renewing the lease, store the result files as artifacts, end the
 job. The pool restarts a worker that died; the job it held goes back to the queue (or fails after
 max_attempts). This module imports no torch in the parent process, not even to count GPUs.
+
+Stopping: a worker stops on SIGTERM, whoever sends it (the pool, or a supervisor signalling the
+whole process group), and when its parent process is gone (the server was killed). A running job
+is handed back to the queue at its next progress check. Nothing the pool uses to reach a worker
+blocks when that worker has died: wake-ups are semaphores (a post never waits for the waiter),
+stop is a signal.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -20,14 +28,15 @@ import time
 import traceback
 from multiprocessing import get_context
 from multiprocessing.context import SpawnProcess
-from multiprocessing.synchronize import Event as MpEvent
+from multiprocessing.synchronize import Semaphore as MpSemaphore
 from pathlib import Path
 
-from ..artifacts import ArtifactNotFound, ArtifactStore, ArtifactTooLarge
+from ..artifacts import ArtifactNotFound, ArtifactStore, ArtifactStoreFull, ArtifactTooLarge
 from ..core.errors import Cancelled, VqpressInputError
+from ..locks import hold_worker_lock, no_workers_alive
 from ..settings import Settings
 from .context import CHECKPOINTS_SUFFIX, JobContext, WarmState, WorkerShutdown, checkpoint_dir_for
-from .model import JobRecord, JobState, LeaseLost
+from .model import JobRecord, JobState, LeaseLost, StorageFull
 from .table import JobTable
 
 log = logging.getLogger(__name__)
@@ -36,6 +45,10 @@ _MP = get_context("spawn")  # never fork: a forked CUDA context is unusable
 _MONITOR_S = 0.2  # how often the pool checks that its workers are alive (seconds)
 _SCRATCH_CLEAN_S = 60.0  # how often the pool removes scratch no job needs, e.g. checkpoints of ended jobs (s)
 _RESTART_BACKOFF_S = (0.5, 30.0)  # delay before restarting a worker that died young: first, max (s)
+_PARENT_CHECK_S = 0.25  # how often a worker checks that the server that started it is alive (s)
+_ORPHAN_GRACE_S = 15.0  # a worker whose server is gone exits at the latest this long after (s)
+_ORPHAN_WAIT_S = 30.0  # at start, how long to wait for workers of a killed server to exit (s)
+_DISK_FULL_RETRY_S = (0.5, 10.0)  # a worker that cannot write to the job table retries: first, max (s)
 _ENV_LOCK = threading.Lock()
 
 
@@ -82,10 +95,10 @@ class WorkerPool:
         self._devices: list[str | None] = [gpus[i % len(gpus)] if gpus else None for i in range(n)]
         cpu_workers = sum(d is None for d in self._devices)
         self._threads = max(1, (os.cpu_count() or 1) // cpu_workers) if cpu_workers else None
-        self._wake = _MP.Event()
-        self._stop = _MP.Event()
+        self._wake: list[MpSemaphore] = [_MP.Semaphore(0) for _ in range(n)]
         self._procs: list[SpawnProcess | None] = [None] * n
-        self._ready: list[MpEvent] = [_MP.Event() for _ in range(n)]
+        self._killed: set[int] = set()  # pids this pool killed after they outlived stop's timeout
+        self._ready: list[MpSemaphore] = [_MP.Semaphore(0) for _ in range(n)]  # posted once warm
         self._started_at = [0.0] * n
         self._backoff = [_RESTART_BACKOFF_S[0]] * n
         self._restart_after = [0.0] * n
@@ -99,7 +112,17 @@ class WorkerPool:
         s = self.settings
         s.scratch_dir.mkdir(parents=True, exist_ok=True)
         self._table = JobTable(s.jobs_db, max_attempts=s.max_attempts, poll_s=s.poll_s)
-        n = self._table.requeue_expired()
+        if no_workers_alive(s.data_dir, _ORPHAN_WAIT_S):
+            # No worker of an earlier server runs: whatever they still hold, they lost.
+            n = sum(self._table.requeue_expired(worker_id=wid) for wid in _holders(self._table))
+        else:
+            log.warning(
+                "workers of an earlier server on %s are still running after %.0f s; their jobs are "
+                "recovered when their leases expire",
+                s.data_dir,
+                _ORPHAN_WAIT_S,
+            )
+            n = self._table.requeue_expired()
         if n:
             log.info("recovered %d job(s) whose worker was lost", n)
         _clean_scratch(s.scratch_dir, self._table)
@@ -110,31 +133,46 @@ class WorkerPool:
         self._monitor.start()
 
     def stop(self, timeout: float = 10) -> None:
-        """Ask workers to stop (a running job goes back to the queue), join them, kill stragglers."""
-        self._stopping.set()
+        """Ask workers to stop (SIGTERM: a running job goes back to the queue), join them, kill
+        stragglers after ``timeout`` seconds. A worker that already exited is only reaped. Jobs still
+        held by a worker afterwards are recovered now, not when their lease expires."""
+        self.begin_stop()
         if self._monitor is not None:
             self._monitor.join()
-        self._stop.set()
-        self._wake.set()
-        deadline = time.monotonic() + timeout
         with self._lock:
-            procs = [p for p in self._procs if p is not None]
-        for p in procs:
+            procs = [(slot, p) for slot, p in enumerate(self._procs) if p is not None]
+        for slot, p in procs:
+            if p.is_alive():
+                with contextlib.suppress(OSError):
+                    p.terminate()
+            self._wake[slot].release()
+        deadline = time.monotonic() + timeout
+        for _, p in procs:
             p.join(max(0.0, deadline - time.monotonic()))
-        for p in procs:
+        for slot, p in procs:
             if p.is_alive():
                 log.warning("worker pid %s did not stop in %.0f s; killing it", p.pid, timeout)
+                self._killed.add(p.pid or -1)
                 p.kill()
                 p.join(5)
+            self._recover(slot, p)
             p.close()
         with self._lock:
             self._procs = [None] * len(self._procs)
         if self._table is not None:
             self._table.close()
 
+    def begin_stop(self) -> None:
+        """Restart no worker from now on (call as soon as the server decides to stop)."""
+        self._stopping.set()
+
     def notify(self) -> None:
-        """Wake idle workers now (call after a submit), instead of at their next poll."""
-        self._wake.set()
+        """Wake idle workers now (call after a submit), instead of at their next poll. Never blocks."""
+        for sem in self._wake:
+            with contextlib.suppress(NotImplementedError):
+                if sem.get_value() > 0:
+                    continue  # a wake-up is already pending
+            sem.release()
 
     def pids(self) -> list[int]:
         with self._lock:
@@ -143,7 +181,11 @@ class WorkerPool:
     def wait_ready(self, timeout: float) -> bool:
         """Wait until every worker has its warm state (True), or ``timeout`` seconds passed (False)."""
         deadline = time.monotonic() + timeout
-        return all(ev.wait(max(0.0, deadline - time.monotonic())) for ev in self._ready)
+        for sem in self._ready:
+            if not sem.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                return False
+            sem.release()  # stays ready for the next caller
+        return True
 
     def __enter__(self) -> WorkerPool:
         self.start()
@@ -155,10 +197,11 @@ class WorkerPool:
     # -- internals -------------------------------------------------------------------
     def _spawn(self, slot: int) -> None:
         device = self._devices[slot]
-        self._ready[slot].clear()
+        while self._ready[slot].acquire(block=False):  # not ready until this process says so
+            pass
         proc = _MP.Process(
             target=_worker_main,
-            args=(slot, device, self._threads, self.settings, self._wake, self._stop, self._ready[slot]),
+            args=(slot, device, self._threads, self.settings, self._wake[slot], self._ready[slot]),
             name=f"vqpress-worker-{slot}",
             daemon=True,
         )
@@ -177,6 +220,23 @@ class WorkerPool:
         self._procs[slot] = proc
         self._started_at[slot] = time.monotonic()
         log.info("started worker %d (pid %s, %s)", slot, proc.pid, f"GPU {device}" if device else "CPU")
+
+    def _recover(self, slot: int, proc: SpawnProcess) -> None:
+        """The process has exited: recover the jobs it still holds now, not when their lease expires.
+
+        A worker this pool killed for outliving stop's timeout hands its job back uncounted; any
+        other death counts as a lost attempt (the job may be what killed it).
+        """
+        assert self._table is not None
+        wid = worker_id_for(slot, proc.pid)
+        try:
+            if proc.pid in self._killed:
+                for job_id in _holders(self._table, wid):
+                    _end(self._table.release, job_id, wid)
+            else:
+                self._table.requeue_expired(worker_id=wid)
+        except Exception:
+            log.exception("recovering the jobs of worker %s failed", wid)
 
     def _watch(self) -> None:
         assert self._table is not None
@@ -205,17 +265,18 @@ class WorkerPool:
 
     def _worker_died(self, slot: int, proc: SpawnProcess) -> None:
         assert self._table is not None
-        wid = worker_id_for(slot, proc.pid)
-        log.error("worker %d (pid %s) died with exit code %s; restarting it", slot, proc.pid, proc.exitcode)
+        if proc.exitcode in (0, -signal.SIGTERM):
+            log.warning("worker %d (pid %s) stopped (exit code %s); restarting it", slot, proc.pid, proc.exitcode)
+        else:
+            log.error("worker %d (pid %s) died with exit code %s; restarting it", slot, proc.pid, proc.exitcode)
+        self._recover(slot, proc)
         proc.close()
         self._procs[slot] = None
         try:
-            # The process is gone for sure: its jobs need not wait for their lease to expire.
-            if self._table.requeue_expired(worker_id=wid):
-                self.notify()
+            self.notify()
             _clean_scratch(self.settings.scratch_dir, self._table)
         except Exception:
-            log.exception("recovering the jobs of worker %s failed", wid)
+            log.exception("scratch clean-up after worker %d failed", slot)
         lived = time.monotonic() - self._started_at[slot]
         if lived < 10 * _RESTART_BACKOFF_S[1]:
             self._restart_after[slot] = time.monotonic() + self._backoff[slot]
@@ -223,6 +284,15 @@ class WorkerPool:
         else:
             self._restart_after[slot] = 0.0
             self._backoff[slot] = _RESTART_BACKOFF_S[0]
+
+
+def _holders(table: JobTable, worker_id: str | None = None) -> list[str]:
+    """Ids of the workers holding jobs (RUNNING or CANCELLING); with ``worker_id``: the ids of the
+    jobs that worker holds."""
+    held = table.list([JobState.RUNNING, JobState.CANCELLING], limit=1_000_000)
+    if worker_id is not None:
+        return [j.id for j in held if j.worker_id == worker_id]
+    return sorted({j.worker_id for j in held if j.worker_id})
 
 
 def _clean_scratch(scratch: Path, table: JobTable) -> None:
@@ -272,34 +342,78 @@ def _worker_main(
     device: str | None,
     threads: int | None,
     settings: Settings,
-    wake: MpEvent,
-    stop: MpEvent,
-    ready: MpEvent,
+    wake: MpSemaphore,
+    ready: MpSemaphore,
 ) -> None:
+    stopping = threading.Event()  # set on SIGTERM or when the server is gone: hand back, then exit
+    busy = [False]  # True from a claim until the job is recorded: SIGTERM then waits for the hand-back
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        if not busy[0]:
+            os._exit(0)  # nothing held (idle, or still warming up): there is nothing to hand back
+        stopping.set()
+        wake.release()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which stops its workers
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit is an OSError for the job, not a crash
     os.environ["CUDA_VISIBLE_DEVICES"] = device if device is not None else ""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool decides when workers stop
     worker_id = worker_id_for(slot, os.getpid())
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {worker_id} %(levelname)s %(message)s")
+    threading.Thread(
+        target=_watch_parent, args=(os.getppid(), stopping, wake), name="vqpress-parent-watch", daemon=True
+    ).start()
+    lock = hold_worker_lock(settings.data_dir)  # held until this process exits, however it exits
+    if lock is None:
+        log.warning("could not take %s; a restarted server will wait out this worker's leases", settings.data_dir)
     table = JobTable(settings.jobs_db, max_attempts=settings.max_attempts, poll_s=settings.poll_s)
     store = ArtifactStore(settings.artifacts_dir, settings.max_artifact_bytes)
     warm = WarmState.create("cuda" if device is not None else "cpu", threads=threads)
-    ready.set()
-    parent = os.getppid()
-    stopping = threading.Event()
-    while not stop.is_set():
-        if os.getppid() != parent:
-            log.warning("the server process is gone; worker exits")
-            return
-        wake.clear()
-        job = table.claim(worker_id, settings.lease_s)
-        if job is None:
-            wake.wait(settings.poll_s)
+    ready.release()
+    log.info("worker %s ready (%s)", worker_id, warm.device)
+    retry = _DISK_FULL_RETRY_S[0]
+    while not stopping.is_set():
+        busy[0] = True
+        try:
+            job = table.claim(worker_id, settings.lease_s)
+        except StorageFull as e:
+            busy[0] = False
+            log.error("cannot claim jobs: %s; retrying in %.1f s", e, retry)
+            wake.acquire(timeout=retry)
+            retry = min(retry * 2, _DISK_FULL_RETRY_S[1])
             continue
-        if stop.is_set():
-            table.release(job.id, worker_id)
-            return
-        _run_job(job, worker_id, settings, table, store, warm, stop, stopping)
+        retry = _DISK_FULL_RETRY_S[0]
+        if job is None:
+            busy[0] = False
+            wake.acquire(timeout=settings.poll_s)
+            continue
+        if stopping.is_set():
+            _end(table.release, job.id, worker_id)
+            break
+        _run_job(job, worker_id, settings, table, store, warm, stopping)
+        busy[0] = False
+    log.info("worker %s stopped", worker_id)
+    # Everything is recorded; skip the interpreter's teardown of torch (seconds on a busy machine).
+    table.close()
+    logging.shutdown()
+    os._exit(0)
+
+
+def _watch_parent(parent: int, stopping: threading.Event, wake: MpSemaphore) -> None:
+    """Stop the worker when the server that started it is gone (killed: nobody else would).
+
+    The running job is handed back at its next progress check; a handler that does not get there
+    within the stop timeout is cut short, and its job recovered by the next server at start.
+    """
+    while os.getppid() == parent:
+        time.sleep(_PARENT_CHECK_S)
+    log.warning("the server (pid %d) is gone; this worker stops", parent)
+    stopping.set()
+    wake.release()
+    time.sleep(_ORPHAN_GRACE_S)
+    log.error("still running %.0f s after the server was gone; exiting now", _ORPHAN_GRACE_S)
+    os._exit(1)
 
 
 def _run_job(
@@ -309,7 +423,6 @@ def _run_job(
     table: JobTable,
     store: ArtifactStore,
     warm: WarmState,
-    stop: MpEvent,
     stopping: threading.Event,
 ) -> None:
     from .handlers import HANDLERS
@@ -319,9 +432,7 @@ def _run_job(
         job=job, worker_id=worker_id, table=table, store=store, warm=warm, scratch=scratch, stopping=stopping
     )
     done = threading.Event()
-    beat = threading.Thread(
-        target=_heartbeat, args=(ctx, settings, stop, stopping, done), name="vqpress-heartbeat", daemon=True
-    )
+    beat = threading.Thread(target=_heartbeat, args=(ctx, settings, done), name="vqpress-heartbeat", daemon=True)
     beat.start()
     t0 = time.perf_counter()
     try:
@@ -343,13 +454,24 @@ def _run_job(
         log.info("job %s handed back: worker stopping", job.id)
     except LeaseLost as e:
         log.warning("abandoning job %s: %s", job.id, e)
-    except (VqpressInputError, ArtifactNotFound, ArtifactTooLarge) as e:
-        # The input's fault (or a full disk): the message says what to fix, kept as it is.
-        _end(table.fail, job.id, worker_id, str(e))
-        log.info("job %s failed: %s", job.id, e)
     except Exception as e:
-        log.error("job %s (%s) raised:\n%s", job.id, job.kind.value, traceback.format_exc())
-        _end(table.fail, job.id, worker_id, f"{type(e).__name__}: {e}")
+        full = _disk_full(e)
+        if full is not None:
+            # Free what this attempt wrote first: recording the failure needs a little space too.
+            shutil.rmtree(scratch, ignore_errors=True)
+            reason = (
+                f"the server ran out of disk space in stage {ctx.stage!r} ({full}); free disk space on the "
+                "server, then submit the job again"
+            )
+            log.error("job %s failed: %s", job.id, reason)
+            _end(table.fail, job.id, worker_id, reason)
+        elif isinstance(e, VqpressInputError | ArtifactNotFound | ArtifactTooLarge):
+            # The input's fault (or over a size limit): the message says what to fix, kept as it is.
+            _end(table.fail, job.id, worker_id, str(e))
+            log.info("job %s failed: %s", job.id, e)
+        else:
+            log.error("job %s (%s) raised:\n%s", job.id, job.kind.value, traceback.format_exc())
+            _end(table.fail, job.id, worker_id, f"{type(e).__name__}: {e}")
         _free_device_memory(warm)
     finally:
         done.set()
@@ -359,22 +481,47 @@ def _run_job(
 
 
 def _end(fn: object, *args: object) -> None:
-    """Record how a job ended, unless the worker no longer holds it."""
-    try:
-        fn(*args)  # type: ignore[operator]
-    except LeaseLost as e:
-        log.warning("could not record the end of job %s: %s", args[0], e)
+    """Record how a job ended, unless the worker no longer holds it. Never raises: a job table that
+    cannot be written (a full disk) is retried for a while, then the job is left to its lease."""
+    delay, deadline = _DISK_FULL_RETRY_S[0], time.monotonic() + _DISK_FULL_RETRY_S[1]
+    while True:
+        try:
+            fn(*args)  # type: ignore[operator]
+            return
+        except LeaseLost as e:
+            log.warning("could not record the end of job %s: %s", args[0], e)
+            return
+        except StorageFull as e:
+            if time.monotonic() + delay > deadline:
+                log.error("could not record the end of job %s: %s; its lease will expire", args[0], e)
+                return
+            time.sleep(delay)
+            delay *= 2
+        except Exception:
+            log.exception("could not record the end of job %s; its lease will expire", args[0])
+            return
 
 
-def _heartbeat(
-    ctx: JobContext, settings: Settings, stop: MpEvent, stopping: threading.Event, done: threading.Event
-) -> None:
-    """Renew the job's lease; flag a cancel request, a lost lease, or a pool stop for the handler."""
+def _disk_full(exc: BaseException) -> str | None:
+    """What ran out, when ``exc`` (or an error it was raised from) is a full disk, quota or file-size
+    limit; else None. The scratch path is left out: it means nothing to the client."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, StorageFull | ArtifactStoreFull):
+            return str(e)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return os.strerror(e.errno)
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _heartbeat(ctx: JobContext, settings: Settings, done: threading.Event) -> None:
+    """Renew the job's lease; flag a cancel request or a lost lease for the handler."""
     interval = min(settings.heartbeat_s, settings.poll_s * 2)
     last_beat = time.monotonic()
     while not done.wait(interval):
-        if stop.is_set():
-            stopping.set()
         try:
             if time.monotonic() - last_beat >= settings.heartbeat_s:
                 last_beat = time.monotonic()
