@@ -22,6 +22,8 @@ class Settings:
     tls_key: Path | None = None  # PEM private key
     max_artifact_bytes: int = 8 << 30  # largest upload accepted: 8 GiB
     max_queued_jobs: int = 1000  # Quantize/Export/Train/Render beyond this -> RESOURCE_EXHAUSTED
+    min_free_bytes: int = 64 << 20  # submits refused (RESOURCE_EXHAUSTED) below this free disk space: 64 MiB
+    max_streams: int = 48  # streaming calls open at once (WatchJob, Render, up/downloads); more -> RESOURCE_EXHAUSTED
     lease_s: float = 60.0  # a RUNNING job whose lease is older than this is re-queued (seconds)
     heartbeat_s: float = 5.0  # how often a worker renews its lease (seconds)
     max_attempts: int = 3  # a job that lost its worker this many times fails with a reason

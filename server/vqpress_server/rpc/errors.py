@@ -11,7 +11,8 @@ ArtifactNotFound, JobNotFound  NOT_FOUND            unknown id
 ArtifactIntegrityError         DATA_LOSS            upload bytes do not match the header's size or
                                                     sha256 (corrupted or cut in transit); nothing
                                                     was stored; send it again
-ArtifactTooLarge, QueueFull    RESOURCE_EXHAUSTED   over the server's size limit, disk full, queue full
+ArtifactTooLarge, QueueFull,   RESOURCE_EXHAUSTED   over the server's size limit, disk full, queue full
+StorageFull
 VqpressInputError              INVALID_ARGUMENT     bad config, tensor or file (core.errors)
 anything else                  INTERNAL             a bug: logged with an incident id that the
                                                     message carries; the server keeps serving
@@ -31,7 +32,7 @@ import grpc
 
 from ..artifacts.store import ArtifactIntegrityError, ArtifactNotFound, ArtifactTooLarge
 from ..core.errors import VqpressInputError
-from ..jobs.model import JobNotFound, QueueFull
+from ..jobs.model import JobNotFound, QueueFull, StorageFull
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (ArtifactIntegrityError, Code.DATA_LOSS),
     (ArtifactTooLarge, Code.RESOURCE_EXHAUSTED),  # includes ArtifactStoreFull (disk full)
     (QueueFull, Code.RESOURCE_EXHAUSTED),
+    (StorageFull, Code.RESOURCE_EXHAUSTED),  # the job table's disk is full
     (VqpressInputError, Code.INVALID_ARGUMENT),
 )
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import threading
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -15,7 +19,7 @@ from ..settings import MAX_MESSAGE_BYTES, Settings
 from .auth import BearerTokenInterceptor
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Vqpress"].full_name  # "vqpress.v1.Vqpress"
-RPC_THREADS = 64  # concurrent RPCs served; WatchJob and Render hold one each while they wait
+UNARY_THREADS = 16  # threads beyond Settings.max_streams, kept for short calls (health, GetJob, submits)
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -39,9 +43,12 @@ class RpcServer:
 def create_server(servicer: pb_grpc.VqpressServicer, settings: Settings) -> RpcServer:
     """A server bound to ``settings.host:settings.port`` (not started), serving health as NOT_SERVING
     until ``start`` marks it SERVING."""
-    interceptors = [BearerTokenInterceptor(settings.token)] if settings.token else []
+    # A streaming call holds its thread while it waits (a sync gRPC server has no other way), so
+    # streams are capped below the thread count: short calls, health included, always find one.
+    interceptors: list[grpc.ServerInterceptor] = [BearerTokenInterceptor(settings.token)] if settings.token else []
+    interceptors.append(StreamLimit(settings.max_streams))
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=RPC_THREADS, thread_name_prefix="vqpress-rpc"),
+        futures.ThreadPoolExecutor(max_workers=settings.max_streams + UNARY_THREADS, thread_name_prefix="vqpress-rpc"),
         interceptors=interceptors,
         options=SERVER_OPTIONS,
     )
@@ -61,10 +68,79 @@ def create_server(servicer: pb_grpc.VqpressServicer, settings: Settings) -> RpcS
         creds = grpc.ssl_server_credentials([(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())])
         port = server.add_secure_port(address, creds)
     else:
-        port = server.add_insecure_port(address)
+        port = _bind(lambda: server.add_insecure_port(address))
     if port == 0:
-        raise OSError(f"cannot listen on {address}: the address is in use or not local")
+        raise OSError(errno.EADDRINUSE, f"cannot listen on {address}: the address is in use or not local")
     return RpcServer(server, health_servicer, port)
+
+
+def _bind(add_port: Callable[[], int]) -> int:
+    """The bound port, or 0 when gRPC could not bind (some versions raise instead of returning 0)."""
+    try:
+        return add_port()
+    except RuntimeError:
+        return 0
+
+
+class StreamLimit(grpc.ServerInterceptor):
+    """At most ``limit`` streaming calls (either direction) at once; one more is RESOURCE_EXHAUSTED."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"max_streams must be at least 1, got {limit}")
+        self.limit = limit
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None or not (handler.request_streaming or handler.response_streaming):
+            return handler
+        method = details.method.rsplit("/", 1)[-1]
+        kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(self._streaming(handler.stream_stream, method), **kw)
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(self._streaming(handler.unary_stream, method), **kw)
+        return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, method), **kw)
+
+    def _take(self, context: grpc.ServicerContext, method: str) -> Callable[[], None]:
+        """Take a slot (or abort the call); returns the release, safe to call more than once."""
+        if not self._slots.acquire(blocking=False):
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{method}: {self.limit} streaming calls (WatchJob, Render, uploads, downloads) are open, "
+                "the server's limit (max_streams); close one or retry later",
+            )
+        lock, held = threading.Lock(), [True]
+
+        def release() -> None:
+            with lock:
+                if held[0]:
+                    held[0] = False
+                    self._slots.release()
+
+        context.add_callback(release)  # the call ended, even if the generator is never closed
+        return release
+
+    def _streaming(self, behavior: Callable[..., Iterator[Any]], method: str) -> Callable[..., Iterator[Any]]:
+        def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            release = self._take(context, method)
+            try:
+                yield from behavior(request, context)
+            finally:
+                release()
+
+        return run
+
+    def _unary(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+        def run(request_iterator: Any, context: grpc.ServicerContext) -> Any:
+            release = self._take(context, method)
+            try:
+                return behavior(request_iterator, context)
+            finally:
+                release()
+
+        return run
 
 
 def set_serving(rpc: RpcServer, serving: bool) -> None:

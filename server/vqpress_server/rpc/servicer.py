@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -199,6 +200,13 @@ class VqpressServicer(pb_grpc.VqpressServicer):
         return img
 
     def _submit(self, kind: JobKind, spec: dict[str, Any]) -> JobRecord:
+        free = shutil.disk_usage(self.settings.data_dir).free
+        if free < self.settings.min_free_bytes:
+            raise ServiceError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the server's disk has {free} bytes free, less than the {self.settings.min_free_bytes} a job "
+                "needs (min_free_bytes); retry once space is freed (delete artifacts you no longer need)",
+            )
         rec = self.jobs.submit(kind, spec, max_queued=self.settings.max_queued_jobs)
         self.notify()
         log.info("queued %s job %s", kind.value, rec.id)
