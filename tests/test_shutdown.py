@@ -10,7 +10,6 @@ its dead workers without waiting out their lease.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -76,19 +75,6 @@ class Server:
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def worker_pid(self) -> int:
-        """The pid of the worker once it is warm (after the ready line of its current incarnation)."""
-
-        def ready() -> int | None:
-            text = self.text()
-            started = re.findall(r"started worker 0 \(pid (\d+)", text)
-            if started and re.search(rf"/w0/{started[-1]} INFO worker \S+ ready", text):
-                return int(started[-1])
-            assert self.proc.poll() is None, f"server exited with {self.proc.returncode}:\n{text}"
-            return None
-
-        return int(wait_for(ready, START_BOUND_S, "the worker to be ready"))  # type: ignore[arg-type]
-
     def wait_exit(self, timeout: float = EXIT_BOUND_S) -> int:
         try:
             return self.proc.wait(timeout)
@@ -145,6 +131,32 @@ def render_job(tmp_path: Path) -> Callable[[], JobRecord]:
     return submit
 
 
+def worker_of(rec: JobRecord) -> int:
+    """The pid of the worker holding (or that last held) the job: ids end in /<pid>."""
+    return int(rec.worker_id.rsplit("/", 1)[1])  # type: ignore[union-attr]
+
+
+def warm_idle_worker(server: Server) -> int:
+    """Run a job that fails at once (a missing source), so the worker is warm and idle; its pid."""
+    table = table_of(server.data_dir)
+    job = table.submit(JobKind.EXPORT, {"source": {"artifact": "ab" * 32}, "format": "ply"})
+
+    def ended() -> JobRecord | None:
+        assert server.proc.poll() is None, f"server exited:\n{server.text()[-3000:]}"
+        rec = table.get(job.id)
+        return rec if rec.terminal else None
+
+    return worker_of(wait_for(ended, START_BOUND_S, "a first job to end"))  # type: ignore[arg-type]
+
+
+def started_running(server: Server, job_id: str, not_worker: str | None = None) -> JobRecord:
+    def check() -> JobRecord | None:
+        assert server.proc.poll() is None, f"server exited:\n{server.text()[-3000:]}"
+        return running(table_of(server.data_dir), job_id, not_worker)
+
+    return wait_for(check, START_BOUND_S, "the job to run")  # type: ignore[return-value]
+
+
 def table_of(data_dir: Path) -> JobTable:
     return JobTable(Settings(data_dir=data_dir).jobs_db)
 
@@ -171,10 +183,9 @@ def assert_handed_back(data_dir: Path, job_id: str, attempts: int = 0) -> None:
 
 def test_sigterm_to_the_group_or_the_server_alone_hands_the_running_job_back(servers, render_job) -> None:  # noqa: ANN001
     server = servers()
-    worker = server.worker_pid()
     job = render_job()
-    first = wait_for(lambda: running(table_of(server.data_dir), job.id), START_BOUND_S, "the job to run")
-    assert str(worker) in first.worker_id  # type: ignore[union-attr]
+    first = started_running(server, job.id)
+    worker = worker_of(first)
     os.killpg(server.pgid, signal.SIGTERM)  # systemd's default stop, `timeout`, process supervisors
     assert server.wait_exit() == 0, server.text()[-3000:]
     assert pid_gone(worker)
@@ -182,27 +193,24 @@ def test_sigterm_to_the_group_or_the_server_alone_hands_the_running_job_back(ser
 
     # The next server takes it at once (not after a lease), as a first attempt.
     again = servers()
-    rec = wait_for(
-        lambda: running(table_of(again.data_dir), job.id, not_worker=first.worker_id),  # type: ignore[union-attr]
-        START_BOUND_S,
-        "the restarted server to run the job",
-    )
-    assert rec.attempts == 1, rec  # type: ignore[union-attr]
+    rec = started_running(again, job.id, not_worker=first.worker_id)
+    assert rec.attempts == 1, rec
 
     # SIGTERM to the server process alone while the job runs: the same clean stop.
     os.kill(again.proc.pid, signal.SIGTERM)
     assert again.wait_exit() == 0, again.text()[-3000:]
-    assert pid_gone(int(rec.worker_id.rsplit("/", 1)[1]))  # type: ignore[union-attr]
+    assert pid_gone(worker_of(rec))
     assert_handed_back(again.data_dir, job.id)
 
 
 def test_a_worker_killed_first_is_reaped_not_waited_on(servers, render_job) -> None:  # noqa: ANN001
     server = servers()
-    worker = server.worker_pid()
+    worker = warm_idle_worker(server)
     os.kill(worker, signal.SIGKILL)  # e.g. the OOM killer, just before the stop
     wait_for(lambda: pid_gone(worker), 10, "the worker to die")
     job = render_job()  # queued while no worker runs
-    os.killpg(server.pgid, signal.SIGINT)  # Ctrl-C in the server's terminal
+    # The group: a replacement worker the server may have started meanwhile gets it too.
+    os.killpg(server.pgid, signal.SIGTERM)
     assert server.wait_exit() == 0, server.text()[-3000:]
     rec = table_of(server.data_dir).get(job.id)
     assert rec.state is JobState.QUEUED and rec.attempts == 0, rec
@@ -210,9 +218,8 @@ def test_a_worker_killed_first_is_reaped_not_waited_on(servers, render_job) -> N
 
 def test_a_killed_servers_worker_stops_and_hands_its_job_back(servers, render_job) -> None:  # noqa: ANN001
     server = servers()
-    worker = server.worker_pid()
     job = render_job()
-    wait_for(lambda: running(table_of(server.data_dir), job.id), START_BOUND_S, "the job to run")
+    worker = worker_of(started_running(server, job.id))
     os.kill(server.proc.pid, signal.SIGKILL)  # the server alone dies; nobody tells the worker
     server.proc.wait(10)
     wait_for(lambda: pid_gone(worker), EXIT_BOUND_S, "the orphaned worker to exit")
@@ -221,9 +228,8 @@ def test_a_killed_servers_worker_stops_and_hands_its_job_back(servers, render_jo
 
 def test_after_a_crash_the_next_start_recovers_jobs_before_their_lease_expires(servers, render_job) -> None:  # noqa: ANN001
     server = servers()
-    server.worker_pid()
     job = render_job()
-    first = wait_for(lambda: running(table_of(server.data_dir), job.id), START_BOUND_S, "the job to run")
+    first = started_running(server, job.id)
     server.kill_group()  # kill -9 of everything: nobody records anything
     lease_end = lease_until(server.data_dir, job.id)
     assert lease_end is not None and table_of(server.data_dir).get(job.id).state is JobState.RUNNING
@@ -236,5 +242,5 @@ def test_after_a_crash_the_next_start_recovers_jobs_before_their_lease_expires(s
     )
     assert time.time() < lease_end, "recovered only once the dead worker's lease had expired"
     assert "recovered 1 job(s)" in again.text()
-    rec = wait_for(lambda: running(table_of(again.data_dir), job.id), START_BOUND_S, "the job to run again")
-    assert rec.attempts == 2, rec  # type: ignore[union-attr]  # the crash counts as a lost attempt
+    rec = started_running(again, job.id)
+    assert rec.attempts == 2, rec  # the crash counts as a lost attempt
