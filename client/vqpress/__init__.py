@@ -8,8 +8,9 @@ with vqpress.Client("localhost:50051") as c:
 """
 
 from ._transport import CHUNK_BYTES, MAX_MESSAGE_BYTES, TlsConfig
+from ._version import __version__
 from .client import Client, Job
-from .errors import MissingDependencyError, VqpressError
+from .errors import JobCancelled, JobFailed, JobTimeout, MissingDependencyError, VqpressError
 from .types import (
     ArtifactInfo,
     ArtifactRef,
@@ -25,13 +26,12 @@ from .types import (
     NeuralField,
     QatConfig,
     QuantizeConfig,
+    ServerInfo,
     Splats,
     SplatTrainConfig,
     VqadGridConfig,
     load_cameras_json,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CHUNK_BYTES",
@@ -47,12 +47,16 @@ __all__ = [
     "FieldTrainConfig",
     "HashGridConfig",
     "Job",
+    "JobCancelled",
+    "JobFailed",
+    "JobTimeout",
     "JobState",
     "JobStatus",
     "NeuralField",
     "MissingDependencyError",
     "QatConfig",
     "QuantizeConfig",
+    "ServerInfo",
     "SplatTrainConfig",
     "Splats",
     "TlsConfig",

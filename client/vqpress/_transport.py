@@ -25,6 +25,11 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_time_ms", 30_000),  # ping an idle connection every 30 s
     ("grpc.keepalive_timeout_ms", 10_000),  # and drop it when the ping is not answered in 10 s
     ("grpc.keepalive_permit_without_calls", 1),
+    # Reconnect to a server that went away at most 5 s after it is back (gRPC's default backoff
+    # grows to 120 s, so a client waiting through a restart would sit idle for minutes).
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.min_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
 ]
 
 
@@ -38,15 +43,27 @@ class TlsConfig:
     server_name: str | None = None  # override the name checked against the certificate
 
     def credentials(self) -> grpc.ChannelCredentials:
-        def read(p: Path | str | None) -> bytes | None:
-            return Path(p).read_bytes() if p is not None else None
+        """Channel credentials; a file that cannot be read or is not PEM is refused here (VqpressError
+        INVALID_ARGUMENT naming it) instead of failing every handshake later with low-level logs."""
+        from .errors import invalid
+
+        def read(p: Path | str | None, what: str, marker: bytes) -> bytes | None:
+            if p is None:
+                return None
+            try:
+                data = Path(p).read_bytes()
+            except OSError as e:
+                raise invalid(f"TLS {what} {p}: cannot read it: {e.strerror or e}") from None
+            if marker not in data:
+                raise invalid(f"TLS {what} {p} is not a PEM file (no '{marker.decode()}' line)")
+            return data
 
         if (self.client_cert is None) != (self.client_key is None):
-            raise ValueError("TlsConfig: client_cert and client_key must be given together")
+            raise invalid("TlsConfig: client_cert and client_key must be given together")
         return grpc.ssl_channel_credentials(
-            root_certificates=read(self.ca_cert),
-            private_key=read(self.client_key),
-            certificate_chain=read(self.client_cert),
+            root_certificates=read(self.ca_cert, "CA certificate", b"-----BEGIN CERTIFICATE-----"),
+            private_key=read(self.client_key, "client key", b"PRIVATE KEY-----"),
+            certificate_chain=read(self.client_cert, "client certificate", b"-----BEGIN CERTIFICATE-----"),
         )
 
 
