@@ -1,14 +1,17 @@
 """`vqpress`: the command-line client of the vqpress service.
 
-    vqpress --server HOST:PORT quantize scene.ply -o scene.vqp [--preset high_ratio] [--json]
-    vqpress --server HOST:PORT export scene.vqp -o scene.ply
-    vqpress --server HOST:PORT quantize field.vqp -o small.vqp --field-method kmvq --bits 4
-    vqpress --server HOST:PORT train photos.zip -o scene.vqp [--steps 7000] [--json]
-    vqpress --server HOST:PORT train photo.png -o photo.vqp --field [--steps 500] [--bits 4]
-    vqpress --server HOST:PORT render scene.vqp --cameras cameras.json -o views/ [--split test]
-    vqpress --server HOST:PORT jobs | cancel ID | health
+    vqpress quantize scene.ply -o scene.vqp [--preset high_ratio] [--json] [--detach]
+    vqpress export scene.vqp -o scene.ply
+    vqpress quantize field.vqp -o small.vqp --field-method kmvq --bits 4
+    vqpress train photos.zip -o scene.vqp [--steps 7000] [--json]
+    vqpress train photo.png -o photo.vqp --field [--steps 500] [--bits 4]
+    vqpress render scene.vqp --cameras cameras.json -o views/ [--split test]
+    vqpress status JOB | wait JOB | download JOB -o OUT | logs JOB [-f]
+    vqpress jobs | cancel JOB | health [-v]
 
-Errors print ``error: CODE: message`` on stderr and exit with status 1.
+The connection flags (--server, --token, --tls-ca, --timeout, --quiet) go before or after the
+command. Errors print ``error: CODE: message`` on stderr; the exit status says what kind of failure
+it was (see ``EXIT_STATUS_HELP``): a pipeline retries 5 and fixes its input on 3.
 """
 
 from __future__ import annotations
@@ -18,18 +21,40 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ._transport import TOKEN_ENV, TlsConfig
+from ._version import __version__
 from .client import Client, Job
-from .errors import MissingDependencyError, VqpressError, invalid
+from .errors import (
+    EXIT_AUTH,
+    EXIT_CANCELLED,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_JOB_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    JobTimeout,
+    MissingDependencyError,
+    VqpressError,
+    exit_code,
+    invalid,
+)
+from .progress import Progress
 from .types import (
     FIELD_QUANTIZE_METHODS,
     OPACITY_PRECISIONS,
     POSITION_PRECISIONS,
     PRESETS,
+    ArtifactInfo,
+    Camera,
     DenseGridConfig,
     ExportOptions,
     FieldQuantizeConfig,
@@ -45,19 +70,78 @@ from .types import (
 )
 
 SERVER_ENV = "VQPRESS_SERVER"  # default for --server
+TLS_CA_ENV = "VQPRESS_TLS_CA"  # default for --tls-ca
+TLS_NAME_ENV = "VQPRESS_TLS_SERVER_NAME"  # default for --tls-server-name
 DEFAULT_SERVER = "localhost:50051"
+DEFAULT_RECONNECT_S = 600.0  # how long a long command waits for a server that went away (seconds)
 _EXPORT_FORMATS = ("ply", "compressed_ply", "splat", "spz", "sog", "vqp")
+_QUANTIZE_SUFFIX = ".vqp"
+
+EXIT_STATUS_HELP = f"""exit status:
+  {EXIT_OK}    done
+  {EXIT_ERROR}    an error of the server itself (INTERNAL, UNKNOWN)
+  {EXIT_USAGE}    the command line is wrong
+  {EXIT_INVALID}    the input is wrong (a bad file, option or output path): fix it, do not retry as is
+  {EXIT_NOT_FOUND}    no such job or artifact
+  {EXIT_UNAVAILABLE}    the server is unreachable, restarting or busy: retry later
+  {EXIT_JOB_FAILED}    the job failed (the message has the server's reason)
+  {EXIT_CANCELLED}    the job was cancelled
+  {EXIT_TIMEOUT}    --timeout passed; the job goes on: collect it with `vqpress wait JOB` / `download JOB`
+  {EXIT_AUTH}    the server refused the token (--token or {TOKEN_ENV})
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C cancels the job it was following)"""
+
+
+def _global_flags(p: argparse.ArgumentParser, *, sub: bool) -> None:
+    """The connection flags. On a subcommand they default to SUPPRESS so that a value given before
+    the subcommand is kept unless it is given again after it."""
+
+    def d(value: Any) -> Any:
+        return argparse.SUPPRESS if sub else value
+
+    server = os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+    p.add_argument("--server", default=d(server), metavar="HOST:PORT",
+                   help=f"the server (env {SERVER_ENV}; now {server})")  # fmt: skip
+    p.add_argument("--token", default=d(os.environ.get(TOKEN_ENV)), help=f"bearer token (env {TOKEN_ENV})")
+    ca = os.environ.get(TLS_CA_ENV) or None
+    p.add_argument("--tls-ca", type=Path, default=d(Path(ca) if ca else None), metavar="PEM",
+                   help=f"CA certificate: connect with TLS (env {TLS_CA_ENV})")  # fmt: skip
+    p.add_argument("--tls-server-name", default=d(os.environ.get(TLS_NAME_ENV) or None), metavar="NAME",
+                   help=f"the name to check the server's certificate against (env {TLS_NAME_ENV})")  # fmt: skip
+    p.add_argument("--timeout", type=float, default=d(None), metavar="S",
+                   help="give up waiting for a job after S seconds (exit 8; the job goes on running)")  # fmt: skip
+    p.add_argument(
+        "--reconnect",
+        type=float,
+        default=d(DEFAULT_RECONNECT_S),
+        metavar="S",
+        help=f"wait up to S seconds for a server that went away mid-job (default {DEFAULT_RECONNECT_S:g})",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", default=d(False), help="no progress on stderr")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vqpress", description="Client of the vqpress compression service.")
-    p.add_argument(
-        "--server", default=os.environ.get(SERVER_ENV, DEFAULT_SERVER), help="HOST:PORT (env VQPRESS_SERVER)"
+    p = argparse.ArgumentParser(
+        prog="vqpress",
+        description="Client of the vqpress compression service.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--token", default=os.environ.get(TOKEN_ENV), help="bearer token (env VQPRESS_TOKEN)")
-    p.add_argument("--tls-ca", type=Path, help="PEM CA certificate: connect with TLS")
-    p.add_argument("--timeout", type=float, default=None, help="give up waiting for a job after this many seconds")
+    p.add_argument("--version", action="version", version=f"vqpress {__version__}")
+    _global_flags(p, sub=False)
     sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_flags(common, sub=True)
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common], epilog=EXIT_STATUS_HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+
+    def detach_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--detach",
+            action="store_true",
+            help="print the job id on stdout and return at once; collect with `vqpress download JOB`",
+        )
 
     def config_args(sp: argparse.ArgumentParser) -> None:
         g = sp.add_argument_group("quantization (unset = the preset's value)")
@@ -74,29 +158,37 @@ def _parser() -> argparse.ArgumentParser:
         g.add_argument("--sh-degree", type=int, choices=range(4))
         g.add_argument("--strict", action="store_true", default=None, help="reject non-finite input")
 
-    q = sub.add_parser("quantize", help="compress a scene to .vqp and print the report")
+    q = add("quantize", "compress a scene to .vqp and print the report")
     q.add_argument("input", type=Path)
     q.add_argument("-o", "--output", type=Path, required=True, help="the .vqp to write")
-    q.add_argument("--cameras", type=Path, help="cameras.json to evaluate PSNR/SSIM on (default: orbit views)")
-    q.add_argument("--split", help="only the cameras of this split (e.g. test)")
+    q.add_argument(
+        "--cameras",
+        type=Path,
+        help="cameras.json to evaluate PSNR/SSIM on (default: orbit views); its test split when it has one",
+    )
+    q.add_argument("--split", help="only the cameras of this split (default: 'test' when the file has one)")
+    q.add_argument("--no-eval", action="store_true", help="skip the PSNR/SSIM renders: sizes and timings only")
     q.add_argument("--json", action="store_true", help="print the report as JSON on stdout, nothing else")
+    detach_arg(q)
     config_args(q)
     g = q.add_argument_group("neural fields (the input is a field .vqp; --kmeans-iters and --seed apply)")
     g.add_argument("--field-method", choices=FIELD_QUANTIZE_METHODS, help="post-hoc compression of a dense field")
     g.add_argument("--bits", type=int, help="kmvq: bits per vertex (2^bits centroids per level), 1..10")
     g.add_argument("--rank", type=int, help="lra: rank of the approximation")
 
-    t = sub.add_parser("train", help="train a splat scene (or a neural field) and download the results")
+    t = add("train", "train a splat scene (or a neural field) and download the results")
     t.add_argument("dataset", type=Path, help=".zip/.tar of posed images, or for --field also a .png/.jpg image")
     t.add_argument("-o", "--output", type=Path, required=True, help="the .vqp to write; other results go beside it")
     t.add_argument("--field", action="store_true", help="train a neural field (default for a .png/.jpg dataset)")
     t.add_argument("--steps", type=int, help="optimizer steps (splats: scales the whole schedule)")
     t.add_argument("--seed", type=int)
     t.add_argument("--json", action="store_true", help="print the report as JSON on stdout, nothing else")
+    detach_arg(t)
     g = t.add_argument_group("splats")
     g.add_argument("--sh-degree", type=int, choices=range(4))
     g.add_argument("--no-qat", action="store_true", help="plain 3DGS, quantized after training")
     g.add_argument("--init", type=Path, help="a scene to fine-tune instead of initializing from the dataset")
+    g.add_argument("--init-num-points", type=int, metavar="N", help="Gaussians of a random initialization")
     g = t.add_argument_group("fields")
     g.add_argument("--grid", choices=("vqad", "dense", "hash"), default="vqad")
     g.add_argument("--bits", type=int, help="VQ-AD bits per vertex, 1..10 (default 4)")
@@ -105,13 +197,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--levels", type=int)
     g.add_argument("--max-resolution", type=int)
-    g.add_argument("--downscale", type=int, help="3D: reduce images by this integer factor")
+    t.add_argument("--downscale", type=int, help="3D fields: reduce the photos by this integer factor")
 
-    e = sub.add_parser(
-        "export", help="convert a scene (or decode a .vqp) to .ply/.compressed.ply/.splat/.spz/.sog/.vqp"
-    )
+    e = add("export", "convert a scene (or decode a .vqp) to .ply/.compressed.ply/.splat/.spz/.sog/.vqp")
     e.add_argument("input", type=Path)
     e.add_argument("-o", "--output", type=Path, required=True, help="format follows the suffix")
+    detach_arg(e)
     config_args(e)
     x = e.add_argument_group("scene formats (--sh-degree above applies too)")
     x.add_argument("--min-opacity", type=float, default=0.0, help="drop Gaussians whose opacity (0..1) is below this")
@@ -120,22 +211,50 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--spz-axes", choices=("ply", "rub"), default="ply", help="ply: the scene's axes (default); rub")
     x.add_argument("--sog-palette", type=int, default=0, help="SH palette entries of a .sog (0 = by scene size)")
 
-    r = sub.add_parser("render", help="render a scene from cameras to PNG files")
+    r = add("render", "render a scene from cameras to PNG files")
     r.add_argument("input", type=Path)
     r.add_argument("--cameras", type=Path, required=True)
     r.add_argument("-o", "--output", type=Path, required=True, help="directory for the PNGs")
     r.add_argument("--split", help="only the cameras of this split (e.g. test)")
     r.add_argument("--background", help="r,g,b in [0, 1] (default: the cameras file's, else 1,1,1)")
 
-    j = sub.add_parser("jobs", help="list jobs")
+    s = add("status", "print a job's state, stage and progress (exit 0 whatever the state)")
+    s.add_argument("id", metavar="JOB")
+    s.add_argument("--json", action="store_true", help="the status as JSON")
+
+    w = add("wait", "follow a job until it ends; the exit status says how it ended")
+    w.add_argument("id", metavar="JOB")
+    w.add_argument("--json", action="store_true", help="print the final status as JSON on stdout")
+
+    dl = add("download", "write a finished job's results, as the command that started it would have")
+    dl.add_argument("id", metavar="JOB")
+    dl.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="the main result's file (other results go beside it), or a directory for all of them",
+    )
+    dl.add_argument("--wait", action="store_true", help="wait for the job first if it is still running")
+    dl.add_argument("--json", action="store_true", help="print the report as JSON on stdout, nothing else")
+
+    lg = add("logs", "print a job's record (times, stage, metrics, error); -f follows it")
+    lg.add_argument("id", metavar="JOB")
+    lg.add_argument("-f", "--follow", action="store_true", help="then print a line at each change until it ends")
+
+    j = add("jobs", "list jobs")
     j.add_argument("--state", action="append", choices=[s.value for s in JobState])
     j.add_argument("--limit", type=int, default=100)
 
-    c = sub.add_parser("cancel", help="cancel a job")
-    c.add_argument("id")
+    c = add("cancel", "cancel a job")
+    c.add_argument("id", metavar="JOB")
 
-    sub.add_parser("health", help="exit 0 when the server is SERVING")
+    h = add("health", "exit 0 when the server is SERVING")
+    h.add_argument("-v", "--verbose", action="store_true", help="also the server's version, devices and limits")
     return p
+
+
+# -- configs -----------------------------------------------------------------------------
 
 
 def _config(args: argparse.Namespace) -> QuantizeConfig:
@@ -144,97 +263,11 @@ def _config(args: argparse.Namespace) -> QuantizeConfig:
     return QuantizeConfig(**{n: getattr(args, n) for n in names}).validate()
 
 
-_SHOWN_METRICS = (("step", "step {:.0f}"), ("loss", "loss {:.4f}"), ("psnr", "PSNR {:.2f} dB"),
-                  ("num_gaussians", "{:.0f} Gaussians"))  # fmt: skip
-
-
-class _Progress:
-    """A one-line progress bar on stderr (a line per stage, or per 10% of training, when stderr is not
-    a terminal), with the job's training metrics (step, loss, PSNR, Gaussian count) when it has them."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last: tuple[str, int] = ("", -1)
-
-    def __call__(self, st: JobStatus) -> None:
-        pct = int(round(100 * st.progress))
-        training = "step" in st.metrics or "loss" in st.metrics
-        key = (f"{st.state.value} {st.stage}", pct if self.tty else (pct // 10 if training else -1))
-        if key == self.last:
-            return
-        self.last = key
-        bar = "#" * (pct // 4) + "." * (25 - pct // 4)
-        shown = [fmt.format(st.metrics[k]) for k, fmt in _SHOWN_METRICS if k in st.metrics and not st.terminal]
-        line = f"[{bar}] {pct:3d}% {st.state.value.lower()} {st.stage}" + (f"  {', '.join(shown)}" if shown else "")
-        if self.tty:
-            sys.stderr.write("\r" + line[:100].ljust(100))
-            if st.terminal:
-                sys.stderr.write("\n")
-        else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-
-def _follow(job: Job, timeout: float | None) -> JobStatus:
-    """Show progress until the job is terminal; returns SUCCEEDED status, raises otherwise."""
-    show = _Progress()
-    st = None
-    try:
-        for st in job.watch(timeout=timeout):
-            show(st)
-            if st.terminal:
-                break
-        if st is None or not st.terminal:
-            st = job.wait(timeout)  # the stream ended early (server restart): re-attach
-    except KeyboardInterrupt:
-        job.cancel()
-        raise
-    except VqpressError as e:
-        if e.code == "DEADLINE_EXCEEDED":
-            raise TimeoutError(f"job {job.id} did not finish within {timeout} s") from None
-        raise
-    if st.state is JobState.FAILED:
-        raise VqpressError("FAILED", f"job {job.id} failed: {st.error}")
-    if st.state is JobState.CANCELLED:
-        raise VqpressError("CANCELLED", f"job {job.id} was cancelled")
-    return st
-
-
-def _cmd_quantize(client: Client, args: argparse.Namespace) -> int:
-    cfg: QuantizeConfig | FieldQuantizeConfig
-    if args.field_method or args.bits is not None or args.rank is not None:
-        cfg = FieldQuantizeConfig(
-            method=args.field_method, bits=args.bits, rank=args.rank, iters=args.kmeans_iters, seed=args.seed
-        ).validate()
-    else:
-        cfg = _config(args)
-    cameras, background = load_cameras_json(args.cameras, args.split) if args.cameras else (None, None)
-    job = client.quantize(args.input, cfg, cameras=cameras, background=background)
-    st = _follow(job, args.timeout)
-    by_kind = {r.kind: r for r in st.results}
-    vqp = by_kind.get("vqp", st.results[0] if st.results else None)
-    if vqp is None:
-        raise VqpressError("INTERNAL", f"job {job.id} succeeded without a .vqp result")
-    client.download(vqp, args.output)
-    report: dict[str, Any] = dict(st.metrics)
-    rep = by_kind.get("json")
-    if rep is not None:
-        report = json.loads(client.download_bytes(rep))
-    if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
-    else:
-        print(f"wrote {args.output}")
-        for k, v in report.items():
-            if not isinstance(v, (dict, list)):
-                print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
-    return 0
-
-
 def _train_config(args: argparse.Namespace) -> SplatTrainConfig | FieldTrainConfig:
     is_image = args.dataset.suffix.lower() in (".png", ".jpg", ".jpeg")
     if args.field or is_image:
-        if args.sh_degree is not None or args.no_qat or args.init is not None:
-            raise invalid("--sh-degree, --no-qat and --init apply to splat training, not --field")
+        if args.sh_degree is not None or args.no_qat or args.init is not None or args.init_num_points is not None:
+            raise invalid("--sh-degree, --no-qat, --init and --init-num-points apply to splat training, not --field")
         common = {"levels": args.levels, "max_resolution": args.max_resolution}
         if args.grid == "vqad":
             sparse = False if args.no_sparse else None
@@ -248,36 +281,174 @@ def _train_config(args: argparse.Namespace) -> SplatTrainConfig | FieldTrainConf
         return FieldTrainConfig(grid=grid, steps=args.steps, seed=args.seed, downscale=args.downscale).validate()
     if args.bits is not None or args.levels is not None or args.max_resolution is not None:
         raise invalid("--bits, --levels and --max-resolution apply to field training (--field)")
+    if args.downscale is not None:
+        raise invalid("--downscale applies to field training (--field); splat training reads the photos at full size")
     qat = QatConfig(enabled=False) if args.no_qat else None
-    return SplatTrainConfig(steps=args.steps, seed=args.seed, sh_degree=args.sh_degree, qat=qat).validate()
+    return SplatTrainConfig(
+        steps=args.steps,
+        seed=args.seed,
+        sh_degree=args.sh_degree,
+        qat=qat,
+        init_num_points=args.init_num_points,
+    ).validate()
+
+
+def _has_split(cameras: Path, split: str) -> bool:
+    """Whether a cameras file marks any camera with ``split`` (errors are left to load_cameras_json)."""
+    try:
+        doc = json.loads(cameras.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    cams = doc.get("cameras") if isinstance(doc, dict) else doc
+    return isinstance(cams, list) and any(isinstance(c, dict) and c.get("split") == split for c in cams)
+
+
+def _load_cameras(path: Path, split: str | None, *, default_test: bool) -> tuple[list[Camera], Any]:
+    if split is None and default_test and _has_split(path, "test"):
+        split = "test"  # evaluate on held-out views, as `vqpress-server compress` does
+    return load_cameras_json(path, split)
+
+
+# -- following a job ---------------------------------------------------------------------
+
+
+def _progress(args: argparse.Namespace, label: str) -> Progress:
+    return Progress(label, enabled=not args.quiet)
+
+
+def _follow(job: Job, args: argparse.Namespace) -> JobStatus:
+    """Show progress until the job ends, re-attaching across server restarts; returns the SUCCEEDED
+    status and raises JobFailed / JobCancelled / JobTimeout / VqpressError otherwise. Ctrl-C cancels."""
+    with _progress(args, f"job {job.id}") as show:
+
+        def retry(err: VqpressError) -> None:
+            show.note(f"lost the server ({err.code}); re-attaching to job {job.id} ...")
+
+        try:
+            return job.wait(args.timeout, on_status=show.job, on_retry=retry, unavailable_timeout=args.reconnect)
+        except KeyboardInterrupt:
+            try:
+                job.cancel()
+            except VqpressError:
+                pass
+            raise
+
+
+def _submitted(job: Job, args: argparse.Namespace) -> bool:
+    """Print the id of a job just started: on stdout alone with --detach (then the command ends),
+    else on stderr so that a log tells which job to collect if this process dies."""
+    if args.detach:
+        print(job.id, flush=True)
+        return True
+    if not args.quiet:
+        print(f"job {job.id}", file=sys.stderr, flush=True)
+    return False
+
+
+def _beside(out: Path, r: ArtifactInfo) -> Path:
+    """Where a secondary result goes next to ``out``: scene.vqp -> scene.ply, scene.report.json, ..."""
+    if r.kind == "ply":
+        return out.with_name(f"{out.stem}.ply")
+    return out.with_name(f"{out.stem}.{Path(r.name).name or r.id}")
+
+
+def _save(client: Client, st: JobStatus, out: Path, *, everything: bool) -> tuple[list[Path], dict[str, Any]]:
+    """Write a finished job's results the way the command that started it does, and return
+    (the files written, its report). The main result (a .vqp, or the export's file) goes to ``out``;
+    with ``everything`` the other results go beside it; a directory ``out`` takes all of them under
+    their stored names. A local write that fails says how to fetch the result later."""
+    if not st.results:
+        raise VqpressError("INTERNAL", f"job {st.id} succeeded without a result")
+    by_kind = {r.kind: r for r in st.results}
+    main = by_kind.get("vqp") if st.kind != "export" else None
+    main = main or st.results[0]
+    written: list[Path] = []
+    report: dict[str, Any] = dict(st.metrics)
+    try:
+        if out.is_dir() or str(out).endswith(os.sep):
+            out.mkdir(parents=True, exist_ok=True)
+            for r in st.results:
+                written.append(client.download(r, out / (Path(r.name).name or r.id)))
+        else:
+            written.append(client.download(main, out))
+            if everything:
+                for r in st.results:
+                    if r.id != main.id:
+                        written.append(client.download(r, _beside(out, r)))
+    except OSError as e:
+        raise invalid(
+            f"cannot write {e.filename or out}: {e.strerror or e}; the results stay on the server: "
+            f"`vqpress download {st.id} -o OTHER_PATH`"
+        ) from None
+    rep = by_kind.get("json")
+    if rep is not None:
+        report = json.loads(client.download_bytes(rep))
+    return written, report
+
+
+def _print_report(args: argparse.Namespace, written: list[Path], report: dict[str, Any]) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return
+    print("wrote " + ", ".join(str(p) for p in written))
+    for k, v in report.items():
+        if not isinstance(v, (dict, list)):
+            print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
+
+
+def _everything(kind: str) -> bool:
+    return kind.startswith("train")
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def _cmd_quantize(client: Client, args: argparse.Namespace) -> int:
+    if args.output.suffix.lower() != _QUANTIZE_SUFFIX:
+        raise invalid(
+            f"{args.output}: quantize writes a .vqp file; name it *.vqp (for .ply/.splat/.spz use `vqpress export`)"
+        )
+    cfg: QuantizeConfig | FieldQuantizeConfig
+    if args.field_method or args.bits is not None or args.rank is not None:
+        cfg = FieldQuantizeConfig(
+            method=args.field_method, bits=args.bits, rank=args.rank, iters=args.kmeans_iters, seed=args.seed
+        ).validate()
+    else:
+        cfg = _config(args)
+    cameras, background = _load_cameras(args.cameras, args.split, default_test=True) if args.cameras else (None, None)
+    job = client.quantize(args.input, cfg, cameras=cameras, background=background, evaluate=not args.no_eval)
+    if _submitted(job, args):
+        return EXIT_OK
+    st = _follow(job, args)
+    _print_report(args, *_save(client, st, args.output, everything=False))
+    return EXIT_OK
 
 
 def _cmd_train(client: Client, args: argparse.Namespace) -> int:
     config = _train_config(args)
     job = client.train(args.dataset, config, init=args.init)
-    if not args.json:
-        print(f"job {job.id}", file=sys.stderr)
-    st = _follow(job, args.timeout)
-    out: Path = args.output
-    written = []
-    report: dict[str, Any] = dict(st.metrics)
-    for r in st.results:
-        if r.kind == "vqp":
-            dst = out
-        else:
-            dst = out.with_name(f"{out.stem}.{Path(r.name).name}" if r.kind != "ply" else f"{out.stem}.ply")
-        client.download(r, dst)
-        written.append(dst)
-        if r.kind == "json":
-            report = json.loads(dst.read_text())
-    if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
-    else:
-        print("wrote " + ", ".join(str(p) for p in written))
-        for k, v in report.items():
-            if not isinstance(v, (dict, list)):
-                print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")
-    return 0
+    if _submitted(job, args):
+        return EXIT_OK
+    _warn_if_cpu(client, args)
+    st = _follow(job, args)
+    _print_report(args, *_save(client, st, args.output, everything=True))
+    return EXIT_OK
+
+
+def _warn_if_cpu(client: Client, args: argparse.Namespace) -> None:
+    """Training on a server without a GPU takes hours: say so before the progress bar sits at 0%."""
+    if args.quiet:
+        return
+    try:
+        info = client.server_info()
+    except VqpressError:
+        return  # an older server without ServerInfo: nothing to say
+    if not info.gpus:
+        print(
+            f"warning: the server at {args.server} has no GPU ({info.executor}); training runs on its CPU "
+            "and takes far longer than on a GPU (many minutes for a few hundred steps)",
+            file=sys.stderr,
+        )
 
 
 def _export_options(args: argparse.Namespace) -> ExportOptions:
@@ -309,12 +480,12 @@ def _cmd_export(client: Client, args: argparse.Namespace) -> int:
         job = client.export(args.input, "vqp", _config(args))
     else:
         job = client.export(args.input, fmt, options=_export_options(args))  # type: ignore[arg-type]
-    st = _follow(job, args.timeout)
-    if not st.results:
-        raise VqpressError("INTERNAL", f"job {job.id} succeeded without a result")
-    client.download(st.results[0], args.output)
-    print(f"wrote {args.output} ({st.results[0].size} bytes)")
-    return 0
+    if _submitted(job, args):
+        return EXIT_OK
+    st = _follow(job, args)
+    written, _ = _save(client, st, args.output, everything=False)
+    print(f"wrote {written[0]} ({written[0].stat().st_size} bytes)")
+    return EXIT_OK
 
 
 def _cmd_render(client: Client, args: argparse.Namespace) -> int:
@@ -327,67 +498,219 @@ def _cmd_render(client: Client, args: argparse.Namespace) -> int:
     else:
         background = file_bg or (1.0, 1.0, 1.0)
     args.output.mkdir(parents=True, exist_ok=True)
+    names = _image_names(cameras)
+    done: set[int] = set()
+    n = len(cameras)
+    with _progress(args, "render") as show:
+        show.update("running", f"0/{n} views", 0.0)
+        lost_since: float | None = None
+        while len(done) < n:
+            todo = [i for i in range(n) if i not in done]
+            try:
+                for k, (_, png) in enumerate(client.render_iter(args.input, [cameras[i] for i in todo], background)):
+                    assert isinstance(png, bytes)
+                    i = todo[k]
+                    (args.output / f"{names[i]}.png").write_bytes(png)
+                    done.add(i)
+                    lost_since = None
+                    show.update("running", f"{len(done)}/{n} views", len(done) / n)
+            except VqpressError as e:
+                if e.code != "UNAVAILABLE":
+                    raise
+                lost_since = lost_since or time.monotonic()
+                if time.monotonic() - lost_since > args.reconnect:
+                    raise
+                show.note(f"lost the server ({e.code}); rendering the {n - len(done)} views left again ...")
+                time.sleep(1.0)
+        show.update("succeeded", f"{n}/{n} views", 1.0)
+    print(f"wrote {n} images to {args.output}")
+    return EXIT_OK
+
+
+def _image_names(cameras: Sequence[Camera]) -> list[str]:
     used: set[str] = set()
-    for i, (cam, png) in enumerate(client.render_iter(args.input, cameras, background, "png")):
+    out = []
+    for i, cam in enumerate(cameras):
         stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(cam.name).name) or f"view_{i:04d}"
         if stem in used:
             stem = f"{stem}_{i:04d}"
         used.add(stem)
-        assert isinstance(png, bytes)
-        (args.output / f"{stem}.png").write_bytes(png)
-    print(f"wrote {len(used)} images to {args.output}")
-    return 0
+        out.append(stem)
+    return out
+
+
+def _status_dict(st: JobStatus) -> dict[str, Any]:
+    return {
+        "id": st.id,
+        "kind": st.kind,
+        "state": st.state.value,
+        "stage": st.stage,
+        "progress": st.progress,
+        "metrics": st.metrics,
+        "error": st.error,
+        "results": [{"id": r.id, "name": r.name, "kind": r.kind, "size": r.size} for r in st.results],
+        "created_at": st.created_at,
+        "started_at": st.started_at,
+        "finished_at": st.finished_at,
+    }
+
+
+def _status_line(st: JobStatus) -> str:
+    extra = f"  {st.error}" if st.error else ""
+    return f"{st.id}  {st.kind:<12} {st.state.value:<10} {100 * st.progress:5.1f}%  {st.stage}{extra}"
+
+
+def _cmd_status(client: Client, args: argparse.Namespace) -> int:
+    st = client.job(args.id).status()
+    print(json.dumps(_status_dict(st), indent=2, sort_keys=True) if args.json else _status_line(st))
+    return EXIT_OK
+
+
+def _cmd_wait(client: Client, args: argparse.Namespace) -> int:
+    st = _follow(Job(client, args.id), args)  # a server that is restarting is waited for too
+    print(json.dumps(_status_dict(st), indent=2, sort_keys=True) if args.json else _status_line(st))
+    return EXIT_OK
+
+
+def _cmd_download(client: Client, args: argparse.Namespace) -> int:
+    job = client.job(args.id)
+    st = job.status()
+    if not st.terminal and args.wait:
+        st = _follow(job, args)
+    if st.state is JobState.FAILED:
+        raise VqpressError("FAILED", f"job {st.id} failed, it has no results: {st.error}")
+    if st.state is JobState.CANCELLED:
+        raise VqpressError("CANCELLED", f"job {st.id} was cancelled, it has no results")
+    if st.state is not JobState.SUCCEEDED:
+        raise VqpressError(
+            "UNAVAILABLE",
+            f"job {st.id} is {st.state.value} ({100 * st.progress:.0f}% {st.stage}): not finished yet; "
+            f"`vqpress wait {st.id}` blocks until it is, or pass --wait",
+        )
+    _print_report(args, *_save(client, st, args.output, everything=_everything(st.kind)))
+    return EXIT_OK
+
+
+def _clock(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def _cmd_logs(client: Client, args: argparse.Namespace) -> int:
+    job = client.job(args.id)
+    st = job.status()
+    print(f"job {st.id} ({st.kind})")
+    print(f"  created  {_clock(st.created_at)}")
+    print(f"  started  {_clock(st.started_at)}")
+    print(f"  finished {_clock(st.finished_at)}")
+    print(f"  state    {st.state.value} at {100 * st.progress:.1f}% {st.stage}")
+    for k, v in sorted(st.metrics.items()):
+        print(f"  {k}: {v:.6g}")
+    for r in st.results:
+        print(f"  result {r.name} ({r.kind}, {r.size} bytes) {r.id}")
+    if st.error:
+        print(f"  error    {st.error}")
+    if args.follow and not st.terminal:
+        with Progress(f"job {st.id}", tty=False, stream=sys.stdout) as show:
+            job.wait(on_status=show.job, unavailable_timeout=args.reconnect)
+    return EXIT_OK
 
 
 def _cmd_jobs(client: Client, args: argparse.Namespace) -> int:
     for st in client.jobs(args.state, limit=args.limit):
-        extra = f"  {st.error}" if st.error else ""
-        print(f"{st.id}  {st.kind:<12} {st.state.value:<10} {100 * st.progress:5.1f}%  {st.stage}{extra}")
-    return 0
+        print(_status_line(st))
+    return EXIT_OK
 
 
 def _cmd_cancel(client: Client, args: argparse.Namespace) -> int:
     st = client.job(args.id).cancel()
     print(f"{st.id} {st.state.value}")
-    return 0
+    return EXIT_OK
 
 
 def _cmd_health(client: Client, args: argparse.Namespace) -> int:
     status = client.health()
     if status != "SERVING":
         print(f"error: server at {args.server} is {status}", file=sys.stderr)
-        return 1
+        return EXIT_UNAVAILABLE
     print("SERVING")
-    return 0
+    if args.verbose:
+        info = client.server_info()
+        print(f"  server   {args.server}, vqpress {info.version}")
+        print(f"  executor {info.executor}, {info.workers} worker(s)")
+        print(f"  devices  {', '.join(info.devices) or 'none'}" + ("" if info.gpus else "  (no GPU: training is slow)"))
+        print(f"  auth     {'token required' if info.auth_required else 'none'}, {'TLS' if info.tls else 'no TLS'}")
+        for k, v in sorted(info.limits.items()):
+            print(f"  limit    {k} = {v}")
+    return EXIT_OK
 
 
-_COMMANDS = {
+_COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "quantize": _cmd_quantize,
     "train": _cmd_train,
     "export": _cmd_export,
     "render": _cmd_render,
+    "status": _cmd_status,
+    "wait": _cmd_wait,
+    "download": _cmd_download,
+    "logs": _cmd_logs,
     "jobs": _cmd_jobs,
     "cancel": _cmd_cancel,
     "health": _cmd_health,
 }
 
 
+# -- errors as a person reads them -------------------------------------------------------
+
+
+def explain(err: VqpressError, args: argparse.Namespace) -> str:
+    """The error line for ``err``: connection and auth failures in words that say what to check."""
+    msg = err.message
+    if err.code == "UNAVAILABLE" and ("failed to connect" in msg or "Connection refused" in msg or "DNS" in msg):
+        if "ssl" in msg.lower() or "handshake" in msg.lower() or "tls" in msg.lower():
+            return (
+                f"UNAVAILABLE: the TLS handshake with {args.server} failed: check that the server uses TLS and "
+                f"that --tls-ca names the CA that signed its certificate ({msg})"
+            )
+        return (
+            f"UNAVAILABLE: cannot reach a vqpress server at {args.server}: is it running, and is the address "
+            f"right? (--server or {SERVER_ENV}; {msg})"
+        )
+    if err.code == "UNAVAILABLE" and args.tls_ca is None and ("Socket closed" in msg or "reset" in msg.lower()):
+        return f"UNAVAILABLE: {args.server} closed the connection: if the server uses TLS, pass --tls-ca ({msg})"
+    if err.code == "UNAUTHENTICATED":
+        if args.token:
+            return f"UNAUTHENTICATED: the server refused the token given (--token or {TOKEN_ENV}): check it ({msg})"
+        return f"UNAUTHENTICATED: the server needs a token: pass --token or set {TOKEN_ENV} ({msg})"
+    if isinstance(err, JobTimeout):
+        return (
+            f"DEADLINE_EXCEEDED: {msg}; it goes on running on the server: "
+            f"`vqpress wait {err.job_id}`, then `vqpress download {err.job_id} -o OUT`"
+        )
+    return f"{err.code}: {msg}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
     try:
-        tls = TlsConfig(ca_cert=args.tls_ca) if args.tls_ca else None
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help and --version exit 0, a bad command line 2
+        return int(e.code or 0) if isinstance(e.code, int) else EXIT_USAGE
+    try:
+        tls = TlsConfig(ca_cert=args.tls_ca, server_name=args.tls_server_name) if args.tls_ca else None
         with Client(args.server, token=args.token, tls=tls) as client:
             return _COMMANDS[args.command](client, args)
     except VqpressError as e:
+        print(f"error: {explain(e, args)}", file=sys.stderr)
+        return exit_code(e)
+    except MissingDependencyError as e:
         print(f"error: {e}", file=sys.stderr)
-    except (MissingDependencyError, TimeoutError) as e:
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-    except OSError as e:
+        return EXIT_ERROR
+    except OSError as e:  # a local file: unreadable input, an output path that cannot be written
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_INVALID
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        return 130
-    return 1
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

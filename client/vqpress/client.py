@@ -14,7 +14,7 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -22,7 +22,16 @@ import grpc
 import numpy as np
 
 from . import _transport
-from .errors import VqpressError, invalid, require, translate_errors
+from .errors import (
+    JobCancelled,
+    JobFailed,
+    JobTimeout,
+    VqpressError,
+    from_rpc_error,
+    invalid,
+    require,
+    translate_errors,
+)
 from .png import decode_png, to_rgb
 from .types import (
     ArtifactInfo,
@@ -40,6 +49,7 @@ from .types import (
     JobStatus,
     NeuralField,
     QuantizeConfig,
+    ServerInfo,
     Splats,
     SplatTrainConfig,
     VqadGridConfig,
@@ -117,7 +127,9 @@ _KIND_FROM_PB = {
     pb.JOB_KIND_TRAIN_FIELD: "train_field",
 }
 _PIPELINE_DEPTH = 8  # downloaded chunks in flight between the receiving and the hashing thread
-_RETRY_WAIT_S = 0.25  # pause before re-attaching to a job after the server went away
+_RETRY_WAIT_S = (0.25, 5.0)  # first and longest pause before re-attaching to a job after the server went away (s)
+# Codes on which a wait re-attaches instead of failing: the server restarted, or the stream broke.
+_RETRY_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED)
 
 
 def guess_kind(path: str | os.PathLike) -> str:
@@ -291,6 +303,103 @@ def _float_image(m: pb.RenderedImage) -> np.ndarray:
     return np.frombuffer(t.data, dtype="<f4").reshape(shape).astype(np.float32, copy=False)
 
 
+# -- requests (shared by Client and vqpress.aio.Client: what differs is only the I/O) -------
+
+
+def _source_plan(source: Source) -> tuple[dict[str, Any], str | os.PathLike | tuple[bytes, str, str] | None]:
+    """(the request's ``source`` fields, None) when they are ready, or ({}, what to upload first): a
+    path, or (bytes, name, kind) for splats too large to go inline."""
+    if isinstance(source, ArtifactRef):
+        return {"artifact": pb.ArtifactRef(id=source.id)}, None
+    if isinstance(source, NeuralField):
+        if source.nbytes > INLINE_FIELD_MAX_BYTES:
+            raise invalid(
+                f"the field's tensors hold {source.nbytes} bytes, more than one message carries; "
+                "encode it as a .vqp and send its path or ArtifactRef"
+            )
+        return {"field": _field_pb(source)}, None
+    if isinstance(source, Splats):
+        if source.nbytes <= INLINE_SPLATS_MAX_BYTES:
+            return {"splats": _splats_pb(source)}, None
+        buf = io.BytesIO()
+        np.savez(buf, **source.arrays())
+        return {}, (buf.getvalue(), "splats.npz", "npz")
+    if isinstance(source, (str, os.PathLike)):
+        return {}, source
+    raise invalid(f"source must be a path, an ArtifactRef, a Splats or a NeuralField, got {type(source).__name__}")
+
+
+def _init_plan(init: Source) -> tuple[dict[str, Any], str | os.PathLike | tuple[bytes, str, str] | None]:
+    """Like ``_source_plan`` for a scene to fine-tune, which always travels as an artifact: inline
+    splats are stored as "init.npz" first."""
+    if isinstance(init, Splats):
+        buf = io.BytesIO()
+        np.savez(buf, **init.arrays())
+        return {}, (buf.getvalue(), "init.npz", "npz")
+    if isinstance(init, NeuralField):
+        raise invalid("init (a scene to fine-tune) must be a splat scene: a path, an ArtifactRef or Splats")
+    return _source_plan(init)
+
+
+def _quantize_fields(
+    config: QuantizeConfig | FieldQuantizeConfig | None,
+    cameras: Sequence[Camera] | None,
+    background: Sequence[float] | None,
+    evaluate: bool,
+) -> dict[str, Any]:
+    field_cfg = None
+    if isinstance(config, FieldQuantizeConfig):
+        field_cfg = _fill(pb.FieldQuantizeConfig(), set_fields(config.validate()))
+        config = None
+    return {
+        "config": _config_pb(config),
+        "cameras": [_camera_pb(c) for c in cameras or ()],
+        "background": _color_pb(background) if background is not None else None,
+        "field_config": field_cfg,
+        "evaluate": None if evaluate else False,
+    }
+
+
+def _export_fields(format: str, config: QuantizeConfig | None, options: ExportOptions | None) -> dict[str, Any]:
+    if format not in _EXPORT:
+        raise invalid(f"export format {format!r} is not one of {sorted(_EXPORT)}")
+    extra = {"options": _export_options_pb(options)} if options is not None else {}
+    return {"format": _EXPORT[format], "config": _config_pb(config), **extra}
+
+
+def _train_which(
+    dataset: str | os.PathLike | ArtifactRef, config: SplatTrainConfig | FieldTrainConfig | None, init: Any
+) -> dict[str, Any]:
+    if config is None:
+        is_image = not isinstance(dataset, ArtifactRef) and Path(dataset).suffix.lower() in _IMAGE_SUFFIXES
+        config = FieldTrainConfig() if is_image else SplatTrainConfig()
+    if isinstance(config, SplatTrainConfig):
+        return {"splats": _splat_train_pb(config)}
+    if isinstance(config, FieldTrainConfig):
+        if init is not None:
+            raise invalid("init (a scene to fine-tune) applies to splat training only")
+        return {"field": _field_train_pb(config)}
+    raise invalid(f"config must be a SplatTrainConfig or a FieldTrainConfig, got {type(config).__name__}")
+
+
+def _render_fields(cameras: Sequence[Camera], background: Sequence[float], encoding: str) -> dict[str, Any]:
+    if encoding not in ("png", "float32", "raw"):
+        raise invalid(f"encoding must be 'png' or 'float32', got {encoding!r}")
+    if not cameras:
+        raise invalid("render needs at least one camera")
+    return {
+        "cameras": [_camera_pb(c) for c in cameras],
+        "background": _color_pb(background),
+        "encoding": pb.IMAGE_ENCODING_PNG if encoding == "png" else pb.IMAGE_ENCODING_FLOAT32,
+    }
+
+
+def _rendered(m: pb.RenderedImage, cameras: Sequence[Camera]) -> tuple[Camera, bytes | np.ndarray]:
+    if m.index >= len(cameras):
+        raise VqpressError("DATA_LOSS", f"server sent image {m.index} for {len(cameras)} cameras")
+    return cameras[m.index], (m.png if m.WhichOneof("image") == "png" else _float_image(m))
+
+
 # -- the client --------------------------------------------------------------------------
 
 
@@ -335,6 +444,21 @@ class Client:
             resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout)
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
 
+    def server_info(self) -> ServerInfo:
+        """The server's version, executor, devices (no "cuda:*": jobs run on its CPU) and limits."""
+        with translate_errors():
+            m = self._stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=self.timeout)
+        lim = m.limits
+        return ServerInfo(
+            version=m.version,
+            executor=m.executor,
+            workers=m.workers,
+            devices=tuple(m.devices),
+            auth_required=m.auth_required,
+            tls=m.tls,
+            limits={f.name: int(getattr(lim, f.name)) for f in lim.DESCRIPTOR.fields},
+        )
+
     # -- artifacts ---------------------------------------------------------------------
 
     def upload(
@@ -358,6 +482,9 @@ class Client:
                 sha256 = _file_sha256(path)
         except OSError as e:
             raise invalid(f"{path}: cannot read: {e.strerror or e}") from None
+        known = self._known(sha256, size)
+        if known is not None:  # the server already holds these bytes: nothing to send
+            return known
         header = pb.UploadHeader(
             name=name or path.name, size=size, sha256=sha256, kind=guess_kind(path) if kind is None else kind
         )
@@ -372,12 +499,13 @@ class Client:
             return _info(self._stub.UploadArtifact(requests()))
 
     def upload_bytes(self, data: bytes, name: str, kind: str | None = None) -> ArtifactInfo:
-        """Store bytes held in memory as an artifact named ``name``."""
+        """Store bytes held in memory as an artifact named ``name`` (not sent when already stored)."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        known = self._known(sha256, len(data))
+        if known is not None:
+            return known
         header = pb.UploadHeader(
-            name=name,
-            size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            kind=guess_kind(name) if kind is None else kind,
+            name=name, size=len(data), sha256=sha256, kind=guess_kind(name) if kind is None else kind
         )
         view = memoryview(data)
 
@@ -388,6 +516,16 @@ class Client:
 
         with translate_errors():
             return _info(self._stub.UploadArtifact(requests()))
+
+    def _known(self, sha256: str, size: int) -> ArtifactInfo | None:
+        """The stored artifact with this content (artifacts are named by their sha256), or None."""
+        try:
+            info = self.stat(sha256.lower())
+        except VqpressError as e:
+            if e.code == "NOT_FOUND":
+                return None
+            raise
+        return info if info.size == size else None
 
     def _chunks(self, ref: ArtifactRef | str) -> Iterator[bytes]:
         with translate_errors():
@@ -412,6 +550,7 @@ class Client:
                 raise VqpressError(
                     "DATA_LOSS", f"download of {info.id} got {n} bytes with a different hash (expected {info.size})"
                 )
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600: give it the mode open() would
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -444,24 +583,11 @@ class Client:
     def _source(self, source: Source) -> dict[str, Any]:
         """The request's ``source`` oneof: a stored artifact, inline splats (large ones are uploaded) or
         an inline neural field."""
-        if isinstance(source, ArtifactRef):
-            return {"artifact": pb.ArtifactRef(id=source.id)}
-        if isinstance(source, NeuralField):
-            if source.nbytes > INLINE_FIELD_MAX_BYTES:
-                raise invalid(
-                    f"the field's tensors hold {source.nbytes} bytes, more than one message carries; "
-                    "encode it as a .vqp and send its path or ArtifactRef"
-                )
-            return {"field": _field_pb(source)}
-        if isinstance(source, Splats):
-            if source.nbytes <= INLINE_SPLATS_MAX_BYTES:
-                return {"splats": _splats_pb(source)}
-            buf = io.BytesIO()
-            np.savez(buf, **source.arrays())
-            return {"artifact": pb.ArtifactRef(id=self.upload_bytes(buf.getvalue(), "splats.npz", "npz").id)}
-        if isinstance(source, (str, os.PathLike)):
-            return {"artifact": pb.ArtifactRef(id=self.upload(source).id)}
-        raise invalid(f"source must be a path, an ArtifactRef, a Splats or a NeuralField, got {type(source).__name__}")
+        fields, upload = _source_plan(source)
+        return fields if upload is None else {"artifact": pb.ArtifactRef(id=self._put(upload).id)}
+
+    def _put(self, upload: str | os.PathLike | tuple[bytes, str, str]) -> ArtifactInfo:
+        return self.upload(upload) if isinstance(upload, (str, os.PathLike)) else self.upload_bytes(*upload)
 
     def quantize(
         self,
@@ -470,26 +596,18 @@ class Client:
         *,
         cameras: Sequence[Camera] | None = None,
         background: Sequence[float] | None = None,
+        evaluate: bool = True,
     ) -> Job:
         """Start compressing a splat scene to .vqp, or post-hoc compressing a stored dense neural field
         (a field .vqp; ``config`` a FieldQuantizeConfig, default kmVQ at 4 bits). Results: [the .vqp,
         report.json].
 
         ``cameras`` are the views PSNR/SSIM of a scene are measured on (default: orbit views chosen
-        by the server), rendered over ``background`` (default black).
+        by the server), rendered over ``background`` (default black). ``evaluate=False`` skips the
+        renders: the report then has sizes and timings only.
         """
-        field_cfg = None
-        if isinstance(config, FieldQuantizeConfig):
-            field_cfg = _fill(pb.FieldQuantizeConfig(), set_fields(config.validate()))
-            config = None
-        cfg = _config_pb(config)  # validated before anything is uploaded
-        req = pb.QuantizeRequest(
-            config=cfg,
-            cameras=[_camera_pb(c) for c in cameras or ()],
-            background=_color_pb(background) if background is not None else None,
-            field_config=field_cfg,
-            **self._source(source),
-        )
+        cfg_fields = _quantize_fields(config, cameras, background, evaluate)  # validated before any upload
+        req = pb.QuantizeRequest(**cfg_fields, **self._source(source))
         with translate_errors():
             return Job(self, self._stub.Quantize(req, timeout=self.timeout).id)
 
@@ -502,10 +620,7 @@ class Client:
     ) -> Job:
         """Start converting a scene (or decoding a .vqp) to ``format``. Results: [the file].
         ``config`` applies to format "vqp" only; ``options`` (filters, .spz axes, SOG palette) to the others."""
-        if format not in _EXPORT:
-            raise invalid(f"export format {format!r} is not one of {sorted(_EXPORT)}")
-        extra = {"options": _export_options_pb(options)} if options is not None else {}
-        req = pb.ExportRequest(format=_EXPORT[format], config=_config_pb(config), **extra, **self._source(source))
+        req = pb.ExportRequest(**_export_fields(format, config, options), **self._source(source))
         with translate_errors():
             return Job(self, self._stub.Export(req, timeout=self.timeout).id)
 
@@ -524,28 +639,12 @@ class Client:
         fine-tune (splats only). Results: splats [scene.vqp, scene.ply, report.json]; fields
         [field.vqp, report.json(, preview.png for an image field)].
         """
-        if config is None:
-            is_image = not isinstance(dataset, ArtifactRef) and Path(dataset).suffix.lower() in _IMAGE_SUFFIXES
-            config = FieldTrainConfig() if is_image else SplatTrainConfig()
-        if isinstance(config, SplatTrainConfig):
-            which: dict[str, Any] = {"splats": _splat_train_pb(config)}
-        elif isinstance(config, FieldTrainConfig):
-            if init is not None:
-                raise invalid("init (a scene to fine-tune) applies to splat training only")
-            which = {"field": _field_train_pb(config)}
-        else:
-            raise invalid(f"config must be a SplatTrainConfig or a FieldTrainConfig, got {type(config).__name__}")
+        which = _train_which(dataset, config, init)
         if not isinstance(dataset, ArtifactRef):
-            kind = guess_kind(dataset) or "dataset"
-            dataset = self.upload(dataset, kind=kind)
+            dataset = self.upload(dataset, kind=guess_kind(dataset) or "dataset")
         if init is not None:
-            ref = self._source(init).get("artifact")
-            if ref is None:  # inline splats: stored as an .npz first
-                assert isinstance(init, Splats)
-                buf = io.BytesIO()
-                np.savez(buf, **init.arrays())
-                ref = pb.ArtifactRef(id=self.upload_bytes(buf.getvalue(), "init.npz", "npz").id)
-            which["init"] = ref
+            fields, upload = _init_plan(init)
+            which["init"] = fields["artifact"] if upload is None else pb.ArtifactRef(id=self._put(upload).id)
         req = pb.TrainRequest(dataset=pb.DatasetSource(archive=pb.ArtifactRef(id=dataset.id)), **which)
         with translate_errors():
             return Job(self, self._stub.Train(req, timeout=self.timeout).id)
@@ -561,21 +660,10 @@ class Client:
     ) -> Iterator[tuple[Camera, bytes | np.ndarray]]:
         """(camera, image) in camera order: PNG bytes as the server sent them for ``encoding="png"``,
         float32 [H, W, 3] arrays for "float32" (alias "raw")."""
-        if encoding not in ("png", "float32", "raw"):
-            raise invalid(f"encoding must be 'png' or 'float32', got {encoding!r}")
-        if not cameras:
-            raise invalid("render needs at least one camera")
-        req = pb.RenderRequest(
-            cameras=[_camera_pb(c) for c in cameras],
-            background=_color_pb(background),
-            encoding=pb.IMAGE_ENCODING_PNG if encoding == "png" else pb.IMAGE_ENCODING_FLOAT32,
-            **self._source(source),
-        )
+        req = pb.RenderRequest(**_render_fields(cameras, background, encoding), **self._source(source))
         with translate_errors():
             for m in self._stub.Render(req, timeout=timeout):
-                if m.index >= len(cameras):
-                    raise VqpressError("DATA_LOSS", f"server sent image {m.index} for {len(cameras)} cameras")
-                yield cameras[m.index], (m.png if m.WhichOneof("image") == "png" else _float_image(m))
+                yield _rendered(m, cameras)
 
     def render(
         self,
@@ -651,31 +739,67 @@ class Job:
                 if st.terminal:
                     return
 
-    def wait(self, timeout: float | None = None) -> JobStatus:
-        """Block until the job is terminal and return its status; SUCCEEDED or CANCELLED return.
+    def wait(
+        self,
+        timeout: float | None = None,
+        *,
+        on_status: Callable[[JobStatus], None] | None = None,
+        on_retry: Callable[[VqpressError], None] | None = None,
+        unavailable_timeout: float | None = None,
+    ) -> JobStatus:
+        """Block until the job SUCCEEDED and return its status.
 
-        Raises VqpressError("FAILED", <the server's reason>) when it failed, TimeoutError after
-        ``timeout`` seconds (None = no limit). A server that restarts meanwhile is waited for.
+        Raises ``JobFailed`` (code "FAILED", the server's reason) when it failed, ``JobCancelled``
+        (code "CANCELLED") when it was cancelled, ``JobTimeout`` (code "DEADLINE_EXCEEDED", also a
+        TimeoutError) after ``timeout`` seconds (None = no limit; the job goes on running).
+
+        A server that restarts or a connection that breaks meanwhile is waited for and the job
+        re-attached: ``on_retry(error)`` is told each time; after ``unavailable_timeout`` seconds
+        without reaching the server (None = as long as ``timeout`` allows) the UNAVAILABLE error is
+        raised. ``on_status`` sees every status the server sends.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        lost_since: float | None = None
+        pause = _RETRY_WAIT_S[0]
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"job {self.id} did not finish within {timeout} s")
+                raise JobTimeout(self.id, timeout)
             try:
                 for st in self._client._watch(self.id, remaining):
+                    lost_since, pause = None, _RETRY_WAIT_S[0]
+                    if on_status is not None:
+                        on_status(st)
                     if st.terminal:
                         if st.state is JobState.FAILED:
-                            raise VqpressError("FAILED", f"job {self.id} failed: {st.error}")
+                            raise JobFailed(self.id, st.error)
+                        if st.state is JobState.CANCELLED:
+                            raise JobCancelled(self.id, st.error)
                         return st
+                # The stream ended before the job did: the server is stopping (or restarting).
+                if on_retry is not None:
+                    on_retry(VqpressError("UNAVAILABLE", "the server ended the status stream before the job ended"))
             except grpc.RpcError as err:
                 code = err.code() if isinstance(err, grpc.Call) else None
-                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                    raise TimeoutError(f"job {self.id} did not finish within {timeout} s") from None
-                if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED and deadline is not None:
+                    raise JobTimeout(self.id, timeout) from None
+                if code not in _RETRY_CODES:
                     with translate_errors():
                         raise
-            time.sleep(_RETRY_WAIT_S)  # the stream ended early or the server went away: re-attach
+                now = time.monotonic()
+                lost_since = now if lost_since is None else lost_since
+                error = from_rpc_error(err)
+                if unavailable_timeout is not None and now - lost_since > unavailable_timeout:
+                    raise VqpressError(
+                        error.code,
+                        f"lost the server while waiting for job {self.id} and could not reach it again "
+                        f"within {unavailable_timeout:g} s: {error.message}",
+                    ) from None
+                if on_retry is not None:
+                    on_retry(error)
+            # The stream ended early or the server went away: re-attach after a growing pause.
+            time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
+            pause = min(2 * pause, _RETRY_WAIT_S[1])
 
     def cancel(self) -> JobStatus:
         """Ask the job to stop; returns its status right after the request (CANCELLED or CANCELLING)."""
@@ -691,6 +815,17 @@ class Job:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         return [self._client.download(r, d / (Path(r.name).name or r.id)) for r in self.results]
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it; the lock keeps two readers apart)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def _id(ref: ArtifactRef | str) -> str:

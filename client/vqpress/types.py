@@ -651,3 +651,21 @@ class JobStatus:
     @property
     def terminal(self) -> bool:
         return self.state.terminal
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What serves the API (``Client.server_info()``)."""
+
+    version: str  # the server's vqpress version
+    executor: str  # what runs jobs, e.g. "local worker processes"
+    workers: int  # worker processes
+    devices: tuple[str, ...]  # each worker's device: "cuda:0", "cpu"
+    auth_required: bool
+    tls: bool
+    limits: dict[str, int]  # max_message_bytes, chunk_bytes, max_artifact_bytes, max_queued_jobs, ...
+
+    @property
+    def gpus(self) -> tuple[str, ...]:
+        """The CUDA devices among ``devices`` (empty: every job runs on the CPU)."""
+        return tuple(d for d in self.devices if d.startswith("cuda"))
