@@ -25,6 +25,8 @@ from typing import Any
 
 EXIT_BAD_INPUT = 2
 EXIT_CANNOT_SERVE = 3
+EXIT_MISSING_EXTRA = 4  # a client-only install: the [server] extra is not installed
+SERVER_MODULES = ("torch", "gsplat", "PIL", "packaging")  # what `pip install 'vqpress[server]'` brings
 
 
 class ProgressPrinter:
@@ -282,6 +284,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .app import serve
+    from .rpc.server import OpenBindRefused, check_exposure
     from .settings import Settings
 
     if (args.tls_cert is None) != (args.tls_key is None):
@@ -294,13 +297,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
         token=args.token,
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
+        insecure=True if args.insecure else None,
     )
+    _require_server_extra()  # the workers need torch: say so now, not in every worker's traceback
+    try:
+        check_exposure(settings)
+    except OpenBindRefused as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         serve(settings)
     except OSError as e:  # the port is taken, the data directory is locked or not writable
         print(f"error: {e.strerror if e.strerror and not e.filename else e}", file=sys.stderr)
         return EXIT_CANNOT_SERVE
     return 0
+
+
+def _require_server_extra() -> None:
+    import importlib.util
+
+    for name in ("torch",):
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ValueError:  # in sys.modules as None: blocked
+            found = False
+        if not found:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 
 def _input_error(msg: str) -> Exception:
@@ -342,7 +364,10 @@ def add_export_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vqpress._version import __version__
+
     p = argparse.ArgumentParser(prog="vqpress-server", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"vqpress-server {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compress", help="quantize a scene (.ply, .splat, .spz, compressed .ply) into a .vqp")
@@ -402,6 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--token", help="require this bearer token (or VQPRESS_TOKEN)")
     s.add_argument("--tls-cert", help="PEM certificate chain (with --tls-key)")
     s.add_argument("--tls-key", help="PEM private key")
+    s.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve without a token on a non-loopback --host (refused otherwise; or VQPRESS_INSECURE=1)",
+    )
     s.set_defaults(func=cmd_serve)
     return p
 
@@ -420,6 +450,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"error: {e.filename}: no such file", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except ModuleNotFoundError as e:
+        if e.name not in SERVER_MODULES:
+            raise
+        print(
+            f"error: vqpress-server {args.command} needs the server extra (the Python module {e.name!r} is missing); "
+            "install it with: pip install 'vqpress[server]'",
+            file=sys.stderr,
+        )
+        return EXIT_MISSING_EXTRA
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

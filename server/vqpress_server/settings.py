@@ -18,6 +18,7 @@ class Settings:
     port: int = 50051  # 0 picks a free port (tests)
     workers: int | None = None  # worker processes; None = one per visible GPU, one on CPU
     token: str | None = None  # bearer token; None = no auth. Health stays open either way.
+    insecure: bool = False  # allow serving without a token on an interface other than loopback
     tls_cert: Path | None = None  # PEM certificate chain; with tls_key enables TLS
     tls_key: Path | None = None  # PEM private key
     max_artifact_bytes: int = 8 << 30  # largest upload accepted: 8 GiB
@@ -44,6 +45,8 @@ class Settings:
             vals["workers"] = int(env["VQPRESS_WORKERS"])
         if env.get("VQPRESS_TOKEN"):
             vals["token"] = env["VQPRESS_TOKEN"]
+        if env.get("VQPRESS_INSECURE", "").lower() in ("1", "true", "yes"):
+            vals["insecure"] = True
         if env.get("VQPRESS_TLS_CERT"):
             vals["tls_cert"] = Path(env["VQPRESS_TLS_CERT"])
         if env.get("VQPRESS_TLS_KEY"):

@@ -656,7 +656,7 @@ class FieldQuantizeConfig(_message.Message):
     def __init__(self, method: _Optional[_Union[FieldQuantizeMethod, str]] = ..., bits: _Optional[int] = ..., rank: _Optional[int] = ..., iters: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class QuantizeRequest(_message.Message):
-    __slots__ = ("artifact", "splats", "field", "config", "field_config", "cameras", "background")
+    __slots__ = ("artifact", "splats", "field", "config", "field_config", "cameras", "background", "evaluate")
     ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     SPLATS_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
@@ -664,6 +664,7 @@ class QuantizeRequest(_message.Message):
     FIELD_CONFIG_FIELD_NUMBER: _ClassVar[int]
     CAMERAS_FIELD_NUMBER: _ClassVar[int]
     BACKGROUND_FIELD_NUMBER: _ClassVar[int]
+    EVALUATE_FIELD_NUMBER: _ClassVar[int]
     artifact: ArtifactRef
     splats: GaussianSplats
     field: NeuralField
@@ -671,7 +672,8 @@ class QuantizeRequest(_message.Message):
     field_config: FieldQuantizeConfig
     cameras: _containers.RepeatedCompositeFieldContainer[Camera]
     background: Color
-    def __init__(self, artifact: _Optional[_Union[ArtifactRef, _Mapping]] = ..., splats: _Optional[_Union[GaussianSplats, _Mapping]] = ..., field: _Optional[_Union[NeuralField, _Mapping]] = ..., config: _Optional[_Union[QuantizeConfig, _Mapping]] = ..., field_config: _Optional[_Union[FieldQuantizeConfig, _Mapping]] = ..., cameras: _Optional[_Iterable[_Union[Camera, _Mapping]]] = ..., background: _Optional[_Union[Color, _Mapping]] = ...) -> None: ...
+    evaluate: bool
+    def __init__(self, artifact: _Optional[_Union[ArtifactRef, _Mapping]] = ..., splats: _Optional[_Union[GaussianSplats, _Mapping]] = ..., field: _Optional[_Union[NeuralField, _Mapping]] = ..., config: _Optional[_Union[QuantizeConfig, _Mapping]] = ..., field_config: _Optional[_Union[FieldQuantizeConfig, _Mapping]] = ..., cameras: _Optional[_Iterable[_Union[Camera, _Mapping]]] = ..., background: _Optional[_Union[Color, _Mapping]] = ..., evaluate: _Optional[bool] = ...) -> None: ...
 
 class ExportOptions(_message.Message):
     __slots__ = ("sh_degree", "min_opacity", "box_min", "box_max", "drop_non_finite", "spz_axes", "sog_sh_palette")
@@ -750,3 +752,39 @@ class RenderedImage(_message.Message):
     png: bytes
     rgb: Tensor
     def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., png: _Optional[bytes] = ..., rgb: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class GetServerInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ServerLimits(_message.Message):
+    __slots__ = ("max_message_bytes", "chunk_bytes", "max_artifact_bytes", "max_queued_jobs", "max_render_cameras")
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_ARTIFACT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUED_JOBS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RENDER_CAMERAS_FIELD_NUMBER: _ClassVar[int]
+    max_message_bytes: int
+    chunk_bytes: int
+    max_artifact_bytes: int
+    max_queued_jobs: int
+    max_render_cameras: int
+    def __init__(self, max_message_bytes: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., max_artifact_bytes: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., max_render_cameras: _Optional[int] = ...) -> None: ...
+
+class ServerInfo(_message.Message):
+    __slots__ = ("version", "executor", "workers", "devices", "auth_required", "tls", "limits")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXECUTOR_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    AUTH_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    executor: str
+    workers: int
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    auth_required: bool
+    tls: bool
+    limits: ServerLimits
+    def __init__(self, version: _Optional[str] = ..., executor: _Optional[str] = ..., workers: _Optional[int] = ..., devices: _Optional[_Iterable[str]] = ..., auth_required: _Optional[bool] = ..., tls: _Optional[bool] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ...) -> None: ...

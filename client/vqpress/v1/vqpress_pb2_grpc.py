@@ -35,6 +35,11 @@ class VqpressStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.GetServerInfo = channel.unary_unary(
+                '/vqpress.v1.Vqpress/GetServerInfo',
+                request_serializer=vqpress_dot_v1_dot_vqpress__pb2.GetServerInfoRequest.SerializeToString,
+                response_deserializer=vqpress_dot_v1_dot_vqpress__pb2.ServerInfo.FromString,
+                _registered_method=True)
         self.UploadArtifact = channel.stream_unary(
                 '/vqpress.v1.Vqpress/UploadArtifact',
                 request_serializer=vqpress_dot_v1_dot_vqpress__pb2.UploadArtifactRequest.SerializeToString,
@@ -105,6 +110,13 @@ class VqpressStub:
 class VqpressServicer:
     """Compression, training, export and rendering of splat scenes and neural fields, as jobs.
     """
+
+    def GetServerInfo(self, request, context):
+        """The server's version, executor, devices and limits (needs the token like every call but health).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def UploadArtifact(self, request_iterator, context):
         """Store a file: a header, then the bytes in chunks. Size and sha256 are verified (DATA_LOSS on a
@@ -205,6 +217,11 @@ class VqpressServicer:
 
 def add_VqpressServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'GetServerInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServerInfo,
+                    request_deserializer=vqpress_dot_v1_dot_vqpress__pb2.GetServerInfoRequest.FromString,
+                    response_serializer=vqpress_dot_v1_dot_vqpress__pb2.ServerInfo.SerializeToString,
+            ),
             'UploadArtifact': grpc.stream_unary_rpc_method_handler(
                     servicer.UploadArtifact,
                     request_deserializer=vqpress_dot_v1_dot_vqpress__pb2.UploadArtifactRequest.FromString,
@@ -281,6 +298,33 @@ def add_VqpressServicer_to_server(servicer, server):
 class Vqpress:
     """Compression, training, export and rendering of splat scenes and neural fields, as jobs.
     """
+
+    @staticmethod
+    def GetServerInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vqpress.v1.Vqpress/GetServerInfo',
+            vqpress_dot_v1_dot_vqpress__pb2.GetServerInfoRequest.SerializeToString,
+            vqpress_dot_v1_dot_vqpress__pb2.ServerInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def UploadArtifact(request_iterator,

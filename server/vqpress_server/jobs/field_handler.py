@@ -198,8 +198,11 @@ def fit_with_checkpoints(
         share = TRAIN_SHARE * resumed_from / train.steps
         ctx.progress("train_field", share, {"step": float(resumed_from), "resumed_from_step": float(resumed_from)})
 
+    stage_now = ["train_field"]  # the training stage a checkpoint is taken in
+
     def report(stage: str, fraction: float, metrics: Mapping[str, float] | None) -> None:
         done = round(fraction * train.steps)
+        stage_now[0] = stage
         ctx.progress(stage, TRAIN_SHARE * fraction, {**(metrics or {}), "step": float(done)})
 
     def save(res: FitResult) -> None:
@@ -215,7 +218,8 @@ def fit_with_checkpoints(
                 "peak_memory_bytes": top,
             },
         )
-        ctx.progress("checkpoint", TRAIN_SHARE * res.step / train.steps, {"checkpoint_step": float(res.step)})
+        # A checkpoint is a moment within a stage, not a stage: the stage shown stays the training one.
+        ctx.progress(stage_now[0], TRAIN_SHARE * res.step / train.steps, {"checkpoint_step": float(res.step)})
 
     res = fit(resume, report, save, checkpoint_interval(train))
     res.history = history + res.history

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import ConfigError, VqpressInputError
+from ..core.errors import Cancelled, ConfigError, VqpressInputError
 from .context import JobContext, Source, safe_name
 from .model import JobKind
 from .train_handler import run_train_splats
@@ -124,17 +124,40 @@ def run_quantize(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
     config = quantize_config(spec.get("config"))
     cams = cameras(spec.get("cameras"), required=False)
     bg = background(spec.get("background"))
+    evaluate = spec.get("evaluate", True)
+    if not isinstance(evaluate, bool):
+        raise VqpressInputError(f"evaluate must be true or false, got {str(evaluate)[:40]}")
     scene = ctx.scene_file(src)
     ctx.check_cancelled()
     t0 = time.perf_counter()
     dst = ctx.scratch / f"{src.stem}.vqp"
-    with src.named_errors():
-        report = compress_file(
-            scene, dst, config, cameras=cams, background=bg, evaluate=True, device=ctx.device, progress=ctx.progress
-        )
+    evaluating = False
+
+    def progress(stage: str, fraction: float, metrics: Mapping[str, float] | None = None) -> None:
+        # Once the .vqp is written and its evaluation renders run, a cancel stops the renders only:
+        # the finished .vqp is the result, with a report that says the evaluation was cancelled.
+        nonlocal evaluating
+        evaluating = evaluating or (stage == "evaluate" and dst.exists())
+        try:
+            ctx.progress(stage, fraction, metrics)
+        except Cancelled:
+            if evaluating:
+                raise _EvaluationCancelled from None
+            raise
+
+    try:
+        with src.named_errors():
+            report = compress_file(
+                scene, dst, config, cameras=cams, background=bg, evaluate=evaluate, device=ctx.device,
+                progress=progress,
+            )  # fmt: skip
+        rep = report.as_dict()
+        ctx.check_cancelled()
+    except _EvaluationCancelled:
+        rep = _vqp_only_report(scene, dst)
     seconds = time.perf_counter() - t0
-    ctx.check_cancelled()
-    rep = report.as_dict()
+    # The paths are the worker's scratch files: name the files as the client knows them instead.
+    rep["input_path"], rep["output_path"] = Path(src.info.name.replace("\\", "/")).name, dst.name
     report_path = ctx.scratch / "report.json"
     report_path.write_text(json.dumps(rep, indent=2, default=str))
     metrics = {"seconds": seconds, "output_bytes": float(dst.stat().st_size)}
@@ -142,6 +165,30 @@ def run_quantize(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
         if isinstance(rep.get(key), int | float):
             metrics[key] = float(rep[key])
     return HandlerResult([Output(dst, dst.name, "vqp"), Output(report_path, "report.json", "json")], metrics)
+
+
+class _EvaluationCancelled(Exception):
+    """Cancelled after the .vqp was written, while its quality was being measured."""
+
+
+def _vqp_only_report(scene: Path, dst: Path) -> dict[str, Any]:
+    """The report of a .vqp whose evaluation was cancelled: sizes and counts, no quality."""
+    from vqpress.vqp import read_vqp
+
+    data = dst.read_bytes()
+    vqp = read_vqp(data, name=dst.name)
+    input_bytes = scene.stat().st_size
+    return {
+        "input_bytes": input_bytes,
+        "output_bytes": len(data),
+        "ratio": input_bytes / max(1, len(data)),
+        "num_gaussians": vqp.manifest.get("num_gaussians"),
+        "sh_degree": vqp.manifest.get("sh_degree"),
+        "section_bytes": dict(vqp.section_bytes),
+        "psnr": None,
+        "ssim": None,
+        "evaluation": "cancelled",
+    }
 
 
 def run_export(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:

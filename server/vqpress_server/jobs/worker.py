@@ -174,6 +174,10 @@ class WorkerPool:
                     continue  # a wake-up is already pending
             sem.release()
 
+    def devices(self) -> list[str]:
+        """Each worker's device: "cuda:<id>" (its CUDA_VISIBLE_DEVICES entry) or "cpu"."""
+        return [f"cuda:{d}" if d is not None else "cpu" for d in self._devices]
+
     def pids(self) -> list[int]:
         with self._lock:
             return [p.pid for p in self._procs if p is not None and p.pid is not None and p.is_alive()]

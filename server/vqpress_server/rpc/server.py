@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -33,6 +34,33 @@ SERVER_OPTIONS = [
 ]
 
 
+class OpenBindRefused(RuntimeError):
+    """Serving without a token on a non-loopback interface was not explicitly allowed."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine (127.0.0.0/8, ::1, localhost)."""
+    h = host.strip("[]").lower()
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False  # a host name or a wildcard: reachable from elsewhere as far as we know
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve on a public interface without a token, unless ``settings.insecure``: anyone who
+    reaches the port could then run jobs on its GPUs and read and delete every artifact."""
+    if settings.token or settings.insecure or is_loopback(settings.host):
+        return
+    raise OpenBindRefused(
+        f"refusing to serve on {settings.host} without a token: anyone who can reach port {settings.port} could "
+        "run jobs and read every artifact. Set --token (or VQPRESS_TOKEN), bind to 127.0.0.1 (--host), or pass "
+        "--insecure (VQPRESS_INSECURE=1) if the network in front of it does the authentication"
+    )
+
+
 @dataclass
 class RpcServer:
     server: grpc.Server
@@ -42,7 +70,8 @@ class RpcServer:
 
 def create_server(servicer: pb_grpc.VqpressServicer, settings: Settings) -> RpcServer:
     """A server bound to ``settings.host:settings.port`` (not started), serving health as NOT_SERVING
-    until ``start`` marks it SERVING."""
+    until ``start`` marks it SERVING. Refuses (OpenBindRefused) a public interface without a token."""
+    check_exposure(settings)
     # A streaming call holds its thread while it waits (a sync gRPC server has no other way), so
     # streams are capped below the thread count: short calls, health included, always find one.
     interceptors: list[grpc.ServerInterceptor] = [BearerTokenInterceptor(settings.token)] if settings.token else []

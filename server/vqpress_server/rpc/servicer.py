@@ -10,7 +10,7 @@ import io
 import logging
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -21,7 +21,7 @@ from vqpress.v1 import vqpress_pb2_grpc as pb_grpc
 from ..artifacts.store import ArtifactIntegrityError, ArtifactNotFound, ArtifactStore, ArtifactTooLarge
 from ..jobs.model import JobKind, JobRecord, JobState
 from ..jobs.table import JobTable
-from ..settings import CHUNK_BYTES, Settings
+from ..settings import CHUNK_BYTES, MAX_MESSAGE_BYTES, Settings
 from . import convert
 from .errors import ServiceError, invalid_argument, translate_errors
 from .sources import check_dataset_artifact, check_scene_artifact, field_manifest, scene_source
@@ -39,11 +39,41 @@ _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 class VqpressServicer(pb_grpc.VqpressServicer):
     """Serves the API over an artifact store and a job table; ``notify`` wakes idle workers."""
 
-    def __init__(self, settings: Settings, store: ArtifactStore, jobs: JobTable, notify: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ArtifactStore,
+        jobs: JobTable,
+        notify: Callable[[], None],
+        devices: Callable[[], Sequence[str]] = lambda: (),
+    ) -> None:
         self.settings = settings
         self.store = store
         self.jobs = jobs
         self.notify = notify
+        self.devices = devices  # each worker's device ("cuda:0", "cpu"), for GetServerInfo
+
+    def GetServerInfo(self, request: pb.GetServerInfoRequest, context: Any) -> pb.ServerInfo:
+        from .. import __version__
+        from ..jobs.handlers import MAX_RENDER_CAMERAS
+
+        devices = list(self.devices())
+        s = self.settings
+        return pb.ServerInfo(
+            version=__version__,
+            executor="local worker processes",
+            workers=len(devices),
+            devices=devices,
+            auth_required=bool(s.token),
+            tls=s.tls_cert is not None,
+            limits=pb.ServerLimits(
+                max_message_bytes=MAX_MESSAGE_BYTES,
+                chunk_bytes=CHUNK_BYTES,
+                max_artifact_bytes=s.max_artifact_bytes,
+                max_queued_jobs=s.max_queued_jobs,
+                max_render_cameras=MAX_RENDER_CAMERAS,
+            ),
+        )
 
     # -- artifacts -------------------------------------------------------------------
     def UploadArtifact(self, request_iterator: Iterator[pb.UploadArtifactRequest], context: Any) -> pb.ArtifactInfo:
@@ -110,6 +140,7 @@ class VqpressServicer(pb_grpc.VqpressServicer):
             "config": config,
             "cameras": convert.camera_dicts(request.cameras) or None,
             "background": convert.background(request.background) if request.HasField("background") else None,
+            "evaluate": request.evaluate if request.HasField("evaluate") else True,
         }
         return pb.JobRef(id=self._submit(JobKind.QUANTIZE, spec).id)
 
