@@ -32,7 +32,7 @@ SECTION_GROUPS = {  # report columns: bits per Gaussian summed over these sectio
 
 
 def data_dir(arg: str | None) -> Path:
-    return Path(arg or os.environ.get("VQPRESS_DATA_DIR") or REPO.parent / "shared" / "data")
+    return Path(arg or os.environ.get("VQPRESS_TEST_DATA") or REPO.parent / "shared" / "data")
 
 
 def splat_scenes(root: Path) -> list[Path]:
@@ -59,7 +59,7 @@ def main() -> int:
     from vqpress_server.core.splats.quantize import QuantizeConfig
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", help="shared data dir (default: VQPRESS_DATA_DIR, then ../shared/data)")
+    ap.add_argument("--data", help="shared data dir (default: VQPRESS_TEST_DATA, then ../shared/data)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", help="write the rows as JSON here")

@@ -28,7 +28,7 @@ TILED_N = 3_000_000
 
 
 def data_dir(arg: str | None) -> Path:
-    return Path(arg or os.environ.get("VQPRESS_DATA_DIR") or REPO.parent / "shared" / "data")
+    return Path(arg or os.environ.get("VQPRESS_TEST_DATA") or REPO.parent / "shared" / "data")
 
 
 def make_tiled(src: Path, dst: Path, n: int, seed: int = 0) -> None:
@@ -87,7 +87,7 @@ def run_one(src: Path, dst: Path, iters: int, device: str) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", help="shared data dir (default: VQPRESS_DATA_DIR, then ../shared/data)")
+    ap.add_argument("--data", help="shared data dir (default: VQPRESS_TEST_DATA, then ../shared/data)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-tiled", action="store_true", help="lego only (the 3M scene takes long on a CPU)")

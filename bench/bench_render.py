@@ -32,10 +32,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def data_dir(arg: str | None) -> Path:
-    for cand in [arg, os.environ.get("VQPRESS_DATA_DIR"), REPO / ".data", REPO.parent / "shared" / "data"]:
+    for cand in [arg, os.environ.get("VQPRESS_TEST_DATA"), REPO / ".data", REPO.parent / "shared" / "data"]:
         if cand and Path(cand, "trained_lego_sh3").is_dir():
             return Path(cand)
-    raise SystemExit("trained_lego_sh3 not found: pass --data DIR or set VQPRESS_DATA_DIR")
+    raise SystemExit("trained_lego_sh3 not found: pass --data DIR or set VQPRESS_TEST_DATA")
 
 
 def scaled(cam: Camera, factor: int) -> Camera:

@@ -43,7 +43,7 @@ SCENES = {
 
 
 def data_dir(arg: str | None) -> Path:
-    return Path(arg or os.environ.get("VQPRESS_DATA_DIR") or REPO.parent / "shared" / "data")
+    return Path(arg or os.environ.get("VQPRESS_TEST_DATA") or REPO.parent / "shared" / "data")
 
 
 def run_scene(data: Path, name: str, steps: int, seed: int, downscale: int, device: str) -> list[dict]:
@@ -106,11 +106,11 @@ def main() -> None:
     ap.add_argument("--scenes", default="lego,fox", help="comma-separated: " + ",".join(SCENES))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="", help="write the rows as JSON here")
-    ap.add_argument("--data", help="shared data dir (default: VQPRESS_DATA_DIR, then ../shared/data)")
+    ap.add_argument("--data", help="shared data dir (default: VQPRESS_TEST_DATA, then ../shared/data)")
     args = ap.parse_args()
     data = data_dir(args.data)
     if not data.is_dir():
-        raise SystemExit(f"{data}: no shared data; pass --data DIR or set VQPRESS_DATA_DIR")
+        raise SystemExit(f"{data}: no shared data; pass --data DIR or set VQPRESS_TEST_DATA")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     steps = 1000 if args.quick else args.steps
     downscale = 4 if args.quick else 1

@@ -12,8 +12,8 @@ TEST_DATA = REPO / "tests" / "data"
 
 
 def shared_data_dir() -> Path | None:
-    """Real scenes for benchmarks and GPU runs. VQPRESS_DATA_DIR overrides ../shared/data."""
-    env = os.environ.get("VQPRESS_DATA_DIR")
+    """Real scenes for benchmarks and GPU runs. VQPRESS_TEST_DATA overrides ../shared/data."""
+    env = os.environ.get("VQPRESS_TEST_DATA")
     for cand in ([Path(env)] if env else []) + [REPO / ".data", REPO.parent / "shared" / "data"]:
         if cand.is_dir():
             return cand
@@ -24,7 +24,7 @@ def shared_data_dir() -> Path | None:
 def shared_data() -> Path:
     d = shared_data_dir()
     if d is None:
-        pytest.skip("real data not present (set VQPRESS_DATA_DIR or provide ../shared/data)")
+        pytest.skip("real data not present (set VQPRESS_TEST_DATA or provide ../shared/data)")
     return d
 
 
