@@ -155,7 +155,10 @@ def test_claim_is_atomic_across_processes(tmp_path: Path) -> None:
 
 
 def test_wait_for_change_wakes_fast(tmp_path: Path) -> None:
-    t = JobTable(tmp_path / "jobs.sqlite3", poll_s=0.2)
+    # A long poll_s: a change seen well within half of it was seen by the short first polls, not by
+    # a poll_s sleep. (No tight deadline: a loaded machine may be slow, never 15 s slow here.)
+    poll_s = 30.0
+    t = JobTable(tmp_path / "jobs.sqlite3", poll_s=poll_s)
     job = t.submit("render", {})
     # Nothing changes: returns the same version after the timeout.
     t0 = time.monotonic()
@@ -169,23 +172,23 @@ def test_wait_for_change_wakes_fast(tmp_path: Path) -> None:
     th = threading.Thread(target=claim_soon)
     th.start()
     t0 = time.monotonic()
-    rec = t.wait_for_change(job.id, job.version, timeout=5)
+    rec = t.wait_for_change(job.id, job.version, timeout=2 * poll_s)
     waited = time.monotonic() - t0
     th.join()
     assert rec.state is JobState.RUNNING
-    assert waited < 0.05 + 0.06  # the 1 ms start of the backoff: seen within a few ms, not poll_s
-    # A fresh change is seen within milliseconds.
+    assert waited < poll_s / 2  # seen by the doubling polls from 1 ms
+    # A change already made is seen by the first query.
     t2 = JobTable(tmp_path / "jobs.sqlite3")
     t2.set_progress(job.id, "w", "x", 0.5)
     t0 = time.monotonic()
-    assert t.wait_for_change(job.id, rec.version, timeout=5).stage == "x"
-    assert time.monotonic() - t0 < 0.02
+    assert t.wait_for_change(job.id, rec.version, timeout=2 * poll_s).stage == "x"
+    assert time.monotonic() - t0 < poll_s / 2
     # A terminal job returns at once even when nothing is newer.
     t2.succeed(job.id, "w", [], [])
     final = t.get(job.id)
     t0 = time.monotonic()
-    assert t.wait_for_change(job.id, final.version, timeout=5).state is JobState.SUCCEEDED
-    assert time.monotonic() - t0 < 0.05
+    assert t.wait_for_change(job.id, final.version, timeout=2 * poll_s).state is JobState.SUCCEEDED
+    assert time.monotonic() - t0 < poll_s / 2
 
 
 def test_scratch_clean_keeps_checkpoints_until_the_job_ends(tmp_path: Path) -> None:
@@ -378,9 +381,8 @@ def test_cancel_a_running_render(tmp_path: Path, donut: Path) -> None:
         pool.notify()
         _wait(table, job.id, _running_with_progress)
         assert table.request_cancel(job.id).state is JobState.CANCELLING
-        t0 = time.monotonic()
-        rec = _wait(table, job.id, _done, timeout=30)
-        assert time.monotonic() - t0 < 5  # stops at the next camera, not after 400
+        rec = _wait(table, job.id, _done, timeout=120)
+        # It stopped at the next camera, not after 400: its progress says so, whatever the clock did.
         assert rec.state is JobState.CANCELLED and rec.results == [] and rec.progress < 0.5
         # The worker is free again.
         after = table.submit(JobKind.TRAIN_FIELD, {})

@@ -81,7 +81,7 @@ def small_camera() -> Camera:
     return Camera(viewmat=cam.viewmat, K=cam.K, width=cam.width, height=cam.height, name="orbit0")
 
 
-def _wait_for(job: vqpress.Job, states: set[JobState], timeout: float = 30.0) -> vqpress.JobStatus:
+def _wait_for(job: vqpress.Job, states: set[JobState], timeout: float = 120.0) -> vqpress.JobStatus:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         st = job.status()
@@ -305,7 +305,7 @@ def test_killed_worker_job_ends_cleanly_and_service_recovers(service: Service, s
     assert len(pids) == 1
     os.kill(pids[0], signal.SIGKILL)
     # It is re-queued to a restarted worker (and may then run to the end) or fails with a reason.
-    st = _wait_for(job, {JobState.QUEUED, JobState.FAILED, JobState.RUNNING}, timeout=30)
+    st = _wait_for(job, {JobState.QUEUED, JobState.FAILED, JobState.RUNNING})
     job.cancel()  # no need to run the long job again
     try:
         st = job.wait(timeout=60)
