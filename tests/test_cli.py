@@ -385,7 +385,7 @@ def test_server_cli_without_the_server_extra_names_it(tmp_path: Path) -> None:
             "sys.exit(main(sys.argv[1:]))")  # fmt: skip
     for argv in (["compress", str(DONUT), "-o", str(tmp_path / "x.vqp")], ["serve", "--data-dir", str(tmp_path)]):
         r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60, cwd=REPO)
-        assert r.returncode == 3, r.stderr
+        assert r.returncode == 4, r.stderr
         assert "pip install 'vqpress[server]'" in r.stderr and "Traceback" not in r.stderr
     v = subprocess.run([sys.executable, "-m", "vqpress_server.cli", "--version"], capture_output=True, text=True,
                        timeout=60, cwd=REPO)  # fmt: skip

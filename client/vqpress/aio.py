@@ -55,6 +55,7 @@ from .types import (
     ArtifactInfo,
     ArtifactRef,
     Camera,
+    ExportOptions,
     FieldQuantizeConfig,
     FieldTrainConfig,
     JobState,
@@ -259,8 +260,14 @@ class Client:
         req = pb.QuantizeRequest(**fields, **(await self._source(source)))
         return Job(self, (await _call(self._stub.Quantize(req, timeout=self.timeout, metadata=self._md))).id)
 
-    async def export(self, source: Source, format: ExportFormatName, config: QuantizeConfig | None = None) -> Job:
-        req = pb.ExportRequest(**_export_fields(format, config), **(await self._source(source)))
+    async def export(
+        self,
+        source: Source,
+        format: ExportFormatName,
+        config: QuantizeConfig | None = None,
+        options: ExportOptions | None = None,
+    ) -> Job:
+        req = pb.ExportRequest(**_export_fields(format, config, options), **(await self._source(source)))
         return Job(self, (await _call(self._stub.Export(req, timeout=self.timeout, metadata=self._md))).id)
 
     async def train(
