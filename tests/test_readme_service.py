@@ -82,6 +82,12 @@ class Server:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=120)
 
+    def kill(self) -> None:
+        """After a failed step: leave no server behind."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=60)
+
 
 def test_readme_service_section_as_a_script(tmp_path: Path) -> None:
     serve, lines = _service_section()
@@ -108,33 +114,37 @@ def test_readme_service_section_as_a_script(tmp_path: Path) -> None:
         assert r.returncode == 0, f"{line}\n{r.stdout}\n{r.stderr}"
         return r
 
-    started = False
-    restarted = False
-    for line in lines:
-        if line.startswith("export "):
-            name, _, value = line.removeprefix("export ").partition("=")
-            env[name] = value.replace("50051", str(port))
-            continue
-        if not started:
-            server.start(cli + ["--server", env["VQPRESS_SERVER"], "health"])
-            started = True
-        if m := re.fullmatch(r"(\w+)=\$\((.*)\)", line):
-            env[m.group(1)] = sh(m.group(2)).stdout.strip()
-            continue
-        if line.startswith("vqpress wait"):
-            # The server goes away and comes back while `wait` follows the job it was given.
-            waiter = subprocess.Popen(command(line), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True)  # fmt: skip
-            server.stop()
-            server.start(cli + ["--server", env["VQPRESS_SERVER"], "health"])
-            out, err = waiter.communicate(timeout=600)
-            assert waiter.returncode == 0, err
-            assert "re-attaching" in err and "SUCCEEDED" in out
-            restarted = True
-            continue
-        r = sh(line)
-        if line.startswith("vqpress health -v"):
-            assert "SERVING" in r.stdout and "devices" in r.stdout
+    try:
+        started = False
+        restarted = False
+        for line in lines:
+            if line.startswith("export "):
+                name, _, value = line.removeprefix("export ").partition("=")
+                env[name] = value.replace("50051", str(port))
+                continue
+            if not started:
+                server.start(cli + ["--server", env["VQPRESS_SERVER"], "health"])
+                started = True
+            if m := re.fullmatch(r"(\w+)=\$\((.*)\)", line):
+                env[m.group(1)] = sh(m.group(2)).stdout.strip()
+                continue
+            if line.startswith("vqpress wait"):
+                # The server goes away and comes back while `wait` follows the job it was given.
+                waiter = subprocess.Popen(command(line), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True)  # fmt: skip
+                server.stop()
+                server.start(cli + ["--server", env["VQPRESS_SERVER"], "health"])
+                out, err = waiter.communicate(timeout=600)
+                assert waiter.returncode == 0, err
+                assert "re-attaching" in err and "SUCCEEDED" in out
+                restarted = True
+                continue
+            r = sh(line)
+            if line.startswith("vqpress health -v"):
+                assert "SERVING" in r.stdout and "devices" in r.stdout
+    except BaseException:
+        server.kill()
+        raise
     server.stop()
     assert restarted, "the README's shell block has no `vqpress wait` line"
     assert read_vqp((tmp_path / "scene.vqp").read_bytes()).kind == "splats"
