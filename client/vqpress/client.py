@@ -291,6 +291,7 @@ def _status(m: pb.JobStatus) -> JobStatus:
         created_at=m.created_at or None,
         started_at=m.started_at or None,
         finished_at=m.finished_at or None,
+        worker=m.worker,
     )
 
 

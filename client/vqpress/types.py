@@ -647,6 +647,7 @@ class JobStatus:
     created_at: float | None = None  # seconds since the epoch
     started_at: float | None = None
     finished_at: float | None = None
+    worker: str = ""  # who runs (ran) it: "<host>/w<slot>/<pid>", or "ray/<node id>@<ip>/a<n>" on a Ray cluster
 
     @property
     def terminal(self) -> bool:

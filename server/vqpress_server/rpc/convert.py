@@ -331,6 +331,7 @@ def job_status(rec: JobRecord, results: Sequence[pb.ArtifactInfo]) -> pb.JobStat
         created_at=rec.created_at,
         started_at=rec.started_at or 0.0,
         finished_at=rec.finished_at or 0.0,
+        worker=rec.worker_id or "",
     )
 
 
