@@ -1,7 +1,8 @@
-"""The composition root: settings -> artifact store -> job table -> worker pool -> servicer -> gRPC server.
+"""The composition root: settings -> artifact store -> job table -> executor -> servicer -> gRPC server.
 
 Tests build the same graph with ``Settings(data_dir=tmp_path, port=0)``. The gRPC process only
-validates, stores, enqueues and streams; all torch work runs in the worker processes.
+validates, stores, enqueues and streams; all torch work runs in the executor's workers (local worker
+processes, or actors of a Ray cluster: see jobs/executor.py).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from .artifacts.store import ArtifactStore
+from .jobs.executor import Executor, build_executor
 from .jobs.table import JobTable
-from .jobs.worker import WorkerPool
 from .locks import hold_server_lock, release
 from .rpc.server import RpcServer, create_server, set_serving
 from .rpc.servicer import VqpressServicer
@@ -30,7 +31,7 @@ class App:
     settings: Settings
     store: ArtifactStore
     jobs: JobTable
-    workers: WorkerPool
+    workers: Executor
     rpc: RpcServer
     lock: IO[str] | None = field(default=None, repr=False)  # the data directory's server lock
 
@@ -47,7 +48,7 @@ class App:
             self.workers.stop()
             raise
         set_serving(self.rpc, True)
-        log.info("vqpress serving on %s:%d (%d workers)", self.settings.host, self.port, len(self.workers.pids()))
+        log.info("vqpress serving on %s:%d (%s)", self.settings.host, self.port, self.workers.describe())
 
     def stop(self, grace: float = 5.0) -> None:
         """Health turns NOT_SERVING; while calls in flight get ``grace`` seconds, the workers stop
@@ -75,7 +76,7 @@ def build_app(settings: Settings) -> App:
     try:
         store = ArtifactStore(settings.artifacts_dir, settings.max_artifact_bytes)
         jobs = JobTable(settings.jobs_db, max_attempts=settings.max_attempts, poll_s=settings.poll_s)
-        workers = WorkerPool(settings)
+        workers = build_executor(settings)
         servicer = VqpressServicer(settings, store, jobs, workers.notify, devices=workers.devices)
         rpc = create_server(servicer, settings)
     except BaseException:

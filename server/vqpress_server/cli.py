@@ -6,6 +6,7 @@
     vqpress-server info FILE [--json] [--spz-axes ply|rub]
     vqpress-server render IN --cameras CAMS.json -o DIR
     vqpress-server serve [--data-dir DIR] [--port P] [--workers N] [--token T] [--tls-cert C --tls-key K]
+                         [--executor local|ray] [--ray-address ADDRESS]
 
 Bad input ends with `error: <what is wrong>` on stderr and exit status 2; nothing half-written stays.
 A server that cannot start (its port is taken, another server uses its data directory) says why the
@@ -298,7 +299,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
         insecure=True if args.insecure else None,
+        executor=args.executor,
+        ray_address=args.ray_address,
     )
+    if args.ray_address and settings.executor != "ray":
+        raise _input_error("--ray-address needs --executor ray")
     _require_server_extra()  # the workers need torch: say so now, not in every worker's traceback
     try:
         check_exposure(settings)
@@ -431,6 +436,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--insecure",
         action="store_true",
         help="serve without a token on a non-loopback --host (refused otherwise; or VQPRESS_INSECURE=1)",
+    )
+    s.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        help="where jobs run: local worker processes (default, or VQPRESS_EXECUTOR), or actors of a Ray cluster",
+    )
+    s.add_argument(
+        "--ray-address",
+        help="the Ray cluster to join: auto, HOST:6379 or ray://HOST:10001 (or VQPRESS_RAY_ADDRESS); "
+        "default: start Ray on this machine",
     )
     s.set_defaults(func=cmd_serve)
     return p

@@ -9,6 +9,26 @@ from pathlib import Path
 # Transport limits live here and nowhere else on the server side.
 CHUNK_BYTES = 1 << 20  # artifact stream chunk size: 1 MiB
 MAX_MESSAGE_BYTES = 64 << 20  # largest single gRPC message accepted or sent: 64 MiB
+EXECUTORS = ("local", "ray")  # where jobs run: worker processes of this server, or actors of a Ray cluster
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """How the ``ray`` executor uses a Ray cluster (ignored by the ``local`` executor).
+
+    One actor per GPU of every node (``num_gpus=1``); a node without GPUs runs ``cpu_slots`` actors
+    that share its CPUs. The front-end alone reads and writes the job table and the artifact store:
+    inputs, results and training checkpoints travel through Ray's object store.
+    """
+
+    address: str | None = None  # "auto", "HOST:6379" or "ray://HOST:10001"; None = start Ray on this machine
+    namespace: str = "vqpress"  # Ray namespace of the actors
+    cpu_slots: int = 1  # actors on a node that has no GPU (each gets CPUs/cpu_slots); 0 = GPU nodes only
+    node_dir: Path = Path("/tmp/vqpress-ray")  # on each node: its artifact cache and job scratch
+    node_cache_bytes: int = 4 << 30  # a node's artifact cache is trimmed to this after each job: 4 GiB
+    object_cache_bytes: int = 1 << 30  # inputs the front-end keeps in Ray's object store for re-use: 1 GiB
+    local_cpus: int | None = None  # CPUs of the Ray instance started when address is None; None = all
+    local_object_store_bytes: int | None = None  # its object store; None = Ray's default
 
 
 @dataclass(frozen=True)
@@ -29,6 +49,8 @@ class Settings:
     heartbeat_s: float = 5.0  # how often a worker renews its lease (seconds)
     max_attempts: int = 3  # a job that lost its worker this many times fails with a reason
     poll_s: float = 0.2  # how often idle workers and WatchJob look at the job table (seconds)
+    executor: str = "local"  # "local": worker processes of this server; "ray": actors of a Ray cluster
+    ray: RayConfig = RayConfig()  # used by the ray executor
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -51,8 +73,22 @@ class Settings:
             vals["tls_cert"] = Path(env["VQPRESS_TLS_CERT"])
         if env.get("VQPRESS_TLS_KEY"):
             vals["tls_key"] = Path(env["VQPRESS_TLS_KEY"])
+        if env.get("VQPRESS_EXECUTOR"):
+            vals["executor"] = env["VQPRESS_EXECUTOR"]
+        ray_address = overrides.pop("ray_address", None) or env.get("VQPRESS_RAY_ADDRESS") or None
+        ray: dict[str, object] = {"address": str(ray_address)} if ray_address else {}
+        if env.get("VQPRESS_RAY_NODE_DIR"):
+            ray["node_dir"] = Path(env["VQPRESS_RAY_NODE_DIR"])
+        if ray:
+            vals["ray"] = RayConfig(**ray)  # type: ignore[arg-type]
         vals.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**vals)  # type: ignore[arg-type]
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {list(EXECUTORS)}, got {self.executor!r}")
+        if self.ray.cpu_slots < 0:
+            raise ValueError(f"ray.cpu_slots must be >= 0, got {self.ray.cpu_slots}")
 
     @property
     def artifacts_dir(self) -> Path:

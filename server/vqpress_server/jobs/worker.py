@@ -191,6 +191,9 @@ class WorkerPool:
             sem.release()  # stays ready for the next caller
         return True
 
+    def describe(self) -> str:
+        return f"{len(self.pids())} local workers"
+
     def __enter__(self) -> WorkerPool:
         self.start()
         return self
