@@ -28,12 +28,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/vqpress/src
 
-# The project with the server extra and the tested torch; ninja drives the kernel build.
+# The project with the server and cluster (Ray) extras and the tested torch; ninja drives the kernel build.
 COPY pyproject.toml README.md LICENSE ./
 COPY protos ./protos
 COPY client ./client
 COPY server ./server
-RUN python -m pip install ".[server]" "torch==${TORCH_VERSION}" ninja \
+RUN python -m pip install ".[server,cluster]" "torch==${TORCH_VERSION}" ninja \
     && python -c "import torch, vqpress, vqpress_server.app; assert torch.__version__.startswith('${TORCH_VERSION}'), torch.__version__"
 
 # Precompile gsplat's CUDA backend: importing gsplat.cuda._backend builds gsplat_cuda.so into

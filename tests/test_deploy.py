@@ -80,7 +80,7 @@ def test_dockerfile() -> None:
     assert torch_pin == "2.13.0"  # the version the test suite runs with, installed over the base image's
     assert "TORCH_EXTENSIONS_DIR=" in env
     runs = [a for i, a in steps if i == "RUN"]
-    assert any('pip install ".[server]" "torch==${TORCH_VERSION}"' in r for r in runs)
+    assert any('pip install ".[server,cluster]" "torch==${TORCH_VERSION}"' in r for r in runs)
     # gsplat's CUDA kernels are compiled into the image, before the switch to the runtime user.
     compile_at = next(n for n, (i, a) in enumerate(steps) if i == "RUN" and "gsplat.cuda._backend" in a)
     users = [(n, a) for n, (i, a) in enumerate(steps) if i == "USER"]
@@ -149,3 +149,17 @@ def test_healthcheck_speaks_tls_when_the_server_does(tmp_path: Path) -> None:
         assert _healthcheck(app.port, {}).returncode != 0  # plaintext to a TLS server: not healthy
     finally:
         app.stop(grace=0)
+
+def test_cluster_compose_has_a_head_gpu_workers_and_the_front_end() -> None:
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load((REPO / "docker-compose.cluster.yml").read_text())
+    head, worker, front = (compose["services"][k] for k in ("ray-head", "ray-worker", "vqpress"))
+    assert "--head" in head["command"] and "--num-cpus=0" in head["command"]  # no workers on the head
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices), devices
+    assert "ray start --address=" in worker["command"][0]
+    serve = " ".join(front["command"])
+    assert "--executor ray" in serve and "--ray-address auto" in serve and "--num-gpus=0" in serve
+    env = front["environment"]
+    assert re.fullmatch(r"\$\{VQPRESS_TOKEN[^}]*\}", env["VQPRESS_TOKEN"]) and env["VQPRESS_HOST"] == "0.0.0.0"
+    assert any(v.endswith(":/data") for v in front["volumes"]) and f"{PORT}:{PORT}" in front["ports"]
