@@ -14,7 +14,7 @@ NODE_TOOLS  ?= .node-tools
 NODE_PKGS   := @playcanvas/splat-transform@3.7.0 spz-js@1.2.5
 NODE_STAMP  := $(NODE_TOOLS)/.installed-splat-transform-3.7.0-spz-js-1.2.5
 
-.PHONY: setup node-tools test test-gpu bench demo proto lint clean
+.PHONY: setup node-tools test test-gpu bench demo cluster-demo proto lint clean
 
 setup: $(VENV)/.installed
 
@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[server,dev]"
+	$(PY) -m pip install -q -e ".[server,cluster,dev]"
 	touch $@
 
 node-tools: $(NODE_STAMP)
@@ -46,6 +46,10 @@ bench:
 
 demo: setup
 	$(PY) -m vqpress_server.demo
+
+# A Ray head and two worker nodes on 127.0.0.1, the server with --executor ray, one node killed mid-run.
+cluster-demo: setup
+	$(PY) -m vqpress_server.cluster_demo
 
 proto: setup
 	$(PY) -m vqpress_server.rpc.protogen

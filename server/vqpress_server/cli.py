@@ -424,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=cmd_render)
 
-    s = sub.add_parser("serve", help="run the gRPC server with its job table and local workers")
+    s = sub.add_parser("serve", help="run the gRPC server with its job table and workers (local, or on a Ray cluster)")
     s.add_argument("--data-dir", help="artifacts and the job table (default: ./vqpress-data or VQPRESS_DATA_DIR)")
     s.add_argument("--host", help="bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (default 50051; 0 picks a free one)")

@@ -474,7 +474,8 @@ class RayExecutor:
             max_restarts=0,  # the front-end re-creates actors itself, on the nodes alive then
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
         )
-        actor = cls.remote(self.settings, index, threads)
+        # Actors get no secrets: the bearer token and TLS files are the front-end's alone.
+        actor = cls.remote(replace(self.settings, token=None, tls_cert=None, tls_key=None), index, threads)
         with self._lock:
             self._slots[(node_id, index)] = _Slot((node_id, index), actor, actor.ready.remote())
         log.info("creating a worker actor on node %s (%s)", node_id[:12], options)
