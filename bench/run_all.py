@@ -24,6 +24,7 @@ SUITE: dict[str, tuple[str, list[str]]] = {
     "service": ("bench_service.py", []),
     "fields": ("bench_fields.py", []),
     "train": ("bench_train.py", []),
+    "cluster": ("bench_cluster.py", []),
 }
 
 
