@@ -21,6 +21,9 @@ class Executor(Protocol):
     def start(self) -> None:
         """Recover jobs a previous run left behind, then start taking jobs."""
 
+    def begin_stop(self) -> None:
+        """Stop taking jobs and ask running ones to hand back; returns at once."""
+
     def stop(self, timeout: float = 10) -> None:
         """Stop taking jobs; a job still running goes back to the queue (not counted as an attempt)."""
 

@@ -167,7 +167,6 @@ class NodeWorker:
         self.settings.scratch_dir.mkdir(parents=True, exist_ok=True)
         self.cache = ArtifactStore(node_root / "artifacts", settings.max_artifact_bytes)
         self.warm = WarmState.create("cuda" if gpus else "cpu", threads=threads)
-        self._stop = threading.Event()
         self._stopping = threading.Event()
         self._relay: _RelayTable | None = None
         self._sent: dict[str, tuple[int, int]] = {}  # checkpoint file -> (size, mtime_ns) last sent
@@ -222,7 +221,7 @@ class NodeWorker:
         try:
             fetched = self.fetch(sources)
             relay.metrics["node_fetch_bytes"] = float(fetched)
-            _run_job(job, self.worker_id, self.settings, relay, self.cache, self.warm, self._stop, self._stopping)  # type: ignore[arg-type]
+            _run_job(job, self.worker_id, self.settings, relay, self.cache, self.warm, self._stopping)  # type: ignore[arg-type]
         except ArtifactNotFound as e:
             relay.fail(job.id, self.worker_id, str(e))
         finally:
@@ -272,7 +271,7 @@ class NodeWorker:
 
     def shutdown(self) -> None:
         """Hand the running job back (the front-end is stopping): it stops at its next progress check."""
-        self._stop.set()
+        self._stopping.set()
 
     def _trim_cache(self) -> None:
         total, limit = 0, self.settings.ray.node_cache_bytes
@@ -358,16 +357,23 @@ class RayExecutor:
         self._thread = threading.Thread(target=self._loop, name="vqpress-ray-dispatch", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10) -> None:
-        """Stop dispatching; running jobs are asked to hand back, then their actors are killed."""
+    def begin_stop(self) -> None:
+        """Stop dispatching and ask running jobs to hand back; returns at once (``stop`` waits)."""
+        if self._stopping.is_set():
+            return
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
+        for sl in self._slots.values():
+            if sl.run_ref is not None:
+                _quietly(sl.actor.shutdown.remote)
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop dispatching; running jobs are asked to hand back, then their actors are killed."""
+        self.begin_stop()
         table = self._table
         busy = [sl for sl in self._slots.values() if sl.run_ref is not None]
-        for sl in busy:
-            _quietly(sl.actor.shutdown.remote)
         deadline = time.monotonic() + timeout
         for sl in busy:
             try:
