@@ -150,6 +150,7 @@ def test_healthcheck_speaks_tls_when_the_server_does(tmp_path: Path) -> None:
     finally:
         app.stop(grace=0)
 
+
 def test_cluster_compose_has_a_head_gpu_workers_and_the_front_end() -> None:
     yaml = pytest.importorskip("yaml")
     compose = yaml.safe_load((REPO / "docker-compose.cluster.yml").read_text())
