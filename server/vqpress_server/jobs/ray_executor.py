@@ -409,6 +409,11 @@ class RayExecutor:
             time.sleep(0.05)
         return False
 
+    def devices(self) -> list[str]:
+        """Each ready actor's device ("cuda" or "cpu"), for GetServerInfo."""
+        with self._lock:
+            return [str(sl.info["device"]) for sl in self._slots.values() if sl.info]
+
     def describe(self) -> str:
         with self._lock:
             nodes = {sl.key[0] for sl in self._slots.values()}
