@@ -120,12 +120,11 @@ def test_qat_lowers_the_loss_and_its_vqp_renders_like_the_trained_scene(
 
 
 def _init_scene(ds: PosedImageDataset) -> GaussianSplats:
-    from vqpress_server.core.splats.train import initial_splats, scene_frame
+    from vqpress_server.core.splats.train import frame_dataset, initial_splats
 
-    center, scale = scene_frame([ds.cameras[i] for i in ds.train_indices])
-    scene, how = initial_splats(ds, _qat_config(), center, scale, torch.Generator().manual_seed(0))
-    assert how == "points"
-    return scene
+    frame = frame_dataset(ds, _qat_config(), [ds.cameras[i] for i in ds.train_indices])
+    assert frame.rule == "points"
+    return initial_splats(ds, _qat_config(), frame, torch.Generator().manual_seed(0))
 
 
 def test_fine_tuning_prunes_transparent_gaussians(
@@ -351,43 +350,56 @@ def test_train_job_handler_writes_vqp_ply_and_report(tiny_dataset: PosedImageDat
 
 
 def test_random_box_init_learns_the_scene_in_100_steps(gt_scene: GaussianSplats, tmp_path: Path) -> None:
-    """From 500 random Gaussians (no points, no densification) the held-out view reaches 18 dB in 100
-    steps (20.6 measured; plain white is 13.9 dB, and 10x lower learning rates stay at 11.6 dB)."""
+    """From 500 random Gaussians in the box fitted to the object (no points, no densification) the
+    held-out view reaches 18 dB in 100 steps (plain white is 13.9 dB). The orbit cameras surround the
+    scene, so the object rule is chosen with no flag: gsplat's camera-spread box (+-3 scene scales) is
+    far too wide to learn anything without densification."""
     size = 32
     cams = orbit_cameras(gt_scene, 8, size, size)
     ds = PosedImageDataset(
         [render(gt_scene, c, background=BG) for c in cams], cams, list(range(1, 8)), [0], "synthetic", BG
     )
     cfg = SplatTrainConfig(
-        steps=100,
-        sh_degree=0,
-        strategy="none",
-        init="random",
-        init_num_points=500,
-        init_extent=0.3,  # no densification on the CPU: a box that just holds the scene
-        qat=QatConfig(enabled=False),
+        steps=100, sh_degree=0, strategy="none", init="random", init_num_points=500, qat=QatConfig(enabled=False)
     )
     res = train_splats(ds, cfg, checkpoint_dir=tmp_path)
-    assert res.report["init"] == "random" and res.report["num_gaussians"] == 500
+    rep = res.report
+    assert rep["init"] == "object" and rep["framing"]["rule"] == "object" and rep["num_gaussians"] == 500
     assert psnr(torch.ones(size, size, 3), ds.images[0]) < 14.5
-    assert res.report["psnr_trained"] > 18.0, res.report["psnr_trained"]
+    assert rep["psnr_trained"] > 18.0, rep["psnr_trained"]
+    wide = train_splats(ds, replace(cfg, init="camera_spread"), checkpoint_dir=tmp_path / "wide")
+    assert wide.report["framing"]["box_half"] > 5 * rep["framing"]["box_half"]
+    assert wide.report["psnr_trained"] < rep["psnr_trained"] - 2.0, (wide.report["psnr_trained"], rep["psnr_trained"])
 
 
-def test_random_box_follows_gsplat() -> None:
-    """Uniform in center +- init_extent x scene scale, scale = log of the RMS distance to 3 neighbours."""
+def test_random_box_is_uniform_in_the_framing_box() -> None:
+    """Uniform in center +- box_half, scale = log of the RMS distance to 3 neighbours, gsplat's opacity."""
+    from vqpress_server.core.splats.framing import Framing
     from vqpress_server.core.splats.train import initial_splats
 
-    class NoPoints:
-        points = None
-
-    center = np.array([1.0, -2.0, 0.5])
+    frame = Framing("camera_spread", (1.0, -2.0, 0.5), 2.0, 6.0, 1.0, 30.0, 0.9)
     cfg = SplatTrainConfig(init="random", init_num_points=4000)
-    scene, how = initial_splats(NoPoints(), cfg, center, 2.0, torch.Generator().manual_seed(0))
-    assert how == "random" and scene.num_gaussians == 4000 and cfg.init_extent == 3.0
+    scene = initial_splats(None, cfg, frame, torch.Generator().manual_seed(0))
+    assert scene.num_gaussians == 4000
+    center = torch.tensor(frame.center)
     lo, hi = scene.means.min(0).values, scene.means.max(0).values
-    torch.testing.assert_close(lo, torch.tensor(center, dtype=torch.float32) - 6.0, atol=0.05, rtol=0)
-    torch.testing.assert_close(hi, torch.tensor(center, dtype=torch.float32) + 6.0, atol=0.05, rtol=0)
+    torch.testing.assert_close(lo, center - 6.0, atol=0.05, rtol=0)
+    torch.testing.assert_close(hi, center + 6.0, atol=0.05, rtol=0)
     d2 = torch.cdist(scene.means[:50], scene.means).square()
     rms = d2.topk(4, dim=1, largest=False).values[:, 1:].mean(1).sqrt()
     torch.testing.assert_close(scene.scales[:50], torch.log(rms)[:, None].expand(50, 3))
     torch.testing.assert_close(torch.sigmoid(scene.opacities), torch.full((4000,), 0.1))
+
+
+def test_presets_full_is_the_default_and_fast_is_the_same_schedule_in_7k() -> None:
+    full, fast = SplatTrainConfig.preset("full"), SplatTrainConfig.preset("fast")
+    assert full == SplatTrainConfig() and full.steps == 30_000 and full.schedule == "full"
+    assert fast.steps == 7000 and fast.schedule == "fast"
+    assert fast == replace(SplatTrainConfig().scale_schedule(7000), schedule="fast")
+    assert SplatTrainConfig.from_dict({"schedule": "fast"}) == fast
+    assert SplatTrainConfig.from_dict({"schedule": "fast", "steps": 7000}) == fast
+    assert SplatTrainConfig.from_dict({}) == full
+    with pytest.raises(ConfigError, match="schedule"):
+        SplatTrainConfig.from_dict({"schedule": "turbo"})
+    with pytest.raises(ConfigError, match="schedule"):
+        SplatTrainConfig.preset("turbo")

@@ -16,6 +16,9 @@ MAX_TRAIN_CODEBOOK = 1 << 16  # largest codebook QAT accepts (re-assignment cost
 MAX_KMEANS_ITERS = 100
 MAX_STEPS = 1_000_000
 MAX_GAUSSIANS = 20_000_000  # initial Gaussians accepted (random box or SfM points)
+SCHEDULES = ("full", "fast")  # full: the 30k-step 3DGS/Compact3D schedule; fast: the same scaled to 7k steps
+FAST_STEPS = 7000
+INITS = ("auto", "points", "random", "object", "camera_spread")
 _STEP_FIELDS = ("sh_degree_interval", "refine_start", "refine_stop", "refine_every", "reset_every")
 _QAT_STEP_FIELDS = ("start_step", "freeze_step", "reassign_every", "prune_every", "prune_start", "prune_stop")
 # Periods scale_schedule never shortens below these (steps): a densification step needs the image-plane
@@ -106,17 +109,21 @@ class QatConfig:
 
 @dataclass(frozen=True)
 class SplatTrainConfig:
-    """How to train. Defaults: 3DGS / Compact3D for 30k steps; ``scale_schedule(steps)`` shortens it."""
+    """How to train. Defaults: 3DGS / Compact3D for 30k steps (``preset("full")``); ``preset("fast")``
+    is the same schedule scaled to 7k steps, and ``scale_schedule(steps)`` scales it to any length."""
 
+    schedule: Literal["full", "fast"] = "full"  # the preset this config was built from (recorded in reports)
     steps: int = 30_000  # optimizer steps, one photo each, 1..1e6
     seed: int = 0  # seeds initialization, photo order and k-means
     sh_degree: int = 3  # final SH degree, 0..3
     sh_degree_interval: int = 1000  # the SH degree rises by one every this many steps
     ssim_lambda: float = 0.2  # weight of the D-SSIM term in the loss (0..1)
-    init: Literal["auto", "points", "random"] = "auto"  # auto: the dataset's SfM points if any, else random
+    # auto: the dataset's SfM points if any, else a random box chosen from the cameras (framing.py): fitted to
+    # the object when the cameras surround one ("object"), else init_extent scene scales ("camera_spread");
+    # random: that box even when points exist; object / camera_spread: force that box rule
+    init: Literal["auto", "points", "random", "object", "camera_spread"] = "auto"
     init_num_points: int = 100_000  # Gaussians of the random initialization
-    init_extent: float = 3.0  # half-size of the random box around the scene center, in scene scales (gsplat's;
-    # it relies on densification: on the CPU or with strategy="none" use a box that just holds the scene, ~0.3)
+    init_extent: float = 3.0  # half-size of the "camera_spread" rule's random box, in scene scales (gsplat's)
     init_opacity: float = 0.1  # initial opacity (0..1)
     init_scale: float = 1.0  # initial scale, times the mean distance to the 3 nearest neighbours
     means_lr: float = 1.6e-4  # position learning rate at step 0 (times the scene scale)
@@ -131,10 +138,21 @@ class SplatTrainConfig:
     refine_stop: int = 15_000  # ... and stops at this step
     refine_every: int = 100  # densification period (steps)
     reset_every: int = 3000  # opacity reset period of the default strategy, inside the refine window (steps)
+    reset_on_white: bool = True  # 3DGS: one more opacity reset when densification starts, for NeRF-synthetic
+    # objects on a white background
     grow_grad2d: float = 2e-4  # image-plane gradient above which the default strategy grows a Gaussian
     cap_max: int = 1_000_000  # most Gaussians the MCMC strategy grows to
     checkpoint_every: int = 1000  # steps between checkpoints (not part of the schedule)
     qat: QatConfig = field(default_factory=QatConfig)
+
+    @classmethod
+    def preset(cls, name: str) -> SplatTrainConfig:
+        """``full``: 3DGS / Compact3D, 30k steps (the default); ``fast``: the same schedule in 7k steps."""
+        if name == "full":
+            return cls()
+        if name == "fast":
+            return replace(cls().scale_schedule(FAST_STEPS), schedule="fast")
+        raise ConfigError(f"unknown schedule {name!r} (expected one of {', '.join(SCHEDULES)})")
 
     def scale_schedule(self, steps: int) -> SplatTrainConfig:
         """The same schedule for ``steps`` steps: every step count scaled by ``steps / self.steps``.
@@ -191,8 +209,12 @@ class SplatTrainConfig:
                 raise ConfigError(f"{name} must be a non-negative integer (steps), got {v!r}")
         if not is_num(self.ssim_lambda) or not 0.0 <= self.ssim_lambda <= 1.0:
             raise ConfigError(f"ssim_lambda must be a number in [0, 1], got {self.ssim_lambda!r}")
-        if self.init not in ("auto", "points", "random"):
-            raise ConfigError(f"init must be one of auto, points, random, got {self.init!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.init not in INITS:
+            raise ConfigError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if not isinstance(self.reset_on_white, bool):
+            raise ConfigError(f"reset_on_white must be a boolean, got {self.reset_on_white!r}")
         if not is_int(self.init_num_points) or not 1 <= self.init_num_points <= MAX_GAUSSIANS:
             raise ConfigError(f"init_num_points must be an integer in 1..{MAX_GAUSSIANS}, got {self.init_num_points!r}")
         if not is_num(self.init_opacity) or not 0.0 < self.init_opacity < 1.0:
@@ -217,7 +239,8 @@ class SplatTrainConfig:
     def from_dict(cls, d: Any) -> SplatTrainConfig:
         """From a JSON dict of fields (``qat`` a nested dict); unknown fields -> ConfigError. Validated.
 
-        A ``steps`` given without the step fields scales the default 30k schedule to it."""
+        ``schedule`` picks the preset the other fields change ("full" when absent); a ``steps`` given
+        without the step fields scales that preset's schedule to it."""
         if d is None:
             d = {}
         if not isinstance(d, dict):
@@ -228,10 +251,15 @@ class SplatTrainConfig:
             raise ConfigError(f"qat must be an object of QatConfig fields, got {type(qat_values).__name__}")
         _check_known(values, cls, "")
         _check_known(qat_values, QatConfig, "qat.")
-        base = cls()
+        schedule = values.get("schedule", "full")
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        base = cls.preset(schedule)
         explicit = (set(values) & set(_STEP_FIELDS)) | (set(qat_values) & set(_QAT_STEP_FIELDS))
         if "steps" in values and not explicit:
-            base = base.scale_schedule(values["steps"]) if _is_step_count(values["steps"]) else base
+            # any length is the full schedule scaled to it (a fast run of 7000 steps equals preset("fast"))
+            if _is_step_count(values["steps"]):
+                base = replace(cls().scale_schedule(values["steps"]), schedule=schedule)
         try:
             return replace(base, **values, qat=replace(base.qat, **qat_values)).validate()
         except TypeError as e:
