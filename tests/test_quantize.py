@@ -19,7 +19,11 @@ from vqpress_server.core.splats.quantize import QuantizeConfig, decode_vqp_splat
 
 DONUT = TEST_DATA / "donut_small.ply"
 TINY = QuantizeConfig(dc_codebook=16, sh_codebook=16, scale_codebook=16, rot_codebook=16, kmeans_iters=2)
-SMALL = QuantizeConfig(dc_codebook=256, sh_codebook=64, scale_codebook=256, rot_codebook=256, kmeans_iters=5)
+# Unweighted, unpruned, 16-bit positions: the plain Compact3D pipeline whose figures are measured below.
+SMALL = QuantizeConfig(
+    dc_codebook=256, sh_codebook=64, scale_codebook=256, rot_codebook=256, kmeans_iters=5,
+    importance="none", prune=0.0, position_bits=16,
+)  # fmt: skip
 # Measured on donut_small (3,000 Gaussians, SH 0) with SMALL at 2 orbit views of 96x96 (torch renderer):
 # PSNR 36.4 dB, 32,227 bytes. Floors leave a margin for k-means seeding differences across platforms.
 PSNR_FLOOR_DB = 34.5
@@ -72,7 +76,8 @@ def test_positions_within_fixed_point_step_and_opacity_within_uint8_step(sh3_sce
     q, data = sh3_quantized
     dec = decode_vqp_splats(data)
     orig = sh3_scene.index(torch.from_numpy(q.order))
-    step = (np.array(q.box_max) - np.array(q.box_min)) / 65535
+    assert q.config.position_bits == 14  # the default
+    step = (np.array(q.box_max) - np.array(q.box_min)) / ((1 << 14) - 1)
     err = np.abs(dec.means.numpy().astype(np.float64) - orig.means.numpy())
     assert (err <= step / 2 + 1e-6).all(), (err / step).max()
     a_dec, a_orig = torch.sigmoid(dec.opacities), torch.sigmoid(orig.opacities)
@@ -240,6 +245,29 @@ def test_compress_file_quality_floor_and_report(tmp_path: Path, donut: GaussianS
     ref = decode_splats(read_vqp(dst.read_bytes()))
     np.testing.assert_array_equal(read_splats(tmp_path / "back.ply").means.numpy(), ref["means"])
     assert out.num_gaussians == 3000
+
+
+def test_compress_file_weighs_by_the_scenes_cameras_and_prunes_the_least_important(
+    tmp_path: Path, donut: GaussianSplats
+) -> None:
+    from vqpress_server.core.render.cameras import orbit_cameras
+
+    cams = orbit_cameras(donut, n=2, width=96, height=96)
+    stages: list[str] = []
+    cfg = replace(SMALL, importance="views", prune=0.2)
+    rep = compress_file(
+        DONUT, tmp_path / "w.vqp", cfg, cameras=cams, background=(1, 1, 1), device="cpu",
+        progress=lambda s, f, m: stages.append(s),
+    )  # fmt: skip
+    assert rep.importance == "given" and "importance" in stages and "importance" in rep.timings_s
+    assert rep.num_gaussians_input == 3000 and rep.num_gaussians == 2400  # the least important 20% dropped
+    assert decode_vqp_splats((tmp_path / "w.vqp").read_bytes()).num_gaussians == 2400
+    assert rep.psnr is not None and rep.psnr >= PSNR_FLOOR_DB - 2.0, rep.psnr
+    assert "2,400 of 3,000" in rep.format_text()
+    # Without cameras (orbit views only) nothing is weighted or dropped: orbit views of a scene seen
+    # from inside would weigh its walls.
+    bare = compress_file(DONUT, tmp_path / "b.vqp", cfg, evaluate=False, device="cpu")
+    assert bare.importance == "none (no cameras)" and bare.num_gaussians == 3000
 
 
 def test_compress_cancel_leaves_nothing(tmp_path: Path) -> None:

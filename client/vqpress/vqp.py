@@ -420,9 +420,10 @@ SPLAT_ATTRIBUTES = {"dc": (3,), "scale": (3,), "rot": (4,)}  # codebook entry sh
 def check_splats_layout(vqp: VqpFile) -> tuple[int, int]:
     """Validate a kind "splats" file's sections against its manifest; returns (N, SH degree).
 
-    Sections: ``means_morton`` (uint64 [N]: the Morton code of 16-bit fixed-point coordinates in the
-    box ``meta.position.box_min/box_max``, x in bit 3i+2, y in 3i+1, z in 3i; coordinate
-    = box_min + q * (box_max - box_min) / 65535) or ``means`` (float16/float32 [N,3]);
+    Sections: ``means_morton`` (uint64 [N]: the Morton code of B-bit fixed-point coordinates in the
+    box ``meta.position.box_min/box_max``, B = ``meta.position.bits`` (1..16, 16 when absent), x in
+    bit 3i+2, y in 3i+1, z in 3i; coordinate = box_min + q * (box_max - box_min) / (2^B - 1)) or
+    ``means`` (float16/float32 [N,3]);
     ``opacities`` (uint8 [N] = round(255*sigmoid), or float16 [N] logits); ``<attr>_codebook``
     (float16 [K,...]) and ``<attr>_idx`` ([N] bit-packed) for attr in dc [K,3], sh [K,(d+1)^2-1,3]
     (absent at SH degree 0), scale [K,3] (log), rot [K,4] (w,x,y,z).
@@ -456,9 +457,10 @@ def check_splats_layout(vqp: VqpFile) -> tuple[int, int]:
             raise VqpFormatError(f"fixed-point positions need a valid box: {exc}") from None
         if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (hi >= lo).all()):
             raise VqpFormatError(f"invalid position box {lo.tolist()} .. {hi.tolist()}")
+        bits = position_bits(m)
         codes = need("means_morton", (n,), (np.uint64,))
-        if n and int(codes.max()) >= 1 << 48:
-            raise VqpFormatError("means_morton holds codes beyond 48 bits")
+        if n and int(codes.max()) >= 1 << (3 * bits):
+            raise VqpFormatError(f"means_morton holds codes beyond {3 * bits} bits ({bits} bits per axis)")
     else:
         need("means", (n, 3), (np.float16, np.float32))
     need("opacities", (n,), (np.uint8, np.float16))
@@ -495,6 +497,15 @@ def morton_decode16(codes: np.ndarray) -> np.ndarray:  # [N] uint64 -> [N, 3] ui
     return np.stack([_compact_bits(c >> np.uint64(2)), _compact_bits(c >> np.uint64(1)), _compact_bits(c)], axis=1)
 
 
+def position_bits(manifest: dict[str, Any]) -> int:
+    """Bits per axis of fixed-point positions (``meta.position.bits``; 16 when absent)."""
+    pos = manifest.get("position")
+    bits = pos.get("bits", 16) if isinstance(pos, dict) else 16
+    if not _is_int(bits) or not 1 <= bits <= 16:
+        raise VqpFormatError(f"position bits must be an integer in 1..16, got {bits!r}")
+    return int(bits)
+
+
 def decode_splats(vqp: VqpFile) -> dict[str, np.ndarray]:
     """Decode a kind "splats" file into float32 arrays in the 3DGS parameterization.
 
@@ -509,7 +520,7 @@ def decode_splats(vqp: VqpFile) -> dict[str, np.ndarray]:
         lo = np.asarray(m["position"]["box_min"], np.float64)
         hi = np.asarray(m["position"]["box_max"], np.float64)
         q = morton_decode16(s["means_morton"]).astype(np.float64)
-        means = (lo + q * ((hi - lo) / 65535.0)).astype(np.float32)
+        means = (lo + q * ((hi - lo) / float((1 << position_bits(m)) - 1))).astype(np.float32)
     else:
         means = s["means"].astype(np.float32)
     op = s["opacities"]
@@ -553,6 +564,7 @@ __all__ = [
     "pack_bits",
     "read_splats",
     "morton_decode16",
+    "position_bits",
     "read_vqp",
     "unpack_bits",
     "write_vqp",

@@ -19,6 +19,7 @@ import torch
 
 from ..errors import VqpressInputError
 from ..progress import Progress, sub_progress
+from .importance import importance_views, view_importance
 from .model import GaussianSplats
 from .quantize import QuantizeConfig, decode_vqp_splats, quantize_splats
 
@@ -37,7 +38,7 @@ class CompressReport:
     output_path: str
     input_bytes: int  # input file size on disk
     output_bytes: int  # .vqp file size on disk
-    num_gaussians: int  # after repair (Gaussians with non-finite positions are dropped)
+    num_gaussians: int  # stored: after repair (non-finite positions are dropped) and importance pruning
     sh_degree: int  # SH degree stored
     section_bytes: dict[str, int]  # stored bytes per .vqp section
     repaired: dict[str, int]  # counts of repaired values (model.RepairReport)
@@ -48,6 +49,8 @@ class CompressReport:
     num_cameras: int = 0
     cameras_source: str = "none"  # "given", "cameras.json:<split>", "orbit" or "none" (not evaluated)
     psnr_per_view: list[float] = field(default_factory=list)
+    num_gaussians_input: int = 0  # after repair, before pruning
+    importance: str = "none"  # which cameras weighed k-means: "given", "cameras.json:<split>", or "none ..."
 
     @property
     def ratio(self) -> float:
@@ -68,6 +71,8 @@ class CompressReport:
             "output_bytes": self.output_bytes,
             "ratio": self.ratio,
             "num_gaussians": self.num_gaussians,
+            "num_gaussians_input": self.num_gaussians_input,
+            "importance": self.importance,
             "sh_degree": self.sh_degree,
             "section_bytes": dict(self.section_bytes),
             "bits_per_gaussian": self.bits_per_gaussian,
@@ -84,7 +89,8 @@ class CompressReport:
     def format_text(self) -> str:
         lines = [
             f"{self.input_path} -> {self.output_path}",
-            f"  Gaussians {self.num_gaussians:,}  SH degree {self.sh_degree}",
+            f"  Gaussians {self.num_gaussians:,} of {self.num_gaussians_input:,}  SH degree {self.sh_degree}  "
+            f"importance: {self.importance}",
             f"  input {self.input_bytes:,} B   .vqp {self.output_bytes:,} B   ratio {self.ratio:.2f}x   "
             f"{self.bits_per_gaussian['total']:.2f} bits/Gaussian",
             "",
@@ -109,7 +115,8 @@ class CompressReport:
         c = self.config
         lines.append(
             f"  config: codebooks dc {c.dc_codebook} sh {c.sh_codebook} scale {c.scale_codebook} rot "
-            f"{c.rot_codebook}, {c.kmeans_iters} iters, positions {c.position_precision}, "
+            f"{c.rot_codebook}, {c.kmeans_iters} iters, positions {c.position_precision}"
+            f"{f' {c.position_bits} bits' if c.position_precision == 'fixed16' else ''}, prune {c.prune:g}, "
             f"opacity {c.opacity_precision}, entropy {c.entropy}"
         )
         return "\n".join(lines)
@@ -171,6 +178,39 @@ def _write_atomic(dst: Path, data: bytes) -> None:
         raise
 
 
+def _evaluation_cameras(
+    src: Path, splats: GaussianSplats, cameras: list[Any] | None, background: Sequence[float] | None
+) -> tuple[list[Any], tuple[float, float, float], str]:
+    """(cameras, background, source) to measure quality at: the given cameras, else the test split of
+    a cameras.json beside ``src`` (with its background), else 8 orbit cameras of 400x400."""
+    source = "given"
+    if cameras is None:
+        found = scene_cameras(src)
+        if found is not None:
+            cameras, file_bg, source = found
+            background = background if background is not None else file_bg
+    if not cameras:
+        from ..render.cameras import orbit_cameras
+
+        cameras, source = orbit_cameras(splats, n=ORBIT_VIEWS, width=ORBIT_SIZE, height=ORBIT_SIZE), "orbit"
+    bg = tuple(background) if background is not None else (0.0, 0.0, 0.0)
+    return list(cameras), (float(bg[0]), float(bg[1]), float(bg[2])), source
+
+
+def _train_cameras(src: Path) -> list[Any] | None:
+    """The ``train`` split of the cameras.json beside ``src``, if it has one."""
+    from ..render.cameras import read_cameras_json
+
+    path = src.parent / "cameras.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not any(isinstance(c, dict) and c.get("split") == "train" for c in doc.get("cameras", [])):
+            return None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return read_cameras_json(path, split="train").cameras
+
+
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -182,6 +222,7 @@ def compress_file(
     *,
     cameras: list[Any] | None = None,
     background: Sequence[float] | None = None,
+    importance_cameras: list[Any] | None = None,
     evaluate: bool = True,
     device: torch.device | str | None = None,
     progress: Progress | None = None,
@@ -192,8 +233,11 @@ def compress_file(
     ``evaluate``, the original and the decoded scene are rendered at ``cameras``; when none are
     given, at the test split of a ``cameras.json`` beside ``src`` (with its background), else at
     8 orbit cameras of 400x400. ``background`` defaults to that file's, else black. ``device``
-    (default: CUDA when present) runs k-means and rendering. Progress stages: read, repair,
-    quantize:<attr>, encode, write, evaluate. The .vqp is written to a temporary file and renamed.
+    (default: CUDA when present) runs k-means and rendering. ``config.importance == "views"`` weighs
+    k-means by each Gaussian's blending weight at ``importance_cameras``; when none are given, at the
+    ``train`` split of the ``cameras.json`` beside ``src``, else at the evaluation cameras. Progress
+    stages: read, repair, importance, quantize:<attr>, encode, write, evaluate. The .vqp is written
+    to a temporary file and renamed.
     """
     from .formats import read_splats
 
@@ -223,7 +267,27 @@ def compress_file(
     timings["repair"] = time.perf_counter() - t0
 
     splats = splats.to(dev)
-    quantized = quantize_splats(splats, config, progress=sub_progress(progress, 0.05, q_end))
+    eval_cameras: list[Any] = []
+    if evaluate or config.importance == "views":
+        eval_cameras, eval_bg, eval_source = _evaluation_cameras(src, splats, cameras, background)
+    weights, importance_source = None, "none"
+    if config.importance == "views" and splats.num_gaussians > 0:
+        # The scene's own cameras: orbit views around a scene seen from inside would weigh its walls
+        # and drop its interior, so a scene without cameras is quantized unweighted.
+        views, importance_source = importance_cameras, "given"
+        if not views:
+            views, importance_source = _train_cameras(src), "cameras.json:train"
+        if not views and eval_source != "orbit":
+            views, importance_source = eval_cameras, eval_source
+        if views:
+            stage("importance", 0.04)
+            t0 = time.perf_counter()
+            views = importance_views(list(views), dev)
+            weights = view_importance(splats, views, progress=sub_progress(progress, 0.04, 0.05))
+            timings["importance"] = time.perf_counter() - t0
+        else:
+            importance_source = "none (no cameras)"
+    quantized = quantize_splats(splats, config, progress=sub_progress(progress, 0.05, q_end), weights=weights)
     timings.update({k: v for k, v in quantized.timings_s.items()})
 
     stage("encode", q_end)
@@ -250,25 +314,16 @@ def compress_file(
         repaired=repair.as_dict(),
         timings_s=timings,
         config=config,
+        num_gaussians_input=splats.num_gaussians,
+        importance=importance_source,
     )
     if evaluate:
         t0 = time.perf_counter()
-        source = "given"
-        if cameras is None:
-            found = scene_cameras(src)
-            if found is not None:
-                cameras, file_bg, source = found
-                background = background if background is not None else file_bg
-        if not cameras:
-            from ..render.cameras import orbit_cameras
-
-            cameras, source = orbit_cameras(splats, n=ORBIT_VIEWS, width=ORBIT_SIZE, height=ORBIT_SIZE), "orbit"
-        bg = tuple(background) if background is not None else (0.0, 0.0, 0.0)
         decoded = decode_vqp_splats(data, name=str(dst), device=dev)
         report.psnr, report.ssim, report.psnr_per_view = evaluate_quality(
-            splats, decoded, cameras, bg, progress=sub_progress(progress, q_end + 0.05, 1.0)
+            splats, decoded, eval_cameras, eval_bg, progress=sub_progress(progress, q_end + 0.05, 1.0)
         )
-        report.num_cameras, report.cameras_source = len(cameras), source
+        report.num_cameras, report.cameras_source = len(eval_cameras), eval_source
         timings["evaluate"] = time.perf_counter() - t0
     stage("done", 1.0)
     return report

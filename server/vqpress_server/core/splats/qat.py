@@ -8,8 +8,8 @@ the codebook value forward, the gradient to the raw value backward), and:
 
 - every ``reassign_every`` steps (until ``freeze_step``) the assignment is redone with
   ``kmeans_iters`` Lloyd iterations warm-started from the current centroids, with the engine's
-  exact assignment (``core.vq.kmeans.assign``); a cluster left empty is re-seeded at the member
-  farthest from its centroid;
+  exact assignment (``core.vq.kmeans.kmeans(..., init=)``); a cluster left empty is re-seeded at
+  the point farthest from its centroid;
 - on every other step the centroids move to the mean of their current members
   (``core.vq.kmeans.update_centroids``), so they follow the raw values the optimizer moves;
 - after ``freeze_step`` assignments stay fixed; centroids still follow their members.
@@ -27,11 +27,9 @@ import torch
 
 from ..vq.kmeans import assign, kmeans, update_centroids
 from .model import GaussianSplats, num_sh_rest
-from .morton import morton_codes
 from .train_config import MAX_KMEANS_ITERS, MAX_TRAIN_CODEBOOK, QatConfig  # noqa: F401  (re-exported)
 
 ATTRIBUTES = ("dc", "sh", "scale", "rot")  # quantized attributes, in the order of the .vqp
-FIXED16_MAX = 65535
 
 
 # -- the vectors each codebook clusters -----------------------------------------------------------
@@ -50,33 +48,6 @@ def attribute_vectors(
     out["scale"] = scales
     out["rot"] = q
     return out
-
-
-def _reseed_empty(x: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """Move centroids without members onto the points farthest from their own centroid."""
-    counts = torch.bincount(labels, minlength=centroids.shape[0])
-    empty = (counts == 0).nonzero().squeeze(1)
-    if len(empty) == 0:
-        return centroids
-    dist = (x.double() - centroids[labels].double()).square().sum(1)
-    far = torch.sort(dist, descending=True, stable=True).indices[: len(empty)]
-    out = centroids.clone()
-    out[empty[: len(far)]] = x[far]
-    return out
-
-
-def warm_lloyd(
-    x: torch.Tensor,  # [N, d]
-    centroids: torch.Tensor,  # [K, d]
-    iters: int,
-) -> tuple[torch.Tensor, torch.Tensor]:  # centroids [K, d] float32, labels [N] int64
-    """Lloyd iterations from the given centroids (exact assignment), then a final assignment."""
-    x = x.detach().float().contiguous()
-    c = centroids.detach().float()
-    for _ in range(iters):
-        labels = assign(x, c)
-        c = _reseed_empty(x, labels, update_centroids(x, labels, c))
-    return c, assign(x, c)
 
 
 # -- the codebook state -------------------------------------------------------------------------
@@ -123,7 +94,9 @@ class QatState:
         """Full re-assignment: Lloyd iterations warm-started from the current centroids."""
         with self._timed(next(iter(vectors.values())).device):
             for attr, x in vectors.items():
-                self.codebooks[attr], self.indices[attr] = warm_lloyd(x, self.codebooks[attr], config.kmeans_iters)
+                cb = self.codebooks[attr]
+                res = kmeans(x.detach().float().contiguous(), cb.shape[0], iters=config.kmeans_iters, init=cb)
+                self.codebooks[attr], self.indices[attr] = res.centroids, res.labels
 
     def assign_only(self, vectors: dict[str, torch.Tensor]) -> None:
         """Nearest centroid for every Gaussian (after densification changed N or moved Gaussians)."""
@@ -180,10 +153,11 @@ def quantized_scene(
 def encode_vqp(splats: GaussianSplats, state: QatState, config: QatConfig, seed: int) -> bytes:
     """The .vqp of a QAT scene: its positions and opacities, and the QAT codebooks and indices.
 
-    Written in the layout of ``splats.quantize`` (Morton order, fixed16 positions, uint8 opacities,
-    fp16 codebooks, bit-packed indices, zstd), so ``decode_vqp_splats`` and the client read it.
+    Positions and opacities go through the post-hoc packer (``quantize.pack_geometry``: Morton
+    order, fixed16 positions, uint8 opacities), the codebooks and indices are QAT's own, so
+    ``decode_vqp_splats`` and the client read it like any quantized scene.
     """
-    from .quantize import QuantizeConfig, QuantizedSplats
+    from .quantize import QuantizeConfig, QuantizedSplats, pack_geometry
 
     N = splats.num_gaussians
     assert all(v.shape == (N,) for v in state.indices.values()), {k: v.shape for k, v in state.indices.items()}
@@ -196,13 +170,8 @@ def encode_vqp(splats: GaussianSplats, state: QatState, config: QatConfig, seed:
         kmeans_iters=config.kmeans_iters,
         seed=seed,
     ).validate()
-    m = splats.means.detach().double().cpu()
-    lo, hi = m.min(dim=0).values, m.max(dim=0).values
-    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
-    qpos = torch.round((m - lo) / span * FIXED16_MAX).clamp(0, FIXED16_MAX)
-    codes = morton_codes(qpos, torch.zeros(3), torch.full((3,), float(FIXED16_MAX)), bits=16)
-    order = torch.argsort(codes, stable=True)
-    opac = torch.sigmoid(splats.opacities.detach().double().cpu()[order])
+    geo = pack_geometry(splats.to("cpu"), qconfig)
+    order = geo.order.cpu()
     n_rest = num_sh_rest(splats.sh_degree)
     codebooks: dict[str, np.ndarray] = {}
     indices: dict[str, np.ndarray] = {}
@@ -216,10 +185,10 @@ def encode_vqp(splats: GaussianSplats, state: QatState, config: QatConfig, seed:
         config=qconfig,
         num_gaussians=N,
         sh_degree=splats.sh_degree,
-        box_min=[float(v) for v in lo.tolist()],
-        box_max=[float(v) for v in hi.tolist()],
-        means=codes[order].numpy().astype(np.uint64),
-        opacities=torch.round(opac * 255).to(torch.uint8).numpy(),
+        box_min=geo.box_min,
+        box_max=geo.box_max,
+        means=geo.means,
+        opacities=geo.opacities,
         codebooks=codebooks,
         indices=indices,
         order=order.numpy(),
@@ -227,4 +196,4 @@ def encode_vqp(splats: GaussianSplats, state: QatState, config: QatConfig, seed:
     return q.to_vqp_bytes()
 
 
-__all__ = ["ATTRIBUTES", "QatConfig", "QatState", "attribute_vectors", "encode_vqp", "quantized_scene", "warm_lloyd"]
+__all__ = ["ATTRIBUTES", "QatConfig", "QatState", "attribute_vectors", "encode_vqp", "quantized_scene"]

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from vqpress.vqp import Section, VqpFormatError, bits_for, check_splats_layout, read_vqp, write_vqp
+from vqpress.vqp import Section, VqpFormatError, bits_for, check_splats_layout, position_bits, read_vqp, write_vqp
 
 from ..errors import FormatError, NonFiniteError, VqpressInputError
 from ..progress import Progress
@@ -31,7 +31,6 @@ from .model import GaussianSplats, num_sh_rest
 from .morton import morton_codes, morton_decode
 from .quantize_config import MAX_CODEBOOK, MAX_ITERS, PRESETS, QuantizeConfig
 
-FIXED16_MAX = 65535
 ATTRIBUTES = ("dc", "sh", "scale", "rot")  # quantized attributes, in the order they are clustered
 
 
@@ -57,7 +56,12 @@ class QuantizedSplats:
             "num_gaussians": self.num_gaussians,
             "sh_degree": self.sh_degree,
             "codebook_sizes": {a: int(cb.shape[0]) for a, cb in self.codebooks.items()},
-            "position": {"precision": self.config.position_precision, "box_min": self.box_min, "box_max": self.box_max},
+            "position": {
+                "precision": self.config.position_precision,
+                "box_min": self.box_min,
+                "box_max": self.box_max,
+                **({"bits": self.config.position_bits} if self.config.position_bits != 16 else {}),
+            },
             "opacity": {"precision": self.config.opacity_precision},
             "order": "morton",
             "config": self.config.as_dict(),
@@ -95,14 +99,60 @@ def _flat_attributes(splats: GaussianSplats) -> dict[str, torch.Tensor]:
     return out
 
 
+@dataclass
+class PackedGeometry:
+    """Positions and opacities as the .vqp stores them, Gaussians in Morton order."""
+
+    order: torch.Tensor  # [N] int64: Gaussian i of the file is Gaussian order[i] of the input
+    means: np.ndarray  # fixed16: [N] uint64 Morton codes of the fixed-point coords; else [N, 3] fp16/fp32
+    opacities: np.ndarray  # [N] uint8 (255 * sigmoid) or float16 (logit)
+    box_min: list[float]  # [3] the box of the fixed-point positions (world units)
+    box_max: list[float]  # [3]
+
+
+def pack_geometry(splats: GaussianSplats, config: QuantizeConfig) -> PackedGeometry:
+    """Morton order (neighbours in space become neighbours in every stream), positions in
+    ``config.position_precision`` / ``position_bits`` and opacities in ``opacity_precision``.
+    Post-hoc quantization and QAT's encoder both store their scenes through here."""
+    m = splats.means.detach().double()
+    lo, hi = m.min(dim=0).values, m.max(dim=0).values
+    if config.position_precision == "fixed16":
+        top = float((1 << config.position_bits) - 1)
+        span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+        qpos = torch.round((m - lo) / span * top).clamp(0, top)
+        codes = morton_codes(qpos, torch.zeros(3), torch.full((3,), top), bits=config.position_bits)
+        order = torch.argsort(codes, stable=True)
+        means_np = codes[order].cpu().numpy().astype(np.uint64)
+    else:
+        if config.position_precision == "fp16" and float(m.abs().max()) > 65504.0:
+            raise VqpressInputError("positions exceed the fp16 range (65504); use position_precision='fixed16'")
+        order = torch.argsort(morton_codes(splats.means.detach()), stable=True)
+        dtype = np.float16 if config.position_precision == "fp16" else np.float32
+        means_np = splats.means.detach()[order].float().cpu().numpy().astype(dtype)
+    logits = splats.opacities.detach()[order]
+    if config.opacity_precision == "uint8":
+        opac = torch.round(torch.sigmoid(logits.double()) * 255).to(torch.uint8).cpu().numpy()
+    else:
+        opac = _to_fp16(logits)
+    return PackedGeometry(order, means_np, opac, [float(v) for v in lo.tolist()], [float(v) for v in hi.tolist()])
+
+
 def _to_fp16(x: torch.Tensor) -> np.ndarray:
     return x.detach().float().clamp(-65504.0, 65504.0).to("cpu").numpy().astype(np.float16)
 
 
 def quantize_splats(
-    splats: GaussianSplats, config: QuantizeConfig = QuantizeConfig(), progress: Progress | None = None
+    splats: GaussianSplats,
+    config: QuantizeConfig = QuantizeConfig(),
+    progress: Progress | None = None,
+    *,
+    weights: torch.Tensor | None = None,  # [N] per-Gaussian k-means weights (``importance``), or None
 ) -> QuantizedSplats:
     """Quantize a (repaired, finite) scene. k-means runs on the scene's device.
+
+    ``weights``: how much each Gaussian counts in its codebooks' k-means (see ``importance.py``);
+    None weighs every Gaussian alike. With weights, ``config.prune`` drops that fraction of the
+    Gaussians first, the least weighted ones (``order`` then maps the kept ones to the input).
 
     Raises ``VqpressInputError`` for an empty scene (there is nothing to compress: no .vqp is written)
     and ``NonFiniteError`` when a value is not finite (repair it first with ``load_scene``).
@@ -117,31 +167,32 @@ def quantize_splats(
     for name, t in splats.tensors().items():
         if not bool(torch.isfinite(t).all()):
             raise NonFiniteError(f"'{name}' has non-finite values; repair the scene first (load_scene)")
+    if weights is not None:
+        if weights.shape != (N,):
+            raise VqpressInputError(f"weights must have shape ({N},) (one per Gaussian), got {tuple(weights.shape)}")
+        weights = weights.detach().to(splats.device, torch.float32)
+        if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+            raise VqpressInputError("weights must be finite and non-negative")
+        if not bool((weights > 0).any()):
+            weights = None  # nothing to prefer: plain k-means
     if config.sh_degree is not None and config.sh_degree < splats.sh_degree:
         splats = splats.with_sh_degree(config.sh_degree)
     timings: dict[str, float] = {}
 
+    kept = None  # [N'] indices of the Gaussians that stay, when pruning drops some
+    if config.prune > 0 and weights is not None and N > 1:
+        # The least important Gaussians go first (a stable sort: ties keep file order).
+        drop = min(int(config.prune * N), N - 1)
+        kept = torch.sort(torch.argsort(weights, stable=True)[drop:]).values
+        splats, weights, N = splats.index(kept), weights[kept], int(kept.numel())
+
     # Morton order: neighbours in space become neighbours in every stream.
     t0 = time.perf_counter()
-    m = splats.means.double()
-    lo, hi = m.min(dim=0).values, m.max(dim=0).values
-    if config.position_precision == "fixed16":
-        span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
-        qpos = torch.round((m - lo) / span * FIXED16_MAX).clamp(0, FIXED16_MAX)
-        codes = morton_codes(qpos, torch.zeros(3), torch.full((3,), float(FIXED16_MAX)), bits=16)
-        order = torch.argsort(codes, stable=True)
-        means_np = codes[order].cpu().numpy().astype(np.uint64)
-    else:
-        if config.position_precision == "fp16" and float(m.abs().max()) > 65504.0:
-            raise VqpressInputError("positions exceed the fp16 range (65504); use position_precision='fixed16'")
-        order = torch.argsort(morton_codes(splats.means), stable=True)
-        dtype = np.float16 if config.position_precision == "fp16" else np.float32
-        means_np = splats.means[order].float().cpu().numpy().astype(dtype)
+    geo = pack_geometry(splats, config)
+    order = geo.order
     splats = splats.index(order)
-    if config.opacity_precision == "uint8":
-        opac = torch.round(torch.sigmoid(splats.opacities.double()) * 255).to(torch.uint8).cpu().numpy()
-    else:
-        opac = _to_fp16(splats.opacities)
+    if weights is not None:
+        weights = weights[order]
     timings["sort"] = time.perf_counter() - t0
 
     attrs = _flat_attributes(splats)
@@ -155,13 +206,13 @@ def quantize_splats(
         "rot": config.rot_codebook,
     }
     # progress: each attribute gets a share proportional to its dimension (k-means cost ~ N*K*d)
-    weights = {a: x.shape[1] * sizes[a] for a, x in attrs.items()}
-    total_w = float(sum(weights.values()))
+    cost = {a: x.shape[1] * sizes[a] for a, x in attrs.items()}
+    total_w = float(sum(cost.values()))
     done = 0.0
     for attr, x in attrs.items():
         stage = f"quantize:{attr}"
         t0 = time.perf_counter()
-        share = weights[attr] / total_w
+        share = cost[attr] / total_w
         base = done
 
         def sub(
@@ -172,7 +223,9 @@ def quantize_splats(
 
         if progress is not None:
             progress(stage, base, {})
-        res = kmeans(x.contiguous(), sizes[attr], iters=config.kmeans_iters, seed=config.seed, progress=sub)
+        res = kmeans(
+            x.contiguous(), sizes[attr], iters=config.kmeans_iters, seed=config.seed, weights=weights, progress=sub
+        )
         cb = res.centroids
         if attr == "sh":
             codebooks[attr] = _to_fp16(cb).reshape(cb.shape[0], -1, 3)
@@ -189,13 +242,13 @@ def quantize_splats(
         config=config,
         num_gaussians=N,
         sh_degree=splats.sh_degree,
-        box_min=[float(v) for v in lo.tolist()],
-        box_max=[float(v) for v in hi.tolist()],
-        means=means_np,
-        opacities=opac,
+        box_min=geo.box_min,
+        box_max=geo.box_max,
+        means=geo.means,
+        opacities=geo.opacities,
         codebooks=codebooks,
         indices=indices,
-        order=order.cpu().numpy(),
+        order=(order if kept is None else kept[order]).cpu().numpy(),
         timings_s=timings,
         inertia=inertia,
     )
@@ -218,7 +271,8 @@ def decode_vqp_splats(data: bytes, name: str = "<bytes>", device: torch.device |
         q = morton_decode(torch.from_numpy(vqp.sections["means_morton"].astype(np.int64))).double()
         lo = torch.tensor(pos["box_min"], dtype=torch.float64)
         hi = torch.tensor(pos["box_max"], dtype=torch.float64)
-        means = (lo + q * ((hi - lo) / FIXED16_MAX)).float()
+        top = float((1 << position_bits(vqp.manifest)) - 1)
+        means = (lo + q * ((hi - lo) / top)).float()
     else:
         means = s["means"].float()
     op = s["opacities"]

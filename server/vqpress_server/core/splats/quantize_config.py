@@ -17,23 +17,35 @@ from ..errors import ConfigError
 MAX_CODEBOOK = 1 << 24  # largest codebook (entries) of any attribute
 MAX_ITERS = 1000  # most Lloyd iterations per codebook
 PRESETS = ("default", "high_ratio", "high_quality")
+IMPORTANCE = ("none", "views")
 
 
 @dataclass(frozen=True)
 class QuantizeConfig:
-    """What to quantize and how. Defaults are the Compact3D "4K" model."""
+    """What to quantize and how. Defaults are the "default" preset: Compact3D's codebooks re-balanced
+    where a well-trained scene loses its dB (SH rest 4096, log-scale 16384), k-means weighted by
+    each Gaussian's blending weight at the scene's cameras, the least important 15% dropped and
+    14-bit positions (on trained_lego30k_sh3: 41.0 dB against its renders at 25.2x, where
+    Compact3D's 4K codebooks give 37.8 dB at 24.7x; BENCHMARKS.md)."""
 
     dc_codebook: int = 4096  # entries of the SH DC (color) codebook, 1..2^24
-    sh_codebook: int = 512  # entries of the SH rest codebook (unused at SH degree 0), 1..2^24
-    scale_codebook: int = 4096  # entries of the log-scale codebook, 1..2^24
+    sh_codebook: int = 4096  # entries of the SH rest codebook (unused at SH degree 0), 1..2^24
+    scale_codebook: int = 16384  # entries of the log-scale codebook, 1..2^24
     rot_codebook: int = 4096  # entries of the rotation (unit quaternion) codebook, 1..2^24
     kmeans_iters: int = 10  # Lloyd iterations per codebook, 0..1000
     seed: int = 0  # k-means initialization seed
-    position_precision: Literal["fixed16", "fp16", "fp32"] = "fixed16"  # fixed16: 16 bits/axis in the box
+    position_precision: Literal["fixed16", "fp16", "fp32"] = "fixed16"  # fixed16: fixed point in the box
+    position_bits: int = 14  # bits per axis of fixed16 positions, 8..16 (a step of span / (2^bits - 1))
     opacity_precision: Literal["uint8", "fp16"] = "uint8"  # uint8: round(255 * sigmoid); fp16: the logit
     entropy: Literal["zstd", "none"] = "zstd"  # zstd per section where it pays, or raw sections
     sh_degree: int | None = None  # keep SH up to this degree (0..3); None keeps the scene's degree
     strict: bool = False  # refuse (instead of repair) non-finite input values
+    # what k-means weighs each Gaussian by (importance.py): "views" its summed blending weight at the
+    # scene's cameras (a scene with none is quantized unweighted), "none" every Gaussian alike
+    importance: Literal["none", "views"] = "views"
+    # drop this fraction of the Gaussians, the least important first (needs importance "views" and
+    # cameras; without them nothing is dropped), 0..0.9
+    prune: float = 0.15
 
     def validate(self) -> QuantizeConfig:
         """Raise ``ConfigError`` naming the first out-of-range field; returns self."""
@@ -61,6 +73,17 @@ class QuantizeConfig:
                 "None or an integer in 0..3",
             ),
             ("strict", isinstance(self.strict, bool), "a boolean"),
+            ("importance", self.importance in IMPORTANCE, "one of " + ", ".join(IMPORTANCE)),
+            (
+                "position_bits",
+                isinstance(self.position_bits, int) and 8 <= self.position_bits <= 16,
+                "an integer in 8..16",
+            ),
+            (
+                "prune",
+                isinstance(self.prune, (int, float)) and 0.0 <= self.prune <= 0.9,
+                "a number in 0..0.9",
+            ),
         ]
         for name, ok, what in checks:
             if not ok or isinstance(getattr(self, name), bool) and name != "strict":
@@ -69,13 +92,22 @@ class QuantizeConfig:
 
     @classmethod
     def preset(cls, name: str) -> QuantizeConfig:
-        """``default`` (Compact3D 4K), ``high_ratio`` (smaller codebooks) or ``high_quality``."""
+        """``default``, ``high_ratio`` (smaller codebooks, 10% pruned) or ``high_quality`` (larger
+        codebooks, full 16-bit positions, nothing pruned)."""
         if name == "default":
             return cls()
-        if name == "high_ratio":
-            return cls(dc_codebook=1024, sh_codebook=256, scale_codebook=1024, rot_codebook=1024)
-        if name == "high_quality":
-            return cls(dc_codebook=16384, sh_codebook=2048, scale_codebook=16384, rot_codebook=16384, kmeans_iters=20)
+        if name == "high_ratio":  # trained_lego30k_sh3: 35.5 dB at 34.0x
+            return cls(dc_codebook=1024, sh_codebook=256, scale_codebook=1024, rot_codebook=1024, prune=0.1)
+        if name == "high_quality":  # trained_lego30k_sh3: 41.1 dB at 20.2x
+            return cls(
+                dc_codebook=16384,
+                sh_codebook=2048,
+                scale_codebook=16384,
+                rot_codebook=16384,
+                kmeans_iters=20,
+                position_bits=16,
+                prune=0.0,
+            )
         raise ConfigError(f"unknown preset {name!r} (expected one of {PRESETS})")
 
     @classmethod
@@ -103,4 +135,4 @@ class QuantizeConfig:
         return asdict(self)
 
 
-__all__ = ["MAX_CODEBOOK", "MAX_ITERS", "PRESETS", "QuantizeConfig"]
+__all__ = ["IMPORTANCE", "MAX_CODEBOOK", "MAX_ITERS", "PRESETS", "QuantizeConfig"]

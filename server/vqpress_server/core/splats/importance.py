@@ -1,0 +1,84 @@
+"""How much each Gaussian contributes to the images: the weights that k-means should respect.
+
+A plain k-means treats every Gaussian alike, so a codebook spends as many entries on the tiny,
+transparent or hidden Gaussians inside an object (most of a trained scene) as on the ones that make
+the picture. Weighting each Gaussian's vector by its contribution moves the centroids to where the
+dB are (LightGaussian's global significance; c3dgs weights its k-means the same way).
+
+The measure, ``view_importance``: the blending weight a Gaussian receives, summed over every pixel
+of the given views, ``sum_views sum_pixels alpha_i T_i`` (occlusion included). Computed exactly with
+one backward pass per view: render a constant white scene on black; the image is
+``sum_i w_i(p) * c_i``, so the gradient of its sum with respect to Gaussian i's color is its summed
+weight ``sum_p w_i(p)``. gsplat on CUDA, the PyTorch twin elsewhere. (A camera-free proxy,
+opacity x the area of the two largest axes, measured 3.3 dB worse than this on trained_lego30k_sh3,
+2.6 dB worse than no weights at all: it cannot see occlusion.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..errors import VqpressInputError
+from ..progress import Progress
+from ..render.cameras import Camera
+from .model import SH_C0, GaussianSplats
+
+CPU_MAX_VIEWS = 8  # views the CPU weighs a scene by (evenly spaced among the given ones)
+
+
+def importance_views(cameras: Sequence[Camera], device: torch.device) -> list[Camera]:
+    """The views to weigh by: all of them on CUDA (100 views of 400x400 take 0.4 s on an H200); on the
+    CPU at most ``CPU_MAX_VIEWS`` evenly spaced ones, since the PyTorch twin takes seconds per view."""
+    cams = list(cameras)
+    if device.type == "cuda" or len(cams) <= CPU_MAX_VIEWS:
+        return cams
+    step = len(cams) / CPU_MAX_VIEWS
+    return [cams[int(i * step)] for i in range(CPU_MAX_VIEWS)]
+
+
+def view_importance(
+    splats: GaussianSplats,
+    cameras: Sequence[Camera],
+    progress: Progress | None = None,
+) -> torch.Tensor:  # [N] float32 (float64 sums), on the scene's device
+    """Summed blending weight of every Gaussian over every pixel of ``cameras``."""
+    from ..render.splats import rasterize
+
+    if len(cameras) == 0:
+        raise VqpressInputError("view importance needs at least one camera")
+    N = splats.num_gaussians
+    dev = splats.device
+    total = torch.zeros(N, dtype=torch.float64, device=dev)
+    means = splats.means.float().detach()
+    quats = splats.quats.float().detach()
+    scales = splats.scales.float().detach()
+    opacities = splats.opacities.float().detach()
+    no_rest = torch.zeros(N, 0, 3, device=dev)
+    black = torch.zeros(3, device=dev)
+    white = torch.full((N, 1, 3), 0.5 / SH_C0, device=dev)  # SH DC of color 1.0 (SH_C0 * dc + 0.5 = 1)
+    for i, cam in enumerate(cameras):
+        sh0 = white.clone().requires_grad_(True)
+        rgb, _ = rasterize(
+            means,
+            quats,
+            scales,
+            opacities,
+            sh0,
+            no_rest,
+            torch.tensor(cam.viewmat, dtype=torch.float32, device=dev),
+            torch.tensor(cam.K, dtype=torch.float32, device=dev),
+            cam.width,
+            cam.height,
+            black,
+        )
+        rgb[..., 0].sum().backward()
+        assert sh0.grad is not None
+        total += sh0.grad[:, 0, 0].double() / SH_C0
+        if progress is not None:
+            progress("importance", (i + 1) / len(cameras), {})
+    return total.clamp_min(0.0).float()
+
+
+__all__ = ["CPU_MAX_VIEWS", "importance_views", "view_importance"]

@@ -1,0 +1,89 @@
+"""Importance-weighted quantization: k-means spends its entries where the picture is."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from vqpress_server.core.errors import ConfigError, VqpressInputError
+from vqpress_server.core.metrics import psnr
+from vqpress_server.core.render.cameras import orbit_cameras
+from vqpress_server.core.render.splats import rasterize, render_views
+from vqpress_server.core.splats.importance import CPU_MAX_VIEWS, importance_views, view_importance
+from vqpress_server.core.splats.model import GaussianSplats
+from vqpress_server.core.splats.quantize import QuantizeConfig, decode_vqp_splats, quantize_splats
+
+
+def _scene(n: int, seed: int) -> GaussianSplats:
+    g = torch.Generator().manual_seed(seed)
+    return GaussianSplats(
+        means=torch.randn(n, 3, generator=g) * 0.4,
+        quats=torch.randn(n, 4, generator=g),
+        scales=torch.full((n, 3), -2.6) + 0.3 * torch.randn(n, 3, generator=g),
+        opacities=torch.randn(n, generator=g) + 1.0,
+        sh0=torch.randn(n, 1, 3, generator=g),
+        shN=torch.zeros(n, 0, 3),
+    )
+
+
+def test_view_importance_is_each_gaussians_share_of_the_alpha() -> None:
+    """Summed over Gaussians, the blending weights of a view are its alpha (1 - final transmittance)."""
+    scene = _scene(120, 0)
+    cams = orbit_cameras(scene, 3, 40, 40)
+    w = view_importance(scene, cams)
+    assert w.shape == (120,) and bool((w >= 0).all())
+    total_alpha = 0.0
+    for c in cams:
+        _, alpha = rasterize(
+            scene.means, scene.quats, scene.scales, scene.opacities, scene.sh0, scene.shN,
+            torch.tensor(c.viewmat, dtype=torch.float32), torch.tensor(c.K, dtype=torch.float32),
+            c.width, c.height, torch.zeros(3),
+        )  # fmt: skip
+        total_alpha += float(alpha.double().sum())
+    assert float(w.double().sum()) == pytest.approx(total_alpha, rel=1e-4)
+    # A Gaussian behind every camera's view (far outside the orbit) gets no weight.
+    far = GaussianSplats(
+        *(torch.cat([a, b[:1]]) for a, b in zip(scene.tensors().values(), scene.tensors().values(), strict=True))
+    )
+    far.means[-1] = torch.tensor([0.0, 0.0, 500.0])
+    assert float(view_importance(far, cams)[-1]) == 0.0
+    with pytest.raises(VqpressInputError, match="camera"):
+        view_importance(scene, [])
+
+
+def test_the_cpu_weighs_by_a_few_evenly_spaced_views() -> None:
+    cams = orbit_cameras(_scene(4, 1), 40, 16, 16)
+    picked = importance_views(cams, torch.device("cpu"))
+    assert len(picked) == CPU_MAX_VIEWS and picked[0] is cams[0] and picked[1] is cams[40 // CPU_MAX_VIEWS]
+    assert importance_views(cams[:3], torch.device("cpu")) == cams[:3]
+
+
+def test_weighted_kmeans_keeps_the_visible_gaussians_sharper() -> None:
+    """Half the Gaussians are nearly transparent: plain k-means spends half of a small color codebook
+    on them; weighted by view importance the visible half gets the entries and renders closer."""
+    visible = _scene(200, 2)
+    hidden = _scene(200, 3)
+    hidden.opacities[:] = -9.0  # alpha 1e-4: nothing to see
+    hidden.sh0[:] = 3.0 * torch.randn(200, 1, 3, generator=torch.Generator().manual_seed(4))
+    scene = GaussianSplats(
+        *(torch.cat([a, b]) for a, b in zip(visible.tensors().values(), hidden.tensors().values(), strict=True))
+    )
+    cams = orbit_cameras(scene, 4, 48, 48)
+    refs = render_views(scene, cams)
+    cfg = QuantizeConfig(dc_codebook=12, scale_codebook=64, rot_codebook=64, kmeans_iters=10)
+
+    def quality(weights: torch.Tensor | None) -> float:
+        dec = decode_vqp_splats(quantize_splats(scene, cfg, weights=weights).to_vqp_bytes())
+        return sum(psnr(a, b) for a, b in zip(render_views(dec, cams), refs, strict=True)) / len(cams)
+
+    plain, weighted = quality(None), quality(view_importance(scene, cams))
+    assert weighted > plain + 1.0, (plain, weighted)
+    with pytest.raises(VqpressInputError, match="weights"):
+        quantize_splats(scene, cfg, weights=torch.ones(3))
+    with pytest.raises(VqpressInputError, match="non-negative"):
+        quantize_splats(scene, cfg, weights=-torch.ones(400))
+
+
+def test_importance_option_is_validated() -> None:
+    assert QuantizeConfig().importance == "views" and QuantizeConfig(importance="none").validate().prune == 0.15
+    with pytest.raises(ConfigError, match="importance"):
+        QuantizeConfig(importance="most").validate()
