@@ -11,8 +11,9 @@ the training photos) or ``qat`` (Compact3D QAT); schedule ``full`` (30k) or ``fa
 Every 8th photo is held out; PSNR/SSIM are on every held-out photo. Runs are independent processes
 (``--parallel`` at a time on one GPU; on an H200 eight at once starved each other, so that none of
 them finished 7k steps in 9 minutes: keep it at 2-3); each prints a line every 1000 steps and writes
-``<out>/<run>.json`` after each of its rows, and the table is printed from whatever finished. Bytes are files as written (.ply, .vqp); the ratio is the plain
-.ply's bytes (the same scene and schedule) over the row's bytes.
+``<out>/<run>.json`` after each of its rows, and the table is printed from whatever finished. Bytes
+are files as written (.ply, .vqp); the ratio is the plain .ply's bytes (the same scene and schedule)
+over the row's bytes.
 """
 
 from __future__ import annotations
