@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from vqpress.v1 import vqpress_pb2 as pb
 from vqpress.v1 import vqpress_pb2_grpc as pb_grpc
 from vqpress_server.app import App, build_app
+from vqpress_server.core.errors import ConfigError
 from vqpress_server.rpc import convert
 from vqpress_server.rpc.errors import status_for
 from vqpress_server.settings import Settings
@@ -502,5 +503,16 @@ def test_spec_config_builds_the_quantizers_config() -> None:
         entropy="none",
         sh_degree=1,
         strict=True,
+        position_bits=16,  # the preset's
+        prune=0.0,
     )
     assert quantize_config(convert.quantize_config(pb.QuantizeConfig())) == quantize.QuantizeConfig()
+    weighted = pb.QuantizeConfig(importance=pb.IMPORTANCE_NONE, position_bits=12, prune=0.25)
+    cfg = quantize_config(convert.quantize_config(weighted))
+    assert (cfg.importance, cfg.position_bits, cfg.prune) == ("none", 12, 0.25)
+    for bad, field in (
+        (pb.QuantizeConfig(position_bits=17), "position_bits"),
+        (pb.QuantizeConfig(prune=0.95), "prune"),
+    ):
+        with pytest.raises(ConfigError, match=field):
+            convert.quantize_config(bad)

@@ -3,7 +3,7 @@
     vqpress quantize scene.ply -o scene.vqp [--preset high_ratio] [--json] [--detach]
     vqpress export scene.vqp -o scene.ply
     vqpress quantize field.vqp -o small.vqp --field-method kmvq --bits 4
-    vqpress train photos.zip -o scene.vqp [--steps 7000] [--json]
+    vqpress train photos.zip -o scene.vqp [--fast] [--steps N] [--json]
     vqpress train photo.png -o photo.vqp --field [--steps 500] [--bits 4]
     vqpress render scene.vqp --cameras cameras.json -o views/ [--split test]
     vqpress status JOB | wait JOB | download JOB -o OUT | logs JOB [-f]
@@ -157,6 +157,9 @@ def _parser() -> argparse.ArgumentParser:
         g.add_argument("--entropy", choices=("zstd", "none"))
         g.add_argument("--sh-degree", type=int, choices=range(4))
         g.add_argument("--strict", action="store_true", default=None, help="reject non-finite input")
+        g.add_argument("--importance", choices=("views", "none"), help="weigh k-means by the scene's views")
+        g.add_argument("--position-bits", type=int, metavar="B", help="bits per axis of fixed16 positions, 8..16")
+        g.add_argument("--prune", type=float, metavar="F", help="drop this fraction of the least important Gaussians")
 
     q = add("quantize", "compress a scene to .vqp and print the report")
     q.add_argument("input", type=Path)
@@ -181,6 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", type=Path, required=True, help="the .vqp to write; other results go beside it")
     t.add_argument("--field", action="store_true", help="train a neural field (default for a .png/.jpg dataset)")
     t.add_argument("--steps", type=int, help="optimizer steps (splats: scales the whole schedule)")
+    t.add_argument("--fast", action="store_true", help="splats: the 7k-step schedule instead of the full 30k")
     t.add_argument("--seed", type=int)
     t.add_argument("--json", action="store_true", help="print the report as JSON on stdout, nothing else")
     detach_arg(t)
@@ -259,15 +263,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace) -> QuantizeConfig:
     names = ("preset", "dc_codebook", "sh_codebook", "scale_codebook", "rot_codebook", "kmeans_iters", "seed",
-             "position_precision", "opacity_precision", "entropy", "sh_degree", "strict")  # fmt: skip
+             "position_precision", "opacity_precision", "entropy", "sh_degree", "strict", "importance",
+             "position_bits", "prune")  # fmt: skip
     return QuantizeConfig(**{n: getattr(args, n) for n in names}).validate()
 
 
 def _train_config(args: argparse.Namespace) -> SplatTrainConfig | FieldTrainConfig:
     is_image = args.dataset.suffix.lower() in (".png", ".jpg", ".jpeg")
     if args.field or is_image:
-        if args.sh_degree is not None or args.no_qat or args.init is not None or args.init_num_points is not None:
-            raise invalid("--sh-degree, --no-qat, --init and --init-num-points apply to splat training, not --field")
+        splat_only = (args.sh_degree, args.init, args.init_num_points)
+        if any(v is not None for v in splat_only) or args.no_qat or args.fast:
+            raise invalid(
+                "--sh-degree, --no-qat, --init, --init-num-points and --fast apply to splat training, not --field"
+            )
         common = {"levels": args.levels, "max_resolution": args.max_resolution}
         if args.grid == "vqad":
             sparse = False if args.no_sparse else None
@@ -285,6 +293,7 @@ def _train_config(args: argparse.Namespace) -> SplatTrainConfig | FieldTrainConf
         raise invalid("--downscale applies to field training (--field); splat training reads the photos at full size")
     qat = QatConfig(enabled=False) if args.no_qat else None
     return SplatTrainConfig(
+        schedule="fast" if args.fast else None,
         steps=args.steps,
         seed=args.seed,
         sh_degree=args.sh_degree,

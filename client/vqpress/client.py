@@ -84,7 +84,14 @@ _KIND_BY_SUFFIX = {
 }
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _ENUMS: dict[str, dict[str, int]] = {
-    "init": {"auto": pb.SPLAT_INIT_AUTO, "points": pb.SPLAT_INIT_POINTS, "random": pb.SPLAT_INIT_RANDOM},
+    "init": {
+        "auto": pb.SPLAT_INIT_AUTO,
+        "points": pb.SPLAT_INIT_POINTS,
+        "random": pb.SPLAT_INIT_RANDOM,
+        "object": pb.SPLAT_INIT_OBJECT,
+        "camera_spread": pb.SPLAT_INIT_CAMERA_SPREAD,
+    },
+    "schedule": {"full": pb.TRAIN_SCHEDULE_FULL, "fast": pb.TRAIN_SCHEDULE_FAST},
     "strategy": {
         "default": pb.DENSIFY_STRATEGY_DEFAULT,
         "mcmc": pb.DENSIFY_STRATEGY_MCMC,
@@ -220,6 +227,8 @@ def _config_pb(cfg: QuantizeConfig | None) -> pb.QuantizeConfig:
             value = _PRECISION[value]
         elif name == "entropy":
             value = _ENTROPY[value]
+        elif name == "importance":
+            value = {"views": pb.IMPORTANCE_VIEWS, "none": pb.IMPORTANCE_NONE}[value]
         setattr(msg, name, value)
     return msg
 

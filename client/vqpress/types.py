@@ -245,6 +245,7 @@ PRESETS = ("default", "high_ratio", "high_quality")
 POSITION_PRECISIONS = ("fixed16", "fp16", "fp32")
 OPACITY_PRECISIONS = ("uint8", "fp16")
 ENTROPY = ("zstd", "none")
+IMPORTANCES = ("views", "none")
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,8 @@ class QuantizeConfig:
     """Compression settings. Every field is optional: None means the server's default (or the preset's).
 
     Field meanings mirror the server's ``QuantizeConfig``; codebook sizes are entries (the server's
-    defaults are 4096 / 512 / 4096 / 4096).
+    defaults are 4096 / 4096 / 16384 / 4096, k-means weighted by the scene's views, 15% pruned,
+    14-bit positions).
     """
 
     preset: str | None = None  # "default" | "high_ratio" | "high_quality"; base values for the fields below
@@ -300,6 +302,9 @@ class QuantizeConfig:
     entropy: str | None = None  # "zstd" | "none"
     sh_degree: int | None = None  # keep SH up to this degree (0..3); None keeps the input's
     strict: bool | None = None  # fail on non-finite input instead of repairing it
+    importance: str | None = None  # "views" (weigh k-means by each Gaussian's blending weight) | "none"
+    position_bits: int | None = None  # bits per axis of fixed16 positions, 8..16 [14]
+    prune: float | None = None  # fraction of the least important Gaussians dropped, 0..0.9 [0.15]
 
     def validate(self) -> QuantizeConfig:
         """Check types and obvious ranges (the server checks its own limits too); returns self."""
@@ -327,6 +332,12 @@ class QuantizeConfig:
         choice("position_precision", POSITION_PRECISIONS)
         choice("opacity_precision", OPACITY_PRECISIONS)
         choice("entropy", ENTROPY)
+        choice("importance", IMPORTANCES)
+        integer("position_bits", 8, 16)
+        if self.prune is not None and (
+            isinstance(self.prune, bool) or not isinstance(self.prune, (int, float)) or not 0.0 <= self.prune <= 0.9
+        ):
+            raise invalid(f"QuantizeConfig.prune must be a number in 0..0.9, got {self.prune!r}")
         if self.strict is not None and not isinstance(self.strict, bool):
             raise invalid(f"QuantizeConfig.strict must be a bool, got {self.strict!r}")
         return self
@@ -393,7 +404,8 @@ class QatConfig:
         return self
 
 
-SPLAT_INITS = ("auto", "points", "random")
+SPLAT_INITS = ("auto", "points", "random", "object", "camera_spread")
+SCHEDULES = ("full", "fast")
 DENSIFY_STRATEGIES = ("default", "mcmc", "none")
 
 
@@ -403,14 +415,15 @@ class SplatTrainConfig:
 
     ``steps`` alone scales the whole 30k-step schedule (every step count here and in ``qat``)."""
 
+    schedule: str | None = None  # "full" (3DGS / Compact3D, 30k steps) | "fast" (the same in 7k) [full]
     steps: int | None = None  # optimizer steps, one photo each, 1..1e6 [30000]
     seed: int | None = None  # [0]
     sh_degree: int | None = None  # final SH degree 0..3 [3]
     sh_degree_interval: int | None = None  # the SH degree rises every this many steps [1000]
     ssim_lambda: float | None = None  # D-SSIM weight in the loss, 0..1 [0.2]
-    init: str | None = None  # "auto" | "points" | "random" [auto]
+    init: str | None = None  # "auto" | "points" | "random" | "object" | "camera_spread" [auto]
     init_num_points: int | None = None  # Gaussians of the random init [100000]
-    init_extent: float | None = None  # half-size of the random box, in scene scales [0.3]
+    init_extent: float | None = None  # half-size of the camera-spread rule's box, in scene scales [3.0]
     init_opacity: float | None = None  # initial opacity (0, 1) [0.1]
     init_scale: float | None = None  # initial scale, times the 3-NN distance [1.0]
     means_lr: float | None = None  # position learning rate, times the scene scale [1.6e-4]
@@ -425,13 +438,14 @@ class SplatTrainConfig:
     refine_stop: int | None = None  # ... and stops at this step [15000]
     refine_every: int | None = None  # densification period, steps [100]
     reset_every: int | None = None  # opacity reset period, steps [3000]
+    reset_on_white: bool | None = None  # 3DGS's extra reset at refine_start on white NeRF-synthetic data [True]
     grow_grad2d: float | None = None  # image-plane gradient threshold for growing [2e-4]
     cap_max: int | None = None  # most Gaussians of the MCMC strategy [1000000]
     checkpoint_every: int | None = None  # steps between resumable checkpoints [1000]
     qat: QatConfig | None = None  # quantization-aware training [QatConfig()]
 
     def validate(self) -> SplatTrainConfig:
-        _check_fields(self, {"init": SPLAT_INITS, "strategy": DENSIFY_STRATEGIES})
+        _check_fields(self, {"init": SPLAT_INITS, "strategy": DENSIFY_STRATEGIES, "schedule": SCHEDULES})
         if self.qat is not None:
             if not isinstance(self.qat, QatConfig):
                 raise invalid(f"SplatTrainConfig.qat must be a QatConfig, got {type(self.qat).__name__}")

@@ -43,12 +43,26 @@ class Entropy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENTROPY_ZSTD: _ClassVar[Entropy]
     ENTROPY_NONE: _ClassVar[Entropy]
 
+class Importance(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IMPORTANCE_UNSPECIFIED: _ClassVar[Importance]
+    IMPORTANCE_VIEWS: _ClassVar[Importance]
+    IMPORTANCE_NONE: _ClassVar[Importance]
+
 class SplatInit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SPLAT_INIT_UNSPECIFIED: _ClassVar[SplatInit]
     SPLAT_INIT_AUTO: _ClassVar[SplatInit]
     SPLAT_INIT_POINTS: _ClassVar[SplatInit]
     SPLAT_INIT_RANDOM: _ClassVar[SplatInit]
+    SPLAT_INIT_OBJECT: _ClassVar[SplatInit]
+    SPLAT_INIT_CAMERA_SPREAD: _ClassVar[SplatInit]
+
+class TrainSchedule(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRAIN_SCHEDULE_UNSPECIFIED: _ClassVar[TrainSchedule]
+    TRAIN_SCHEDULE_FULL: _ClassVar[TrainSchedule]
+    TRAIN_SCHEDULE_FAST: _ClassVar[TrainSchedule]
 
 class DensifyStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -124,10 +138,18 @@ PRECISION_UINT8: Precision
 ENTROPY_UNSPECIFIED: Entropy
 ENTROPY_ZSTD: Entropy
 ENTROPY_NONE: Entropy
+IMPORTANCE_UNSPECIFIED: Importance
+IMPORTANCE_VIEWS: Importance
+IMPORTANCE_NONE: Importance
 SPLAT_INIT_UNSPECIFIED: SplatInit
 SPLAT_INIT_AUTO: SplatInit
 SPLAT_INIT_POINTS: SplatInit
 SPLAT_INIT_RANDOM: SplatInit
+SPLAT_INIT_OBJECT: SplatInit
+SPLAT_INIT_CAMERA_SPREAD: SplatInit
+TRAIN_SCHEDULE_UNSPECIFIED: TrainSchedule
+TRAIN_SCHEDULE_FULL: TrainSchedule
+TRAIN_SCHEDULE_FAST: TrainSchedule
 DENSIFY_STRATEGY_UNSPECIFIED: DensifyStrategy
 DENSIFY_STRATEGY_DEFAULT: DensifyStrategy
 DENSIFY_STRATEGY_MCMC: DensifyStrategy
@@ -324,7 +346,7 @@ class Color(_message.Message):
     def __init__(self, r: _Optional[float] = ..., g: _Optional[float] = ..., b: _Optional[float] = ...) -> None: ...
 
 class QuantizeConfig(_message.Message):
-    __slots__ = ("preset", "dc_codebook", "sh_codebook", "scale_codebook", "rot_codebook", "kmeans_iters", "seed", "position_precision", "opacity_precision", "entropy", "sh_degree", "strict")
+    __slots__ = ("preset", "dc_codebook", "sh_codebook", "scale_codebook", "rot_codebook", "kmeans_iters", "seed", "position_precision", "opacity_precision", "entropy", "sh_degree", "strict", "importance", "position_bits", "prune")
     PRESET_FIELD_NUMBER: _ClassVar[int]
     DC_CODEBOOK_FIELD_NUMBER: _ClassVar[int]
     SH_CODEBOOK_FIELD_NUMBER: _ClassVar[int]
@@ -337,6 +359,9 @@ class QuantizeConfig(_message.Message):
     ENTROPY_FIELD_NUMBER: _ClassVar[int]
     SH_DEGREE_FIELD_NUMBER: _ClassVar[int]
     STRICT_FIELD_NUMBER: _ClassVar[int]
+    IMPORTANCE_FIELD_NUMBER: _ClassVar[int]
+    POSITION_BITS_FIELD_NUMBER: _ClassVar[int]
+    PRUNE_FIELD_NUMBER: _ClassVar[int]
     preset: str
     dc_codebook: int
     sh_codebook: int
@@ -349,10 +374,13 @@ class QuantizeConfig(_message.Message):
     entropy: Entropy
     sh_degree: int
     strict: bool
-    def __init__(self, preset: _Optional[str] = ..., dc_codebook: _Optional[int] = ..., sh_codebook: _Optional[int] = ..., scale_codebook: _Optional[int] = ..., rot_codebook: _Optional[int] = ..., kmeans_iters: _Optional[int] = ..., seed: _Optional[int] = ..., position_precision: _Optional[_Union[Precision, str]] = ..., opacity_precision: _Optional[_Union[Precision, str]] = ..., entropy: _Optional[_Union[Entropy, str]] = ..., sh_degree: _Optional[int] = ..., strict: _Optional[bool] = ...) -> None: ...
+    importance: Importance
+    position_bits: int
+    prune: float
+    def __init__(self, preset: _Optional[str] = ..., dc_codebook: _Optional[int] = ..., sh_codebook: _Optional[int] = ..., scale_codebook: _Optional[int] = ..., rot_codebook: _Optional[int] = ..., kmeans_iters: _Optional[int] = ..., seed: _Optional[int] = ..., position_precision: _Optional[_Union[Precision, str]] = ..., opacity_precision: _Optional[_Union[Precision, str]] = ..., entropy: _Optional[_Union[Entropy, str]] = ..., sh_degree: _Optional[int] = ..., strict: _Optional[bool] = ..., importance: _Optional[_Union[Importance, str]] = ..., position_bits: _Optional[int] = ..., prune: _Optional[float] = ...) -> None: ...
 
 class SplatTrainConfig(_message.Message):
-    __slots__ = ("steps", "sh_degree", "seed", "sh_degree_interval", "ssim_lambda", "init", "init_num_points", "init_extent", "init_opacity", "init_scale", "means_lr", "means_lr_final", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "shN_lr", "strategy", "refine_start", "refine_stop", "refine_every", "reset_every", "grow_grad2d", "cap_max", "checkpoint_every", "qat")
+    __slots__ = ("steps", "sh_degree", "seed", "sh_degree_interval", "ssim_lambda", "init", "init_num_points", "init_extent", "init_opacity", "init_scale", "means_lr", "means_lr_final", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "shN_lr", "strategy", "refine_start", "refine_stop", "refine_every", "reset_every", "grow_grad2d", "cap_max", "checkpoint_every", "schedule", "reset_on_white", "qat")
     class QatConfig(_message.Message):
         __slots__ = ("enabled", "start_step", "freeze_step", "reassign_every", "kmeans_iters", "dc_codebook", "sh_codebook", "scale_codebook", "rot_codebook", "opacity_reg", "prune_opacity", "prune_every", "prune_start", "prune_stop")
         ENABLED_FIELD_NUMBER: _ClassVar[int]
@@ -409,6 +437,8 @@ class SplatTrainConfig(_message.Message):
     GROW_GRAD2D_FIELD_NUMBER: _ClassVar[int]
     CAP_MAX_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_EVERY_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    RESET_ON_WHITE_FIELD_NUMBER: _ClassVar[int]
     QAT_FIELD_NUMBER: _ClassVar[int]
     steps: int
     sh_degree: int
@@ -435,8 +465,10 @@ class SplatTrainConfig(_message.Message):
     grow_grad2d: float
     cap_max: int
     checkpoint_every: int
+    schedule: TrainSchedule
+    reset_on_white: bool
     qat: SplatTrainConfig.QatConfig
-    def __init__(self, steps: _Optional[int] = ..., sh_degree: _Optional[int] = ..., seed: _Optional[int] = ..., sh_degree_interval: _Optional[int] = ..., ssim_lambda: _Optional[float] = ..., init: _Optional[_Union[SplatInit, str]] = ..., init_num_points: _Optional[int] = ..., init_extent: _Optional[float] = ..., init_opacity: _Optional[float] = ..., init_scale: _Optional[float] = ..., means_lr: _Optional[float] = ..., means_lr_final: _Optional[float] = ..., scales_lr: _Optional[float] = ..., quats_lr: _Optional[float] = ..., opacities_lr: _Optional[float] = ..., sh0_lr: _Optional[float] = ..., shN_lr: _Optional[float] = ..., strategy: _Optional[_Union[DensifyStrategy, str]] = ..., refine_start: _Optional[int] = ..., refine_stop: _Optional[int] = ..., refine_every: _Optional[int] = ..., reset_every: _Optional[int] = ..., grow_grad2d: _Optional[float] = ..., cap_max: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., qat: _Optional[_Union[SplatTrainConfig.QatConfig, _Mapping]] = ...) -> None: ...
+    def __init__(self, steps: _Optional[int] = ..., sh_degree: _Optional[int] = ..., seed: _Optional[int] = ..., sh_degree_interval: _Optional[int] = ..., ssim_lambda: _Optional[float] = ..., init: _Optional[_Union[SplatInit, str]] = ..., init_num_points: _Optional[int] = ..., init_extent: _Optional[float] = ..., init_opacity: _Optional[float] = ..., init_scale: _Optional[float] = ..., means_lr: _Optional[float] = ..., means_lr_final: _Optional[float] = ..., scales_lr: _Optional[float] = ..., quats_lr: _Optional[float] = ..., opacities_lr: _Optional[float] = ..., sh0_lr: _Optional[float] = ..., shN_lr: _Optional[float] = ..., strategy: _Optional[_Union[DensifyStrategy, str]] = ..., refine_start: _Optional[int] = ..., refine_stop: _Optional[int] = ..., refine_every: _Optional[int] = ..., reset_every: _Optional[int] = ..., grow_grad2d: _Optional[float] = ..., cap_max: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., schedule: _Optional[_Union[TrainSchedule, str]] = ..., reset_on_white: _Optional[bool] = ..., qat: _Optional[_Union[SplatTrainConfig.QatConfig, _Mapping]] = ...) -> None: ...
 
 class FieldDatasetOptions(_message.Message):
     __slots__ = ("downscale", "background", "test_every")

@@ -179,6 +179,7 @@ def background(color: pb.Color, where: str = "background") -> list[float]:
 _POSITION_PRECISIONS = {pb.PRECISION_FIXED16: "fixed16", pb.PRECISION_FP16: "fp16", pb.PRECISION_FP32: "fp32"}
 _OPACITY_PRECISIONS = {pb.PRECISION_UINT8: "uint8", pb.PRECISION_FP16: "fp16"}
 _ENTROPIES = {pb.ENTROPY_ZSTD: "zstd", pb.ENTROPY_NONE: "none"}
+_IMPORTANCES = {pb.IMPORTANCE_VIEWS: "views", pb.IMPORTANCE_NONE: "none"}
 
 
 def quantize_config(msg: pb.QuantizeConfig) -> dict[str, Any]:
@@ -207,6 +208,7 @@ def quantize_config(msg: pb.QuantizeConfig) -> dict[str, Any]:
         ("position_precision", _POSITION_PRECISIONS, pb.Precision),
         ("opacity_precision", _OPACITY_PRECISIONS, pb.Precision),
         ("entropy", _ENTROPIES, pb.Entropy),
+        ("importance", _IMPORTANCES, pb.Importance),
     ):
         value = getattr(msg, name)
         if not msg.HasField(name) or value == 0:  # unset or UNSPECIFIED: the preset's value
@@ -221,6 +223,12 @@ def quantize_config(msg: pb.QuantizeConfig) -> dict[str, Any]:
         cfg["sh_degree"] = int(msg.sh_degree)
     if msg.HasField("strict"):
         cfg["strict"] = bool(msg.strict)
+    if msg.HasField("position_bits"):
+        cfg["position_bits"] = int(msg.position_bits)
+    if msg.HasField("prune"):
+        if not math.isfinite(msg.prune):
+            raise ConfigError(f"QuantizeConfig.prune must be a number in 0..0.9, got {msg.prune}")
+        cfg["prune"] = float(msg.prune)
     QuantizeConfig.from_preset(**cfg)  # the quantizer's own validation, as the worker runs it
     return cfg
 
@@ -360,7 +368,14 @@ def _enum_value(value: int, table: dict[int, str], enum: Any, where: str) -> str
     return table[value]
 
 
-_SPLAT_INITS = {pb.SPLAT_INIT_AUTO: "auto", pb.SPLAT_INIT_POINTS: "points", pb.SPLAT_INIT_RANDOM: "random"}
+_SPLAT_INITS = {
+    pb.SPLAT_INIT_AUTO: "auto",
+    pb.SPLAT_INIT_POINTS: "points",
+    pb.SPLAT_INIT_RANDOM: "random",
+    pb.SPLAT_INIT_OBJECT: "object",
+    pb.SPLAT_INIT_CAMERA_SPREAD: "camera_spread",
+}
+_SCHEDULES = {pb.TRAIN_SCHEDULE_FULL: "full", pb.TRAIN_SCHEDULE_FAST: "fast"}
 _STRATEGIES = {
     pb.DENSIFY_STRATEGY_DEFAULT: "default",
     pb.DENSIFY_STRATEGY_MCMC: "mcmc",
@@ -375,6 +390,8 @@ def splat_train_config(msg: pb.SplatTrainConfig) -> dict[str, Any]:
         cfg["init"] = _enum_value(cfg["init"], _SPLAT_INITS, pb.SplatInit, "SplatTrainConfig.init")
     if "strategy" in cfg:
         cfg["strategy"] = _enum_value(cfg["strategy"], _STRATEGIES, pb.DensifyStrategy, "SplatTrainConfig.strategy")
+    if "schedule" in cfg:
+        cfg["schedule"] = _enum_value(cfg["schedule"], _SCHEDULES, pb.TrainSchedule, "SplatTrainConfig.schedule")
     if msg.HasField("qat"):
         qat = _set_fields(msg.qat, "SplatTrainConfig.qat")
         if qat:
