@@ -361,8 +361,9 @@ def test_pool_quantize_job_produces_a_decodable_vqp(tmp_path: Path, donut: Path)
     vqp_id, report_id = rec.results
     assert store.stat(vqp_id).kind == "vqp" and store.stat(report_id).kind == "json"
     decoded = decode_vqp_splats(store.read_bytes(vqp_id))
-    assert decoded.num_gaussians == 3000
+    assert decoded.num_gaussians == 3000 - 450  # weighed by the job's cameras, the least important 15% dropped
     report = json.loads(store.read_bytes(report_id))
+    assert report["num_gaussians_input"] == 3000 and report["importance"] == "given"
     assert report["output_bytes"] == store.stat(vqp_id).size == rec.metrics["output_bytes"]
     assert rec.metrics["ratio"] == pytest.approx(ply.size / store.stat(vqp_id).size, rel=1e-6)
     assert rec.metrics["ratio"] > 3

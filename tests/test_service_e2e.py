@@ -71,14 +71,18 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         app.stop(0)
 
 
-@pytest.fixture(scope="module")
-def small_camera() -> Camera:
+def service_camera() -> Camera:
     """One 64x48 view of the donut, from the server's own orbit cameras (so it sees the scene)."""
     from vqpress_server.core.render.cameras import orbit_cameras
     from vqpress_server.core.splats.formats import read_splats
 
     cam = orbit_cameras(read_splats(DONUT), n=1, width=64, height=48)[0]
     return Camera(viewmat=cam.viewmat, K=cam.K, width=cam.width, height=cam.height, name="orbit0")
+
+
+@pytest.fixture(scope="module")
+def small_camera() -> Camera:
+    return service_camera()
 
 
 def _wait_for(job: vqpress.Job, states: set[JobState], timeout: float = 120.0) -> vqpress.JobStatus:
@@ -154,8 +158,12 @@ def test_quantize_matches_a_local_compress(service: Service, quantized: vqpress.
     assert report["ratio"] > 4 and report["output_bytes"] == remote.stat().st_size
     assert quantized.metrics["ratio"] == pytest.approx(report["ratio"])
 
+    from vqpress_server.core.render.cameras import Camera as CoreCamera
+
     local = tmp_path / "local.vqp"
-    compress_file(DONUT, local, CoreConfig(**FAST.overrides()), evaluate=False, device="cpu")
+    cam = service_camera()  # the job's camera weighs k-means and picks what is pruned: give it here too
+    cams = [CoreCamera(np.asarray(cam.viewmat, float), np.asarray(cam.K, float), cam.width, cam.height)]
+    compress_file(DONUT, local, CoreConfig(**FAST.overrides()), cameras=cams, evaluate=False, device="cpu")
     got = decode_splats(read_vqp(remote.read_bytes()))
     want = decode_splats(read_vqp(local.read_bytes()))
     assert got.keys() == want.keys()
@@ -276,7 +284,8 @@ def test_splats_arrays_are_quantized(
     st = service.client.quantize(splats, FAST, cameras=[small_camera]).wait(timeout=60)
     assert st.state is JobState.SUCCEEDED and st.metrics["ratio"] > 1
     vqp = decode_splats(read_vqp(service.client.download_bytes(st.results[0])))
-    assert vqp["means"].shape == (splats.num_gaussians, 3)
+    n = splats.num_gaussians
+    assert vqp["means"].shape == (n - int(0.15 * n), 3)  # weighed by the camera, the least important 15% dropped
     if inline_limit == 0:  # the client's .npz upload is stored under its content hash
         buf = io.BytesIO()
         np.savez(buf, **splats.arrays())
