@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 
+from ..core.atomic import fsync_dir
 from ..core.errors import VqpressInputError
 
 _ID_RE = re.compile(r"[0-9a-f]{64}")
@@ -268,7 +269,7 @@ class ArtifactStore:
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(mtmp)
-        _fsync_dir(obj.parent)
+        fsync_dir(obj.parent)
         return self.stat(digest)
 
     # -- reading ---------------------------------------------------------------------
@@ -357,12 +358,3 @@ class ArtifactStore:
             with contextlib.suppress(OSError):
                 if p.stat().st_mtime < cutoff:
                     p.unlink()
-
-
-def _fsync_dir(d: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

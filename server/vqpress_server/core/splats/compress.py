@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..atomic import atomic_write_bytes
 from ..errors import VqpressInputError
 from ..progress import Progress, sub_progress
 from .importance import importance_views, view_importance
@@ -164,20 +164,6 @@ def evaluate_quality(
     return sum(psnrs) / len(psnrs), sum(ssims) / len(ssims), psnrs
 
 
-def _write_atomic(dst: Path, data: bytes) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _evaluation_cameras(
     src: Path, splats: GaussianSplats, cameras: list[Any] | None, background: Sequence[float] | None
 ) -> tuple[list[Any], tuple[float, float, float], str]:
@@ -297,7 +283,7 @@ def compress_file(
 
     stage("write", q_end + 0.02)
     t0 = time.perf_counter()
-    _write_atomic(dst, data)
+    atomic_write_bytes(dst, data)
     timings["write"] = time.perf_counter() - t0
 
     from vqpress.vqp import read_vqp
