@@ -19,6 +19,7 @@ from vqpress.vqp import (
     Section,
     VqpFormatError,
     pack_bits,
+    read_header,
     read_vqp,
     unpack_bits,
     write_vqp,
@@ -175,6 +176,34 @@ def test_flipped_byte_in_manifest_or_header() -> None:
         read_vqp(data[:8] + struct.pack("<H", 2) + data[10:])
     with pytest.raises(VqpFormatError, match="flags"):
         read_vqp(data[:10] + struct.pack("<H", 1) + data[12:])
+
+
+def test_header_reader_reads_the_manifest_alone_and_refuses_what_read_vqp_refuses(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """read_header (what the service uses to tell a field from a splat scene) needs only the header and
+    the manifest, and sees the same damage there as read_vqp."""
+    data = _sample()
+    doc, base = _split(data)
+    path = tmp_path / "head.vqp"
+    path.write_bytes(data[:base])  # the payloads cut off
+    header = read_header(path)
+    assert (header.kind, header.version, header.payload_offset) == (doc["kind"], VERSION, base)
+    assert header.meta == doc["meta"] and header.sections == doc["sections"]
+    with pytest.raises(VqpFormatError, match="truncated"):
+        read_vqp(data[:base])
+    for bad, match in (
+        (
+            data[: HEADER_BYTES + 5] + bytes([data[HEADER_BYTES + 5] ^ 1]) + data[HEADER_BYTES + 6 :],
+            "manifest checksum",
+        ),
+        (data[: base - 1], "truncated"),
+        (data[:8] + struct.pack("<H", 2) + data[10:], "unsupported .vqp version 2"),
+        (data[:10], "shorter than"),
+    ):
+        path.write_bytes(bad)
+        with pytest.raises(VqpFormatError, match=match):
+            read_header(path)
+        with pytest.raises(VqpFormatError, match=match):
+            read_vqp(bad)
 
 
 def test_truncation_at_every_boundary_and_byte() -> None:

@@ -1,7 +1,7 @@
 """The .vqp container: one self-describing file per compressed scene or field (numpy + zstandard only).
 
-This module is the single definition of the format. The server writes it through
-``vqpress_server.core.codec``; users read it here without torch.
+This module is the single definition of the format: the server writes and reads it through these
+functions, users read it here without torch.
 
 Byte layout (all integers little-endian)::
 
@@ -51,7 +51,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 
@@ -285,18 +285,23 @@ def _check_entry(e: Any, i: int, fail: Any) -> None:
         fail(f"section '{e['name']}': the delta filter needs an unsigned dtype, got {e['dtype']}")
 
 
-def read_vqp(
-    data: bytes | bytearray | memoryview,
-    name: str = "<bytes>",
-    *,
-    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
-) -> VqpFile:
-    """Parse and validate .vqp bytes. Raises ``VqpFormatError`` naming the problem.
+@dataclass(frozen=True)
+class VqpHeader:
+    """The fixed header and the manifest of a .vqp file: what it holds, without its payloads."""
 
-    ``max_decoded_bytes`` caps the total size of the decoded arrays (default 16 GiB).
-    """
+    kind: str  # "splats" | "field"
+    version: int
+    meta: dict[str, Any]  # the writer's meta dict
+    sections: list[dict[str, Any]]  # the manifest's section entries, not yet checked
+    payload_offset: int  # where the first section's bytes start: HEADER_BYTES + manifest length
 
-    def fail(msg: str) -> None:
+
+def parse_header(data: bytes | bytearray | memoryview, name: str = "<bytes>") -> VqpHeader:
+    """The header and manifest at the start of ``data`` (the payloads may be missing: only the first
+    ``HEADER_BYTES`` + manifest length bytes are read). Raises ``VqpFormatError`` naming the problem.
+    The one parser of the header: ``read_vqp`` and every check of a stored file's kind go through it."""
+
+    def fail(msg: str) -> NoReturn:
         raise VqpFormatError(f"{name}: {msg}")
 
     buf = memoryview(data).cast("B")
@@ -329,10 +334,39 @@ def read_vqp(
     meta = doc.get("meta", {})
     if not isinstance(meta, dict):
         fail("manifest 'meta' must be an object")
+    return VqpHeader(kind, version, meta, doc["sections"], HEADER_BYTES + mlen)
 
-    base = HEADER_BYTES + mlen
+
+def read_header(path: str | os.PathLike[str], name: str | None = None) -> VqpHeader:
+    """``parse_header`` of a file, reading only its header and manifest (at most 16 MiB)."""
+    with open(path, "rb") as f:
+        head = f.read(HEADER_BYTES)
+        mlen = _HEADER.unpack(head)[3] if len(head) == HEADER_BYTES else 0
+        rest = f.read(min(mlen, MAX_MANIFEST_BYTES))
+    return parse_header(head + rest, os.fspath(path) if name is None else name)
+
+
+def read_vqp(
+    data: bytes | bytearray | memoryview,
+    name: str = "<bytes>",
+    *,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+) -> VqpFile:
+    """Parse and validate .vqp bytes. Raises ``VqpFormatError`` naming the problem.
+
+    ``max_decoded_bytes`` caps the total size of the decoded arrays (default 16 GiB).
+    """
+
+    def fail(msg: str) -> None:
+        raise VqpFormatError(f"{name}: {msg}")
+
+    buf = memoryview(data).cast("B")
+    total = len(buf)
+    header = parse_header(buf, name)
+    kind, version, meta = header.kind, header.version, header.meta
+    base = header.payload_offset
     payload_len = total - base
-    entries: list[dict[str, Any]] = doc["sections"]
+    entries = header.sections
     # Validate every entry and every length before decoding (and allocating) anything.
     expected_offset, decoded_total, seen = 0, 0, set()
     for i, e in enumerate(entries):
@@ -558,10 +592,13 @@ __all__ = [
     "Section",
     "VqpFile",
     "VqpFormatError",
+    "VqpHeader",
     "bits_for",
     "check_splats_layout",
     "decode_splats",
     "pack_bits",
+    "parse_header",
+    "read_header",
     "read_splats",
     "morton_decode16",
     "position_bits",

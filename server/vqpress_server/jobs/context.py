@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..artifacts import ArtifactInfo, ArtifactStore
 from ..core.errors import Cancelled, FormatError, VqpressInputError
+from ..core.magic import read_head, scene_format
 from .model import JobRecord, JobState, LeaseLost
 from .table import JobTable
 
@@ -172,9 +173,6 @@ class WarmState:
             self._fields.popitem(last=False)
         return entry
 
-    def cached(self) -> list[str]:
-        return list(self._scenes) + list(self._fields)
-
 
 class JobContext:
     """Passed to a handler: the job's spec, sources, scratch space, progress and cancellation."""
@@ -307,15 +305,9 @@ def artifact_errors(path: Path, name: str) -> Iterator[None]:
 
 def _sniff_kind(path: Path) -> str | None:
     """The scene kind of a file whose artifact kind says nothing (e.g. "bin"), from its content."""
-    try:
-        from vqpress.vqp import MAGIC
-
-        with open(path, "rb") as f:
-            if f.read(len(MAGIC)) == MAGIC:
-                return "vqp"
-    except ImportError:
-        pass
-    from ..core.splats.formats import detect_format
+    if scene_format(read_head(path)) == "vqp":
+        return "vqp"
+    from ..core.splats.formats import detect_format  # here: the scene readers import torch
 
     try:
         fmt = detect_format(path)

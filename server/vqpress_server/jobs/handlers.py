@@ -298,27 +298,12 @@ def is_field_source(src: Source) -> bool:
 def vqp_container_kind(path: Path) -> str | None:
     """The ``kind`` of a .vqp container ("splats", "field"), reading only its header and manifest;
     None when the file is not a readable .vqp (the full reader then reports what is wrong)."""
-    import struct
-    import zlib
+    from vqpress.vqp import VqpFormatError, read_header
 
-    from vqpress.vqp import HEADER_BYTES, MAGIC, MAX_MANIFEST_BYTES
-
-    with open(path, "rb") as f:
-        head = f.read(HEADER_BYTES)
-        if len(head) < HEADER_BYTES or not head.startswith(MAGIC):
-            return None
-        mlen, mcrc = struct.unpack_from("<II", head, len(MAGIC) + 4)
-        if mlen > MAX_MANIFEST_BYTES:
-            return None
-        manifest = f.read(mlen)
-    if len(manifest) != mlen or zlib.crc32(manifest) != mcrc:
-        return None
     try:
-        doc = json.loads(manifest.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        return read_header(path).kind
+    except VqpFormatError:
         return None
-    kind = doc.get("kind") if isinstance(doc, dict) else None
-    return kind if isinstance(kind, str) else None
 
 
 def _train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:

@@ -9,9 +9,7 @@ the call with INVALID_ARGUMENT instead of failing a job later. The worker reads 
 from __future__ import annotations
 
 import io
-import json
 import multiprocessing
-import struct
 import tarfile
 import threading
 import zipfile
@@ -23,18 +21,17 @@ from typing import Any
 
 import grpc
 import numpy as np
-from vqpress.vqp import HEADER_BYTES as VQP_HEADER_BYTES
 from vqpress.vqp import MAGIC as VQP_MAGIC
-from vqpress.vqp import MAX_MANIFEST_BYTES
+from vqpress.vqp import VqpFormatError, read_header
 
 from ..artifacts.store import ArtifactStore
 from ..core.errors import ConfigError, FormatError, NonFiniteError, VqpressInputError
+from ..core.magic import dataset_format, read_head, scene_format
 from . import convert
 from .errors import ServiceError, invalid_argument
 
 SCENE_KINDS = ("ply", "compressed_ply", "splat", "spz", "npz", "vqp")
 UNKNOWN_KIND = "bin"  # the store's kind for a name without a known extension: decided by content
-_HEAD_BYTES = 1 << 16  # how much of a file the check reads: 64 KiB
 _SPLAT_RECORD = 32  # bytes per Gaussian in a .splat file
 _NPZ_REQUIRED = {f"{k}.npy" for k in convert.SPLAT_FIELDS[:5]}
 
@@ -81,9 +78,7 @@ def check_scene_artifact(store: ArtifactStore, artifact_id: str) -> str:
         )
     path = store.path(artifact_id)
     label = f"artifact {artifact_id} ({info.name!r}, kind {info.kind!r})"
-    with open(path, "rb") as f:
-        head = f.read(_HEAD_BYTES)
-    found = sniff(head)
+    found = sniff(read_head(path))
     if info.kind == UNKNOWN_KIND:
         if found is None:
             raise FormatError(
@@ -113,21 +108,10 @@ def check_scene_artifact(store: ArtifactStore, artifact_id: str) -> str:
 
 def sniff(head: bytes) -> str | None:
     """The scene format the first bytes show (ply covers compressed_ply), or None. .splat has no magic."""
-    if head.startswith((b"ply\n", b"ply\r\n")):
-        return "ply" if b"end_header" in head else None
-    if head.startswith(VQP_MAGIC):
-        return "vqp"
-    if head.startswith(b"NGSP"):
-        return "spz"
-    if head.startswith(b"\x1f\x8b"):
-        try:
-            inner = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS).decompress(head, 4)
-        except zlib.error:
-            return None
-        return "spz" if inner == b"NGSP" else None
-    if head.startswith(b"PK\x03\x04"):
-        return "npz"
-    return None
+    found = scene_format(head)
+    if found == "ply" and b"end_header" not in head:
+        return None  # a PLY header longer than what was read is no scene we can check
+    return found
 
 
 def _check_npz(path: Path, label: str) -> None:
@@ -152,27 +136,19 @@ def field_manifest(store: ArtifactStore, artifact_id: str) -> dict[str, Any] | N
     info = store.stat(artifact_id)
     if info.kind not in ("vqp", UNKNOWN_KIND):
         return None
-    with open(store.path(artifact_id), "rb") as f:
-        head = f.read(VQP_HEADER_BYTES)
-        if len(head) < VQP_HEADER_BYTES or not head.startswith(VQP_MAGIC):
-            return None
-        mlen, mcrc = struct.unpack_from("<II", head, 12)
-        label = f"artifact {artifact_id} ({info.name!r})"
-        if mlen > MAX_MANIFEST_BYTES:
-            raise FormatError(label, f".vqp manifest length {mlen} is over {MAX_MANIFEST_BYTES} bytes")
-        raw = f.read(mlen)
-    if len(raw) != mlen or zlib.crc32(raw) != mcrc:
-        raise FormatError(label, ".vqp manifest is truncated or corrupted (length or CRC-32 mismatch)")
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(label, f".vqp manifest is not JSON: {e}") from None
-    if not isinstance(doc, dict) or doc.get("kind") != "field":
+    path = store.path(artifact_id)
+    if scene_format(read_head(path, len(VQP_MAGIC))) != "vqp":
         return None
-    meta = doc.get("meta")
-    if not isinstance(meta, dict) or not isinstance(meta.get("grid"), dict):
+    label = f"artifact {artifact_id} ({info.name!r})"
+    try:
+        header = read_header(path, label)
+    except VqpFormatError as e:
+        raise FormatError(label, str(e).removeprefix(f"{label}: ")) from None
+    if header.kind != "field":
+        return None
+    if not isinstance(header.meta.get("grid"), dict):
         raise FormatError(label, "field .vqp manifest lacks its grid description")
-    return meta
+    return header.meta
 
 
 def _field_artifact(store: ArtifactStore, artifact_id: str) -> str:
@@ -255,22 +231,6 @@ def encode_inline_field(config: dict[str, Any], arrays: dict[str, np.ndarray]) -
 
 # -- training datasets --------------------------------------------------------------------
 
-_IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg"}
-_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")  # gzip, bzip2, xz (a compressed tar)
-
-
-def dataset_kind(head: bytes) -> str | None:
-    """What the first bytes of a dataset artifact show: "archive" (zip or tar), "image" (PNG or JPEG), or None."""
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return "archive"
-    if len(head) >= 262 and head[257:262] == b"ustar":
-        return "archive"
-    if head.startswith(_COMPRESSED_MAGIC):
-        return "archive"
-    if any(head.startswith(m) for m in _IMAGE_MAGIC):
-        return "image"
-    return None
-
 
 def check_dataset_artifact(store: ArtifactStore, artifact_id: str, *, allow_image: bool) -> str:
     """ "archive" or "image": what a stored dataset is, by content; raises when it is neither.
@@ -287,7 +247,7 @@ def check_dataset_artifact(store: ArtifactStore, artifact_id: str, *, allow_imag
         )
     with open(store.path(artifact_id), "rb") as f:
         head = f.read(512)
-    found = dataset_kind(head)
+    found = dataset_format(head)
     if found == "archive" and head.startswith(b"\x1f\x8b") and not _is_compressed_tar(store.path(artifact_id)):
         found = None
     if found is None or (found == "image" and not allow_image):

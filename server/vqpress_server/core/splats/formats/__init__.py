@@ -20,7 +20,6 @@ writing it loses.
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +27,11 @@ from typing import Literal, get_args
 
 import torch
 
+from ...atomic import atomic_write_bytes
 from ...errors import FormatError, VqpressInputError
+from ...magic import GZIP_MAGIC, HEAD_BYTES, scene_format
 from ..model import GaussianSplats, RepairReport
-from ._plyheader import is_ply, parse_header
+from ._plyheader import parse_header
 from .compressed_ply import encode_compressed_ply, is_compressed_header, read_compressed_ply
 from .filters import ExportFilter, FilterReport, filter_splats
 from .npz import encode_npz, read_npz
@@ -106,27 +107,22 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
-            head = f.read(1 << 16)  # enough for a gzip stream's first deflate block header
+            head = f.read(HEAD_BYTES)
     except OSError as e:
         raise FormatError(path, f"cannot read the file: {e.strerror or e}") from None
     if size == 0:
         if _format_from_name(path) == "splat":
             return "splat"  # a .splat has no header: zero bytes is a valid scene of zero splats
         raise FormatError(path, "the file is empty")
-    if is_ply(head):
+    found = scene_format(head)
+    if found == "ply":
         return "compressed_ply" if is_compressed_header(parse_header(path)) else "ply"
-    if head.startswith(b"NGSP"):
+    if found == "spz":
         return "spz"
-    if head.startswith(b"\x1f\x8b"):
-        try:
-            inner = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS).decompress(head, 4)
-        except zlib.error:
-            inner = b""
-        if inner == b"NGSP":
-            return "spz"
-        raise FormatError(path, "a gzip file that is not an spz scene")
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+    if found == "npz":  # a zip: a bundled SOG or an .npz
         return "sog" if sniff_sog_zip(path) else "npz"
+    if head.startswith(GZIP_MAGIC):
+        raise FormatError(path, "a gzip file that is not an spz scene")
     if head.lstrip()[:1] == b"{" and _format_from_name(path) == "sog":
         return "sog"
     if _format_from_name(path) == "splat":
@@ -204,10 +200,10 @@ def write_splats(
     if fmt == "sog" and path.name.lower() == "meta.json":
         files = encode_sog_files(splats, options.sog)
         for name in sorted(files, key=lambda n: n == "meta.json"):  # meta.json last: it names the rest
-            _write_atomic(path.with_name(name), files[name])
+            atomic_write_bytes(path.with_name(name), files[name])
         return sum(len(b) for b in files.values())
     data = _ENCODERS[fmt](splats, options)
-    _write_atomic(path, data)
+    atomic_write_bytes(path, data)
     return len(data)
 
 
@@ -223,16 +219,6 @@ def export_splats(
     written and what the filters dropped. Every export of a scene to a file goes through here."""
     kept, report = filter_splats(splats, filters)
     return write_splats(kept, path, fmt, options=options), report
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 __all__ = [

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import FormatError
+from ...magic import is_ply
 
 MAX_HEADER_BYTES = 1 << 16  # a splat PLY header is a few KB; anything longer is not one
 
@@ -70,10 +71,6 @@ class PlyHeader:
                 return off
             off += e.nbytes
         raise KeyError(name)
-
-
-def is_ply(head: bytes) -> bool:
-    return head.startswith(b"ply\n") or head.startswith(b"ply\r\n")
 
 
 def parse_header(path: str | os.PathLike[str]) -> PlyHeader:
