@@ -262,9 +262,14 @@ def test_dense_field_is_quantized_post_hoc_and_rendered(client: Client, tmp_path
     with pytest.raises(VqpressError) as e:
         client.quantize(DONUT, FieldQuantizeConfig(bits=2))
     assert e.value.code == "INVALID_ARGUMENT" and "field_config" in e.value.message
-    with pytest.raises(VqpressError) as e:
-        client.quantize(dense_ref, FieldQuantizeConfig(bits=11))
-    assert e.value.code == "INVALID_ARGUMENT" and "bits" in e.value.message
+    # Out-of-range options are refused at the call, naming the field, before any job is queued.
+    before = len(client.jobs())
+    for bad, name in ((FieldQuantizeConfig(bits=11), "bits"), (FieldQuantizeConfig(iters=0), "iters"),
+                      (FieldQuantizeConfig(method="lra", rank=SMALL_GRID["features"] + 1), "rank")):  # fmt: skip
+        with pytest.raises(VqpressError) as e:
+            client.quantize(dense_ref, bad)
+        assert e.value.code == "INVALID_ARGUMENT" and f"FieldQuantizeConfig.{name}" in e.value.message, e.value
+    assert len(client.jobs()) == before
 
 
 @pytest.mark.parametrize(

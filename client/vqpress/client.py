@@ -357,15 +357,15 @@ def _quantize_fields(
     background: Sequence[float] | None,
     evaluate: bool,
 ) -> dict[str, Any]:
-    field_cfg = None
+    options: dict[str, Any]  # QuantizeRequest.options is a oneof: set the one config that fits
     if isinstance(config, FieldQuantizeConfig):
-        field_cfg = _fill(pb.FieldQuantizeConfig(), set_fields(config.validate()))
-        config = None
+        options = {"field_config": _fill(pb.FieldQuantizeConfig(), set_fields(config.validate()))}
+    else:
+        options = {"config": _config_pb(config)}
     return {
-        "config": _config_pb(config),
+        **options,
         "cameras": [_camera_pb(c) for c in cameras or ()],
         "background": _color_pb(background) if background is not None else None,
-        "field_config": field_cfg,
         "evaluate": None if evaluate else False,
     }
 

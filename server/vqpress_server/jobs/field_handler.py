@@ -36,7 +36,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import tarfile
 import time
 import zipfile
@@ -44,9 +43,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.checkpoint import load_checkpoint, save_checkpoint
 from ..core.errors import ConfigError, VqpressInputError
+from ..core.fields.config import FieldQuantizeConfig, field_config_from_spec
 from ..core.fields.config import check_spec_fields as _check_fields
-from ..core.fields.config import field_config_from_spec
+from ..core.magic import dataset_format, read_head
 from .context import JobContext, Source, artifact_errors
 from .handlers import HandlerResult, Output, background, cameras, is_field_source, render_encoding, save_view
 from .train_handler import MAX_ARCHIVE_BYTES, MAX_ARCHIVE_FILES
@@ -65,10 +66,7 @@ CHECKPOINT_NAME = "field.pt"
 CHECKPOINT_FORMAT = 2  # 2: sparse VQ-AD state and unbounded boxes; older checkpoints start over
 CHECKPOINTS_PER_RUN = 10  # a checkpoint every tenth of the run (rounded up to a multiple of log_every)
 MAX_EVAL_VIEWS = 16  # held-out views a 3D report renders
-QUANTIZE_DEFAULTS: dict[str, Any] = {"method": "kmvq", "bits": 4, "rank": 4, "iters": 10, "seed": 0}
-MAX_KMEANS_ITERS = 1000
 TRAIN_SHARE = 0.95  # progress fraction of TRAIN_FIELD spent training; evaluation takes the rest
-_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # PNG, JPEG
 
 log = logging.getLogger(__name__)
 
@@ -110,20 +108,6 @@ def dataset_config(value: Any) -> DatasetConfig:
     return cfg
 
 
-def _quantize_options(value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f'field must be {{"method": "kmvq" | "lra", ...}}, got {str(value)[:80]}')
-    _check_fields(value, QUANTIZE_DEFAULTS, "field")
-    opts = {**QUANTIZE_DEFAULTS, **value}
-    if opts["method"] not in ("kmvq", "lra"):
-        raise ConfigError(f"field.method must be 'kmvq' or 'lra', got {str(opts['method'])[:40]!r}")
-    if not 1 <= opts["bits"] <= 10:
-        raise ConfigError(f"field.bits must be in 1..10 (a codebook of 2^bits entries per level), got {opts['bits']}")
-    if not 1 <= opts["iters"] <= MAX_KMEANS_ITERS:
-        raise ConfigError(f"field.iters must be in 1..{MAX_KMEANS_ITERS}, got {opts['iters']}")
-    return opts
-
-
 # -- the dataset -------------------------------------------------------------------------
 def _dataset_path(ctx: JobContext, ref: Any) -> tuple[Path, str, str]:
     """(file, artifact name, artifact id) of the spec's dataset reference."""
@@ -135,9 +119,7 @@ def _dataset_path(ctx: JobContext, ref: Any) -> tuple[Path, str, str]:
 
 def _dataset_kind(path: Path, name: str) -> str:
     """Whether the dataset is an "image" (PNG/JPEG) or an "archive" (zip/tar), from its content."""
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if head.startswith(_IMAGE_MAGIC):
+    if dataset_format(read_head(path, 16)) == "image":
         return "image"
     if zipfile.is_zipfile(path) or tarfile.is_tarfile(path):
         return "archive"
@@ -154,30 +136,6 @@ def checkpoint_interval(train: TrainConfig) -> int:
     return max(train.log_every, math.ceil(every / train.log_every) * train.log_every)
 
 
-def _load_checkpoint(path: Path, run: dict[str, Any]) -> dict[str, Any] | None:
-    import torch
-
-    if not path.is_file():
-        return None
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # our own file, written atomically: unreadable means start over
-        log.warning("ignoring unreadable checkpoint %s: %s", path, e)
-        return None
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or ck.get("run") != run:
-        return None
-    return ck
-
-
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
 FitFn = Callable[[dict[str, Any] | None, Callable[..., None], Callable[["FitResult"], None], int], "FitResult"]
 
 
@@ -188,7 +146,7 @@ def fit_with_checkpoints(
     resuming from the job's last checkpoint. ``fit(resume, progress, on_checkpoint, every)`` runs
     the fit. Returns (result with the whole run's history and time, resumed-from step)."""
     path = ctx.checkpoint_dir / CHECKPOINT_NAME
-    ck = _load_checkpoint(path, run)
+    ck = load_checkpoint(path, format=CHECKPOINT_FORMAT, run=run)
     resume = {k: ck[k] for k in ("config", "state", "step")} if ck else None
     resumed_from = int(ck["step"]) if ck else None
     history: list[dict[str, float]] = list(ck["history"]) if ck else []
@@ -207,7 +165,7 @@ def fit_with_checkpoints(
 
     def save(res: FitResult) -> None:
         top = max(peak or 0, res.peak_memory_bytes or 0) or None  # None on CPU
-        _save_checkpoint(
+        save_checkpoint(
             path,
             {
                 **res.checkpoint(),
@@ -471,22 +429,22 @@ def run_quantize_field(ctx: JobContext, spec: Mapping[str, Any], src: Source) ->
             f'{src.info.name} is a neural field: give "field": {{"method": "kmvq" | "lra", ...}} to quantize it '
             "(splat quantize options do not apply)"
         )
-    opts = _quantize_options(spec["field"])
+    opts = FieldQuantizeConfig.from_dict(spec["field"])
     cams = cameras(spec.get("cameras"), required=False)
     bg = background(spec.get("background"))
     t0 = time.perf_counter()
     model, src_extra = load_field(ctx, src)
     ctx.progress("quantize", 0.0)
-    if opts["method"] == "kmvq":
+    if opts.method == "kmvq":
 
         def progress(stage: str, fraction: float, metrics: Mapping[str, float] | None = None) -> None:
             ctx.progress(stage, 0.9 * fraction, metrics)  # the last tenth: evaluation
 
-        out = kmvq_field(model, opts["bits"], iters=opts["iters"], seed=opts["seed"], progress=progress)
-        method = f"kmvq b={opts['bits']}"
+        out = kmvq_field(model, opts.bits, iters=opts.iters, seed=opts.seed, progress=progress)
+        method = f"kmvq b={opts.bits}"
     else:
-        out = lra_field(model, opts["rank"])
-        method = f"lra r={opts['rank']}"
+        out = lra_field(model, opts.rank)
+        method = f"lra r={opts.rank}"
     ctx.check_cancelled()
     ctx.progress("evaluate", 0.9)
     compare: str | None = None
@@ -517,7 +475,7 @@ def run_quantize_field(ctx: JobContext, spec: Mapping[str, Any], src: Source) ->
         psnr_reference=compare,
         source_psnr=source_psnr,
         seconds=time.perf_counter() - t0,
-        options=opts,
+        options=opts.as_dict(),
     )
     report_path = ctx.scratch / "report.json"
     report_path.write_text(json.dumps(rep, indent=2))

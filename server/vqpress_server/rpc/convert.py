@@ -15,6 +15,7 @@ from vqpress.v1 import vqpress_pb2 as pb
 
 from ..artifacts.store import ArtifactInfo
 from ..core.errors import ConfigError, NonFiniteError, VqpressInputError
+from ..core.fields.config import FieldQuantizeConfig
 from ..core.splats.quantize_config import MAX_CODEBOOK, MAX_ITERS, PRESETS, QuantizeConfig
 from ..jobs.model import JobKind, JobRecord, JobState
 
@@ -471,25 +472,23 @@ FIELD_QUANTIZE_METHODS = {
     pb.FIELD_QUANTIZE_METHOD_KMVQ: "kmvq",
     pb.FIELD_QUANTIZE_METHOD_LRA: "lra",
 }
-FIELD_QUANTIZE_DEFAULTS: dict[str, Any] = {"method": "kmvq", "bits": 4, "rank": 4, "iters": 10, "seed": 0}
-MAX_FIELD_BITS = 10
 
 
-def field_quantize_config(msg: pb.FieldQuantizeConfig, grid: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The spec dict of a FieldQuantizeConfig (every key filled in), validated; ``grid`` is the stored
-    field's grid description (its manifest's "grid"), checked to be an uncompressed dense grid."""
+def field_quantize_config(msg: pb.FieldQuantizeConfig, grid: dict[str, Any] | None = None) -> FieldQuantizeConfig:
+    """The FieldQuantizeConfig a request asked for (unset fields: the defaults), validated by the
+    worker's own dataclass; ``grid`` is the stored field's grid description (its manifest's "grid"),
+    whose features bound the LRA rank."""
     method = _enum_value(msg.method, FIELD_QUANTIZE_METHODS, pb.FieldQuantizeMethod, "FieldQuantizeConfig.method")
-    cfg = {**FIELD_QUANTIZE_DEFAULTS, **_set_fields(msg, "FieldQuantizeConfig"), "method": method}
-    if not 1 <= cfg["bits"] <= MAX_FIELD_BITS:
-        raise ConfigError(f"FieldQuantizeConfig.bits must be in 1..{MAX_FIELD_BITS}, got {cfg['bits']}")
-    if not 0 <= cfg["iters"] <= MAX_ITERS:
-        raise ConfigError(f"FieldQuantizeConfig.iters must be in 0..{MAX_ITERS}, got {cfg['iters']}")
-    if cfg["seed"] >= 2**63:
-        raise ConfigError(f"FieldQuantizeConfig.seed must be below 2^63, got {cfg['seed']}")
+    values = {**_set_fields(msg, "FieldQuantizeConfig"), "method": method}
+    if values.get("seed", 0) >= 2**63:
+        raise ConfigError(f"FieldQuantizeConfig.seed must be below 2^63, got {values['seed']}")
     features = grid.get("features") if grid else None
-    max_rank = features if isinstance(features, int) and features > 0 else 64
-    if not 1 <= cfg["rank"] <= max_rank:
-        raise ConfigError(f"FieldQuantizeConfig.rank must be in 1..{max_rank} (the grid's features), got {cfg['rank']}")
+    cfg = FieldQuantizeConfig.from_dict(values, "FieldQuantizeConfig")
+    if isinstance(features, int) and not isinstance(features, bool) and features > 0:
+        try:
+            cfg.validate(features)
+        except ConfigError as e:
+            raise ConfigError(f"FieldQuantizeConfig.{e}") from None
     return cfg
 
 

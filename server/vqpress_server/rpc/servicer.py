@@ -122,13 +122,19 @@ class VqpressServicer(pb_grpc.VqpressServicer):
         field = field_manifest(self.store, source["artifact"])
         spec: dict[str, Any]
         if field is not None:  # post-hoc compression of a stored dense field
+            if request.WhichOneof("options") == "config" and request.config.ByteSize():
+                raise invalid_argument(
+                    "QuantizeRequest.config (QuantizeConfig) applies to Gaussian splat scenes; this source is "
+                    "a neural field: set field_config (FieldQuantizeConfig) instead"
+                )
             if not convert.is_dense_field_grid(field["grid"]):
                 raise ServiceError(
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"field {source['artifact']} is stored as {field['grid'].get('storage')!r}: post-hoc "
                     "quantization needs a field trained with a dense grid (VQ-AD and hash fields are trained compact)",
                 )
-            spec = {"source": source, "field": convert.field_quantize_config(request.field_config, field["grid"])}
+            field_config = convert.field_quantize_config(request.field_config, field["grid"])
+            spec = {"source": source, "field": field_config.as_dict()}
             return pb.JobRef(id=self._submit(JobKind.QUANTIZE, spec).id)
         if request.HasField("field_config"):
             raise invalid_argument(

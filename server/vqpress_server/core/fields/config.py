@@ -200,6 +200,58 @@ class TrainConfig:
             raise ConfigError("occupancy_update_every and log_every must be >= 1, occupancy_warmup >= 0")
 
 
+MAX_POSTHOC_BITS = 10  # kmVQ: at most 2^10 centroids per level
+MAX_POSTHOC_ITERS = 1000  # kmVQ: most Lloyd iterations
+MAX_POSTHOC_RANK = 64  # LRA: the most features a grid level has
+
+
+@dataclass(frozen=True)
+class FieldQuantizeConfig:
+    """Post-hoc compression of a field trained with a dense grid (``core/fields/posthoc.py``)."""
+
+    method: Literal["kmvq", "lra"] = "kmvq"  # k-means VQ per level, or low-rank (truncated SVD) per level
+    bits: int = 4  # kmvq: 2^bits centroids per level, 1..10
+    rank: int = 4  # lra: rank, 1..the grid's features
+    iters: int = 10  # kmvq: Lloyd iterations, 1..1000
+    seed: int = 0  # kmvq: k-means seed, 0..2^63-1
+
+    def validate(self, features: int | None = None) -> FieldQuantizeConfig:
+        """Raise ConfigError naming the first out-of-range field; ``features`` (the grid's features
+        per level, when known) bounds ``rank``. Returns self."""
+        max_rank = features if features is not None else MAX_POSTHOC_RANK
+        checks = (
+            ("method", self.method in ("kmvq", "lra"), "'kmvq' or 'lra'"),
+            ("bits", _int_in(self.bits, 1, MAX_POSTHOC_BITS), f"an integer in 1..{MAX_POSTHOC_BITS}"),
+            ("rank", _int_in(self.rank, 1, max_rank), f"an integer in 1..{max_rank} (the grid's features)"),
+            ("iters", _int_in(self.iters, 1, MAX_POSTHOC_ITERS), f"an integer in 1..{MAX_POSTHOC_ITERS}"),
+            ("seed", _int_in(self.seed, 0, 2**63 - 1), "an integer in 0..2^63-1"),
+        )
+        for name, ok, what in checks:
+            if not ok:
+                raise ConfigError(f"{name} must be {what}, got {str(getattr(self, name))[:40]!r}")
+        return self
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None, where: str = "field") -> FieldQuantizeConfig:
+        """From an untrusted JSON object of the fields to change (None = defaults): unknown keys and
+        values of the wrong type raise ConfigError naming ``where``; validated."""
+        values = {} if values is None else values
+        if not isinstance(values, Mapping):
+            raise ConfigError(f'{where} must be {{"method": "kmvq" | "lra", ...}}, got {str(values)[:80]}')
+        check_spec_fields(values, asdict(cls()), where)
+        try:
+            return cls(**values).validate()
+        except ConfigError as e:
+            raise ConfigError(f"{where}.{e}") from None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _int_in(v: Any, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
 def grid_kind(cfg: GridConfig) -> str:
     """The manifest name of a grid kind: "dense", "vqad" or "hash"."""
     if isinstance(cfg, DenseGridConfig):
