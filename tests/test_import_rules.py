@@ -137,3 +137,21 @@ def test_the_grpc_process_imports_no_torch() -> None:
     r = run_blocked("torch,gsplat", "vqpress_server.rpc", "vqpress_server.app")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok []"
+
+
+def test_the_numpy_decoder_and_the_core_import_without_grpc() -> None:
+    """`import vqpress.vqp`, the quantizer and the field codec load where grpc and protobuf are missing
+    (or too old for the generated code); `vqpress.Client` loads the gRPC client on first use."""
+    core = (
+        "vqpress_server.core.splats.quantize",
+        "vqpress_server.core.splats.compress",
+        "vqpress_server.core.fields.serialize",
+    )
+    r = run_blocked("grpc,google", "vqpress.vqp", "vqpress.types", *core)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok []"
+    r = subprocess.run(
+        [sys.executable, "-c", "import vqpress; print(vqpress.Client.__module__, vqpress.CHUNK_BYTES)"],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert r.returncode == 0 and r.stdout.split() == ["vqpress.client", str(1 << 20)], r.stderr

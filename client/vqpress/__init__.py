@@ -7,9 +7,9 @@ with vqpress.Client("localhost:50051") as c:
     job.download_results("out/")
 """
 
-from ._transport import CHUNK_BYTES, MAX_MESSAGE_BYTES, TlsConfig
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .client import Client, Job
 from .errors import JobCancelled, JobFailed, JobTimeout, MissingDependencyError, VqpressError
 from .types import (
     ArtifactInfo,
@@ -32,6 +32,32 @@ from .types import (
     VqadGridConfig,
     load_cameras_json,
 )
+
+if TYPE_CHECKING:
+    from ._transport import CHUNK_BYTES, MAX_MESSAGE_BYTES, TlsConfig
+    from .client import Client, Job
+
+# The gRPC client loads on first use, so that `import vqpress.vqp` (the numpy decoder) and the
+# dataclasses work where grpcio is missing or older than the generated code needs.
+_LAZY = {
+    "CHUNK_BYTES": "._transport",
+    "MAX_MESSAGE_BYTES": "._transport",
+    "TlsConfig": "._transport",
+    "Client": ".client",
+    "Job": ".client",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vqpress' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CHUNK_BYTES",
@@ -65,3 +91,7 @@ __all__ = [
     "__version__",
     "load_cameras_json",
 ]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

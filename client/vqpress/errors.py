@@ -6,8 +6,10 @@ import contextlib
 import importlib
 from collections.abc import Iterator
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-import grpc
+if TYPE_CHECKING:
+    import grpc
 
 
 class VqpressError(Exception):
@@ -94,6 +96,8 @@ def invalid(message: str) -> VqpressError:
 
 def from_rpc_error(err: grpc.RpcError) -> VqpressError:
     """Convert a ``grpc.RpcError`` (as raised by a stub call or a response stream) to a VqpressError."""
+    import grpc  # here, not at the top: the numpy .vqp reader and the types import without grpc
+
     code = err.code() if isinstance(err, grpc.Call) else None
     details = err.details() if isinstance(err, grpc.Call) else None
     name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
@@ -103,6 +107,8 @@ def from_rpc_error(err: grpc.RpcError) -> VqpressError:
 @contextlib.contextmanager
 def translate_errors() -> Iterator[None]:
     """Re-raise any ``grpc.RpcError`` raised inside the block as a VqpressError (``from None``)."""
+    import grpc  # here, not at the top: the numpy .vqp reader and the types import without grpc
+
     try:
         yield
     except grpc.RpcError as err:
