@@ -12,10 +12,6 @@ from collections.abc import Callable, Mapping
 Progress = Callable[[str, float, Mapping[str, float]], None]
 
 
-def null_progress(stage: str, fraction: float, metrics: Mapping[str, float] | None = None) -> None:
-    """A progress sink that ignores everything."""
-
-
 def sub_progress(progress: Progress | None, start: float, end: float) -> Progress:
     """Map a sub-task's [0, 1] onto [start, end] of the parent's progress."""
 

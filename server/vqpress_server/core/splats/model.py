@@ -229,18 +229,10 @@ class GaussianSplats:
         return float(max((hi - lo).norm().item(), 1e-6)) if self.num_gaussians else 1.0
 
 
-def check_finite_scene(splats: GaussianSplats) -> None:
-    """Raise if any value is non-finite. Used on outputs: a NaN never leaves vqpress."""
-    for k, v in splats.tensors().items():
-        if v.numel() and not bool(torch.isfinite(v).all()):
-            raise VqpressInputError(f"internal: non-finite values in '{k}' of an output scene")
-
-
 __all__ = [
     "SH_C0",
     "GaussianSplats",
     "RepairReport",
-    "check_finite_scene",
     "num_sh_rest",
     "sh_degree_from_rest",
 ]
