@@ -12,11 +12,12 @@ from vqpress_server.core.splats.train import SplatTrainConfig, train_splats
 
 # The "fast" preset (the 30k 3DGS / Compact3D schedule in 7k steps) on lego 400x400, white background,
 # every 8th photo held out: the object rule frames the random init (100k Gaussians in +-1.31), the
-# default strategy densifies, QAT from 3500. Floors are the H200 measurement of the same run
-# (bench/bench_train.py lego:qat:fast, BENCHMARKS.md) less a margin for run-to-run noise.
-LEGO_PSNR_FLOOR = 32.0  # dB, held-out, decoded .vqp vs photos
-LEGO_SSIM_FLOOR = 0.96
-LEGO_RATIO_FLOOR = 25.0  # the same scene's uncompressed .ply bytes / .vqp bytes
+# default strategy densifies, QAT from 3500. Measured on an H200 (BENCHMARKS.md 6b, this test with two
+# other trainings on the GPU): 33.64 dB, SSIM 0.9774, 23.6x its own .ply (25.9x the plain run's .ply).
+# Floors are that less a margin for run-to-run noise (about 0.6 dB, 0.007, 1.6x).
+LEGO_PSNR_FLOOR = 33.0  # dB, held-out, decoded .vqp vs photos
+LEGO_SSIM_FLOOR = 0.97
+LEGO_RATIO_FLOOR = 22.0  # the same scene's uncompressed .ply bytes / .vqp bytes
 
 
 @pytest.mark.gpu

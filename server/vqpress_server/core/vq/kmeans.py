@@ -449,11 +449,17 @@ def update_centroids(
     K = centroids.shape[0]
     assert labels.shape == (N,), labels.shape
     assert centroids.shape == (K, d), centroids.shape
-    sums, counts = _sums_counts(x.detach().float(), labels, K)
-    out = centroids.detach().to(torch.float32).clone()
-    has = counts > 0
-    out[has] = (sums[has] / counts[has, None].double()).float()
-    return out
+    x = x.detach().float()
+    if x.is_cuda:
+        # Called on every QAT step: float64 atomics and no host synchronization (the sorted
+        # segment sums of _sums_counts read segment bounds back to the host, and on a GPU shared
+        # by several trainings each such read waits for everyone's queued work).
+        sums = torch.zeros(K, d, dtype=torch.float64, device=x.device).index_add_(0, labels, x.double())
+        counts = torch.bincount(labels, minlength=K)
+    else:
+        sums, counts = _sums_counts(x, labels, K)
+    mean = (sums / counts.clamp_min(1)[:, None].double()).float()
+    return torch.where((counts > 0)[:, None], mean, centroids.detach().to(torch.float32))
 
 
 def _point_distances(x: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
