@@ -7,7 +7,8 @@ A run is SCENE:METHOD:SCHEDULE[:VARIANT]: scene lego (nerf_synthetic_lego_400, 4
 background) or fox (instant_ngp_fox, 2x downscaled to 540x960); method ``plain`` (3DGS, no
 quantization; its scene is then quantized post hoc with every --posthoc preset and fine-tuned on
 the training photos) or ``qat`` (Compact3D QAT); schedule ``full`` (30k) or ``fast`` (7k); variants
-``noreset`` (no extra opacity reset on white) and ``qatbig`` (QAT codebooks sh 2048 / scale 16384).
+``noreset`` (no extra opacity reset on white), ``qatbig`` (QAT codebooks sh 2048 / scale 16384) and
+``finetune`` (QAT mode "finetune": plain training, the post-hoc default quantizer, 3,000 steps through it).
 Every 8th photo is held out; PSNR/SSIM are on every held-out photo. Runs are independent processes
 (``--parallel`` at a time on one GPU; on an H200 eight at once starved each other, so that none of
 them finished 7k steps in 9 minutes: keep it at 2-3); each prints a line every 1000 steps and writes
@@ -84,6 +85,8 @@ def run_one(spec: str, data: Path, out: Path, quick: bool, posthoc: list[str], f
         cfg = replace(cfg, qat=replace(cfg.qat, enabled=False))
     if variant == "noreset":
         cfg = replace(cfg, reset_on_white=False)
+    if variant == "finetune":
+        cfg = replace(cfg, qat=replace(cfg.qat, mode="finetune"))
     if variant == "qatbig":
         cfg = replace(cfg, qat=replace(cfg.qat, sh_codebook=2048, scale_codebook=16384))
     t0 = time.time()

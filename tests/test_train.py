@@ -119,6 +119,30 @@ def test_qat_lowers_the_loss_and_its_vqp_renders_like_the_trained_scene(
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
 
 
+def test_finetune_mode_quantizes_the_plain_result_and_trains_through_it(
+    tiny_dataset: PosedImageDataset, tmp_path: Path
+) -> None:
+    seen: list[tuple[str, float, dict]] = []
+    cfg = replace(_qat_config(steps=40), qat=QatConfig(mode="finetune", finetune_steps=25))
+    res = train_splats(
+        tiny_dataset, cfg, checkpoint_dir=tmp_path, progress=lambda s, f, m=None: seen.append((s, f, m))
+    )
+    rep = res.report
+    assert rep["vqp_source"] == "finetune" and rep["kmeans_seconds"] == 0.0  # no codebooks during the schedule
+    ft = rep["finetune"]
+    assert ft["steps"] == 25 and ft["quantize_preset"] == "default"
+    # The fine-tune trains through the quantized scene: it ends at least where the quantizer left it.
+    assert rep["psnr"] >= ft["psnr_before"] - 0.05, (rep["psnr"], ft["psnr_before"])
+    assert rep["psnr_trained"] > 20.0
+    decoded = decode_vqp_splats(res.vqp)
+    assert decoded.num_gaussians == rep["num_gaussians"] <= rep["num_gaussians_before_prune"] == res.splats.num_gaussians
+    assert len(res.vqp) == rep["vqp_bytes"]
+    stages = [s for s, _, _ in seen]
+    assert stages.count("finetune") == 25 and stages.index("finetune") > stages.index("encode")
+    fractions = [f for _, f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
 def _init_scene(ds: PosedImageDataset) -> GaussianSplats:
     from vqpress_server.core.splats.train import frame_dataset, initial_splats
 
@@ -263,6 +287,8 @@ def test_scale_schedule_scales_events_and_keeps_periods_above_their_floors() -> 
         {"qat": QatConfig(reassign_every=0)},
         {"qat": QatConfig(prune_opacity=1.0)},
         {"qat": QatConfig(prune_stop=10)},
+        {"qat": QatConfig(mode="c3dgs")},
+        {"qat": QatConfig(mode="finetune", finetune_steps=0)},
     ],
 )
 def test_bad_configs_are_rejected(change: dict) -> None:

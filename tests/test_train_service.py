@@ -98,6 +98,22 @@ def test_the_rpc_layer_validates_splat_configs_without_torch(values: dict[str, A
         assert proc.stdout.strip() == expected
 
 
+def test_qat_mode_travels_from_the_sdk_to_the_trainers_config() -> None:
+    from vqpress.client import _splat_train_pb
+    from vqpress_server.core.errors import ConfigError
+    from vqpress_server.rpc import convert
+
+    msg = _splat_train_pb(SplatTrainConfig(qat=QatConfig(mode="finetune", finetune_steps=500)))
+    assert convert.splat_train_config(msg) == {"qat": {"mode": "finetune", "finetune_steps": 500}}
+    cfg = convert.effective_splat_train_config(convert.splat_train_config(msg))
+    assert cfg["qat"]["mode"] == "finetune" and cfg["qat"]["finetune_steps"] == 500
+    with pytest.raises(VqpressError, match="mode"):
+        QatConfig(mode="c3dgs").validate()
+    bad = _splat_train_pb(SplatTrainConfig(qat=QatConfig(finetune_steps=0)))
+    with pytest.raises(ConfigError, match="finetune_steps"):
+        convert.splat_train_config(bad)
+
+
 def test_config_mirrors_have_the_trainers_fields_defaults_and_bounds() -> None:
     from vqpress_server.core.data.dataset import DatasetConfig
     from vqpress_server.core.fields import config as fc

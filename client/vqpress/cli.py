@@ -191,6 +191,12 @@ def _parser() -> argparse.ArgumentParser:
     g = t.add_argument_group("splats")
     g.add_argument("--sh-degree", type=int, choices=range(4))
     g.add_argument("--no-qat", action="store_true", help="plain 3DGS, quantized after training")
+    g.add_argument(
+        "--qat-mode",
+        choices=("compact3d", "finetune"),
+        help="compact3d: codebooks trained from mid-schedule on; finetune: plain training, the post-hoc "
+        "quantizer, then a fine-tune through the quantized scene (server default: compact3d)",
+    )
     g.add_argument("--init", type=Path, help="a scene to fine-tune instead of initializing from the dataset")
     g.add_argument("--init-num-points", type=int, metavar="N", help="Gaussians of a random initialization")
     g = t.add_argument_group("fields")
@@ -272,9 +278,10 @@ def _train_config(args: argparse.Namespace) -> SplatTrainConfig | FieldTrainConf
     is_image = args.dataset.suffix.lower() in (".png", ".jpg", ".jpeg")
     if args.field or is_image:
         splat_only = (args.sh_degree, args.init, args.init_num_points)
-        if any(v is not None for v in splat_only) or args.no_qat or args.fast:
+        if any(v is not None for v in splat_only) or args.no_qat or args.fast or args.qat_mode:
             raise invalid(
-                "--sh-degree, --no-qat, --init, --init-num-points and --fast apply to splat training, not --field"
+                "--sh-degree, --no-qat, --qat-mode, --init, --init-num-points and --fast apply to splat training, "
+                "not --field"
             )
         common = {"levels": args.levels, "max_resolution": args.max_resolution}
         if args.grid == "vqad":
@@ -291,7 +298,9 @@ def _train_config(args: argparse.Namespace) -> SplatTrainConfig | FieldTrainConf
         raise invalid("--bits, --levels and --max-resolution apply to field training (--field)")
     if args.downscale is not None:
         raise invalid("--downscale applies to field training (--field); splat training reads the photos at full size")
-    qat = QatConfig(enabled=False) if args.no_qat else None
+    if args.no_qat and args.qat_mode:
+        raise invalid("--no-qat trains without quantization-aware training: drop --qat-mode")
+    qat = QatConfig(enabled=False) if args.no_qat else (QatConfig(mode=args.qat_mode) if args.qat_mode else None)
     return SplatTrainConfig(
         schedule="fast" if args.fast else None,
         steps=args.steps,

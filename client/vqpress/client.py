@@ -92,6 +92,7 @@ _ENUMS: dict[str, dict[str, int]] = {
         "camera_spread": pb.SPLAT_INIT_CAMERA_SPREAD,
     },
     "schedule": {"full": pb.TRAIN_SCHEDULE_FULL, "fast": pb.TRAIN_SCHEDULE_FAST},
+    "mode": {"compact3d": pb.QAT_MODE_COMPACT3D, "finetune": pb.QAT_MODE_FINETUNE},
     "strategy": {
         "default": pb.DENSIFY_STRATEGY_DEFAULT,
         "mcmc": pb.DENSIFY_STRATEGY_MCMC,

@@ -398,13 +398,18 @@ class QatConfig:
     prune_every: int | None = None  # pruning period, steps [1000]
     prune_start: int | None = None  # regularization and pruning start, step [15000]
     prune_stop: int | None = None  # ... and stop, step [20000]
+    # "compact3d": the codebooks above train from start_step on; "finetune": plain training, the
+    # post-hoc default quantizer, then finetune_steps through the quantized scene ["compact3d"]
+    mode: str | None = None
+    finetune_steps: int | None = None  # mode "finetune": steps after the schedule, 1..100000 [3000]
 
     def validate(self) -> QatConfig:
-        _check_fields(self)
+        _check_fields(self, {"mode": QAT_MODES})
         return self
 
 
 SPLAT_INITS = ("auto", "points", "random", "object", "camera_spread")
+QAT_MODES = ("compact3d", "finetune")
 SCHEDULES = ("full", "fast")
 DENSIFY_STRATEGIES = ("default", "mcmc", "none")
 

@@ -64,6 +64,12 @@ class TrainSchedule(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRAIN_SCHEDULE_FULL: _ClassVar[TrainSchedule]
     TRAIN_SCHEDULE_FAST: _ClassVar[TrainSchedule]
 
+class QatMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    QAT_MODE_UNSPECIFIED: _ClassVar[QatMode]
+    QAT_MODE_COMPACT3D: _ClassVar[QatMode]
+    QAT_MODE_FINETUNE: _ClassVar[QatMode]
+
 class DensifyStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DENSIFY_STRATEGY_UNSPECIFIED: _ClassVar[DensifyStrategy]
@@ -150,6 +156,9 @@ SPLAT_INIT_CAMERA_SPREAD: SplatInit
 TRAIN_SCHEDULE_UNSPECIFIED: TrainSchedule
 TRAIN_SCHEDULE_FULL: TrainSchedule
 TRAIN_SCHEDULE_FAST: TrainSchedule
+QAT_MODE_UNSPECIFIED: QatMode
+QAT_MODE_COMPACT3D: QatMode
+QAT_MODE_FINETUNE: QatMode
 DENSIFY_STRATEGY_UNSPECIFIED: DensifyStrategy
 DENSIFY_STRATEGY_DEFAULT: DensifyStrategy
 DENSIFY_STRATEGY_MCMC: DensifyStrategy
@@ -382,7 +391,7 @@ class QuantizeConfig(_message.Message):
 class SplatTrainConfig(_message.Message):
     __slots__ = ("steps", "sh_degree", "seed", "sh_degree_interval", "ssim_lambda", "init", "init_num_points", "init_extent", "init_opacity", "init_scale", "means_lr", "means_lr_final", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "shN_lr", "strategy", "refine_start", "refine_stop", "refine_every", "reset_every", "grow_grad2d", "cap_max", "checkpoint_every", "schedule", "reset_on_white", "qat")
     class QatConfig(_message.Message):
-        __slots__ = ("enabled", "start_step", "freeze_step", "reassign_every", "kmeans_iters", "dc_codebook", "sh_codebook", "scale_codebook", "rot_codebook", "opacity_reg", "prune_opacity", "prune_every", "prune_start", "prune_stop")
+        __slots__ = ("enabled", "start_step", "freeze_step", "reassign_every", "kmeans_iters", "dc_codebook", "sh_codebook", "scale_codebook", "rot_codebook", "opacity_reg", "prune_opacity", "prune_every", "prune_start", "prune_stop", "mode", "finetune_steps")
         ENABLED_FIELD_NUMBER: _ClassVar[int]
         START_STEP_FIELD_NUMBER: _ClassVar[int]
         FREEZE_STEP_FIELD_NUMBER: _ClassVar[int]
@@ -397,6 +406,8 @@ class SplatTrainConfig(_message.Message):
         PRUNE_EVERY_FIELD_NUMBER: _ClassVar[int]
         PRUNE_START_FIELD_NUMBER: _ClassVar[int]
         PRUNE_STOP_FIELD_NUMBER: _ClassVar[int]
+        MODE_FIELD_NUMBER: _ClassVar[int]
+        FINETUNE_STEPS_FIELD_NUMBER: _ClassVar[int]
         enabled: bool
         start_step: int
         freeze_step: int
@@ -411,7 +422,9 @@ class SplatTrainConfig(_message.Message):
         prune_every: int
         prune_start: int
         prune_stop: int
-        def __init__(self, enabled: _Optional[bool] = ..., start_step: _Optional[int] = ..., freeze_step: _Optional[int] = ..., reassign_every: _Optional[int] = ..., kmeans_iters: _Optional[int] = ..., dc_codebook: _Optional[int] = ..., sh_codebook: _Optional[int] = ..., scale_codebook: _Optional[int] = ..., rot_codebook: _Optional[int] = ..., opacity_reg: _Optional[float] = ..., prune_opacity: _Optional[float] = ..., prune_every: _Optional[int] = ..., prune_start: _Optional[int] = ..., prune_stop: _Optional[int] = ...) -> None: ...
+        mode: QatMode
+        finetune_steps: int
+        def __init__(self, enabled: _Optional[bool] = ..., start_step: _Optional[int] = ..., freeze_step: _Optional[int] = ..., reassign_every: _Optional[int] = ..., kmeans_iters: _Optional[int] = ..., dc_codebook: _Optional[int] = ..., sh_codebook: _Optional[int] = ..., scale_codebook: _Optional[int] = ..., rot_codebook: _Optional[int] = ..., opacity_reg: _Optional[float] = ..., prune_opacity: _Optional[float] = ..., prune_every: _Optional[int] = ..., prune_start: _Optional[int] = ..., prune_stop: _Optional[int] = ..., mode: _Optional[_Union[QatMode, str]] = ..., finetune_steps: _Optional[int] = ...) -> None: ...
     STEPS_FIELD_NUMBER: _ClassVar[int]
     SH_DEGREE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]

@@ -377,6 +377,7 @@ _SPLAT_INITS = {
     pb.SPLAT_INIT_CAMERA_SPREAD: "camera_spread",
 }
 _SCHEDULES = {pb.TRAIN_SCHEDULE_FULL: "full", pb.TRAIN_SCHEDULE_FAST: "fast"}
+_QAT_MODES = {pb.QAT_MODE_COMPACT3D: "compact3d", pb.QAT_MODE_FINETUNE: "finetune"}
 _STRATEGIES = {
     pb.DENSIFY_STRATEGY_DEFAULT: "default",
     pb.DENSIFY_STRATEGY_MCMC: "mcmc",
@@ -395,6 +396,8 @@ def splat_train_config(msg: pb.SplatTrainConfig) -> dict[str, Any]:
         cfg["schedule"] = _enum_value(cfg["schedule"], _SCHEDULES, pb.TrainSchedule, "SplatTrainConfig.schedule")
     if msg.HasField("qat"):
         qat = _set_fields(msg.qat, "SplatTrainConfig.qat")
+        if "mode" in qat:
+            qat["mode"] = _enum_value(qat["mode"], _QAT_MODES, pb.QatMode, "SplatTrainConfig.qat.mode")
         if qat:
             cfg["qat"] = qat
     check_splat_train_config(cfg)

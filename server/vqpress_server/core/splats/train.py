@@ -31,6 +31,7 @@ from ..progress import Progress
 from ..render.cameras import Camera
 from .formats.ply import encode_ply
 from .framing import Framing, frame_capture, scene_frame  # noqa: F401  (scene_frame: used by field training)
+from .importance import view_importance
 from .model import SH_C0, GaussianSplats, num_sh_rest
 from .qat import QatState, attribute_vectors, encode_vqp, quantized_scene
 from .quantize import QuantizeConfig, decode_vqp_splats, quantize_splats
@@ -436,7 +437,7 @@ class _Trainer:
         """First k-means at start_step, periodic warm re-assignment until freeze_step, otherwise
         centroids follow the mean of their members."""
         qat = self.config.qat
-        if not (qat.enabled and step >= qat.start_step):
+        if not (qat.in_loop and step >= qat.start_step):
             return
         with torch.no_grad():
             if not s.qat.active:
@@ -605,8 +606,12 @@ def train_splats(
     report_progress("encode", 0.9, {})
     t0 = time.perf_counter()
     qat = config.qat
+    finetuned: dict[str, Any] | None = None
     if s.qat.active:
         vqp, vqp_source = encode_vqp(trained, s.qat, qat, config.seed), "qat"
+    elif qat.enabled and qat.mode == "finetune":
+        vqp, finetuned = _quantize_and_finetune(dataset, trained.to(dev), run.cams, config, dev, report_progress)
+        vqp_source = "finetune"
     else:
         qconf = QuantizeConfig(
             dc_codebook=qat.dc_codebook,
@@ -620,7 +625,7 @@ def train_splats(
     encode_seconds = time.perf_counter() - t0
     ply_bytes = len(encode_ply(trained))
 
-    report_progress("evaluate", 0.95, {})
+    report_progress("evaluate", 0.98 if finetuned else 0.95, {})
     quality = evaluate_on_photos(
         dataset, {"": decode_vqp_splats(vqp, name="trained.vqp", device=dev), "_trained": trained.to(dev)}
     )
@@ -636,8 +641,8 @@ def train_splats(
         "framing": run.frame.as_dict(),
         "resumed_from_step": None if ck is None else step0,
         "num_gaussians_init": s.n_init,
-        "num_gaussians_before_prune": s.n_before_prune,
-        "num_gaussians": trained.num_gaussians,
+        "num_gaussians_before_prune": trained.num_gaussians if finetuned else s.n_before_prune,
+        "num_gaussians": finetuned["num_gaussians"] if finetuned else trained.num_gaussians,
         "sh_degree": trained.sh_degree,
         "vqp_source": vqp_source,
         "vqp_bytes": len(vqp),
@@ -648,6 +653,7 @@ def train_splats(
         "kmeans_seconds": s.qat.kmeans_seconds,
         "kmeans_share": s.qat.kmeans_seconds / max(train_seconds, 1e-9),
         "encode_seconds": encode_seconds,
+        "finetune": finetuned,
         "loss_first": float(np.mean(losses[: max(1, min(10, len(losses)))])) if losses else None,
         "loss_last": float(np.mean(losses[-max(1, min(10, len(losses))) :])) if losses else None,
         "losses": losses,
@@ -655,6 +661,44 @@ def train_splats(
         "config": config.as_dict(),
     }
     return TrainResult(trained, vqp, report)
+
+
+def _quantize_and_finetune(
+    dataset: Any,
+    trained: GaussianSplats,
+    cams: list[Any],
+    config: SplatTrainConfig,
+    dev: torch.device,
+    report_progress: Progress,
+) -> tuple[bytes, dict[str, Any]]:
+    """QAT mode "finetune": the post-hoc default quantizer on the trained scene (view-importance
+    weights and pruning from the training cameras), then ``qat.finetune_steps`` of training through
+    the quantized scene with its indices fixed. Returns (.vqp, what the report says of it)."""
+    # finetune.py imports this module (the SSIM loss, evaluate_on_photos): imported here, not at the top
+    from .finetune import FinetuneConfig, finetune_vqp
+
+    t0 = time.perf_counter()
+    qconf = replace(QuantizeConfig.preset("default"), seed=config.seed)
+    weights = view_importance(trained, cams)
+    q = quantize_splats(trained, qconf, weights=weights)
+    quantize_seconds = time.perf_counter() - t0
+    steps = config.qat.finetune_steps
+
+    def ft_progress(stage: str, fraction: float, metrics: dict[str, float] | None = None) -> None:
+        report_progress("finetune", 0.9 + 0.08 * fraction, metrics or {})
+
+    vqp, rep = finetune_vqp(
+        q.to_vqp_bytes(), dataset, FinetuneConfig(steps=steps, seed=config.seed), progress=ft_progress, device=dev
+    )
+    return vqp, {
+        "quantize_preset": "default",
+        "num_gaussians": q.num_gaussians,
+        "steps": steps,
+        "quantize_seconds": quantize_seconds,
+        "finetune_seconds": rep["finetune_seconds"],
+        "psnr_before": rep["psnr_before"],
+        "ssim_before": rep["ssim_before"],
+    }
 
 
 def evaluate_on_photos(dataset: Any, scenes: dict[str, GaussianSplats]) -> dict[str, Any]:

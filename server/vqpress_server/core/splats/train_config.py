@@ -15,6 +15,8 @@ from ..errors import ConfigError
 MAX_TRAIN_CODEBOOK = 1 << 16  # largest codebook QAT accepts (re-assignment cost grows with it)
 MAX_KMEANS_ITERS = 100
 MAX_STEPS = 1_000_000
+MAX_FINETUNE_STEPS = 100_000
+QAT_MODES = ("compact3d", "finetune")
 MAX_GAUSSIANS = 20_000_000  # initial Gaussians accepted (random box or SfM points)
 SCHEDULES = ("full", "fast")  # full: the 30k-step 3DGS/Compact3D schedule; fast: the same scaled to 7k steps
 FAST_STEPS = 7000
@@ -38,6 +40,13 @@ class QatConfig:
     """Quantization-aware training. Defaults: the Compact3D release for a 30k-step schedule."""
 
     enabled: bool = True  # False trains plain 3DGS (no codebooks, no opacity regularization or pruning)
+    # compact3d: codebooks through the straight-through forward from start_step on (Compact3D; the
+    # fields below). finetune: plain training to the end of the schedule, then the post-hoc quantizer
+    # (QuantizeConfig.preset("default"), weighted by view importance on the training cameras) and
+    # finetune_steps of training through the quantized scene with its indices fixed
+    # (core/splats/finetune.py); the codebook sizes and step fields below do not apply to it.
+    mode: Literal["compact3d", "finetune"] = "compact3d"
+    finetune_steps: int = 3000  # mode "finetune": steps after the schedule (not scaled with it), 1..100000
     start_step: int = 15_000  # step of the first k-means; the STE forward starts here (steps)
     freeze_step: int = 25_000  # no re-assignment from this step on, only centroid updates (steps)
     reassign_every: int = 100  # full re-assignment period while not frozen (steps)
@@ -68,6 +77,12 @@ class QatConfig:
 
         if not isinstance(self.enabled, bool):
             raise ConfigError(f"qat.enabled must be a boolean, got {self.enabled!r}")
+        if self.mode not in QAT_MODES:
+            raise ConfigError(f"qat.mode must be one of {', '.join(QAT_MODES)}, got {self.mode!r}")
+        if not is_int(self.finetune_steps) or not 1 <= self.finetune_steps <= MAX_FINETUNE_STEPS:
+            raise ConfigError(
+                f"qat.finetune_steps must be an integer in 1..{MAX_FINETUNE_STEPS}, got {self.finetune_steps!r}"
+            )
         for name, size in self.codebook_sizes().items():
             if not is_int(size) or not 1 <= size <= MAX_TRAIN_CODEBOOK:
                 raise ConfigError(f"qat.{name}_codebook must be an integer in 1..{MAX_TRAIN_CODEBOOK}, got {size!r}")
@@ -81,7 +96,7 @@ class QatConfig:
             v = getattr(self, name)
             if not is_int(v) or v < 0:
                 raise ConfigError(f"qat.{name} must be a non-negative integer (steps), got {v!r}")
-        if self.enabled and self.start_step >= steps:
+        if self.enabled and self.mode == "compact3d" and self.start_step >= steps:
             raise ConfigError(
                 f"qat.start_step ({self.start_step}) must be below steps ({steps}); "
                 "lower it, or use scale_schedule(steps) to scale the whole schedule"
@@ -95,13 +110,18 @@ class QatConfig:
         if not isinstance(self.prune_opacity, (int, float)) or not 0.0 <= self.prune_opacity < 1.0:
             raise ConfigError(f"qat.prune_opacity must be a number in [0, 1), got {self.prune_opacity!r}")
 
+    @property
+    def in_loop(self) -> bool:
+        """Whether codebooks, opacity regularization and pruning act during the schedule (compact3d)."""
+        return self.enabled and self.mode == "compact3d"
+
     def in_prune_window(self, step: int) -> bool:
-        return self.enabled and self.prune_start <= step < self.prune_stop
+        return self.in_loop and self.prune_start <= step < self.prune_stop
 
     def prunes_at(self, step: int) -> bool:
         """Prune after this step's update (steps prune_start + k * prune_every, up to prune_stop)."""
         return (
-            self.enabled
+            self.in_loop
             and self.prune_start < step <= self.prune_stop
             and (step - self.prune_start) % self.prune_every == 0
         )
