@@ -66,6 +66,7 @@ def tiny_dataset(gt_scene: GaussianSplats) -> PosedImageDataset:
 
 def _qat_config(steps: int = 60, **qat: int | float) -> SplatTrainConfig:
     q = QatConfig(
+        mode="compact3d",
         start_step=20,
         freeze_step=50,
         reassign_every=10,
@@ -124,9 +125,7 @@ def test_finetune_mode_quantizes_the_plain_result_and_trains_through_it(
 ) -> None:
     seen: list[tuple[str, float, dict]] = []
     cfg = replace(_qat_config(steps=40), qat=QatConfig(mode="finetune", finetune_steps=25))
-    res = train_splats(
-        tiny_dataset, cfg, checkpoint_dir=tmp_path, progress=lambda s, f, m=None: seen.append((s, f, m))
-    )
+    res = train_splats(tiny_dataset, cfg, checkpoint_dir=tmp_path, progress=lambda s, f, m=None: seen.append((s, f, m)))
     rep = res.report
     assert rep["vqp_source"] == "finetune" and rep["kmeans_seconds"] == 0.0  # no codebooks during the schedule
     ft = rep["finetune"]
@@ -135,7 +134,9 @@ def test_finetune_mode_quantizes_the_plain_result_and_trains_through_it(
     assert rep["psnr"] >= ft["psnr_before"] - 0.05, (rep["psnr"], ft["psnr_before"])
     assert rep["psnr_trained"] > 20.0
     decoded = decode_vqp_splats(res.vqp)
-    assert decoded.num_gaussians == rep["num_gaussians"] <= rep["num_gaussians_before_prune"] == res.splats.num_gaussians
+    assert (
+        decoded.num_gaussians == rep["num_gaussians"] <= rep["num_gaussians_before_prune"] == res.splats.num_gaussians
+    )
     assert len(res.vqp) == rep["vqp_bytes"]
     stages = [s for s, _, _ in seen]
     assert stages.count("finetune") == 25 and stages.index("finetune") > stages.index("encode")
@@ -224,7 +225,7 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tiny_dataset: Pose
 
 
 def test_scale_schedule_scales_events_and_keeps_periods_above_their_floors() -> None:
-    base = SplatTrainConfig()
+    base = SplatTrainConfig(qat=QatConfig(mode="compact3d"))
     assert base.scale_schedule(30_000) == base
     c = base.scale_schedule(3000)
     assert c.steps == 3000
@@ -248,6 +249,14 @@ def test_scale_schedule_scales_events_and_keeps_periods_above_their_floors() -> 
         500,
     )
     assert [s for s in range(3000) if q.prunes_at(s)] == [2000]
+    # The default mode fine-tunes a tenth of the schedule after it, and never prunes inside it.
+    d = SplatTrainConfig().scale_schedule(3000).qat
+    assert (
+        d.mode == "finetune"
+        and d.finetune_steps_for(3000) == 300
+        and SplatTrainConfig().qat.finetune_steps_for(30_000) == 3000
+    )
+    assert not any(d.prunes_at(s) or d.in_prune_window(s) for s in range(3000))
     assert c.checkpoint_every == base.checkpoint_every and q.kmeans_iters == 10 and q.dc_codebook == 4096
     for steps in (30, 300, 1000, 7000):
         s = base.scale_schedule(steps).validate()
@@ -256,7 +265,8 @@ def test_scale_schedule_scales_events_and_keeps_periods_above_their_floors() -> 
         assert any(s.qat.prunes_at(t) for t in range(steps))  # the prune window is never empty
     tiny = base.scale_schedule(30)
     assert tiny.qat.start_step == 15 and tiny.refine_start == 3
-    assert SplatTrainConfig.from_dict({"steps": 3000}) == c  # steps alone scales the default schedule
+    # steps alone scales the default schedule
+    assert SplatTrainConfig.from_dict({"steps": 3000, "qat": {"mode": "compact3d"}}) == c
     # Explicit step fields switch the scaling off: the rest keeps the 30k defaults.
     explicit = SplatTrainConfig.from_dict({"steps": 3000, "qat": {"start_step": 100, "freeze_step": 2000}})
     assert explicit.qat.start_step == 100 and explicit.qat.prune_start == 15_000 and explicit.refine_stop == 15_000
@@ -279,14 +289,14 @@ def test_scale_schedule_scales_events_and_keeps_periods_above_their_floors() -> 
         {"strategy": "adc"},
         {"sh_degree_interval": 0},
         {"checkpoint_every": True},
-        {"qat": QatConfig(start_step=30_000)},  # never starts within 30k steps
-        {"qat": QatConfig(freeze_step=100)},
+        {"qat": QatConfig(mode="compact3d", start_step=30_000)},  # never starts within 30k steps
+        {"qat": QatConfig(mode="compact3d", freeze_step=100)},
         {"qat": QatConfig(dc_codebook=0)},
         {"qat": QatConfig(sh_codebook=1 << 20)},
         {"qat": QatConfig(kmeans_iters=-1)},
         {"qat": QatConfig(reassign_every=0)},
         {"qat": QatConfig(prune_opacity=1.0)},
-        {"qat": QatConfig(prune_stop=10)},
+        {"qat": QatConfig(mode="compact3d", prune_stop=10)},
         {"qat": QatConfig(mode="c3dgs")},
         {"qat": QatConfig(mode="finetune", finetune_steps=0)},
     ],

@@ -194,8 +194,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--qat-mode",
         choices=("compact3d", "finetune"),
-        help="compact3d: codebooks trained from mid-schedule on; finetune: plain training, the post-hoc "
-        "quantizer, then a fine-tune through the quantized scene (server default: compact3d)",
+        help="finetune: plain training, the post-hoc quantizer, then a fine-tune through the quantized scene "
+        "(the default); compact3d: codebooks trained from mid-schedule on",
     )
     g.add_argument("--init", type=Path, help="a scene to fine-tune instead of initializing from the dataset")
     g.add_argument("--init-num-points", type=int, metavar="N", help="Gaussians of a random initialization")

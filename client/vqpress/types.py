@@ -398,10 +398,10 @@ class QatConfig:
     prune_every: int | None = None  # pruning period, steps [1000]
     prune_start: int | None = None  # regularization and pruning start, step [15000]
     prune_stop: int | None = None  # ... and stop, step [20000]
-    # "compact3d": the codebooks above train from start_step on; "finetune": plain training, the
-    # post-hoc default quantizer, then finetune_steps through the quantized scene ["compact3d"]
+    # "finetune": plain training, the post-hoc default quantizer, then finetune_steps through the
+    # quantized scene; "compact3d": the codebooks above train from start_step on ["finetune"]
     mode: str | None = None
-    finetune_steps: int | None = None  # mode "finetune": steps after the schedule, 1..100000 [3000]
+    finetune_steps: int | None = None  # mode "finetune": steps after the schedule, 1..100000 [steps // 10]
 
     def validate(self) -> QatConfig:
         _check_fields(self, {"mode": QAT_MODES})

@@ -682,7 +682,7 @@ def _quantize_and_finetune(
     weights = view_importance(trained, cams)
     q = quantize_splats(trained, qconf, weights=weights)
     quantize_seconds = time.perf_counter() - t0
-    steps = config.qat.finetune_steps
+    steps = config.qat.finetune_steps_for(config.steps)
 
     def ft_progress(stage: str, fraction: float, metrics: dict[str, float] | None = None) -> None:
         report_progress("finetune", 0.9 + 0.08 * fraction, metrics or {})

@@ -40,13 +40,15 @@ class QatConfig:
     """Quantization-aware training. Defaults: the Compact3D release for a 30k-step schedule."""
 
     enabled: bool = True  # False trains plain 3DGS (no codebooks, no opacity regularization or pruning)
-    # compact3d: codebooks through the straight-through forward from start_step on (Compact3D; the
-    # fields below). finetune: plain training to the end of the schedule, then the post-hoc quantizer
+    # finetune (the default): plain training to the end of the schedule, then the post-hoc quantizer
     # (QuantizeConfig.preset("default"), weighted by view importance on the training cameras) and
     # finetune_steps of training through the quantized scene with its indices fixed
     # (core/splats/finetune.py); the codebook sizes and step fields below do not apply to it.
-    mode: Literal["compact3d", "finetune"] = "compact3d"
-    finetune_steps: int = 3000  # mode "finetune": steps after the schedule (not scaled with it), 1..100000
+    # Measured on lego at 30k: 0.45 dB under the plain scene at 25.0x (BENCHMARKS.md 6b).
+    # compact3d: codebooks through the straight-through forward from start_step on (Compact3D, the
+    # fields below); measured at 7k: 0.87 dB under plain at 25.9x.
+    mode: Literal["compact3d", "finetune"] = "finetune"
+    finetune_steps: int | None = None  # mode "finetune": steps after the schedule, 1..100000; None: steps // 10
     start_step: int = 15_000  # step of the first k-means; the STE forward starts here (steps)
     freeze_step: int = 25_000  # no re-assignment from this step on, only centroid updates (steps)
     reassign_every: int = 100  # full re-assignment period while not frozen (steps)
@@ -79,7 +81,9 @@ class QatConfig:
             raise ConfigError(f"qat.enabled must be a boolean, got {self.enabled!r}")
         if self.mode not in QAT_MODES:
             raise ConfigError(f"qat.mode must be one of {', '.join(QAT_MODES)}, got {self.mode!r}")
-        if not is_int(self.finetune_steps) or not 1 <= self.finetune_steps <= MAX_FINETUNE_STEPS:
+        if self.finetune_steps is not None and (
+            not is_int(self.finetune_steps) or not 1 <= self.finetune_steps <= MAX_FINETUNE_STEPS
+        ):
             raise ConfigError(
                 f"qat.finetune_steps must be an integer in 1..{MAX_FINETUNE_STEPS}, got {self.finetune_steps!r}"
             )
@@ -109,6 +113,10 @@ class QatConfig:
             raise ConfigError(f"qat.opacity_reg must be a number in [0, 1), got {self.opacity_reg!r}")
         if not isinstance(self.prune_opacity, (int, float)) or not 0.0 <= self.prune_opacity < 1.0:
             raise ConfigError(f"qat.prune_opacity must be a number in [0, 1), got {self.prune_opacity!r}")
+
+    def finetune_steps_for(self, steps: int) -> int:
+        """Steps of the "finetune" mode's fine-tune after a schedule of ``steps``: as set, else a tenth."""
+        return self.finetune_steps if self.finetune_steps is not None else max(1, steps // 10)
 
     @property
     def in_loop(self) -> bool:
