@@ -197,7 +197,8 @@ def test_train_splats_reports_progress_and_delivers_a_decodable_scene(
     client: Client, donut_dataset: Path, tmp_path: Path
 ) -> None:
     qat = QatConfig(
-        mode="compact3d", start_step=5, freeze_step=20, reassign_every=5, kmeans_iters=3, prune_start=10, prune_stop=25, prune_every=5,
+        mode="compact3d", start_step=5, freeze_step=20, reassign_every=5, kmeans_iters=3,
+        prune_start=10, prune_stop=25, prune_every=5,
         dc_codebook=64, sh_codebook=16, scale_codebook=64, rot_codebook=64,
     )  # fmt: skip
     config = SplatTrainConfig(steps=30, sh_degree=1, init="random", init_num_points=1000, seed=3, qat=qat)
