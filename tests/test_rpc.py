@@ -463,7 +463,7 @@ def test_render_streams_the_workers_images(app: App, stub: pb_grpc.VqpressStub) 
     assert png[0].png.startswith(b"\x89PNG\r\n\x1a\n")
 
 
-def test_render_of_a_scene_the_worker_cannot_read_fails_with_its_reason(
+def test_render_of_a_scene_the_worker_cannot_read_fails_as_invalid_argument_with_its_reason(
     stub: pb_grpc.VqpressStub, channel: grpc.Channel
 ) -> None:
     header = b"ply\nformat binary_little_endian 1.0\nelement vertex 1000\nproperty float x\nend_header\n"
@@ -471,7 +471,7 @@ def test_render_of_a_scene_the_worker_cannot_read_fails_with_its_reason(
     req = pb.RenderRequest(
         artifact=pb.ArtifactRef(id=truncated.id), cameras=[camera()], encoding=pb.IMAGE_ENCODING_FLOAT32
     )
-    expect_error(channel, C.UNKNOWN, lambda: stub.Render(req, timeout=60), "truncated")
+    expect_error(channel, C.INVALID_ARGUMENT, lambda: stub.Render(req, timeout=60), "truncated")
 
 
 def test_spec_config_builds_the_quantizers_config() -> None:

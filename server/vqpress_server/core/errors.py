@@ -18,6 +18,16 @@ class FormatError(VqpressInputError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class LimitExceeded(VqpressInputError):
+    """A request asks for more than a budget allows (core/budgets.py). Maps to RESOURCE_EXHAUSTED.
+
+    ``limit`` names the budget, ``maximum`` is its value and ``value`` what was asked for."""
+
+    def __init__(self, limit: str, maximum: int, value: int, message: str) -> None:
+        self.limit, self.maximum, self.value = limit, maximum, value
+        super().__init__(message)
+
+
 class ConfigError(VqpressInputError):
     """A configuration value is out of range."""
 

@@ -43,6 +43,7 @@ class JobRecord:
     results: list[str] = field(default_factory=list)  # artifact ids, in the kind's documented order
     result_names: list[str] = field(default_factory=list)  # a file name for each result
     error: str = ""  # why the job FAILED (or how it was CANCELLED)
+    failure: str = ""  # whose fault a FAILED job was: one of FAILURES, "" when not known (a lost worker)
     attempts: int = 0  # how many times a worker claimed it
     worker_id: str | None = None  # the worker holding (or that last held) it
     created_at: float = 0.0  # unix time, seconds
@@ -53,6 +54,12 @@ class JobRecord:
     @property
     def terminal(self) -> bool:
         return self.state.terminal
+
+
+# Whose fault a failure was, so that a caller waiting on the job answers with the right status:
+# "input" the request or its file (INVALID_ARGUMENT), "limit" a budget or the disk (RESOURCE_EXHAUSTED),
+# "internal" a bug of the server (INTERNAL).
+FAILURES = ("input", "limit", "internal")
 
 
 class JobNotFound(LookupError):

@@ -114,8 +114,8 @@ class _RelayTable:
     ) -> None:
         self._end(JobState.SUCCEEDED, results=list(results), names=list(result_names), metrics=dict(metrics or {}))
 
-    def fail(self, job_id: str, worker_id: str, error: str) -> None:
-        self._end(JobState.FAILED, error=error)
+    def fail(self, job_id: str, worker_id: str, error: str, failure: str = "") -> None:
+        self._end(JobState.FAILED, error=error, failure=failure)
 
     def mark_cancelled(self, job_id: str, worker_id: str) -> None:
         self._end(JobState.CANCELLED)
@@ -652,7 +652,7 @@ class RayExecutor:
                 _end(table.succeed, job.id, wid, outcome["results"], outcome["names"], outcome["metrics"])
                 log.info("job %s succeeded on %s in %.2f s", job.id, wid, outcome.get("seconds", 0.0))
         elif state == JobState.FAILED.value:
-            _end(table.fail, job.id, wid, outcome.get("error", "failed"))
+            _end(table.fail, job.id, wid, outcome.get("error", "failed"), outcome.get("failure", ""))
         elif state == JobState.CANCELLED.value:
             _end(table.mark_cancelled, job.id, wid)
         else:  # QUEUED: handed back undone (the actor was asked to stop)

@@ -45,13 +45,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at   REAL NOT NULL,
     started_at   REAL,
     finished_at  REAL,
-    version      INTEGER NOT NULL DEFAULT 1
+    version      INTEGER NOT NULL DEFAULT 1,
+    failure      TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_state_created ON jobs (state, created_at);
 """
 _COLUMNS = (
     "id, kind, spec, state, progress, stage, metrics, results, result_names, error, attempts, "
-    "worker_id, created_at, started_at, finished_at, version"
+    "worker_id, created_at, started_at, finished_at, version, failure"
 )
 _HELD = (JobState.RUNNING.value, JobState.CANCELLING.value)
 _BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for another's lock before failing: 30 s
@@ -76,6 +77,8 @@ class JobTable:
         conn = self._conn()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(_SCHEMA)
+        if "failure" not in {r[1] for r in conn.execute("PRAGMA table_info(jobs)")}:  # a table of 0.x
+            conn.execute("ALTER TABLE jobs ADD COLUMN failure TEXT NOT NULL DEFAULT ''")
 
     # -- connections -----------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -246,8 +249,9 @@ class JobTable:
                 ),
             )
 
-    def fail(self, job_id: str, worker_id: str, error: str) -> None:
-        self._finish(job_id, worker_id, JobState.FAILED, error or "failed")
+    def fail(self, job_id: str, worker_id: str, error: str, failure: str = "") -> None:
+        """FAILED with ``error``; ``failure`` says whose fault it was (model.FAILURES, "" unknown)."""
+        self._finish(job_id, worker_id, JobState.FAILED, error or "failed", failure)
 
     def mark_cancelled(self, job_id: str, worker_id: str) -> None:
         self._finish(job_id, worker_id, JobState.CANCELLED, "cancelled while running")
@@ -308,12 +312,13 @@ class JobTable:
         return len(rows)
 
     # -- helpers ---------------------------------------------------------------------
-    def _finish(self, job_id: str, worker_id: str, state: JobState, error: str) -> None:
+    def _finish(self, job_id: str, worker_id: str, state: JobState, error: str, failure: str = "") -> None:
         with self._write() as c:
             self._held(c, job_id, worker_id)
             c.execute(
-                "UPDATE jobs SET state=?, error=?, lease_until=NULL, finished_at=?, version=version+1 WHERE id=?",
-                (state.value, error, time.time(), job_id),
+                "UPDATE jobs SET state=?, error=?, failure=?, lease_until=NULL, finished_at=?, version=version+1 "
+                "WHERE id=?",
+                (state.value, error, failure, time.time(), job_id),
             )
 
     @staticmethod
@@ -378,7 +383,7 @@ def _clean_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
     (id_, kind, spec, state, progress, stage, metrics, results, names, error, attempts, worker,
-     created, started, finished, version) = row  # fmt: skip
+     created, started, finished, version, failure) = row  # fmt: skip
     return JobRecord(
         id=id_,
         kind=JobKind(kind),
@@ -396,4 +401,5 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         started_at=started,
         finished_at=finished,
         version=version,
+        failure=failure,
     )

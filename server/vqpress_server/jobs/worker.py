@@ -32,7 +32,7 @@ from multiprocessing.synchronize import Semaphore as MpSemaphore
 from pathlib import Path
 
 from ..artifacts import ArtifactNotFound, ArtifactStore, ArtifactStoreFull, ArtifactTooLarge
-from ..core.errors import Cancelled, VqpressInputError
+from ..core.errors import Cancelled, LimitExceeded, VqpressInputError
 from ..locks import hold_worker_lock, no_workers_alive
 from ..settings import Settings
 from .context import CHECKPOINTS_SUFFIX, JobContext, WarmState, WorkerShutdown, checkpoint_dir_for
@@ -471,14 +471,15 @@ def _run_job(
                 "server, then submit the job again"
             )
             log.error("job %s failed: %s", job.id, reason)
-            _end(table.fail, job.id, worker_id, reason)
+            _end(table.fail, job.id, worker_id, reason, "limit")
         elif isinstance(e, VqpressInputError | ArtifactNotFound | ArtifactTooLarge):
             # The input's fault (or over a size limit): the message says what to fix, kept as it is.
-            _end(table.fail, job.id, worker_id, str(e))
+            limit = isinstance(e, LimitExceeded | ArtifactTooLarge)
+            _end(table.fail, job.id, worker_id, str(e), "limit" if limit else "input")
             log.info("job %s failed: %s", job.id, e)
         else:
             log.error("job %s (%s) raised:\n%s", job.id, job.kind.value, traceback.format_exc())
-            _end(table.fail, job.id, worker_id, f"{type(e).__name__}: {e}")
+            _end(table.fail, job.id, worker_id, f"{type(e).__name__}: {e}", "internal")
         _free_device_memory(warm)
     finally:
         done.set()

@@ -33,6 +33,13 @@ WATCH_SLICE_S = 1.0  # longest wait between checks that a watching or rendering 
 DEFAULT_JOB_LIMIT, MAX_JOB_LIMIT = 100, 1000
 DEFAULT_ARTIFACT_LIMIT, MAX_ARTIFACT_LIMIT = 1000, 10000
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+# The status of a Render whose job failed, by whose fault it was (jobs.model.FAILURES); a job whose
+# workers were lost ("") is INTERNAL too.
+_FAILURE_CODES = {
+    "input": grpc.StatusCode.INVALID_ARGUMENT,
+    "limit": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "internal": grpc.StatusCode.INTERNAL,
+}
 
 
 @translate_errors(RPC_NAMES)
@@ -217,8 +224,9 @@ class VqpressServicer(pb_grpc.VqpressServicer):
         if rec.state is JobState.CANCELLED:
             raise ServiceError(grpc.StatusCode.CANCELLED, f"render job {rec.id} was cancelled: {rec.error}")
         if rec.state is not JobState.SUCCEEDED:
-            # The worker's message says what went wrong; whose fault it was is not recorded.
-            raise ServiceError(grpc.StatusCode.UNKNOWN, f"render job {rec.id} failed: {rec.error}")
+            # The worker recorded whose fault it was: the input, a budget or the disk, or a bug.
+            code = _FAILURE_CODES.get(rec.failure, grpc.StatusCode.INTERNAL)
+            raise ServiceError(code, f"render job {rec.id} failed: {rec.error}")
         if len(rec.results) != len(cameras):
             raise RuntimeError(f"render job {rec.id} returned {len(rec.results)} images for {len(cameras)} cameras")
         for i, (artifact_id, cam) in enumerate(zip(rec.results, cameras, strict=True)):
