@@ -79,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", choices=("submit", "collect", "run"))
     p.add_argument("scenes", nargs="*", type=Path)
     p.add_argument("--server", default=os.environ.get("VQPRESS_SERVER", "localhost:50051"))
-    p.add_argument("--token", default=os.environ.get("VQPRESS_TOKEN"))
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--preset", default="default", choices=("default", "high_ratio", "high_quality"))
     p.add_argument("--kmeans-iters", type=int, help="fewer Lloyd iterations: faster, a little worse")
@@ -88,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("submit and run need scene files")
     config = vqpress.QuantizeConfig(preset=args.preset, kmeans_iters=args.kmeans_iters)
     try:
-        with vqpress.Client(args.server, token=args.token) as client:
+        # The token comes from the environment: on the command line, ps would show it.
+        with vqpress.Client(args.server, token=os.environ.get("VQPRESS_TOKEN")) as client:
             if args.action in ("submit", "run"):
                 submit(client, args.scenes, args.out, config)
             if args.action in ("collect", "run"):

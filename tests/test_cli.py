@@ -133,11 +133,18 @@ def test_wrong_or_missing_token_names_the_flag(tmp_path: Path) -> None:
     app = _start(tmp_path, token="s3cret", workers=0)
     try:
         address = f"127.0.0.1:{app.port}"
-        none = run("jobs", "--server", address, "--token", "")
-        assert none.rc == 9 and "pass --token or set VQPRESS_TOKEN" in none.err
-        wrong = run("jobs", "--server", address, "--token", "nope")
-        assert wrong.rc == 9 and "refused the token" in wrong.err and "--token" in wrong.err
-        assert run("jobs", "--server", address, "--token", "s3cret").rc == 0
+        empty, wrong_file, right = tmp_path / "empty", tmp_path / "wrong", tmp_path / "right"
+        empty.write_text("")
+        wrong_file.write_text("nope\n")
+        right.write_text("s3cret\n")
+        none = run("jobs", "--server", address, "--token-file", str(empty))
+        assert none.rc == 9 and "pass --token-file or set VQPRESS_TOKEN" in none.err
+        wrong = run("jobs", "--server", address, "--token-file", str(wrong_file))
+        assert wrong.rc == 9 and "refused the token" in wrong.err and "--token-file" in wrong.err
+        assert run("jobs", "--server", address, "--token-file", str(right)).rc == 0
+        # On the command line a token would show in ps: refused before anything is sent.
+        argv = run("jobs", "--server", address, "--token", "s3cret")
+        assert argv.rc == 2 and "--token on the command line is visible" in argv.err and "s3cret" not in argv.err
     finally:
         app.stop(0)  # type: ignore[attr-defined]
 

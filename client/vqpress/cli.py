@@ -9,7 +9,7 @@
     vqpress status JOB | wait JOB | download JOB -o OUT | logs JOB [-f]
     vqpress jobs | cancel JOB | health [-v]
 
-The connection flags (--server, --token, --tls-ca, --timeout, --quiet) go before or after the
+The connection flags (--server, --token-file, --tls-ca, --timeout, --quiet) go before or after the
 command. Errors print ``error: CODE: message`` on stderr; the exit status says what kind of failure
 it was (see ``EXIT_STATUS_HELP``): a pipeline retries 5 and fixes its input on 3.
 """
@@ -87,7 +87,7 @@ EXIT_STATUS_HELP = f"""exit status:
   {EXIT_JOB_FAILED}    the job failed (the message has the server's reason)
   {EXIT_CANCELLED}    the job was cancelled
   {EXIT_TIMEOUT}    --timeout passed; the job goes on: collect it with `vqpress wait JOB` / `download JOB`
-  {EXIT_AUTH}    the server refused the token (--token or {TOKEN_ENV})
+  {EXIT_AUTH}    the server refused the token (--token-file or {TOKEN_ENV})
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C cancels the job it was following)"""
 
 
@@ -101,7 +101,10 @@ def _global_flags(p: argparse.ArgumentParser, *, sub: bool) -> None:
     server = os.environ.get(SERVER_ENV) or DEFAULT_SERVER
     p.add_argument("--server", default=d(server), metavar="HOST:PORT",
                    help=f"the server (env {SERVER_ENV}; now {server})")  # fmt: skip
-    p.add_argument("--token", default=d(os.environ.get(TOKEN_ENV)), help=f"bearer token (env {TOKEN_ENV})")
+    # A token on the command line is visible to every user of the machine (ps): a file or the environment only.
+    p.add_argument("--token", dest="token_on_argv", default=d(None), help=argparse.SUPPRESS)
+    p.add_argument("--token-file", type=Path, default=d(None), metavar="FILE",
+                   help=f"read the bearer token from FILE (or set env {TOKEN_ENV})")  # fmt: skip
     ca = os.environ.get(TLS_CA_ENV) or None
     p.add_argument("--tls-ca", type=Path, default=d(Path(ca) if ca else None), metavar="PEM",
                    help=f"CA certificate: connect with TLS (env {TLS_CA_ENV})")  # fmt: skip
@@ -697,8 +700,10 @@ def explain(err: VqpressError, args: argparse.Namespace) -> str:
         return f"UNAVAILABLE: {args.server} closed the connection: if the server uses TLS, pass --tls-ca ({msg})"
     if err.code == "UNAUTHENTICATED":
         if args.token:
-            return f"UNAUTHENTICATED: the server refused the token given (--token or {TOKEN_ENV}): check it ({msg})"
-        return f"UNAUTHENTICATED: the server needs a token: pass --token or set {TOKEN_ENV} ({msg})"
+            return (
+                f"UNAUTHENTICATED: the server refused the token given (--token-file or {TOKEN_ENV}): check it ({msg})"
+            )
+        return f"UNAUTHENTICATED: the server needs a token: pass --token-file or set {TOKEN_ENV} ({msg})"
     if isinstance(err, JobTimeout):
         return (
             f"DEADLINE_EXCEEDED: {msg}; it goes on running on the server: "
@@ -707,12 +712,28 @@ def explain(err: VqpressError, args: argparse.Namespace) -> str:
     return f"{err.code}: {msg}"
 
 
+def read_token(path: Path | None) -> str | None:
+    """The bearer token: the content of ``path`` (--token-file, stripped), else the environment's."""
+    if path is None:
+        return os.environ.get(TOKEN_ENV) or None
+    return path.read_text(encoding="utf-8").strip() or None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse: --help and --version exit 0, a bad command line 2
         return int(e.code or 0) if isinstance(e.code, int) else EXIT_USAGE
+    if args.token_on_argv is not None:
+        print(f"error: --token on the command line is visible to every user (ps); use --token-file FILE or "
+              f"set {TOKEN_ENV}", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    try:
+        args.token = read_token(args.token_file)
+    except OSError as e:
+        print(f"error: --token-file: {e}", file=sys.stderr)
+        return EXIT_INVALID
     try:
         tls = TlsConfig(ca_cert=args.tls_ca, server_name=args.tls_server_name) if args.tls_ca else None
         with Client(args.server, token=args.token, tls=tls) as client:

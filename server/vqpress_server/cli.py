@@ -5,7 +5,7 @@
     vqpress-server convert IN -o OUT (a scene file to another format) [export options]
     vqpress-server info FILE [--json] [--spz-axes ply|rub]
     vqpress-server render IN --cameras CAMS.json -o DIR
-    vqpress-server serve [--data-dir DIR] [--port P] [--workers N] [--token T] [--tls-cert C --tls-key K]
+    vqpress-server serve [--data-dir DIR] [--port P] [--workers N] [--token-file F] [--tls-cert C --tls-key K]
                          [--executor local|ray] [--ray-address ADDRESS]
 
 Bad input ends with `error: <what is wrong>` on stderr and exit status 2; nothing half-written stays.
@@ -288,14 +288,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .rpc.server import OpenBindRefused, check_exposure
     from .settings import Settings
 
+    if args.token_on_argv is not None:
+        print(
+            "error: --token on the command line is visible to every user (ps); put the token in a file "
+            "(--token-file FILE, mode 600) or in VQPRESS_TOKEN",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     if (args.tls_cert is None) != (args.tls_key is None):
         raise _input_error("--tls-cert and --tls-key go together")
+    token = None
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise _input_error(f"--token-file: {e}") from None
+        if not token:
+            raise _input_error(f"--token-file {args.token_file} is empty")
     settings = Settings.from_env(
         data_dir=Path(args.data_dir) if args.data_dir else None,
         host=args.host,
         port=args.port,
         workers=args.workers,
-        token=args.token,
+        token=token,
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
         insecure=True if args.insecure else None,
@@ -429,7 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", help="bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (default 50051; 0 picks a free one)")
     s.add_argument("--workers", type=int, help="worker processes (default: one per GPU, one on CPU)")
-    s.add_argument("--token", help="require this bearer token (or VQPRESS_TOKEN)")
+    # A token on the command line is visible to every user of the machine (ps): a file or the environment only.
+    s.add_argument("--token", dest="token_on_argv", help=argparse.SUPPRESS)
+    s.add_argument("--token-file", help="require the bearer token in this file (mode 600; or set VQPRESS_TOKEN)")
     s.add_argument("--tls-cert", help="PEM certificate chain (with --tls-key)")
     s.add_argument("--tls-key", help="PEM private key")
     s.add_argument(
