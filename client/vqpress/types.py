@@ -16,7 +16,7 @@ from .errors import invalid
 
 MAX_SH_DEGREE = 3
 MAX_IMAGE_SIDE = 8192  # largest camera width or height the service accepts (pixels)
-MAX_CODEBOOK = 1 << 24  # largest codebook size the client lets through (entries); the server may allow fewer
+MAX_CODEBOOK = 1 << 23  # largest codebook size (entries): the server's k-means limit (core/budgets.py)
 
 
 def num_sh_rest(degree: int) -> int:

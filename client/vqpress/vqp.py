@@ -36,7 +36,10 @@ filters in reverse order -> unpack bits (when ``bits`` is set) -> reshape to ``s
   when zstd does not make it smaller.
 
 The reader checks every length against the buffer before it allocates, so a truncated file, a lying
-header, a corrupted payload or an absurd size raises ``VqpFormatError`` with what is wrong.
+header, a corrupted payload or an absurd size raises ``VqpFormatError`` with what is wrong. The arrays
+a file decodes to are bounded by its own size (``decode_limit``: at most ``DECODE_RATIO`` times the
+file, at least ``DECODE_FLOOR_BYTES``, never more than ``max_decoded_bytes``), so a decompression bomb
+is refused before it inflates; a manifest nested deeper than ``MAX_MANIFEST_DEPTH`` is a format error.
 
 Splat files (kind "splats") hold the sections described in ``decode_splats``.
 """
@@ -60,7 +63,10 @@ VERSION = 1
 _HEADER = struct.Struct("<8sHHII")  # magic, version, flags, manifest length, manifest crc32
 HEADER_BYTES = _HEADER.size  # 20
 MAX_MANIFEST_BYTES = 16 << 20  # a manifest larger than 16 MiB is not a vqpress manifest
-DEFAULT_MAX_DECODED_BYTES = 16 << 30  # refuse to inflate a file into more than 16 GiB of arrays
+MAX_MANIFEST_DEPTH = 32  # JSON nesting of a manifest (a vqpress manifest is 4 levels deep)
+DEFAULT_MAX_DECODED_BYTES = 8 << 30  # refuse to inflate a file into more than 8 GiB of arrays
+DECODE_RATIO = 256  # ... or into more than 256 bytes of arrays per byte of the file (splat files: 3-4)
+DECODE_FLOOR_BYTES = 64 << 20  # ... except that any file may decode to 64 MiB
 ZSTD_LEVEL = 19  # default zstd level of write_vqp (1..22)
 LARGE_SECTION_BYTES = 4 << 20  # sections larger than this (before compression) ...
 LARGE_SECTION_LEVEL = 12  # ... are compressed at most at this level
@@ -75,6 +81,42 @@ _PACK_CHUNK = 1 << 20  # values per chunk when bit-packing (a multiple of 8): bo
 
 class VqpFormatError(ValueError):
     """The bytes are not a valid .vqp file (truncated, corrupted, lying header, unsupported encoding)."""
+
+
+def decode_limit(
+    stored_bytes: int,
+    ratio: int = DECODE_RATIO,
+    floor: int = DECODE_FLOOR_BYTES,
+    cap: int = DEFAULT_MAX_DECODED_BYTES,
+) -> int:
+    """Bytes a compressed file of ``stored_bytes`` may decode to: max(floor, ratio x size), at most cap."""
+    return min(int(cap), max(int(floor), int(ratio) * int(stored_bytes)))
+
+
+def json_depth(doc: Any) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0, ``[]`` is 1), without recursion."""
+    deepest, stack = 0, [(doc, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            deepest = max(deepest, d + 1)
+            stack.extend((x, d + 1) for x in v if isinstance(x, (dict, list)))
+    return deepest
+
+
+def loads_json(text: str | bytes, max_depth: int = MAX_MANIFEST_DEPTH) -> Any:
+    """``json.loads`` for untrusted text: nesting deeper than ``max_depth`` raises ``ValueError``
+    (never ``RecursionError``); invalid JSON raises ``json.JSONDecodeError`` (a ``ValueError``)."""
+    try:
+        doc = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"JSON nested too deeply to parse (the limit is {max_depth} levels)") from None
+    depth = json_depth(doc)
+    if depth > max_depth:
+        raise ValueError(f"JSON nested {depth} levels deep, over the limit of {max_depth}")
+    return doc
 
 
 @dataclass(frozen=True)
@@ -101,6 +143,7 @@ class VqpFile:
     sections: dict[str, np.ndarray]
     section_bytes: dict[str, int] = field(default_factory=dict)  # stored (on-disk) bytes per section
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)  # the raw manifest entry per section
+    name: str = "<bytes>"  # the file's name, for messages
 
 
 # -- bit packing -----------------------------------------------------------------------------------
@@ -323,9 +366,11 @@ def parse_header(data: bytes | bytearray | memoryview, name: str = "<bytes>") ->
     if zlib.crc32(mbytes) != mcrc:
         fail("manifest checksum mismatch (the file is corrupted)")
     try:
-        doc = json.loads(mbytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        fail(f"manifest is not valid JSON: {exc}")
+        doc = loads_json(mbytes.decode("utf-8"), MAX_MANIFEST_DEPTH)
+    except UnicodeDecodeError as exc:
+        fail(f"manifest is not valid UTF-8 JSON: {exc}")
+    except ValueError as exc:  # invalid JSON, or nested deeper than MAX_MANIFEST_DEPTH
+        fail(f"manifest is not valid JSON or nested too deeply: {exc}")
     if not isinstance(doc, dict) or not isinstance(doc.get("sections"), list):
         fail("manifest must be an object with a 'sections' list")
     kind = doc.get("kind")
@@ -351,10 +396,12 @@ def read_vqp(
     name: str = "<bytes>",
     *,
     max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+    decode_ratio: int = DECODE_RATIO,
 ) -> VqpFile:
     """Parse and validate .vqp bytes. Raises ``VqpFormatError`` naming the problem.
 
-    ``max_decoded_bytes`` caps the total size of the decoded arrays (default 16 GiB).
+    The decoded arrays may total at most ``decode_limit(len(data), decode_ratio)`` bytes, and never
+    more than ``max_decoded_bytes`` (default 8 GiB): checked from the manifest, before decoding.
     """
 
     def fail(msg: str) -> None:
@@ -368,6 +415,7 @@ def read_vqp(
     payload_len = total - base
     entries = header.sections
     # Validate every entry and every length before decoding (and allocating) anything.
+    budget = decode_limit(total, decode_ratio, DECODE_FLOOR_BYTES, max_decoded_bytes)
     expected_offset, decoded_total, seen = 0, 0, set()
     for i, e in enumerate(entries):
         _check_entry(e, i, fail)
@@ -393,8 +441,13 @@ def read_vqp(
         if e["codec"] == "raw" and e["length"] != e["raw_length"]:
             fail(f"section '{e['name']}': raw section of {e['length']} bytes, expected {e['raw_length']}")
         decoded_total += n * itemsize + e["raw_length"]
-        if decoded_total > max_decoded_bytes:
-            fail(f"decoded size exceeds the limit of {max_decoded_bytes} bytes (section '{e['name']}')")
+        if decoded_total > budget:
+            fail(
+                f"section '{e['name']}' takes the decoded size to {decoded_total:,} bytes, over the decode "
+                f"limit of {budget:,} for a {total:,}-byte file (max({DECODE_FLOOR_BYTES:,}, {decode_ratio} x "
+                f"the file), at most max_decoded_bytes = {max_decoded_bytes:,}): a lying shape or a "
+                "decompression bomb"
+            )
     if expected_offset != payload_len:
         fail(f"{payload_len - expected_offset} unexpected bytes after the last section")
 
@@ -407,7 +460,7 @@ def read_vqp(
             fail(f"section '{e['name']}': checksum mismatch (the file is corrupted)")
         sections[e["name"]] = _decode_payload(bytes(stored), e, fail)
         section_bytes[e["name"]] = e["length"]
-    return VqpFile(kind, version, meta, sections, section_bytes, {e["name"]: e for e in entries})
+    return VqpFile(kind, version, meta, sections, section_bytes, {e["name"]: e for e in entries}, name)
 
 
 def _decode_payload(stored: bytes, e: dict[str, Any], fail: Any) -> np.ndarray:
@@ -461,57 +514,78 @@ def check_splats_layout(vqp: VqpFile) -> tuple[int, int]:
     ``opacities`` (uint8 [N] = round(255*sigmoid), or float16 [N] logits); ``<attr>_codebook``
     (float16 [K,...]) and ``<attr>_idx`` ([N] bit-packed) for attr in dc [K,3], sh [K,(d+1)^2-1,3]
     (absent at SH degree 0), scale [K,3] (log), rot [K,4] (w,x,y,z).
+
+    Every value a decoder returns is checked finite here (positions, the box and its span, opacity
+    logits, codebooks), so ``decode_splats`` and the server's decoder never produce NaN or inf.
     """
+    name = vqp.name
+
+    def fail(msg: str) -> NoReturn:
+        raise VqpFormatError(f"{name}: {msg}")
+
     if vqp.kind != "splats":
-        raise VqpFormatError(f"expected a splats file, got kind {vqp.kind!r}")
+        fail(f"expected a splats file, got kind {vqp.kind!r}")
     m, s = vqp.manifest, vqp.sections
     try:
         n = int(m["num_gaussians"])
         degree = int(m["sh_degree"])
         pos = m["position"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise VqpFormatError(f"splats manifest is missing or has an invalid field: {exc}") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        fail(f"splats manifest is missing or has an invalid field: {exc}")
     if not 0 <= degree <= 3 or n < 0:
-        raise VqpFormatError(f"invalid counts: N={n}, SH degree {degree} (expected 0..3)")
+        fail(f"invalid counts: N={n}, SH degree {degree} (expected 0..3)")
     n_rest = (degree + 1) ** 2 - 1
 
     def need(key: str, shape: tuple[int, ...], dtypes: tuple[type, ...]) -> np.ndarray:
         if key not in s:
-            raise VqpFormatError(f"splats file has no '{key}' section")
+            fail(f"splats file has no '{key}' section")
         a = s[key]
         if a.shape != shape or a.dtype not in [np.dtype(d) for d in dtypes]:
-            raise VqpFormatError(f"section '{key}' is {a.dtype} {a.shape}, expected {shape} of {dtypes}")
+            fail(f"section '{key}' is {a.dtype} {a.shape}, expected {shape} of {dtypes}")
         return a
+
+    def finite(key: str, a: np.ndarray) -> None:
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            bad = int(np.count_nonzero(~np.isfinite(a)))
+            fail(f"section '{key}' holds {bad} non-finite values (NaN or inf); the file is corrupt")
 
     if "means_morton" in s:
         try:
+            if not isinstance(pos, dict):
+                raise TypeError("'position' is not an object")
             lo = np.asarray(pos["box_min"], np.float64).reshape(3)
             hi = np.asarray(pos["box_max"], np.float64).reshape(3)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise VqpFormatError(f"fixed-point positions need a valid box: {exc}") from None
-        if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (hi >= lo).all()):
-            raise VqpFormatError(f"invalid position box {lo.tolist()} .. {hi.tolist()}")
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            fail(f"fixed-point positions need a valid box: {exc}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            span = hi - lo
+        f32 = float(np.finfo(np.float32).max)
+        ok = np.isfinite(span).all() and (hi >= lo).all() and max(np.abs(lo).max(), np.abs(hi).max()) <= f32
+        if not ok:  # NaN compares false: a NaN box fails here too
+            fail(
+                f"position box {lo.tolist()} .. {hi.tolist()} is not a finite float32 box "
+                "(min <= max, a finite span); the file is corrupt"
+            )
         bits = position_bits(m)
         codes = need("means_morton", (n,), (np.uint64,))
         if n and int(codes.max()) >= 1 << (3 * bits):
-            raise VqpFormatError(f"means_morton holds codes beyond {3 * bits} bits ({bits} bits per axis)")
+            fail(f"means_morton holds codes beyond {3 * bits} bits ({bits} bits per axis)")
     else:
-        need("means", (n, 3), (np.float16, np.float32))
-    need("opacities", (n,), (np.uint8, np.float16))
+        finite("means", need("means", (n, 3), (np.float16, np.float32)))
+    finite("opacities", need("opacities", (n,), (np.uint8, np.float16)))
     widths: dict[str, tuple[int, ...]] = dict(SPLAT_ATTRIBUTES)
     if n_rest:
         widths["sh"] = (n_rest, 3)
     for attr, width in widths.items():
         if f"{attr}_codebook" not in s:
-            raise VqpFormatError(f"splats file has no '{attr}_codebook' section")
+            fail(f"splats file has no '{attr}_codebook' section")
         cb = s[f"{attr}_codebook"]
         if cb.shape[1:] != width or cb.dtype != np.float16 or (n and cb.shape[0] == 0):
-            raise VqpFormatError(f"'{attr}' codebook is {cb.dtype} {cb.shape}, expected float16 [K, {width}]")
-        if not np.isfinite(cb).all():
-            raise VqpFormatError(f"'{attr}' codebook contains non-finite values")
+            fail(f"'{attr}' codebook is {cb.dtype} {cb.shape}, expected float16 [K, {width}]")
+        finite(f"{attr}_codebook", cb)
         idx = need(f"{attr}_idx", (n,), (np.uint8, np.uint16, np.uint32))
         if n and int(idx.max()) >= cb.shape[0]:
-            raise VqpFormatError(f"'{attr}' index {int(idx.max())} is out of range of its {cb.shape[0]}-entry codebook")
+            fail(f"'{attr}' index {int(idx.max())} is out of range of its {cb.shape[0]}-entry codebook")
     return n, degree
 
 
@@ -536,7 +610,7 @@ def position_bits(manifest: dict[str, Any]) -> int:
     pos = manifest.get("position")
     bits = pos.get("bits", 16) if isinstance(pos, dict) else 16
     if not _is_int(bits) or not 1 <= bits <= 16:
-        raise VqpFormatError(f"position bits must be an integer in 1..16, got {bits!r}")
+        raise VqpFormatError(f"position bits must be an integer in 1..16, got {str(bits)[:40]}")
     return int(bits)
 
 
@@ -587,7 +661,10 @@ def read_splats(path: str, **kw: Any) -> dict[str, np.ndarray]:
 
 
 __all__ = [
+    "DECODE_FLOOR_BYTES",
+    "DECODE_RATIO",
     "MAGIC",
+    "MAX_MANIFEST_DEPTH",
     "VERSION",
     "Section",
     "VqpFile",
@@ -595,7 +672,10 @@ __all__ = [
     "VqpHeader",
     "bits_for",
     "check_splats_layout",
+    "decode_limit",
     "decode_splats",
+    "json_depth",
+    "loads_json",
     "pack_bits",
     "parse_header",
     "read_header",

@@ -74,6 +74,7 @@ def quantize_config(value: Any) -> QuantizeConfig:
 
 
 def cameras(value: Any, *, required: bool) -> list[Camera] | None:
+    from ..core.budgets import check_pixels
     from ..core.render.cameras import camera_from_dict
 
     if not required and (value is None or value == []):
@@ -90,6 +91,7 @@ def cameras(value: Any, *, required: bool) -> list[Camera] | None:
             out.append(camera_from_dict(d))
         except VqpressInputError as e:
             raise VqpressInputError(f"camera {i}: {e}") from None
+    check_pixels([(c.width, c.height) for c in out], "cameras")
     return out
 
 

@@ -20,14 +20,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.budgets import BUDGETS
 from ..core.errors import VqpressInputError
 from .context import JobContext, artifact_errors
 
 if TYPE_CHECKING:
     from .handlers import HandlerResult
 
-MAX_ARCHIVE_BYTES = 8 << 30  # uncompressed size of a dataset archive, all members together
-MAX_ARCHIVE_FILES = 20_000  # members of a dataset archive
+MAX_ARCHIVE_BYTES = BUDGETS.max_archive_bytes  # uncompressed size of a dataset archive, all members together
+MAX_ARCHIVE_FILES = BUDGETS.max_archive_files  # members of a dataset archive
 
 
 def checkpoint_dir(ctx: JobContext) -> Path:

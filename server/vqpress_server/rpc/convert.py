@@ -14,6 +14,7 @@ import numpy as np
 from vqpress.v1 import vqpress_pb2 as pb
 
 from ..artifacts.store import ArtifactInfo
+from ..core.budgets import check_pixels
 from ..core.errors import ConfigError, NonFiniteError, VqpressInputError
 from ..core.fields.config import FieldQuantizeConfig
 from ..core.splats.quantize_config import MAX_CODEBOOK, MAX_ITERS, PRESETS, QuantizeConfig
@@ -164,6 +165,7 @@ def camera_dicts(cams: Sequence[pb.Camera], *, max_pixels: int | None = None) ->
                 "may have in this encoding; render it smaller (or as PNG)"
             )
         out.append(d)
+    check_pixels([(d["width"], d["height"]) for d in out], "cameras")  # before any job is queued
     return out
 
 
@@ -194,7 +196,7 @@ def quantize_config(msg: pb.QuantizeConfig) -> dict[str, Any]:
             k = getattr(msg, name)
             if not 1 <= k <= MAX_CODEBOOK:
                 raise ConfigError(
-                    f"QuantizeConfig.{name} must be in 1..{MAX_CODEBOOK} (2^24) codebook entries, got {k}"
+                    f"QuantizeConfig.{name} must be in 1..{MAX_CODEBOOK} (2^23: k-means' limit) entries, got {k}"
                 )
             cfg[name] = int(k)
     if msg.HasField("kmeans_iters"):

@@ -11,8 +11,8 @@ ArtifactNotFound, JobNotFound  NOT_FOUND            unknown id
 ArtifactIntegrityError         DATA_LOSS            upload bytes do not match the header's size or
                                                     sha256 (corrupted or cut in transit); nothing
                                                     was stored; send it again
-ArtifactTooLarge, QueueFull,   RESOURCE_EXHAUSTED   over the server's size limit, disk full, queue full
-StorageFull
+ArtifactTooLarge, QueueFull,   RESOURCE_EXHAUSTED   over the server's size limit, disk full, queue full,
+StorageFull, LimitExceeded                          a request over a budget (core/budgets.py)
 VqpressInputError              INVALID_ARGUMENT     bad config, tensor or file (core.errors)
 anything else                  INTERNAL             a bug: logged with an incident id that the
                                                     message carries; the server keeps serving
@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import grpc
 
 from ..artifacts.store import ArtifactIntegrityError, ArtifactNotFound, ArtifactTooLarge
-from ..core.errors import VqpressInputError
+from ..core.errors import LimitExceeded, VqpressInputError
 from ..jobs.model import JobNotFound, QueueFull, StorageFull
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (ArtifactTooLarge, Code.RESOURCE_EXHAUSTED),  # includes ArtifactStoreFull (disk full)
     (QueueFull, Code.RESOURCE_EXHAUSTED),
     (StorageFull, Code.RESOURCE_EXHAUSTED),  # the job table's disk is full
+    (LimitExceeded, Code.RESOURCE_EXHAUSTED),  # a request over a budget: names the limit and the value
     (VqpressInputError, Code.INVALID_ARGUMENT),
 )
 
@@ -81,7 +82,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _wrap(method: F, name: str) -> F:
     def fail(exc: Exception, context: grpc.ServicerContext) -> None:
         if isinstance(exc, grpc.RpcError) and not context.is_active():
-            return  # the client went away (cancelled or deadline): nobody to answer
+            # The client went away mid-call (cancelled, deadline, killed): nobody to answer, nothing
+            # to debug. One line; aborting (not returning None) keeps gRPC from logging a traceback.
+            log.info("%s: the client went away before the call ended", name)
+            context.abort(Code.CANCELLED, "the client went away")
         code, message = status_for(exc, name)
         context.abort(code, message)
 

@@ -1,8 +1,10 @@
 """Dataset archives (zip, tar, tar.gz/bz2/xz) from users: checked member by member, then extracted.
 
 Refused before anything is written: absolute paths, '..' escapes, links, devices, more than
-max_files members, a member or a total declared size over max_bytes. While extracting, members
-that inflate beyond their declared size (or the total beyond max_bytes) stop the extraction.
+max_files members, a member or a total declared size over max_bytes, and a declared total out of
+proportion to the archive's own size (``budgets.check_archive``: a decompression bomb). While
+extracting, the bytes actually written are counted: members that inflate beyond their declared
+size, or a total beyond the budget, stop the extraction (and nothing extracted is left behind).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from ..budgets import check_archive
 from ..errors import FormatError, VqpressInputError
 from .dataset import DatasetConfig, PosedImageDataset, load_dataset
 
@@ -41,18 +44,18 @@ def _copy_limited(src: IO[bytes], dst: Path, limit: int, archive: Path, name: st
     return written
 
 
-def _check_totals(archive: Path, count: int, total: int, max_files: int, max_bytes: int) -> None:
-    if count > max_files:
-        raise FormatError(archive, f"more than {max_files} members; split the dataset or raise max_files")
-    if total > max_bytes:
-        raise FormatError(archive, f"declares {total} bytes uncompressed, over the limit of {max_bytes}")
+def _check_totals(archive: Path, count: int, total: int, max_files: int, max_bytes: int) -> int:
+    """The bytes extraction may write (``budgets.check_archive``); FormatError when over a budget."""
+    return check_archive(archive, count, total, archive.stat().st_size, max_bytes=max_bytes, max_files=max_files)
 
 
 def _extract_zip(archive: Path, dest: Path, max_bytes: int, max_files: int) -> None:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         total = 0
-        for count, info in enumerate(infos, 1):
+        # The central directory: every member's name, kind and declared size, before any byte is written.
+        _check_totals(archive, len(infos), sum(i.file_size for i in infos), max_files, max_bytes)
+        for info in infos:
             _safe_name(archive, info.filename)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
@@ -62,8 +65,7 @@ def _extract_zip(archive: Path, dest: Path, max_bytes: int, max_files: int) -> N
                     archive, f"member {info.filename!r} declares {info.file_size} bytes, over {max_bytes}"
                 )
             total += info.file_size
-            _check_totals(archive, count, total, max_files, max_bytes)
-        budget = max_bytes
+        budget = _check_totals(archive, len(infos), total, max_files, max_bytes)
         for info in infos:
             target = dest / _safe_name(archive, info.filename)
             if info.is_dir():
@@ -89,7 +91,7 @@ def _extract_tar(archive: Path, dest: Path, max_bytes: int, max_files: int) -> N
             total += m.size
             members.append(m)
             _check_totals(archive, len(members), total, max_files, max_bytes)
-        budget = max_bytes
+        budget = _check_totals(archive, len(members), total, max_files, max_bytes)
         for m in members:
             target = dest / _safe_name(archive, m.name)
             if m.isdir():

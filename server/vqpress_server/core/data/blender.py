@@ -6,14 +6,15 @@ z backward). We flip its y and z columns to OpenCV axes, then invert it to world
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from vqpress.vqp import loads_json
 
+from ..budgets import MAX_JSON_DEPTH
 from ..errors import FormatError
 from ..render.cameras import Camera
 from .dataset import DatasetConfig, PosedImageDataset, holdout_split, load_image, resolve_inside, scale_intrinsics
@@ -48,8 +49,8 @@ def read_json(path: Path) -> dict[str, Any]:
     if path.stat().st_size > MAX_JSON_BYTES:
         raise FormatError(path, f"file is larger than {MAX_JSON_BYTES >> 20} MiB")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = loads_json(path.read_text(encoding="utf-8"), MAX_JSON_DEPTH)
+    except (UnicodeDecodeError, ValueError) as e:  # invalid, or nested deeper than MAX_JSON_DEPTH
         raise FormatError(path, f"not valid JSON ({e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
         raise FormatError(path, "expected an object with a 'frames' list")

@@ -7,7 +7,6 @@ and positive focal lengths. A bad camera raises ``VqpressInputError`` saying wha
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from vqpress.vqp import loads_json
 
+from ..budgets import BUDGETS, check_pixels
 from ..errors import VqpressInputError
 from ..splats.model import GaussianSplats
 
-MAX_IMAGE_SIZE = 8192  # largest width or height accepted (pixels)
+MAX_IMAGE_SIZE = BUDGETS.max_image_side  # largest width or height accepted (pixels)
 MAX_CAMERAS = 10_000  # largest number of cameras in one cameras.json
 SPLITS = ("train", "test", "val")  # the split names cameras.json may use
 
@@ -168,9 +169,9 @@ def read_cameras_json(path_or_dict: str | Path | Mapping[str, Any], split: str |
         except UnicodeDecodeError:
             raise VqpressInputError(f"{where}: cameras file is not UTF-8 JSON") from None
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise VqpressInputError(f"{where}: not valid JSON ({e})") from None
+            data = loads_json(text, BUDGETS.max_json_depth)
+        except ValueError as e:  # invalid, or nested deeper than max_json_depth
+            raise VqpressInputError(f"{where}: not valid JSON or nested too deeply ({e})") from None
     if not isinstance(data, Mapping) or not isinstance(data.get("cameras"), list):
         raise VqpressInputError(f"{where}: expected an object with a 'cameras' list")
     raw = data["cameras"]
@@ -192,6 +193,7 @@ def read_cameras_json(path_or_dict: str | Path | Mapping[str, Any], split: str |
             cameras.append(camera_from_dict(c))
         except VqpressInputError as e:
             raise VqpressInputError(f"{where}: camera {i}: {e}") from None
+    check_pixels([(c.width, c.height) for c in cameras], where)
     return CameraSet(cameras=cameras, background=background)
 
 

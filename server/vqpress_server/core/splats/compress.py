@@ -6,7 +6,6 @@ repaired original and the decoded .vqp at the same cameras and averages PSNR/SSI
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -15,13 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from vqpress.vqp import loads_json
 
 from ..atomic import atomic_write_bytes
+from ..budgets import check_pixels
 from ..errors import VqpressInputError
 from ..progress import Progress, sub_progress
 from .importance import importance_views, view_importance
 from .model import GaussianSplats
-from .quantize import QuantizeConfig, decode_vqp_splats, quantize_splats
+from .quantize import QuantizeConfig, check_clusterable, decode_vqp_splats, quantize_splats
 
 if TYPE_CHECKING:
     from .formats import ExportFilter, WriteOptions
@@ -133,7 +134,7 @@ def scene_cameras(src: str | os.PathLike[str]) -> tuple[list[Any], tuple[float, 
     if not path.is_file():
         return None
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = loads_json(path.read_text(encoding="utf-8"))
         has_test = any(isinstance(c, dict) and c.get("split") == "test" for c in doc.get("cameras", []))
     except (OSError, ValueError, AttributeError):
         has_test = False  # read_cameras_json below reports what is wrong with the file
@@ -189,7 +190,7 @@ def _train_cameras(src: Path) -> list[Any] | None:
 
     path = src.parent / "cameras.json"
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = loads_json(path.read_text(encoding="utf-8"))
         if not any(isinstance(c, dict) and c.get("split") == "train" for c in doc.get("cameras", [])):
             return None
     except (OSError, ValueError, AttributeError):
@@ -228,6 +229,9 @@ def compress_file(
     from .formats import read_splats
 
     config.validate()
+    for given, what in ((cameras, "cameras"), (importance_cameras, "importance_cameras")):
+        if given:  # before the scene is read: a request over the pixel budget costs nothing
+            check_pixels([(c.width, c.height) for c in given], what)
     src, dst = Path(src), Path(dst)
     dev = torch.device(device) if device is not None else _default_device()
     timings: dict[str, float] = {}
@@ -250,6 +254,7 @@ def compress_file(
     t0 = time.perf_counter()
     splats, repair = raw.repair_non_finite(strict=config.strict)
     del raw
+    check_clusterable(splats, src)
     timings["repair"] = time.perf_counter() - t0
 
     splats = splats.to(dev)

@@ -47,8 +47,9 @@ class RepairReport:
     """What was repaired when non-finite or out-of-range values were found (counts of elements)."""
 
     means_dropped: int = 0  # Gaussians removed because their position was not finite
+    scales_dropped: int = 0  # Gaussians removed because a log-scale was +inf (an infinitely large splat)
     quats_reset: int = 0  # rotations replaced by identity (non-finite or zero norm)
-    scales_clamped: int = 0  # non-finite log-scales clamped to [-20, 10]
+    scales_clamped: int = 0  # log-scales that were NaN or -inf, set to -20 (invisible)
     opacities_clamped: int = 0  # non-finite opacity logits clamped to [-20, 20]
     sh_zeroed: int = 0  # non-finite SH coefficients set to 0
 
@@ -179,8 +180,10 @@ class GaussianSplats:
         """Apply the documented repair policy for non-finite values (see README, "Bad input").
 
         - a Gaussian whose position is not finite is dropped (it has no place in the scene);
+        - a Gaussian with a +inf log-scale is dropped (clamped to any finite size, such a splat
+          would still cover the view);
         - a rotation with a non-finite component or zero norm becomes the identity (1, 0, 0, 0);
-        - a non-finite log-scale is clamped: NaN -> -20 (invisible), +inf -> 10, -inf -> -20;
+        - a log-scale that is NaN or -inf becomes -20 (invisible);
         - a non-finite opacity logit is clamped: NaN -> -20 (transparent), +inf -> 20, -inf -> -20;
         - a non-finite SH coefficient becomes 0.
 
@@ -189,19 +192,22 @@ class GaussianSplats:
         rep = RepairReport()
         bad_means = ~torch.isfinite(self.means).all(dim=1)
         bad_quats = ~torch.isfinite(self.quats).all(dim=1) | (self.quats.abs().sum(dim=1) == 0)
-        bad_scales = ~torch.isfinite(self.scales)
+        huge = torch.isposinf(self.scales).any(dim=1) & ~bad_means  # dropped, not clamped
+        bad_scales = ~torch.isfinite(self.scales) & ~torch.isposinf(self.scales)
         bad_opac = ~torch.isfinite(self.opacities)
         bad_sh0 = ~torch.isfinite(self.sh0)
         bad_shN = ~torch.isfinite(self.shN)
         counts = [int(m.sum()) for m in (bad_means, bad_quats, bad_scales, bad_opac, bad_sh0, bad_shN)]
-        if sum(counts) == 0:
+        n_huge = int(huge.sum())
+        if sum(counts) + n_huge == 0:
             return self, rep
         if strict:
             names = ["means", "quats", "scales", "opacities", "sh0", "shN"]
+            counts[2] += int(torch.isposinf(self.scales).sum())
             detail = ", ".join(f"{n}: {c}" for n, c in zip(names, counts, strict=True) if c)
             raise NonFiniteError(f"non-finite values found ({detail}); run without strict mode to repair them")
         quats = torch.where(bad_quats[:, None], torch.tensor([1.0, 0, 0, 0], device=self.device), self.quats)
-        scales = torch.nan_to_num(self.scales, nan=-20.0, posinf=10.0, neginf=-20.0)
+        scales = torch.nan_to_num(self.scales, nan=-20.0, posinf=0.0, neginf=-20.0)  # +inf: dropped below
         opac = torch.nan_to_num(self.opacities, nan=-20.0, posinf=20.0, neginf=-20.0)
         sh0 = torch.nan_to_num(self.sh0, nan=0.0, posinf=0.0, neginf=0.0)
         shN = torch.nan_to_num(self.shN, nan=0.0, posinf=0.0, neginf=0.0)
@@ -210,9 +216,10 @@ class GaussianSplats:
         rep.scales_clamped = counts[2]
         rep.opacities_clamped = counts[3]
         rep.sh_zeroed = counts[4] + counts[5]
-        if counts[0]:
-            out = out.index(~bad_means)
+        if counts[0] or n_huge:
+            out = out.index(~(bad_means | huge))
             rep.means_dropped = counts[0]
+            rep.scales_dropped = n_huge
         return out, rep
 
     def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:

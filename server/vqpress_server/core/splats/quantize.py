@@ -86,6 +86,25 @@ class QuantizedSplats:
         return write_vqp("splats", self.manifest(), self.sections())
 
 
+def check_clusterable(splats: GaussianSplats, where: object | None = None) -> None:
+    """Refuse values k-means cannot cluster (beyond ±1e30: their squares leave float32), naming the
+    attribute and, when ``where`` (a file) is given, the file (``FormatError``)."""
+    from ..vq.kmeans import MAX_ABS
+
+    for name in ("sh0", "shN", "scales"):
+        t = getattr(splats, name)
+        if not t.numel():
+            continue
+        big = float(t.detach().abs().max())
+        if big > MAX_ABS:
+            n = int((t.detach().abs() > MAX_ABS).sum())
+            msg = (
+                f"'{name}' has {n} values beyond ±{MAX_ABS:g} (largest {big:g}), more than k-means can cluster: "
+                "the scene is corrupt; fix or drop those Gaussians"
+            )
+            raise FormatError(where, msg) if where is not None else VqpressInputError(msg)
+
+
 def _flat_attributes(splats: GaussianSplats) -> dict[str, torch.Tensor]:
     """The vectors each codebook clusters, [N, d] float32."""
     N = splats.num_gaussians
@@ -167,6 +186,7 @@ def quantize_splats(
     for name, t in splats.tensors().items():
         if not bool(torch.isfinite(t).all()):
             raise NonFiniteError(f"'{name}' has non-finite values; repair the scene first (load_scene)")
+    check_clusterable(splats)
     if weights is not None:
         if weights.shape != (N,):
             raise VqpressInputError(f"weights must have shape ({N},) (one per Gaussian), got {tuple(weights.shape)}")
@@ -301,6 +321,7 @@ __all__ = [
     "PRESETS",
     "QuantizeConfig",
     "QuantizedSplats",
+    "check_clusterable",
     "decode_vqp_splats",
     "quantize_splats",
 ]

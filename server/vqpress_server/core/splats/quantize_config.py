@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+from ..budgets import MAX_CODEBOOK  # largest codebook (entries) of any attribute: k-means' limit, 2^23
 from ..errors import ConfigError
 
-MAX_CODEBOOK = 1 << 24  # largest codebook (entries) of any attribute
 MAX_ITERS = 1000  # most Lloyd iterations per codebook
 PRESETS = ("default", "high_ratio", "high_quality")
 IMPORTANCE = ("none", "views")
@@ -28,10 +28,10 @@ class QuantizeConfig:
     14-bit positions (on trained_lego30k_sh3: 41.0 dB against its renders at 25.2x, where
     Compact3D's 4K codebooks give 37.8 dB at 24.7x; BENCHMARKS.md)."""
 
-    dc_codebook: int = 4096  # entries of the SH DC (color) codebook, 1..2^24
-    sh_codebook: int = 4096  # entries of the SH rest codebook (unused at SH degree 0), 1..2^24
-    scale_codebook: int = 16384  # entries of the log-scale codebook, 1..2^24
-    rot_codebook: int = 4096  # entries of the rotation (unit quaternion) codebook, 1..2^24
+    dc_codebook: int = 4096  # entries of the SH DC (color) codebook, 1..2^23
+    sh_codebook: int = 4096  # entries of the SH rest codebook (unused at SH degree 0), 1..2^23
+    scale_codebook: int = 16384  # entries of the log-scale codebook, 1..2^23
+    rot_codebook: int = 4096  # entries of the rotation (unit quaternion) codebook, 1..2^23
     kmeans_iters: int = 10  # Lloyd iterations per codebook, 0..1000
     seed: int = 0  # k-means initialization seed
     position_precision: Literal["fixed16", "fp16", "fp32"] = "fixed16"  # fixed16: fixed point in the box

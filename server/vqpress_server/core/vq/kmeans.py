@@ -33,11 +33,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..budgets import MAX_CODEBOOK  # k ≤ 2^23: k-means++ samples 2k candidates from at most 2^24 points
 from ..errors import ConfigError, VqpressInputError
 from ..progress import Progress
 
 U32 = 2.0**-24  # unit roundoff of float32
-_MAX_ABS = 1e30  # inputs beyond this magnitude are rejected (their squares leave fp32 range)
+MAX_ABS = 1e30  # inputs beyond this magnitude are rejected (their squares leave fp32 range)
 _CPU_BUDGET_BYTES = 256 << 20  # scratch memory per assignment chunk on CPU
 _CUDA_BUDGET_FRACTION = 0.25  # of free device memory, per assignment chunk
 _CUDA_BUDGET_MAX = 2 << 30  # cap per chunk on CUDA (bytes)
@@ -121,8 +122,8 @@ def _check_points(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     if x.numel() > 0:
         if not bool(torch.isfinite(x).all()):
             raise VqpressInputError(f"{name} contains NaN or inf; repair or drop those rows first")
-        if float(x.abs().max()) > _MAX_ABS:
-            raise VqpressInputError(f"{name} has values beyond ±{_MAX_ABS:g}; rescale the data first")
+        if float(x.abs().max()) > MAX_ABS:
+            raise VqpressInputError(f"{name} has values beyond ±{MAX_ABS:g}; rescale the data first")
     return x
 
 
@@ -591,8 +592,8 @@ def kmeans(
         raise ConfigError(f"k must be a positive integer, got {k!r}")
     if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
         raise ConfigError(f"iters must be a non-negative integer, got {iters!r}")
-    if k > _INIT_SUBSET_MAX // 2:
-        raise ConfigError(f"k = {k} is too large: at most {_INIT_SUBSET_MAX // 2} clusters are supported")
+    if k > MAX_CODEBOOK:
+        raise ConfigError(f"k = {k} is too large: at most {MAX_CODEBOOK} clusters (2^23) are supported")
     x = _check_points(x, "x")
     N, d = x.shape
     if N == 0:

@@ -159,6 +159,12 @@ def parse_header(path: str | os.PathLike[str]) -> PlyHeader:
             f"the header claims {claimed:,} bytes of data ({detail}) but the file holds only {body:,} "
             "after the header: the file is truncated or its element counts are wrong",
         )
+    if claimed < body:
+        raise FormatError(
+            path,
+            f"{body - claimed:,} bytes after the {claimed:,} bytes of data the header declares: its element "
+            "counts are wrong or the file has trailing garbage",
+        )
     return hdr
 
 

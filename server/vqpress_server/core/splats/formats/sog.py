@@ -41,8 +41,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from vqpress.vqp import loads_json
 
 from .... import __version__
+from ...budgets import MAX_JSON_DEPTH
 from ...errors import ConfigError, FormatError, VqpressInputError
 from ..model import GaussianSplats, num_sh_rest
 from ..morton import morton_order
@@ -175,8 +177,8 @@ def _lookup(cb: np.ndarray, idx: np.ndarray, path: Path, what: str) -> np.ndarra
 
 def _parse_meta(path: Path, raw: bytes) -> dict[str, Any]:
     try:
-        meta = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as e:
+        meta = loads_json(raw, MAX_JSON_DEPTH)
+    except (UnicodeDecodeError, ValueError) as e:  # invalid, or nested deeper than MAX_JSON_DEPTH
         raise FormatError(path, f"meta.json is not valid JSON: {e}") from None
     if not isinstance(meta, dict):
         raise FormatError(path, "meta.json must hold a JSON object")

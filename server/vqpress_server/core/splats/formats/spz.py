@@ -57,6 +57,7 @@ from typing import Literal, get_args
 import numpy as np
 import zstandard
 
+from ...budgets import check_decoded
 from ...errors import FormatError, VqpressInputError
 from ..model import GaussianSplats, num_sh_rest
 
@@ -69,7 +70,6 @@ V4_HEADER_BYTES = 32
 COLOR_SCALE = 0.15
 FLAG_EXTENSIONS = 0x2
 MAX_EXTENSION_BYTES = 4096  # extension records are a few dozen bytes
-MAX_INFLATE_RATIO = 1100  # deflate cannot expand more than ~1032:1
 EXT_SH_QUANT = 0xADBE0001  # Adobe: uint8 sh1Bits, uint8 shRestBits, float32 shMin, float32 shMax
 EXT_SAFE_ORBIT = 0xADBE0002  # Adobe: 3 x float32 camera hints (ignored)
 _EXT_SIZES = {EXT_SH_QUANT: 10, EXT_SAFE_ORBIT: 12}
@@ -146,16 +146,20 @@ def _inflate(path: Path, data: bytes) -> tuple[_Header, bytes]:
         if hdr.version == 4:
             raise FormatError(path, "spz version 4 must not be gzipped")
         need = sum(hdr.block_sizes())
-        if need > MAX_INFLATE_RATIO * len(data):
-            raise FormatError(
-                path,
-                f"the header claims {hdr.num_points:,} points ({need:,} bytes), more than a "
-                f"{len(data):,}-byte gzip stream can hold: the count is wrong",
-            )
+        check_decoded(path, f"the spz header ({hdr.num_points:,} points)", need, len(data))
         cap = need + (MAX_EXTENSION_BYTES if hdr.flags & FLAG_EXTENSIONS else 0)
         rest = d.decompress(d.unconsumed_tail, cap)
+        if not d.eof and d.decompress(d.unconsumed_tail, 1):
+            raise FormatError(
+                path,
+                f"the gzip stream holds more than the {hdr.num_points:,} points the header claims: the count is wrong",
+            )
+        if not d.eof:
+            raise FormatError(path, "the gzip stream ends early (truncated file)")
     except zlib.error as e:
         raise FormatError(path, f"corrupt gzip stream: {e}") from None
+    if d.unused_data:
+        raise FormatError(path, f"{len(d.unused_data):,} bytes of garbage after the gzip stream")
     return hdr, rest
 
 
@@ -179,12 +183,15 @@ def _read_v4(path: Path, data: bytes) -> tuple[_Header, list[bytes], tuple[float
     streams, off = [], toc_end
     dctx = zstandard.ZstdDecompressor()
     names = ["positions", "alphas", "colors", "scales", "rotations", "sh"]
-    for i, want in enumerate(sizes):
-        comp, raw = struct.unpack_from("<QQ", data, toc_off + 16 * i)
+    for i, want in enumerate(sizes):  # the table of contents first: nothing is inflated yet
+        raw = struct.unpack_from("<QQ", data, toc_off + 16 * i)[1]
         if raw != want:
             raise FormatError(
                 path, f"spz v4 stream '{names[i]}' holds {raw:,} bytes; {hdr.num_points:,} points need {want:,}"
             )
+    check_decoded(path, f"the spz header ({hdr.num_points:,} points)", sum(sizes), len(data))
+    for i, want in enumerate(sizes):
+        comp = struct.unpack_from("<QQ", data, toc_off + 16 * i)[0]
         if off + comp > len(data):
             raise FormatError(path, f"spz v4 stream '{names[i]}' is truncated ({comp:,} bytes claimed)")
         frame = data[off : off + comp]
@@ -199,6 +206,8 @@ def _read_v4(path: Path, data: bytes) -> tuple[_Header, list[bytes], tuple[float
             raise FormatError(path, f"spz v4 stream '{names[i]}' decodes to {len(out):,} bytes, expected {want:,}")
         streams.append(out)
         off += comp
+    if off != len(data):
+        raise FormatError(path, f"{len(data) - off:,} bytes after the last spz v4 stream: the file is corrupt")
     return hdr, streams, sh_range
 
 
@@ -224,7 +233,7 @@ def read_spz(path: str | os.PathLike[str], axes: SpzAxes = "ply") -> GaussianSpl
         if hdr.flags & FLAG_EXTENSIONS:
             off, sh_range = _parse_extensions(path, body[:MAX_EXTENSION_BYTES])
         sizes = hdr.block_sizes()
-        if len(body) - off < sum(sizes):
+        if len(body) - off != sum(sizes):
             raise FormatError(
                 path,
                 f"the header claims {hdr.num_points:,} points ({sum(sizes):,} bytes) but the data holds "
