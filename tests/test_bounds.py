@@ -494,3 +494,22 @@ def test_load_scene_repairs_a_real_scene_with_inf_scales_without_huge_splats(tmp
     out, rep = load_scene(tmp_path / "inf.npz")
     assert rep.scales_dropped == 30 and len(out) == 2970
     assert float(out.scales.max()) < 0  # the donut's splats are small; none was blown up to e^10
+
+
+def test_npz_whose_arrays_together_inflate_past_the_budget_is_refused(tmp_path: Path) -> None:
+    """Every member within deflate's ratio, all of them together a bomb: 2M Gaussians of zeros."""
+    n = 2_000_000
+    with zipfile.ZipFile(tmp_path / "zeros.npz", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key, shape in (("means", (n, 3)), ("quats", (n, 4)), ("scales", (n, 3)), ("opacities", (n,)),
+                           ("sh0", (n, 1, 3))):  # fmt: skip
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+                left = 4 * math.prod(shape)
+                while left:
+                    f.write(bytes(min(left, 1 << 20)))
+                    left -= min(left, 1 << 20)
+    size = (tmp_path / "zeros.npz").stat().st_size
+    assert size < 2 << 20
+    e, peak = _peak(lambda: read_splats(tmp_path / "zeros.npz"))
+    assert isinstance(e, FormatError) and "2,000,000 Gaussians" in e.problem and "decode budget" in e.problem
+    assert peak < SMALL_ALLOC

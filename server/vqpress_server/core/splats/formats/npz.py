@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...budgets import check_decoded
 from ...errors import FormatError
 from ..model import GaussianSplats, num_sh_rest
 
@@ -74,6 +75,10 @@ def read_npz(path: str | os.PathLike[str]) -> GaussianSplats:
             s = shapes["shN"]
             if len(s) != 3 or s[0] != N or s[2] != 3 or s[1] not in [num_sh_rest(d) for d in range(4)]:
                 raise FormatError(path, f"'shN' has shape {s}, expected ({N}, K, 3) with K in 0, 3, 8, 15")
+
+        # Each member is within deflate's ratio; all of them together must be within the decode budget.
+        declared = sum(infos[k].file_size for k in shapes)
+        check_decoded(path, f"the npz arrays ({N:,} Gaussians)", declared, path.stat().st_size)
 
         def load(k: str) -> np.ndarray:
             with zf.open(infos[k]) as f:
