@@ -1,25 +1,30 @@
-"""Neural-field benchmark: quality vs bytes of VQ-AD and its baselines, training time and peak memory.
+"""Neural-field benchmark on the Instant-NGP-class trainer: VQ-AD against its baselines.
 
-For each scene (lego_400: NeRF-synthetic, every 8th image held out; fox: instant-ngp photos,
-downscaled, every 8th held out, unbounded: the room around the fox is contracted into the field
-unless --bounded-fox) it trains
-- VQ-AD at b in {2, 4, 6, 8} (the memory-efficient lookup), on the dense grid and on the sparse grid
-  (fine levels allocated near occupied space only),
-- the uncompressed dense grid of the same resolution, then kmVQ (b = 4) and LRA (rank 2) of it post hoc,
-- Instant-NGP hash grids with the same grid bytes as VQ-AD at b = 4, dense and sparse,
-and measures PSNR/SSIM on the held-out views of the decoded .vqp, its bytes, training time and peak
-GPU memory. It also runs a few steps of the dense kaolin-wisp-style VQ-AD lookup (which materialises
-[samples, 8, 2^b, k]) to compare peak memory.
+Every method trains with the same sampler and schedule (``instant_ngp_train``: occupancy-grid
+marcher at 1024 steps per box diagonal, 2^18 samples a step, warm-up + step decay, weight decay,
+Huber loss, random backgrounds behind the photos' alpha) under the same decoder
+(``instant_ngp_field``), for a wall-clock budget or a step count, and is measured on the decoded
+.vqp: PSNR and SSIM on every held-out view (and the dataset's own test split when it has one),
+bytes by section, peak GPU memory, training time. Methods (``--method``):
 
-    python bench/bench_fields.py --scene lego --out lego.json   # one scene (~5 min on an H100)
-    python bench/bench_fields.py --quick --out r.json           # lego, 400 steps, b in {2, 4, 8}
+- ``ngp``: Instant-NGP's hash grid, 16 levels x 2 features to 2048^3, 2^19 rows (uncompressed);
+- ``dense``: the uncompressed grid of VQ-AD's resolution (16 levels x F features to --max-res),
+  then kmVQ (b = 4) and LRA (rank 1) of it post hoc;
+- ``vqad-<b>``: sparse VQ-AD at b bits (fine levels only near occupied space), same levels;
+- ``hash-<log2 T>``: the hash grid of ``ngp`` with 2^T rows (the equal-bytes baseline).
+
+One method per process, so that methods can run side by side on one GPU; ``--summary`` merges the
+JSON files and prints the table and the goals.
+
+    python bench/bench_fields.py --method vqad-4 --time-budget 240 --out r/vqad-4.json
+    python bench/bench_fields.py --summary r/*.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -33,241 +38,193 @@ sys.path[:0] = [str(REPO / "server"), str(REPO / "client")]
 
 from vqpress_server.core.data.dataset import DatasetConfig, load_dataset  # noqa: E402
 from vqpress_server.core.fields.config import (  # noqa: E402
-    DecoderConfig,
     DenseGridConfig,
-    FieldConfig,
     HashGridConfig,
-    TrainConfig,
     VqadGridConfig,
+    instant_ngp_field,
+    instant_ngp_train,
 )
-from vqpress_server.core.fields.grid import VqadGrid  # noqa: E402
 from vqpress_server.core.fields.model import NeuralField  # noqa: E402
 from vqpress_server.core.fields.posthoc import kmvq_field, lra_field  # noqa: E402
 from vqpress_server.core.fields.serialize import decode_field, encode_field, field_report  # noqa: E402
-from vqpress_server.core.fields.train import SceneBox, fit_radiance, radiance_fn, render_field  # noqa: E402
+from vqpress_server.core.fields.train import SceneBox, field_occupancy, fit_radiance, render_field  # noqa: E402
 from vqpress_server.core.metrics import psnr, ssim  # noqa: E402
-from vqpress_server.core.render.volume import camera_rays, render_rays  # noqa: E402
-
-GRID = dict(levels=4, base_resolution=16, max_resolution=64, features=8)
-DECODER = DecoderConfig(hidden=64, layers=2, color_layers=2)
 
 
-def scenes(data: Path, which: str, unbounded: bool = True) -> list[dict[str, Any]]:
-    out = []
-    if which in ("lego", "all"):
-        lego = load_dataset(data / "nerf_synthetic_lego_400", DatasetConfig(test_every=8))
-        out.append({"name": "lego_400", "ds": lego, "box": SceneBox(), "background": (1.0, 1.0, 1.0)})
-    if which in ("fox", "all"):
-        fox = load_dataset(data / "instant_ngp_fox", DatasetConfig(downscale=4, test_every=8))
-        box = SceneBox.from_cameras(fox.cameras, unbounded=unbounded)
-        out.append({"name": "fox_4x", "ds": fox, "box": box, "background": (0.0, 0.0, 0.0)})
-    return out
+def load_scene(data: Path, name: str, downscale: int = 1) -> dict[str, Any]:
+    """Photos with their alpha (composited only in training, on random backgrounds)."""
+    if name == "lego":
+        cfg = DatasetConfig(test_every=8, keep_alpha=True, downscale=downscale)
+        ds = load_dataset(data / "nerf_synthetic_lego_400", cfg)
+        return {"name": "lego_400", "ds": ds, "box": SceneBox(), "background": (1.0, 1.0, 1.0)}
+    ds = load_dataset(data / "instant_ngp_fox", DatasetConfig(downscale=4 * downscale, test_every=8, keep_alpha=True))
+    return {
+        "name": "fox_4x",
+        "ds": ds,
+        "box": SceneBox.from_cameras(ds.cameras, unbounded=True),
+        "background": (0.0, 0.0, 0.0),
+    }
 
 
-def evaluate(model: NeuralField, scene: dict[str, Any], samples: int, max_views: int) -> tuple[float, float]:
+def _rgba(ds: Any, i: int) -> torch.Tensor:  # [H, W, 4] straight rgb + alpha, or [H, W, 3]
+    if ds.alphas is None:
+        return ds.images[i]
+    a = ds.alphas[i]
+    bg = torch.tensor(ds.background)
+    premult = ds.images[i] - bg * (1.0 - a)
+    rgb = torch.where(a > 0, premult / a.clamp(min=1e-6), torch.zeros_like(premult)).clamp(0.0, 1.0)
+    return torch.cat([rgb, a], -1)
+
+
+def evaluate(model: NeuralField, scene: dict[str, Any], train: Any, views: int = 0) -> dict[str, Any]:
+    """PSNR / SSIM over every held-out view (the first ``views`` when > 0), on the photos' own background."""
+    march_steps = train.march_steps
+    occ = field_occupancy(model, scene["box"], resolution=train.occupancy_resolution, march_steps=march_steps)
     ps, ss = [], []
-    for img, cam in scene["ds"].split("test")[:max_views]:
-        out = render_field(model, cam, box=scene["box"], samples_per_ray=samples, background=scene["background"])
+    t0 = time.perf_counter()
+    for img, cam in scene["ds"].split("test")[: views or None]:
+        out = render_field(
+            model, cam, box=scene["box"], background=scene["background"], march_steps=march_steps, occupancy=occ
+        )
         ref = img.to(out.device)
         ps.append(psnr(out, ref))
         ss.append(ssim(out, ref))
-    return float(np.mean(ps)), float(np.mean(ss))
+    return {
+        "psnr": float(np.mean(ps)),
+        "ssim": float(np.mean(ss)),
+        "views": len(ps),
+        "render_s": time.perf_counter() - t0,
+    }
 
 
-def run_method(
-    method: str, model: NeuralField, scene: dict[str, Any], train: TrainConfig, metrics: dict[str, Any], max_views: int
+def grid_for(method: str, max_res: int, features: int) -> Any:
+    vq_levels = dict(levels=16, base_resolution=16, max_resolution=max_res, features=features, combine="concat")
+    if method == "ngp":
+        return instant_ngp_field().grid
+    if method == "dense":
+        return DenseGridConfig(**vq_levels, init_std=1e-4)
+    if method.startswith("vqad-"):
+        return VqadGridConfig(**vq_levels, bits=int(method[5:]), sparse=True, sparse_min_resolution=32)
+    if method.startswith("hash-"):
+        return HashGridConfig(
+            levels=16,
+            base_resolution=16,
+            max_resolution=2048,
+            features=2,
+            log2_table_size=int(method[5:]),
+            combine="concat",
+            init_std=1e-4,
+        )
+    raise SystemExit(f"unknown method {method!r}")
+
+
+def measure(
+    name: str, model: NeuralField, scene: dict[str, Any], train: Any, views: int = 0, **metrics: Any
 ) -> dict[str, Any]:
     data = encode_field(model, {"box": [scene["box"].lo, scene["box"].hi]})
     decoded, _ = decode_field(data, device=next(model.parameters()).device)
-    p, s = evaluate(decoded, scene, train.samples_per_ray, max_views)
-    rep = field_report(method, data, model, psnr=p, ssim=s, **metrics)
-    row = {"scene": scene["name"], **rep.as_dict()}
+    q = evaluate(decoded, scene, train, views)
+    rep = field_report(name, data, model, psnr=q["psnr"], ssim=q["ssim"], **metrics)
+    row = {"scene": scene["name"], **rep.as_dict(), "views": q["views"], "render_s": q["render_s"]}
     print(
-        f"{scene['name']:9s} {method:12s} {p:6.2f} dB  SSIM {s:.3f}  {rep.total_bytes / 1024:9.1f} KiB"
-        f"  grid {rep.bits_per_vertex:6.2f} bit/vertex  train {metrics.get('train_time_s') or 0:6.1f} s"
-        f"  peak {(metrics.get('peak_memory_bytes') or 0) / 2**20:8.1f} MiB",
+        f"{scene['name']:9s} {name:10s} {q['psnr']:6.2f} dB  SSIM {q['ssim']:.4f}  ({q['views']} views)"
+        f"  {rep.total_bytes / 2**20:9.3f} MiB (grid {rep.grid_bytes / 2**20:.3f})"
+        f"  train {metrics.get('train_time_s') or 0:6.1f} s"
+        f"  peak {(metrics.get('peak_memory_bytes') or 0) / 2**30:6.2f} GiB",
         flush=True,
     )
     return row
 
 
-def fit(scene: dict[str, Any], grid: Any, train: TrainConfig, device: str) -> Any:
-    imgs, cams = zip(*scene["ds"].split("train"), strict=True)
-    cfg = FieldConfig(dims=3, grid=grid, decoder=DECODER)
-    return fit_radiance(
-        list(imgs), list(cams), cfg, train, box=scene["box"], background=scene["background"], device=device
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    torch.backends.cuda.matmul.allow_tf32 = True
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    scene = load_scene(args.data, args.scene, args.downscale)
+    ds = scene["ds"]
+    imgs = [_rgba(ds, i) for i in ds.train_indices]
+    cams = [ds.cameras[i] for i in ds.train_indices]
+    train = instant_ngp_train(steps=args.steps, time_budget_s=args.time_budget)
+    if args.target_samples:
+        train = dataclasses.replace(train, target_samples=args.target_samples)
+    if args.smoke:  # a CPU check of the whole pipeline, not a measurement
+        train = dataclasses.replace(
+            train, target_samples=4096, march_steps=128, occupancy_resolution=32, occupancy_warmup=4
+        )
+    cfg = instant_ngp_field(grid_for(args.method, args.max_res, args.features))
+    print(
+        f"== {scene['name']} {args.method}: {len(imgs)} train / {len(ds.test_indices)} test views on {device}",
+        flush=True,
     )
+    res = fit_radiance(imgs, cams, cfg, train, box=scene["box"], background=scene["background"], device=device)
+    last = res.history[-1] if res.history else {}
+    print(f"   {res.step} steps in {res.train_time_s:.1f} s, last {last}", flush=True)
+    m = {"train_time_s": res.train_time_s, "peak_memory_bytes": res.peak_memory_bytes}
+    rows = [measure(args.method, res.field, scene, train, args.views, **m)]
+    rows[-1]["steps"] = res.step
+    rows[-1]["history"] = res.history
+    if args.method == "dense":
+        for name, f in (
+            ("kmvq-4", lambda: kmvq_field(res.field, bits=4)),
+            ("lra-1", lambda: lra_field(res.field, rank=1)),
+        ):
+            t0 = time.perf_counter()
+            post = f()
+            rows.append(measure(name, post, scene, train, args.views, train_time_s=time.perf_counter() - t0))
+    return rows
 
 
-def wisp_memory(scene: dict[str, Any], bits: int, train: TrainConfig, device: str, steps: int = 5) -> dict[str, Any]:
-    """Peak memory of a few training steps with the dense [samples, 8, 2^b, k] lookup (kaolin-wisp
-    style), same rays and samples per step as the real training (no occupancy skipping)."""
-    model = NeuralField(FieldConfig(dims=3, grid=VqadGridConfig(bits=bits, sparse=False, **GRID), decoder=DECODER)).to(
-        device
-    )
-    assert isinstance(model.grid, VqadGrid)
-    model.grid.reference = True
-    opt = torch.optim.Adam(model.parameters(), lr=train.lr)
-    aabb = scene["box"].tensor(device)
-    fn = radiance_fn(model, aabb, scene["box"].unbounded)
-    img, cam = scene["ds"].split("train")[0]
-    origins, dirs = camera_rays(cam, device)
-    target = img.to(device).reshape(-1, 3)
-    gen = torch.Generator(device=device).manual_seed(0)
-    bg = torch.tensor(scene["background"], device=device)
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    try:
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            sel = torch.randint(0, target.shape[0], (train.batch_size,), device=device, generator=gen)
-            rgb, _, _ = render_rays(
-                fn,
-                origins[sel],
-                dirs[sel],
-                aabb,
-                train.samples_per_ray,
-                background=bg,
-                generator=gen,
-                unbounded=scene["box"].unbounded,
+def summary(paths: list[Path]) -> None:
+    rows = [r for p in paths for r in json.loads(p.read_text())["rows"]]
+    for scene in sorted({r["scene"] for r in rows}):
+        r = {row["method"]: row for row in rows if row["scene"] == scene}
+        print(f"\n| {scene} | PSNR | SSIM | file KiB | grid KiB | train s | steps | peak GiB |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name, row in sorted(r.items(), key=lambda kv: -kv[1]["total_bytes"]):
+            peak = f"{row['peak_memory_bytes'] / 2**30:.2f}" if row.get("peak_memory_bytes") else "-"
+            print(
+                f"| {name} | {row['psnr']:.2f} | {row['ssim']:.4f} | {row['total_bytes'] / 1024:.0f} |"
+                f" {row['grid_bytes'] / 1024:.0f} | {row['train_time_s']:.0f} | {row.get('steps', '-')} | {peak} |"
             )
-            loss = torch.mean((rgb - target[sel]) ** 2)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        torch.cuda.synchronize()
-        return {
-            "bits": bits,
-            "peak_memory_bytes": int(torch.cuda.max_memory_allocated()),
-            "step_s": (time.perf_counter() - t0) / steps,
-        }
-    except torch.OutOfMemoryError:
-        return {"bits": bits, "peak_memory_bytes": None, "oom": True}
-    finally:
-        del model, opt
-        torch.cuda.empty_cache()
+        b4, dense = r.get("vqad-4"), r.get("dense")
+        if b4 and dense:
+            print(
+                f"-- vqad-4 vs dense: {dense['grid_bytes'] / b4['grid_bytes']:.1f}x smaller grid,"
+                f" {b4['psnr'] - dense['psnr']:+.2f} dB"
+            )
+        if b4:
+            hashes = [v for k, v in r.items() if k.startswith("hash-")]
+            for h in hashes:
+                print(
+                    f"-- vqad-4 vs {h['method']}: grid bytes ratio {h['grid_bytes'] / b4['grid_bytes']:.2f},"
+                    f" {b4['psnr'] - h['psnr']:+.2f} dB"
+                )
+        b8 = r.get("vqad-8")
+        if b4 and b8 and b4.get("peak_memory_bytes") and b8.get("peak_memory_bytes"):
+            print(f"-- peak memory b=8 / b=4 = {b8['peak_memory_bytes'] / b4['peak_memory_bytes']:.2f}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    ap.add_argument("--scene", choices=("lego", "fox", "all"), default="all", help="scenes to run (default all)")
-    ap.add_argument("--steps", type=int, default=1500, help="training steps per method (default 1500)")
-    ap.add_argument("--batch", type=int, default=8192, help="rays per step (default 8192)")
-    ap.add_argument("--samples", type=int, default=64, help="samples per ray in training and evaluation (default 64)")
-    ap.add_argument("--views", type=int, default=4, help="held-out views evaluated per scene (default 4)")
-    ap.add_argument("--bits", type=int, nargs="+", default=[2, 4, 6, 8], help="VQ-AD bit widths (default 2 4 6 8)")
-    ap.add_argument("--max-res", type=int, help=f"finest grid resolution (default {GRID['max_resolution']})")
-    ap.add_argument("--levels", type=int, help=f"grid levels (default {GRID['levels']})")
-    ap.add_argument("--forward", choices=("hard", "soft"), default="hard", help="VQ-AD training forward (default hard)")
-    ap.add_argument("--bounded-fox", action="store_true", help="fox in its object box only (no contraction)")
-    ap.add_argument("--only-vqad", action="store_true", help="skip the uncompressed, post-hoc and hash baselines")
-    ap.add_argument("--no-dense-vqad", action="store_true", help="skip VQ-AD on the dense grid")
-    ap.add_argument("--no-wisp", action="store_true", help="skip the wisp-style memory runs")
-    ap.add_argument("--quick", action="store_true", help="lego only, 400 steps, b in {2, 4, 8}")
-    ap.add_argument("--out", type=Path, help="write all rows as JSON here")
+    ap.add_argument("--scene", choices=("lego", "fox"), default="lego")
+    ap.add_argument("--method", default="vqad-4", help="ngp | dense | vqad-<bits> | hash-<log2 rows>")
+    ap.add_argument("--steps", type=int, default=20_000, help="training steps (default 20000)")
+    ap.add_argument("--time-budget", type=float, default=0.0, help="seconds of training; the schedule follows it")
+    ap.add_argument("--max-res", type=int, default=256, help="finest level of the dense and VQ-AD grids (default 256)")
+    ap.add_argument("--features", type=int, default=2, help="features per level of dense and VQ-AD (default 2)")
+    ap.add_argument("--target-samples", type=int, default=0, help="samples per step (default: the preset's 2^18)")
+    ap.add_argument("--downscale", type=int, default=1, help="reduce the photos by this factor (default 1)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sample budget and grids: checks the pipeline on a CPU")
+    ap.add_argument("--views", type=int, default=0, help="evaluate the first N held-out views only (default: all)")
+    ap.add_argument("--out", type=Path, help="write the rows as JSON here")
+    ap.add_argument("--summary", type=Path, nargs="+", help="merge these JSON files into a table")
     args = ap.parse_args()
-    if args.max_res:
-        GRID["max_resolution"] = args.max_res
-    if args.levels:
-        GRID["levels"] = args.levels
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    steps = 400 if args.quick and args.steps == 1500 else args.steps
-    train = TrainConfig(
-        steps=steps,
-        batch_size=args.batch,
-        samples_per_ray=args.samples,
-        lr=1e-2,
-        mlp_lr=1e-2,
-        log_every=max(1, steps // 10),
-        occupancy_warmup=min(256, steps // 4),
-        occupancy_resolution=64,
-    )
-    bit_list = [2, 4, 8] if args.quick else sorted(set(args.bits) | {4})
-    rows: list[dict[str, Any]] = []
-    wisp: list[dict[str, Any]] = []
-    for scene in scenes(args.data, "lego" if args.quick else args.scene, not args.bounded_fox):
-        print(
-            f"== {scene['name']}: {len(scene['ds'].train_indices)} train / {len(scene['ds'].test_indices)} test views,"
-            f" {tuple(scene['ds'].images[0].shape)}, {steps} steps x {args.batch} rays x {args.samples} samples"
-            f" on {device}, grid {GRID}",
-            flush=True,
-        )
-        vq_bytes = {}
-        for sparse in (False, True):
-            if not sparse and args.no_dense_vqad:
-                continue
-            for bits in bit_list:
-                grid = VqadGridConfig(bits=bits, sparse=sparse, forward=args.forward, **GRID)
-                res = fit(scene, grid, train, device)
-                m = {"train_time_s": res.train_time_s, "peak_memory_bytes": res.peak_memory_bytes}
-                name = f"vqad{'-sparse' if sparse else ''}{'-soft' if args.forward == 'soft' else ''} b={bits}"
-                rows.append(run_method(name, res.field, scene, train, m, args.views))
-                rows[-1]["allocated_vertices"] = sum(res.field.grid.allocated_vertices())
-                vq_bytes[name] = rows[-1]["grid_bytes"]
-                del res
-        if args.only_vqad:
-            save(args.out, rows, wisp, steps, args)
-            continue
-        dense = fit(scene, DenseGridConfig(**GRID), train, device)
-        m = {"train_time_s": dense.train_time_s, "peak_memory_bytes": dense.peak_memory_bytes}
-        rows.append(run_method("dense", dense.field, scene, train, m, args.views))
-        t0 = time.perf_counter()
-        km = kmvq_field(dense.field, bits=4)
-        rows.append(run_method("kmvq b=4", km, scene, train, {"train_time_s": time.perf_counter() - t0}, args.views))
-        t0 = time.perf_counter()
-        lra = lra_field(dense.field, rank=2)
-        rows.append(run_method("lra r=2", lra, scene, train, {"train_time_s": time.perf_counter() - t0}, args.views))
-        del dense, km, lra
-        # Hash grids: the power-of-two table whose fp16 rows come nearest to each VQ-AD b=4's grid bytes.
-        for ref in ("vqad b=4", "vqad-sparse b=4"):
-            if ref not in vq_bytes:
-                continue
-            log2_t = max(4, round(math.log2(vq_bytes[ref] / (GRID["levels"] * GRID["features"] * 2))))
-            same = [r for r in rows if r["method"] == f"hash T=2^{log2_t}" and r["scene"] == scene["name"]]
-            if same:  # one table size serves both
-                same[0]["equal_bytes_to"].append(ref)
-                continue
-            hres = fit(scene, HashGridConfig(log2_table_size=log2_t, **GRID), train, device)
-            m = {"train_time_s": hres.train_time_s, "peak_memory_bytes": hres.peak_memory_bytes}
-            rows.append(run_method(f"hash T=2^{log2_t}", hres.field, scene, train, m, args.views))
-            rows[-1]["equal_bytes_to"] = [ref]
-            del hres
-        if device == "cuda" and not args.no_wisp:
-            for bits in (2, 4, 6) if not args.quick else (2, 4):
-                w = {"scene": scene["name"], **wisp_memory(scene, bits, train, device)}
-                wisp.append(w)
-                peak = "OOM" if w.get("oom") else f"{w['peak_memory_bytes'] / 2**20:.1f} MiB"
-                print(f"{scene['name']:9s} wisp-dense b={bits}: peak {peak}", flush=True)
-        goals(rows, scene["name"])
-        save(args.out, rows, wisp, steps, args)
-
-
-def save(out: Path | None, rows: list, wisp: list, steps: int, args: argparse.Namespace) -> None:
-    """Write what was measured so far (after every scene: a run cut short keeps its rows)."""
-    if out:
-        doc = {"rows": rows, "wisp_dense": wisp, "steps": steps, "batch": args.batch, "samples": args.samples}
-        out.write_text(json.dumps({**doc, "grid": GRID, "forward": args.forward}, indent=1))
-
-
-def goals(rows: list[dict[str, Any]], scene: str) -> None:
-    r = {row["method"]: row for row in rows if row["scene"] == scene}
-    dense = r["dense"]
-    for grid in ("vqad", "vqad-sparse"):
-        b4 = r.get(f"{grid} b=4")
-        if b4 is None:
-            continue
-        line = (
-            f"-- {scene} {grid}: b=4 is {dense['grid_bytes'] / b4['grid_bytes']:.1f}x smaller than dense"
-            f" (grid sections), {dense['psnr'] - b4['psnr']:+.2f} dB loss"
-        )
-        hash_row = next((v for v in r.values() if f"{grid} b=4" in v.get("equal_bytes_to", [])), None)
-        if hash_row is not None:
-            line += f"; vs {hash_row['method']} at equal bytes: {b4['psnr'] - hash_row['psnr']:+.2f} dB"
-        b8 = r.get(f"{grid} b=8")
-        if b8 is not None and b4["peak_memory_bytes"] and b8["peak_memory_bytes"]:
-            line += f"; peak memory b=8 / b=4 = {b8['peak_memory_bytes'] / b4['peak_memory_bytes']:.2f}"
-        print(line, flush=True)
+    if args.summary:
+        summary(args.summary)
+        return
+    rows = run(args)
+    if args.out:
+        args.out.write_text(json.dumps({"rows": rows, "args": {k: str(v) for k, v in vars(args).items()}}, indent=1))
 
 
 if __name__ == "__main__":

@@ -113,3 +113,33 @@ def test_sparse_lego_reaches_floor_with_b8_memory_within_1_5x_of_b4(lego) -> Non
     p4, p8 = r4.peak_memory_bytes, r8.peak_memory_bytes
     print(f"sparse peak memory: b=4 {p4 / 2**20:.0f} MiB, b=8 {p8 / 2**20:.0f} MiB")
     assert p8 <= 1.5 * p4, (p8 / 2**20, p4 / 2**20)
+
+
+def test_instant_ngp_trainer_on_lego_reaches_floor(lego_alpha) -> None:  # noqa: ANN001
+    # The Instant-NGP-class trainer (occupancy-grid marcher, 2^18 samples a step, hash grid 16 x 2
+    # to 2048^3): 900 steps reached 29.4 dB on all 13 held-out views of the decoded file (H200,
+    # sharing the GPU with five other trainings). The floor leaves 1.4 dB for run-to-run noise.
+    from vqpress_server.core.fields.config import instant_ngp_field, instant_ngp_train
+    from vqpress_server.core.fields.train import field_occupancy
+
+    ds = lego_alpha
+    imgs = []
+    for i in ds.train_indices:
+        a = ds.alphas[i]
+        rgb = ((ds.images[i] - (1.0 - a)) / a.clamp(min=1e-6)).clamp(0, 1) * (a > 0)
+        imgs.append(torch.cat([rgb, a], -1))
+    cams = [ds.cameras[i] for i in ds.train_indices]
+    res = fit_radiance(imgs, cams, instant_ngp_field(), instant_ngp_train(steps=900), device="cuda")
+    model, _ = decode_field(encode_field(res.field), device="cuda")
+    occ = field_occupancy(model, march_steps=1024)
+    scores = [
+        psnr(render_field(model, cam, march_steps=1024, occupancy=occ), img.cuda()) for img, cam in ds.split("test")
+    ]
+    print(f"ngp 900 steps: {np.mean(scores):.2f} dB on {len(scores)} views, {res.train_time_s:.1f} s")
+    assert len(scores) == 13 and np.mean(scores) >= 28.0, scores
+
+
+@pytest.fixture(scope="module")
+def lego_alpha(request: pytest.FixtureRequest):  # noqa: ANN201
+    shared = request.getfixturevalue("shared_data")
+    return load_dataset(shared / "nerf_synthetic_lego_400", DatasetConfig(test_every=8, keep_alpha=True))

@@ -512,7 +512,7 @@ class DecoderConfig:
     layers: int | None = None  # hidden layers 1..8 [2]
     color_layers: int | None = None  # 3D: color MLP hidden layers [1]
     geo_features: int | None = None  # 3D: density -> color features [15]
-    dir_degree: int | None = None  # 3D: SH degree of the direction encoding 0..2 [2]
+    dir_degree: int | None = None  # 3D: SH degree of the direction encoding 0..3 [2]
 
 
 GridConfig = DenseGridConfig | VqadGridConfig | HashGridConfig

@@ -94,6 +94,7 @@ def read_nerf_synthetic(root: Path, config: DatasetConfig = DatasetConfig()) -> 
     images: list[torch.Tensor] = []
     cameras: list[Camera] = []
     split_of: list[str] = []
+    alphas: list[torch.Tensor] | None = [] if config.keep_alpha else None
     for split in ("train", "test"):
         source = root / f"transforms_{split}.json"
         if not source.is_file():
@@ -104,7 +105,9 @@ def read_nerf_synthetic(root: Path, config: DatasetConfig = DatasetConfig()) -> 
             raise FormatError(source, f"camera_angle_x must be in (0, pi) radians, got {angle}")
         for i, f in enumerate(_frames(root, data, source, config, len(images))):
             what = f"{split} frame {i}"
-            img = load_image(_image_path(root, f, source, what), config.background, config.downscale, source, what)
+            img = load_image(
+                _image_path(root, f, source, what), config.background, config.downscale, source, what, alphas
+            )
             h, w = img.shape[:2]
             focal = 0.5 * w / math.tan(0.5 * angle)  # focal of the loaded (possibly downscaled) width
             K = np.array([[focal, 0.0, w / 2], [0.0, focal, h / 2], [0.0, 0.0, 1.0]])
@@ -120,7 +123,7 @@ def read_nerf_synthetic(root: Path, config: DatasetConfig = DatasetConfig()) -> 
     else:
         train, test = holdout_split(len(images), config.test_every)
     return PosedImageDataset(
-        images, cameras, train, test, "nerf_synthetic", config.background, meta={"root": str(root)}
+        images, cameras, train, test, "nerf_synthetic", config.background, meta={"root": str(root)}, alphas=alphas
     )
 
 

@@ -26,6 +26,7 @@ class DatasetConfig:
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)  # RGB in [0, 1] under transparent pixels
     test_every: int = 8  # hold out every n-th image (index % n == 0) when the data names no split; 0 = none
     max_images: int = MAX_IMAGES  # refuse datasets that reference more images than this
+    keep_alpha: bool = False  # NeRF-synthetic: also keep each photo's alpha (PosedImageDataset.alphas)
 
     def validate(self) -> None:
         if isinstance(self.downscale, bool) or not isinstance(self.downscale, int) or not 1 <= self.downscale <= 64:
@@ -50,9 +51,13 @@ class PosedImageDataset:
     points: torch.Tensor | None = None  # [P, 3] float32 SfM points (world), for initializing Gaussians
     point_colors: torch.Tensor | None = None  # [P, 3] float32 in [0, 1]
     meta: dict[str, str] = field(default_factory=dict)
+    # each [H, W, 1] float32 in [0, 1], when loaded with keep_alpha: the photo before compositing is
+    # recovered as straight rgb = (image - background * (1 - alpha)) / alpha
+    alphas: list[torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         assert len(self.images) == len(self.cameras), (len(self.images), len(self.cameras))
+        assert self.alphas is None or len(self.alphas) == len(self.images)
         for img, cam in zip(self.images, self.cameras, strict=True):
             assert img.shape == (cam.height, cam.width, 3), (img.shape, cam.width, cam.height)
         if self.points is not None:
@@ -90,9 +95,15 @@ def resolve_inside(root: Path, rel: str, source: Path, what: str) -> Path:
 
 
 def load_image(
-    path: Path, background: tuple[float, float, float], downscale: int, source: Path, what: str
+    path: Path,
+    background: tuple[float, float, float],
+    downscale: int,
+    source: Path,
+    what: str,
+    alpha_out: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:  # [H', W', 3] float32
-    """Decode a photo to float32 RGB in [0, 1], alpha-composited onto background, reduced by downscale."""
+    """Decode a photo to float32 RGB in [0, 1], alpha-composited onto background, reduced by downscale;
+    its alpha [H', W', 1] is appended to ``alpha_out`` when given."""
     if not path.is_file():
         raise FormatError(source, f"{what}: image file {path.name!r} is missing (looked for {path})")
     try:
@@ -120,6 +131,11 @@ def load_image(
     if out.shape[:2] != (h, w):  # 16-bit path: reduce with an area filter
         out = torch.nn.functional.interpolate(out.permute(2, 0, 1)[None], size=(h, w), mode="area")[0]
         out = out.permute(1, 2, 0).contiguous()
+    if alpha_out is not None:
+        a = torch.from_numpy(np.ascontiguousarray(alpha))
+        if a.shape[:2] != (h, w):
+            a = torch.nn.functional.interpolate(a.permute(2, 0, 1)[None], size=(h, w), mode="area")[0].permute(1, 2, 0)
+        alpha_out.append(a.contiguous())
     return out
 
 

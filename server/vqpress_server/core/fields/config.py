@@ -139,7 +139,7 @@ class DecoderConfig:
     layers: int = 2  # hidden layers of the (density) MLP, >= 1
     color_layers: int = 1  # hidden layers of the 3D color MLP, >= 1
     geo_features: int = 15  # 3D: features passed from the density MLP to the color MLP
-    dir_degree: int = 2  # 3D: spherical-harmonics degree of the direction encoding, 0..2
+    dir_degree: int = 2  # 3D: spherical-harmonics degree of the direction encoding, 0..3 (3: Instant-NGP's 16 terms)
 
     def validate(self) -> None:
         if not 1 <= self.hidden <= 1024:
@@ -148,8 +148,8 @@ class DecoderConfig:
             raise ConfigError("decoder layers and color_layers must be in [1, 8]")
         if not 1 <= self.geo_features <= 256:
             raise ConfigError(f"geo_features must be in [1, 256], got {self.geo_features}")
-        if not 0 <= self.dir_degree <= 2:
-            raise ConfigError(f"dir_degree must be in [0, 2], got {self.dir_degree}")
+        if not 0 <= self.dir_degree <= 3:
+            raise ConfigError(f"dir_degree must be in [0, 3], got {self.dir_degree}")
 
 
 @dataclass(frozen=True)
@@ -184,6 +184,23 @@ class TrainConfig:
     occupancy_threshold: float = 0.01  # 3D: a cell is occupied if alpha over one sample step exceeds this
     log_every: int = 50  # steps between progress reports
     seed: int = 0  # RNG seed of initialisation and batch sampling
+    # 3D sampler. "stratified": samples_per_ray stratified samples over the box per ray, batch_size
+    # rays. "march": Instant-NGP's marcher (render.volume.march_rays): steps of the box diagonal /
+    # march_steps through occupied cells only, samples behind transmittance early_stop_eps dropped, and
+    # the rays per step adapted so that about target_samples samples are evaluated.
+    sampler: str = "stratified"  # "stratified" | "march"
+    march_steps: int = 1024  # march: steps along the box diagonal (lego's ±1.5 box: 5 mm steps)
+    target_samples: int = 1 << 18  # march: samples per step the ray count is adapted to
+    early_stop_eps: float = 1e-4  # march: samples where the transmittance fell below this are dropped
+    # Schedule: learning rates ramp linearly from 1% over lr_warmup steps, then ("step") drop by
+    # 0.33 at 1/2, 3/4 and 9/10 of the run; Adam's L2 weight_decay on every parameter.
+    lr_warmup: int = 0  # steps of linear warm-up
+    lr_decay: str = "none"  # "none" | "step"
+    weight_decay: float = 0.0  # Adam L2 penalty
+    loss: str = "mse"  # "mse" | "huber" (smooth L1 with huber_delta; Instant-NGP's choice)
+    huber_delta: float = 0.1  # huber: error where the loss turns from quadratic to linear
+    random_background: bool = False  # 3D, photos with alpha: a fresh random background per ray and step
+    time_budget_s: float = 0.0  # > 0: stop after this many seconds; the schedule follows elapsed time
 
     def validate(self) -> None:
         if not 1 <= self.steps <= 10_000_000:
@@ -198,6 +215,74 @@ class TrainConfig:
             raise ConfigError(f"occupancy_resolution must be in [1, 512], got {self.occupancy_resolution}")
         if self.occupancy_update_every < 1 or self.occupancy_warmup < 0 or self.log_every < 1:
             raise ConfigError("occupancy_update_every and log_every must be >= 1, occupancy_warmup >= 0")
+        if self.sampler not in ("stratified", "march"):
+            raise ConfigError(f"sampler must be 'stratified' or 'march', got {self.sampler!r}")
+        if not 1 <= self.march_steps <= 1 << 16:
+            raise ConfigError(f"march_steps must be in [1, 65536], got {self.march_steps}")
+        if not 1 << 8 <= self.target_samples <= 1 << 26:
+            raise ConfigError(f"target_samples must be in [2^8, 2^26], got {self.target_samples}")
+        if not 0.0 <= self.early_stop_eps < 1.0:
+            raise ConfigError(f"early_stop_eps must be in [0, 1), got {self.early_stop_eps}")
+        if self.lr_warmup < 0 or self.lr_decay not in ("none", "step"):
+            raise ConfigError(
+                f"lr_warmup must be >= 0 and lr_decay 'none' or 'step', got {self.lr_warmup}, {self.lr_decay!r}"
+            )
+        if not 0.0 <= self.weight_decay < 1.0:
+            raise ConfigError(f"weight_decay must be in [0, 1), got {self.weight_decay}")
+        if self.loss not in ("mse", "huber") or not 0.0 < self.huber_delta <= 10.0:
+            raise ConfigError(
+                f"loss must be 'mse' or 'huber' with huber_delta in (0, 10], got {self.loss!r}, {self.huber_delta}"
+            )
+        if not 0.0 <= self.time_budget_s <= 1e6:
+            raise ConfigError(f"time_budget_s must be in [0, 1e6], got {self.time_budget_s}")
+
+
+def instant_ngp_train(steps: int = 20_000, time_budget_s: float = 0.0) -> TrainConfig:
+    """Instant-NGP's (and nerfacc's) radiance-field schedule: the occupancy-grid marcher at 1024
+    steps per box diagonal, 2^18 samples a step, a 128^3 occupancy grid updated every 16 steps,
+    Adam at 1e-2 with 100 warm-up steps, step decay and weight decay 1e-6, Huber loss, random
+    backgrounds behind transparent photos."""
+    return TrainConfig(
+        steps=steps,
+        lr=1e-2,
+        mlp_lr=1e-2,
+        batch_size=1024,
+        sampler="march",
+        march_steps=1024,
+        target_samples=1 << 18,
+        occupancy_resolution=128,
+        occupancy_update_every=16,
+        occupancy_warmup=64,
+        occupancy_threshold=0.01,
+        lr_warmup=100,
+        lr_decay="step",
+        weight_decay=1e-6,
+        loss="huber",
+        huber_delta=0.1,
+        random_background=True,
+        time_budget_s=time_budget_s,
+        log_every=500,
+    )
+
+
+def instant_ngp_field(grid: GridConfig | None = None) -> FieldConfig:
+    """Instant-NGP's radiance field: 16 levels of 2 features, concatenated, from 16^3 to 2048^3,
+    levels above 2^19 vertices hashed into 2^19 rows, features initialised at 1e-4; a one-hidden-
+    layer density MLP (64 wide, 15 geometry features) and a two-hidden-layer color MLP on the
+    16-term spherical-harmonics encoding of the view direction. ``grid`` replaces the hash grid
+    (a VQ-AD or dense grid under the same decoder)."""
+    g = grid or HashGridConfig(
+        levels=16,
+        base_resolution=16,
+        max_resolution=2048,
+        features=2,
+        log2_table_size=19,
+        combine="concat",
+        init_std=1e-4,
+    )
+    return FieldConfig(
+        dims=3, grid=g, decoder=DecoderConfig(hidden=64, layers=1, color_layers=2, geo_features=15, dir_degree=3)
+    )
 
 
 MAX_POSTHOC_BITS = 10  # kmVQ: at most 2^10 centroids per level

@@ -446,7 +446,10 @@ class VqGrid(MultiResGrid):
     def level_features(self, level: int, ids: Tensor) -> Tensor:
         if self.sparse[level]:
             rows = self.level_rows(level)[ids]
-            f = self.level_codebook(level)[self.level_indices(level)[rows.clamp(min=0).long()]]
+            cb = self.level_codebook(level)
+            if self.level_indices(level).numel() == 0:  # nothing allocated: every vertex reads 0
+                return torch.zeros(*rows.shape, cb.shape[1], dtype=cb.dtype, device=cb.device)
+            f = cb[self.level_indices(level)[rows.clamp(min=0).long()]]
             return torch.where((rows >= 0)[..., None], f, torch.zeros((), dtype=f.dtype, device=f.device))
         return self.level_codebook(level)[self.level_indices(level)[ids]]
 

@@ -12,30 +12,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..render.sh import sh_basis
 from .config import FieldConfig
 from .grid import MultiResGrid, build_grid
 
-SH_C0 = 0.28209479177387814
-SH_C1 = 0.4886025119029199
-SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
 MAX_LOG_DENSITY = 15.0
 
 
 def sh_encoding(dirs: Tensor, degree: int) -> Tensor:  # dirs [B, 3] unit -> [B, (degree + 1)^2]
-    """Real spherical harmonics of unit directions up to ``degree`` (0..2)."""
-    x, y, z = dirs.unbind(-1)
-    out = [torch.full_like(x, SH_C0)]
-    if degree >= 1:
-        out += [-SH_C1 * y, SH_C1 * z, -SH_C1 * x]
-    if degree >= 2:
-        out += [
-            SH_C2[0] * x * y,
-            SH_C2[1] * y * z,
-            SH_C2[2] * (2 * z * z - x * x - y * y),
-            SH_C2[3] * x * z,
-            SH_C2[4] * (x * x - y * y),
-        ]
-    return torch.stack(out, -1)
+    """Real spherical harmonics of unit directions up to ``degree`` (0..3; 3 is Instant-NGP's
+    16-term encoding), the splats' basis (``render.sh``)."""
+    return sh_basis(degree, dirs)
 
 
 def mlp(d_in: int, hidden: int, layers: int, d_out: int) -> nn.Sequential:

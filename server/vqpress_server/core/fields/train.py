@@ -23,7 +23,15 @@ from torch import Tensor
 
 from ..errors import ConfigError, NonFiniteError, VqpressInputError
 from ..progress import Progress
-from ..render.volume import OccupancyGrid, camera_rays, render_image, render_rays, unit_coords
+from ..render.volume import (
+    OccupancyGrid,
+    camera_rays,
+    render_image,
+    render_image_marched,
+    render_rays,
+    render_rays_marched,
+    unit_coords,
+)
 from .config import FieldConfig, TrainConfig, VqadGridConfig, field_config_to_dict
 from .grid import VqadGrid
 from .model import NeuralField, pixel_coords
@@ -106,6 +114,7 @@ def _optimizer(model: NeuralField, train: TrainConfig) -> torch.optim.Adam:
         [{"params": grid_params, "lr": train.lr}, {"params": mlp_params, "lr": train.mlp_lr}],
         betas=(0.9, 0.99),
         eps=1e-15,
+        weight_decay=train.weight_decay,
     )
 
 
@@ -184,17 +193,18 @@ def _log_step(
     train: TrainConfig,
     history: list[dict[str, float]],
     progress: Progress | None,
+    force: bool = False,  # log this step whatever log_every says (the last step of a timed run)
     **extra: Callable[[], float],  # more history entries, evaluated only on logged steps
 ) -> None:
     """Every ``log_every`` steps and at the end: check the loss, record it, report progress."""
-    if step % train.log_every and step != train.steps:
+    if step % train.log_every and step != train.steps and not force:
         return
     lv = loss.item()
     if not math.isfinite(lv):
         raise NonFiniteError(f"training diverged at step {step} (loss {lv}); lower the learning rate")
     history.append({"step": step, "loss": lv, "psnr": mse_to_psnr(lv), **{k: f() for k, f in extra.items()}})
     if progress is not None:
-        progress("train_field", step / train.steps, {"loss": lv, "psnr": mse_to_psnr(lv)})
+        progress("train_field", 1.0 if force else step / train.steps, {"loss": lv, "psnr": mse_to_psnr(lv)})
 
 
 def fit_image(
@@ -358,14 +368,23 @@ def fit_radiance(
         rgba = rgba.to(dev).reshape(-1, 4)
         origins.append(o)
         dirs.append(d)
-        colors.append(rgba[:, :3] * rgba[:, 3:] + bg * (1.0 - rgba[:, 3:]))
-    ray_o, ray_d, ray_rgb = torch.cat(origins), torch.cat(dirs), torch.cat(colors)
+        colors.append(torch.cat([rgba[:, :3] * rgba[:, 3:], rgba[:, 3:]], -1))  # premultiplied rgb, alpha
+    ray_o, ray_d, ray_rgba = torch.cat(origins), torch.cat(dirs), torch.cat(colors)
     del origins, dirs, colors
+    # Random backgrounds only teach something where the photos are transparent somewhere.
+    random_bg = train.random_background and bool((ray_rgba[:, 3] < 1.0).any())
+    march = train.sampler == "march"
+    march_step = float((aabb[1] - aabb[0]).norm()) / train.march_steps
 
     model = NeuralField(config, seed=train.seed).to(dev)
     opt, start = _resume(model, train, resume)
     occ = OccupancyGrid(
-        aabb, train.occupancy_resolution, train.samples_per_ray, train.occupancy_threshold, unbounded=box.unbounded
+        aabb,
+        train.occupancy_resolution,
+        train.samples_per_ray,
+        train.occupancy_threshold,
+        unbounded=box.unbounded,
+        step_size=march_step if march else None,
     )
     if resume is not None and resume["state"].get("occupancy") is not None:
         occ.load(resume["state"]["occupancy"].to(dev))
@@ -373,42 +392,97 @@ def fit_radiance(
     n = ray_o.shape[0]
     history: list[dict[str, float]] = []
     fn = radiance_fn(model, aabb, box.unbounded)
+    density = _density_fn(model, aabb, box.unbounded)
     grid = model.grid
     sparse = grid if isinstance(grid, VqadGrid) and any(grid.sparse) else None
     allocate_at = set(sparse_allocation_steps(train)) if sparse is not None else set()
+    rays = min(train.batch_size, n)  # march: adapted to the sample budget every step
+    samples = [0]  # march: samples evaluated in the last step
     extra: dict[str, Callable[[], float]] = {"occupied": occ.fraction}
+    if march:
+        extra["rays"] = lambda: float(rays)
+        extra["samples"] = lambda: float(samples[0])
     if sparse is not None:
         extra["allocated_vertices"] = lambda: float(sum(sparse.allocated_vertices()))
+    base_lrs = [g["lr"] for g in opt.param_groups]
     _peak_reset(dev)
     t0 = time.perf_counter()
-    for step in range(start, train.steps):
-        _set_hard_forward(model, step, train.steps)
+    step = start
+    while step < train.steps:
+        frac = _progress_fraction(step, train, time.perf_counter() - t0)
+        if frac >= 1.0:
+            break
+        for g, lr in zip(opt.param_groups, base_lrs, strict=True):
+            g["lr"] = lr * lr_factor(step, frac, train)
+        _set_hard_forward(model, int(frac * train.steps), train.steps)
         if step >= train.occupancy_warmup and (step - train.occupancy_warmup) % train.occupancy_update_every == 0:
-            occ.update(_density_fn(model, aabb, box.unbounded), generator=gen)
+            occ.update(density, generator=gen)
         if sparse is not None and step in allocate_at:
             for level, (old, old_rows, new_rows) in sparse.allocate(occ.mask, generator=gen).items():
                 _carry_adam_state(opt, old, sparse.logits[level], old_rows, new_rows)
-        sel = torch.randint(0, n, (min(train.batch_size, n),), device=dev, generator=gen)
-        # Rays composite over the photos' background colour, as the photos were.
-        rgb, _, _ = render_rays(
-            fn,
-            ray_o[sel],
-            ray_d[sel],
-            aabb,
-            train.samples_per_ray,
-            occupancy=occ if step >= train.occupancy_warmup else None,
-            background=bg,
-            generator=gen,
-            unbounded=box.unbounded,
-        )
-        loss = torch.mean((rgb - ray_rgb[sel]) ** 2)
+        sel = torch.randint(0, n, (rays,), device=dev, generator=gen)
+        ray_bg = torch.rand(rays, 3, device=dev, generator=gen) if random_bg else bg
+        target = ray_rgba[sel, :3] + (1.0 - ray_rgba[sel, 3:]) * ray_bg
+        if march:
+            rgb, _, _, samples[0] = render_rays_marched(
+                fn,
+                density,
+                ray_o[sel],
+                ray_d[sel],
+                aabb,
+                march_step,
+                occupancy=occ if step >= train.occupancy_warmup else None,
+                early_stop_eps=train.early_stop_eps,
+                background=ray_bg,
+                generator=gen,
+                unbounded=box.unbounded,
+            )
+        else:
+            rgb, _, _ = render_rays(
+                fn,
+                ray_o[sel],
+                ray_d[sel],
+                aabb,
+                train.samples_per_ray,
+                occupancy=occ if step >= train.occupancy_warmup else None,
+                background=ray_bg,
+                generator=gen,
+                unbounded=box.unbounded,
+            )
+        mse = torch.mean((rgb - target) ** 2)
+        loss = mse if train.loss == "mse" else torch.nn.functional.huber_loss(rgb, target, delta=train.huber_delta)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        _log_step(step + 1, loss, train, history, progress, **extra)
-        if _checkpoint_due(step + 1, train, on_checkpoint, checkpoint_every):
-            on_checkpoint(_result(model, step + 1, history, t0, dev, opt, occ.density.detach().cpu()))  # type: ignore[misc]
-    return _result(model, train.steps, history, t0, dev, opt, occ.density.detach().cpu())
+        if loss.requires_grad:  # no sample in occupied space: nothing to learn from this batch
+            loss.backward()
+            opt.step()
+        if march:
+            scale = train.target_samples / samples[0] if samples[0] else 2.0
+            rays = int(min(max(rays * min(max(scale, 0.5), 2.0), 64), min(n, 1 << 20)))
+        step += 1
+        last = step == train.steps or _progress_fraction(step, train, time.perf_counter() - t0) >= 1.0
+        _log_step(step, mse.detach(), train, history, progress, force=last, **extra)
+        if _checkpoint_due(step, train, on_checkpoint, checkpoint_every):
+            on_checkpoint(_result(model, step, history, t0, dev, opt, occ.density.detach().cpu()))  # type: ignore[misc]
+    return _result(model, step, history, t0, dev, opt, occ.density.detach().cpu())
+
+
+def _progress_fraction(step: int, train: TrainConfig, elapsed_s: float) -> float:
+    """How far the run is: by steps, or by time when a time budget is set and runs out first."""
+    frac = step / train.steps
+    if train.time_budget_s > 0:
+        frac = max(frac, elapsed_s / train.time_budget_s)
+    return frac
+
+
+def lr_factor(step: int, frac: float, train: TrainConfig) -> float:
+    """Learning-rate multiplier: linear warm-up from 1% over lr_warmup steps, then (lr_decay
+    "step") x 0.33 at each of 1/2, 3/4 and 9/10 of the run (``frac``, the fraction done)."""
+    f = 1.0
+    if train.lr_warmup > 0 and step < train.lr_warmup:
+        f = 0.01 + 0.99 * step / train.lr_warmup
+    if train.lr_decay == "step":
+        f *= 0.33 ** sum(frac >= m for m in (0.5, 0.75, 0.9))
+    return f
 
 
 def _as_rgba(image: Tensor | np.ndarray, name: str) -> Tensor:  # -> [H, W, 4]
@@ -421,6 +495,19 @@ def _as_rgba(image: Tensor | np.ndarray, name: str) -> Tensor:  # -> [H, W, 4]
 
 
 @torch.no_grad()
+def field_occupancy(
+    model: NeuralField, box: SceneBox = SceneBox(), resolution: int = 128, march_steps: int = 1024, seed: int = 0
+) -> OccupancyGrid:
+    """An occupancy grid estimated from a trained field's density (``OccupancyGrid.fill``): what the
+    marcher needs to render a field that was stored without one."""
+    dev = next(iter(model.state_dict().values())).device
+    aabb = box.tensor(dev)
+    occ = OccupancyGrid(aabb, resolution, march_steps, unbounded=box.unbounded)
+    occ.fill(_density_fn(model, aabb, box.unbounded), generator=torch.Generator(device=dev).manual_seed(seed))
+    return occ
+
+
+@torch.no_grad()
 def render_field(
     model: NeuralField,
     camera: Camera,
@@ -428,9 +515,29 @@ def render_field(
     box: SceneBox = SceneBox(),
     samples_per_ray: int = 64,
     background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    march_steps: int | None = None,
+    occupancy: OccupancyGrid | None = None,
+    early_stop_eps: float = 1e-4,
 ) -> Tensor:  # [H, W, 3]
-    """Render a 3D field from one camera (stratum-centre samples, no occupancy skipping)."""
+    """Render a 3D field from one camera: stratum-centre samples without occupancy skipping, or,
+    with ``march_steps`` (steps per box diagonal), the occupancy-grid marcher (``occupancy``, else
+    ``field_occupancy``'s; pass one in to render many views)."""
     dev = next(iter(model.state_dict().values())).device
     aabb = box.tensor(dev)
     fn = radiance_fn(model, aabb, box.unbounded)
-    return render_image(fn, camera, aabb, samples_per_ray, background=background, unbounded=box.unbounded)
+    if march_steps is None:
+        return render_image(fn, camera, aabb, samples_per_ray, background=background, unbounded=box.unbounded)
+    occ = occupancy if occupancy is not None else field_occupancy(model, box, march_steps=march_steps)
+    march_step = float((aabb[1] - aabb[0]).norm()) / march_steps
+    density = _density_fn(model, aabb, box.unbounded)
+    return render_image_marched(
+        fn,
+        density,
+        camera,
+        aabb,
+        march_step,
+        occupancy=occ,
+        early_stop_eps=early_stop_eps,
+        background=background,
+        unbounded=box.unbounded,
+    )

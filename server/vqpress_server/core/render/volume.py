@@ -16,6 +16,7 @@ out to FAR_BOX_UNITS box half-sizes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -100,10 +101,12 @@ class OccupancyGrid:
     """A res^3 grid over the field's unit cube (``unit_coords``) that marks where density is worth sampling.
 
     ``update`` evaluates the density at one jittered point per cell and keeps a decaying maximum
-    (decay 0.95 per update); a cell is occupied when the alpha of one sample step, with the step
-    the box diagonal / samples_per_ray, exceeds ``threshold``. Until the first update every cell
-    is occupied. For a bounded scene the cells are the box's; for an unbounded one, the
-    contracted space's.
+    (decay 0.95 per update). A cell is occupied when the alpha of one sample step exceeds
+    ``threshold``, or, while that holds for no more than the mean cell (early in training, when
+    the whole field is faint), when its alpha exceeds the mean (Instant-NGP's rule, so that
+    training never starts from an empty grid). The step is ``step_size`` world units, or the box
+    diagonal / samples_per_ray. Until the first update every cell is occupied. For a bounded scene
+    the cells are the box's; for an unbounded one, the contracted space's.
     """
 
     def __init__(
@@ -113,29 +116,43 @@ class OccupancyGrid:
         samples_per_ray: int,
         threshold: float = 0.01,
         unbounded: bool = False,
+        step_size: float | None = None,
     ) -> None:
         assert aabb.shape == (2, 3), aabb.shape
         self.aabb = aabb
         self.unbounded = unbounded
         self.resolution = resolution
-        self.step_size = float((aabb[1] - aabb[0]).norm()) / samples_per_ray
+        self.step_size = step_size if step_size is not None else float((aabb[1] - aabb[0]).norm()) / samples_per_ray
         self.threshold = threshold
         self.density = torch.full((resolution,) * 3, float("inf"), device=aabb.device)
+        self._mask: Tensor | None = None
 
     def load(self, density: Tensor) -> None:  # [res, res, res]
         assert density.shape == self.density.shape, density.shape
         self.density = density
+        self._mask = None
 
     @property
     def mask(self) -> Tensor:  # [res, res, res] bool, indexed (x, y, z) over the unit cube
-        return (1.0 - torch.exp(-self.density * self.step_size)) > self.threshold
+        if self._mask is None:
+            alpha = 1.0 - torch.exp(-self.density * self.step_size)
+            finite = alpha[torch.isfinite(self.density)]
+            mean = float(finite.mean()) if finite.numel() else 1.0
+            self._mask = alpha > min(mean, self.threshold)
+        return self._mask
 
     def fraction(self) -> float:
         """Fraction of cells currently occupied."""
         return float(self.mask.float().mean())
 
     @torch.no_grad()
-    def update(self, density_fn: DensityFn, generator: torch.Generator | None = None, chunk: int = 1 << 18) -> None:
+    def update(
+        self,
+        density_fn: DensityFn,
+        generator: torch.Generator | None = None,
+        chunk: int = 1 << 18,
+        decay: float = 0.95,
+    ) -> None:
         r = self.resolution
         dev = self.aabb.device
         idx = torch.stack(torch.meshgrid(*[torch.arange(r, device=dev)] * 3, indexing="ij"), -1).reshape(-1, 3)
@@ -143,7 +160,19 @@ class OccupancyGrid:
         x = world_coords((idx + jitter) / r, self.aabb, self.unbounded)
         new = torch.cat([density_fn(x[s : s + chunk]) for s in range(0, x.shape[0], chunk)]).reshape(r, r, r)
         old = torch.where(torch.isinf(self.density), torch.zeros_like(new), self.density)
-        self.density = torch.maximum(old * 0.95, new.float())
+        self.density = torch.maximum(old * decay, new.float())
+        self._mask = None
+
+    @torch.no_grad()
+    def fill(self, density_fn: DensityFn, passes: int = 4, generator: torch.Generator | None = None) -> None:
+        """Estimate the grid of a trained field from scratch (``passes`` jittered points per cell,
+        maximum kept), then mark the neighbours of occupied cells too: a grid for rendering a field
+        that was stored without one."""
+        self.density = torch.zeros_like(self.density)
+        for _ in range(passes):
+            self.update(density_fn, generator, decay=1.0)
+        m = self.mask[None, None].float()
+        self._mask = torch.nn.functional.max_pool3d(m, 3, stride=1, padding=1)[0, 0] > 0
 
     def occupied(self, x: Tensor) -> Tensor:  # x [S, 3] world -> bool [S]
         r = self.resolution
@@ -231,6 +260,228 @@ def render_rays(
     return rgb_out, opacity, depth
 
 
+# ---------------------------------------------------------------------------------------------
+# Occupancy-grid ray marching (Instant-NGP / nerfacc behaviour, in torch).
+#
+# A ray is cut into intervals [e(k + u), e(k + 1 + u)] for k = 0, 1, ... with
+#   e(k) = near + k * step                      (bounded: inside the box)
+#   e(k) = t_box * (1 + CONE)^(k - K1)          (unbounded, beyond t_box, where K1 = (t_box - near) / step)
+# u a per-ray jitter in [0, 1) (0.5 without a generator). An interval is kept when its midpoint
+# lies in an occupied cell and it ends before the ray's far end. Samples come packed, grouped by
+# ray and ordered along it: ray_ids [S] (non-decreasing), t_mid [S], delta [S].
+# Early termination: ``march_and_cull`` evaluates the density of every marched sample without
+# gradient and drops the samples behind which the transmittance has fallen below early_stop_eps,
+# so the (with-gradient) radiance pass sees only samples that count; compositing those is exact
+# for them. ``render_rays_marched_reference`` is the per-ray loop these vectorised passes must match.
+# ---------------------------------------------------------------------------------------------
+
+MARCH_CONE = 1.0 / 256.0  # unbounded: relative growth of the step beyond the box
+MARCH_CHUNK_ELEMS = 1 << 24  # candidate positions tested at once
+
+
+def _march_edges(
+    k: Tensor, near: Tensor, step: float, t_box: Tensor | None
+) -> Tensor:  # k [N, C] float, near/t_box [N, 1] -> [N, C] distances
+    lin = near + k * step
+    if t_box is None:
+        return lin
+    k1 = (t_box - near) / step
+    geo = t_box * torch.pow(1.0 + MARCH_CONE, (k - k1).clamp(min=0.0))
+    return torch.where(k <= k1, lin, geo)
+
+
+def _march_ranges(
+    origins: Tensor, dirs: Tensor, aabb: Tensor, step: float, unbounded: bool
+) -> tuple[Tensor, Tensor, Tensor | None, int]:
+    """(near [N], far [N], t_box [N] or None, steps K of the longest ray)."""
+    if not unbounded:
+        near, far = ray_box(origins, dirs, aabb)
+        span = float((far - near).max()) if far.numel() else 0.0
+        return near, far, None, int(math.ceil(span / step)) + 1
+    center, half = 0.5 * (aabb[0] + aabb[1]), 0.5 * (aabb[1] - aabb[0])
+    bn, bf = ray_box(origins, dirs, aabb)
+    closest = ((center - origins) * dirs).sum(-1).clamp(min=0.0)
+    t_box = torch.where(bf > bn, bf, closest).clamp(min=step)
+    far = t_box + FAR_BOX_UNITS * float(half.max())
+    near = torch.zeros_like(t_box)
+    k_lin = float((t_box / step).max()) if t_box.numel() else 0.0
+    k_geo = math.log(float((far / t_box).max()) if far.numel() else 1.0) / math.log1p(MARCH_CONE)
+    return near, far, t_box, int(math.ceil(k_lin + k_geo)) + 1
+
+
+@torch.no_grad()
+def march_rays(
+    origins: Tensor,  # [N, 3]
+    dirs: Tensor,  # [N, 3] unit
+    aabb: Tensor,  # [2, 3]
+    step: float,  # world units between samples (inside the box)
+    *,
+    occupancy: OccupancyGrid | None = None,
+    generator: torch.Generator | None = None,  # given: a random offset per ray; None: offset 0.5
+    unbounded: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:  # ray_ids [S] int64, t_mid [S], delta [S]
+    """The intervals of each ray that lie in occupied space (block comment above)."""
+    N, dev = origins.shape[0], origins.device
+    assert origins.shape == (N, 3) and dirs.shape == (N, 3), (origins.shape, dirs.shape)
+    near, far, t_box, K = _march_ranges(origins, dirs, aabb, step, unbounded)
+    if generator is not None:
+        u = torch.rand(N, 1, device=dev, generator=generator)
+    else:
+        u = torch.full((N, 1), 0.5, device=dev)
+    nr, fr, tb = near[:, None], far[:, None], (t_box[:, None] if t_box is not None else None)
+    C = max(1, min(K, MARCH_CHUNK_ELEMS // max(N, 1)))
+    keep = torch.zeros(N, K, dtype=torch.bool, device=dev)
+    for c0 in range(0, K, C):
+        k = torch.arange(c0, min(K, c0 + C), device=dev, dtype=torch.float32)[None] + u  # [N, c]
+        e0, e1 = _march_edges(k, nr, step, tb), _march_edges(k + 1.0, nr, step, tb)
+        ok = e1 <= fr
+        if occupancy is not None and bool(ok.any()):
+            mid = 0.5 * (e0 + e1)
+            x = origins[:, None, :] + mid[..., None] * dirs[:, None, :]
+            ok &= occupancy.occupied(x.reshape(-1, 3)).reshape(ok.shape)
+        keep[:, c0 : c0 + C] = ok
+    ray_ids, ks = keep.nonzero(as_tuple=True)  # row-major: grouped by ray, ordered along it
+    kf = ks.to(torch.float32)[:, None] + u[ray_ids]
+    nr_s, tb_s = nr[ray_ids], (tb[ray_ids] if tb is not None else None)
+    e0, e1 = _march_edges(kf, nr_s, step, tb_s)[:, 0], _march_edges(kf + 1.0, nr_s, step, tb_s)[:, 0]
+    return ray_ids, 0.5 * (e0 + e1), e1 - e0
+
+
+def transmittance_packed(ray_ids: Tensor, n_rays: int, tau: Tensor) -> Tensor:  # [S]
+    """Transmittance in front of each packed sample, exp(-sum of the optical depths tau before it
+    on its ray). The running sum is in float64 so that a batch of many rays loses no precision."""
+    cs = torch.cumsum(tau.double(), 0)
+    excl = cs - tau.double()
+    counts = torch.bincount(ray_ids, minlength=n_rays)
+    starts = torch.cumsum(counts, 0) - counts  # [N] first sample of each ray
+    base = excl[starts.clamp(max=max(excl.shape[0] - 1, 0))] if excl.numel() else excl
+    return torch.exp(-(excl - base[ray_ids])).to(tau.dtype)
+
+
+def composite_packed(
+    ray_ids: Tensor, n_rays: int, density: Tensor, rgb: Tensor, t: Tensor, delta: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:  # rgb [N, 3], opacity [N], depth [N]
+    """Alpha-composite packed samples (grouped by ray, ordered along it) without a background."""
+    tau = density * delta
+    alpha = 1.0 - torch.exp(-tau)
+    w = transmittance_packed(ray_ids, n_rays, tau) * alpha  # [S]
+    dev = density.device
+    out = torch.zeros(n_rays, 3, device=dev, dtype=rgb.dtype).index_add(0, ray_ids, w[:, None] * rgb)
+    opacity = torch.zeros(n_rays, device=dev, dtype=w.dtype).index_add(0, ray_ids, w)
+    depth = torch.zeros(n_rays, device=dev, dtype=w.dtype).index_add(0, ray_ids, w * t)
+    return out, opacity, depth
+
+
+@torch.no_grad()
+def march_and_cull(
+    density_fn: DensityFn,
+    origins: Tensor,
+    dirs: Tensor,
+    aabb: Tensor,
+    step: float,
+    *,
+    occupancy: OccupancyGrid | None = None,
+    early_stop_eps: float = 1e-4,
+    generator: torch.Generator | None = None,
+    unbounded: bool = False,
+    chunk: int = 1 << 20,
+) -> tuple[Tensor, Tensor, Tensor]:  # ray_ids [S'], t [S'], delta [S']
+    """``march_rays``, then drop the samples behind which the transmittance is below early_stop_eps
+    (density evaluated without gradient) and those of zero density."""
+    ray_ids, t, delta = march_rays(
+        origins, dirs, aabb, step, occupancy=occupancy, generator=generator, unbounded=unbounded
+    )
+    if ray_ids.numel() == 0:
+        return ray_ids, t, delta
+    x = origins[ray_ids] + t[:, None] * dirs[ray_ids]
+    sig = torch.cat([density_fn(x[s : s + chunk]).float() for s in range(0, x.shape[0], chunk)])
+    trans = transmittance_packed(ray_ids, origins.shape[0], sig * delta)
+    keep = (trans >= early_stop_eps) & (sig > 0)
+    return ray_ids[keep], t[keep], delta[keep]
+
+
+def render_rays_marched(
+    radiance: RadianceFn,
+    density_fn: DensityFn,
+    origins: Tensor,  # [N, 3]
+    dirs: Tensor,  # [N, 3] unit
+    aabb: Tensor,  # [2, 3]
+    step: float,
+    *,
+    occupancy: OccupancyGrid | None = None,
+    early_stop_eps: float = 1e-4,
+    background: Tensor | None = None,  # [3] or [N, 3]; None = black
+    generator: torch.Generator | None = None,
+    unbounded: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, int]:  # rgb [N, 3], opacity [N], depth [N], samples evaluated
+    """Render rays with the occupancy-grid marcher and early termination (block comment above)."""
+    N = origins.shape[0]
+    ray_ids, t, delta = march_and_cull(
+        density_fn,
+        origins,
+        dirs,
+        aabb,
+        step,
+        occupancy=occupancy,
+        early_stop_eps=early_stop_eps,
+        generator=generator,
+        unbounded=unbounded,
+    )
+    if ray_ids.numel():
+        x = origins[ray_ids] + t[:, None] * dirs[ray_ids]
+        sig, rgb = radiance(x, dirs[ray_ids])
+        rgb_out, opacity, depth = composite_packed(ray_ids, N, sig.float(), rgb.float(), t, delta)
+    else:  # every ray misses occupied space
+        rgb_out = torch.zeros(N, 3, device=origins.device)
+        opacity, depth = torch.zeros(N, device=origins.device), torch.zeros(N, device=origins.device)
+    if background is not None:
+        rgb_out = rgb_out + (1.0 - opacity)[:, None] * background
+    return rgb_out, opacity, depth, int(ray_ids.numel())
+
+
+def render_rays_marched_reference(
+    radiance: RadianceFn,
+    origins: Tensor,
+    dirs: Tensor,
+    aabb: Tensor,
+    step: float,
+    *,
+    occupancy: OccupancyGrid | None = None,
+    early_stop_eps: float = 1e-4,
+    background: Tensor | None = None,
+    unbounded: bool = False,
+) -> tuple[Tensor, Tensor]:  # rgb [N, 3], opacity [N]
+    """The slow twin of ``render_rays_marched`` (sample offset 0.5): one ray at a time, one
+    interval at a time, stopping once the transmittance falls below early_stop_eps. Tests only."""
+    out_rgb, out_op = [], []
+    for r in range(origins.shape[0]):
+        o, d = origins[r : r + 1], dirs[r : r + 1]
+        near, far, t_box, K = _march_ranges(o, d, aabb, step, unbounded)
+        nr, tb = near[:, None], (t_box[:, None] if t_box is not None else None)
+        T, col = 1.0, torch.zeros(3, dtype=torch.float64)
+        for k in range(K):
+            kk = torch.tensor([[k + 0.5]])
+            e0, e1 = float(_march_edges(kk, nr, step, tb)), float(_march_edges(kk + 1.0, nr, step, tb))
+            if e1 > float(far[0]):
+                break
+            x = o + 0.5 * (e0 + e1) * d
+            if occupancy is not None and not bool(occupancy.occupied(x)[0]):
+                continue
+            if T < early_stop_eps:
+                break
+            sig, rgb = radiance(x, d)
+            alpha = 1.0 - math.exp(-float(sig[0]) * (e1 - e0))
+            col += T * alpha * rgb[0].double()
+            T *= 1.0 - alpha
+        out_rgb.append(col.float())
+        out_op.append(1.0 - T)
+    rgb_out = torch.stack(out_rgb) if out_rgb else torch.zeros(0, 3)
+    opacity = torch.tensor(out_op, dtype=torch.float32)
+    if background is not None:
+        rgb_out = rgb_out + (1.0 - opacity)[:, None] * background
+    return rgb_out, opacity
+
+
 @torch.no_grad()
 def render_image(
     radiance: RadianceFn,
@@ -255,6 +506,42 @@ def render_image(
             aabb,
             samples_per_ray,
             occupancy=occupancy,
+            background=bg,
+            unbounded=unbounded,
+        )[0]
+        for s in range(0, o.shape[0], chunk)
+    ]
+    return torch.cat(out).reshape(int(camera.height), int(camera.width), 3)
+
+
+@torch.no_grad()
+def render_image_marched(
+    radiance: RadianceFn,
+    density_fn: DensityFn,
+    camera: Camera,
+    aabb: Tensor,  # [2, 3]
+    step: float,
+    *,
+    occupancy: OccupancyGrid | None = None,
+    early_stop_eps: float = 1e-4,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    chunk: int = 1 << 13,
+    unbounded: bool = False,
+) -> Tensor:  # [H, W, 3]
+    """Render one camera with the occupancy-grid marcher in ray chunks (no grad, offset 0.5)."""
+    dev = aabb.device
+    o, d = camera_rays(camera, dev)
+    bg = torch.tensor(background, dtype=torch.float32, device=dev)
+    out = [
+        render_rays_marched(
+            radiance,
+            density_fn,
+            o[s : s + chunk],
+            d[s : s + chunk],
+            aabb,
+            step,
+            occupancy=occupancy,
+            early_stop_eps=early_stop_eps,
             background=bg,
             unbounded=unbounded,
         )[0]
