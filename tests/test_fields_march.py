@@ -257,3 +257,23 @@ def test_random_background_is_learned_as_transparency() -> None:
     ]
     corner = slice(0, 2)
     assert float((outs[1] - outs[0])[corner, corner].min()) > 0.5  # opacity below 0.5 there
+
+
+def test_3d_field_jobs_default_to_the_instant_ngp_class_trainer_within_a_time_budget() -> None:
+    from vqpress_server.core.fields.config import RADIANCE_TIME_BUDGET_S, field_config_from_spec, train_config_from_spec
+
+    t3 = train_config_from_spec(None, 3)
+    assert t3.sampler == "march" and t3.target_samples == 1 << 18 and t3.random_background
+    assert t3.lr_decay == "step" and t3.loss == "huber" and 0 < t3.time_budget_s == RADIANCE_TIME_BUDGET_S <= 420
+    assert train_config_from_spec({"steps": 300, "time_budget_s": 0.0}, 3).steps == 300  # what is set wins
+    assert train_config_from_spec(None, 2) == TrainConfig()  # image fields keep theirs
+    f3 = field_config_from_spec({"grid": {"bits": 8}}, 3)
+    assert isinstance(f3.grid, VqadGridConfig) and f3.grid.bits == 8 and f3.grid.levels == 16
+    assert f3.grid.max_resolution == 256 and f3.grid.sparse and f3.grid.combine == "concat"
+    assert f3.decoder == instant_ngp_field().decoder
+    hash3 = field_config_from_spec({"grid": {"kind": "hash"}}, 3).grid
+    assert isinstance(hash3, HashGridConfig) and hash3.log2_table_size == 19 and hash3.max_resolution == 2048
+    f2 = field_config_from_spec({"grid": {"kind": "vqad"}}, 2)
+    assert f2.grid == VqadGridConfig() and f2.decoder == DecoderConfig()
+    with pytest.raises(ConfigError, match="unknown train field"):
+        train_config_from_spec({"stpes": 3}, 3)

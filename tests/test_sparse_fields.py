@@ -24,6 +24,7 @@ from vqpress_server.core.fields.train import (
     fit_image,
     fit_radiance,
     render_field,
+    sparse_allocation_due,
     sparse_allocation_steps,
 )
 from vqpress_server.core.render.volume import render_image
@@ -165,10 +166,15 @@ def test_reallocation_keeps_logits_and_optimizer_state() -> None:
 
 
 def test_allocation_schedule() -> None:
+    # First once empty space is known, then at 10, 20, 30, 50, 70 and 90% of the run: the late
+    # re-fits follow the occupancy as it shrinks to the object.
     t = TrainConfig(steps=5000, occupancy_warmup=256, occupancy_update_every=16)
-    assert sparse_allocation_steps(t) == [256, 512, 1024, 2048]
-    assert sparse_allocation_steps(TrainConfig(steps=1000, occupancy_warmup=250)) == [250]
+    assert sparse_allocation_steps(t) == [256, 500, 1000, 1500, 2500, 3500, 4500]
+    assert sparse_allocation_steps(TrainConfig(steps=1000, occupancy_warmup=250)) == [250, 300, 500, 700, 900]
     assert sparse_allocation_steps(TrainConfig(steps=100, occupancy_warmup=256)) == []
+    # A time-budgeted run passes the same fractions by elapsed time, whatever its step count.
+    assert sparse_allocation_due(256, 0.0, 0.01, t) and not sparse_allocation_due(300, 0.01, 0.02, t)
+    assert sparse_allocation_due(301, 0.69, 0.71, t) and not sparse_allocation_due(200, 0.69, 0.71, t)
 
 
 def test_sparse_radiance_field_trains_resumes_and_is_bounded() -> None:
@@ -187,7 +193,7 @@ def test_sparse_radiance_field_trains_resumes_and_is_bounded() -> None:
         occupancy_update_every=10,
         log_every=10,
     )
-    assert sparse_allocation_steps(train) == [60]
+    assert sparse_allocation_steps(train) == [60, 84, 108]
     snaps: list[dict] = []
 
     def keep(r: FitResult) -> None:
@@ -207,11 +213,13 @@ def test_sparse_radiance_field_trains_resumes_and_is_bounded() -> None:
     out = render_field(res.field, cams[6], box=box, samples_per_ray=32)
     mse = float(((out - images[6]) ** 2).mean())
     assert -10 * math.log10(mse) > 15.0, mse
-    # Resume from the step-80 checkpoint (after the allocation): same allocation, continues.
+    # Resume from the step-80 checkpoint (after the first allocation): it loads that allocation,
+    # re-fits at 84 and 108 as the whole run did, and continues.
     more = fit_radiance(images[:6], cams[:6], cfg, train, box=box, resume=snaps[1]["ck"])
     assert [h["step"] for h in more.history][0] == 90 and more.step == 120
     saved = snaps[1]["ck"]["state"]["model"]
-    assert more.field.grid.allocated_vertices() == [saved[f"grid.logits.{l}"].shape[0] for l in range(3)] == alloc
+    assert saved["grid.logits.2"].shape[0] > 0
+    assert 0 < more.field.grid.allocated_vertices()[2] < 0.75 * grid.vertex_counts[2]
     assert more.history[-1]["loss"] < 0.5 * losses[0]
     # Resumed from before the allocation (step 40), the field allocates when it gets there.
     assert snaps[0]["ck"]["state"]["model"]["grid.logits.2"].shape[0] == 0
@@ -267,7 +275,7 @@ def test_lying_sparse_state_and_files_are_rejected() -> None:
 
 @pytest.mark.parametrize("hard", [False, True])
 def test_sparse_lookup_matches_masked_dense_reference(hard: bool) -> None:
-    from vqpress_server.core.fields.grid import sparse_rows, vqad_features_reference, vqad_features_sparse
+    from vqpress_server.core.fields.grid import sparse_rows, vqad_features, vqad_features_reference
 
     gen = torch.Generator().manual_seed(int(hard))
     m, K, k = 400, 16, 4
@@ -277,7 +285,7 @@ def test_sparse_lookup_matches_masked_dense_reference(hard: bool) -> None:
     ids = torch.randint(0, m, (256, 8), generator=gen)
     compact = full[active].clone().requires_grad_(True)
     cb1 = codebook.clone().requires_grad_(True)
-    out = vqad_features_sparse(compact, cb1, sparse_rows(active)[ids], hard)
+    out = vqad_features(compact, cb1, sparse_rows(active)[ids], hard)
     weights = torch.randn(out.shape, generator=gen)
     (out * weights).sum().backward()
     ref_logits, cb2 = full.clone().requires_grad_(True), codebook.clone().requires_grad_(True)
@@ -287,7 +295,7 @@ def test_sparse_lookup_matches_masked_dense_reference(hard: bool) -> None:
     torch.testing.assert_close(compact.grad, ref_logits.grad[active])
     torch.testing.assert_close(cb1.grad, cb2.grad)
     assert bool((out[~active[ids]] == 0).all())
-    nothing = vqad_features_sparse(torch.zeros(0, K), codebook, torch.full((5, 8), -1), hard)
+    nothing = vqad_features(torch.zeros(0, K), codebook, torch.full((5, 8), -1), hard)
     assert nothing.shape == (5, 8, k) and not bool(nothing.any())
 
 

@@ -77,6 +77,12 @@ class VqadGridConfig:
     1,500 steps, H100) it scored 23.12 dB in a 59 KiB file against 21.79 dB in 163 KiB for the
     dense grid, with 12% less peak memory; where occupancy finds no empty space (photos that see
     the whole room) it allocates every vertex and trains like the dense grid.
+
+    ``candidates`` bounds the logits: a vertex scores only the M = min(candidates, 2^b) codes
+    nearest (in feature space) to its current choice, re-chosen every
+    ``TrainConfig.candidate_refresh_every`` steps, so logits and their optimizer state are
+    [m, M] whatever b is (b = 8 with all 256 codes scored held 12x the memory of b = 4). With
+    M = 2^b (b <= 4 at the default) this is exactly the paper's softmax over all codes.
     """
 
     levels: int = 4  # number of resolution levels
@@ -90,6 +96,7 @@ class VqadGridConfig:
     init_std: float = 0.1  # std of the normal initialisation of D (logits C start at std 0.01)
     sparse: bool = True  # 3D only: fine levels keep logits only near occupied space (see below)
     sparse_min_resolution: int = 32  # levels with at least this many vertices per axis are the sparse ones
+    candidates: int = 16  # M: codes each vertex's logits score (0: all 2^b), see below
 
     def validate(self) -> None:
         _check_grid_common(self.levels, self.base_resolution, self.max_resolution, self.features)
@@ -105,6 +112,14 @@ class VqadGridConfig:
             raise ConfigError(f"VQ-AD forward must be 'soft' or 'hard', got {self.forward!r}")
         if not 0.0 <= self.anneal_hard_fraction <= 1.0:
             raise ConfigError(f"anneal_hard_fraction must be in [0, 1], got {self.anneal_hard_fraction}")
+        if (
+            isinstance(self.candidates, bool)
+            or not isinstance(self.candidates, int)
+            or not (self.candidates == 0 or 2 <= self.candidates <= 1024)
+        ):
+            raise ConfigError(
+                f"VQ-AD candidates must be 0 (all codes) or an integer in [2, 1024], got {self.candidates!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -201,6 +216,7 @@ class TrainConfig:
     huber_delta: float = 0.1  # huber: error where the loss turns from quadratic to linear
     random_background: bool = False  # 3D, photos with alpha: a fresh random background per ray and step
     time_budget_s: float = 0.0  # > 0: stop after this many seconds; the schedule follows elapsed time
+    candidate_refresh_every: int = 16  # VQ-AD with candidates < 2^b: steps between re-choosing each vertex's codes
 
     def validate(self) -> None:
         if not 1 <= self.steps <= 10_000_000:
@@ -233,6 +249,8 @@ class TrainConfig:
             raise ConfigError(
                 f"loss must be 'mse' or 'huber' with huber_delta in (0, 10], got {self.loss!r}, {self.huber_delta}"
             )
+        if not 1 <= self.candidate_refresh_every <= 1_000_000:
+            raise ConfigError(f"candidate_refresh_every must be in [1, 1e6], got {self.candidate_refresh_every}")
         if not 0.0 <= self.time_budget_s <= 1e6:
             raise ConfigError(f"time_budget_s must be in [0, 1e6], got {self.time_budget_s}")
 
@@ -283,6 +301,45 @@ def instant_ngp_field(grid: GridConfig | None = None) -> FieldConfig:
     return FieldConfig(
         dims=3, grid=g, decoder=DecoderConfig(hidden=64, layers=1, color_layers=2, geo_features=15, dir_degree=3)
     )
+
+
+# A 3D field job's default training: the Instant-NGP-class schedule for this many seconds of the
+# GPU (the schedule follows elapsed time), so that loading the photos, training, evaluating on the
+# held-out views and writing the .vqp fit in a 10-minute call on an H200.
+RADIANCE_TIME_BUDGET_S = 360.0
+
+
+def radiance_train(time_budget_s: float = RADIANCE_TIME_BUDGET_S) -> TrainConfig:
+    """The default training of a radiance field: ``instant_ngp_train`` with a wall-clock budget."""
+    return instant_ngp_train(steps=20_000, time_budget_s=time_budget_s)
+
+
+def radiance_grid(kind: str) -> GridConfig:
+    """The default grid of a radiance field of each kind, under ``instant_ngp_field``'s decoder:
+    "hash" is Instant-NGP's (16 x 2 to 2048^3, 2^19 rows); "vqad" (sparse from 32^3, b = 4) and
+    "dense" (its uncompressed twin) have 16 levels x 2 features to 256^3, concatenated."""
+    levels = dict(levels=16, base_resolution=16, max_resolution=256, features=2, combine="concat")
+    if kind == "hash":
+        return instant_ngp_field().grid
+    if kind == "dense":
+        return DenseGridConfig(**levels, init_std=1e-4)  # type: ignore[arg-type]
+    if kind == "vqad":
+        return VqadGridConfig(**levels, bits=4, sparse=True, sparse_min_resolution=32)  # type: ignore[arg-type]
+    raise ConfigError(f"field.grid.kind must be one of ['dense', 'hash', 'vqad'], got {str(kind)[:40]!r}")
+
+
+def train_config_from_spec(value: Any, dims: int) -> TrainConfig:
+    """A TrainConfig from an untrusted spec's "train" (the fields the user set; None = defaults),
+    validated. The defaults: ``TrainConfig()`` for 2D image fields, ``radiance_train()`` for 3D."""
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"train must be an object of TrainConfig fields, got {type(value).__name__}")
+    check_spec_fields(value, asdict(TrainConfig()), "train")
+    base = radiance_train() if dims == 3 else TrainConfig()
+    cfg = TrainConfig(**{**asdict(base), **value})
+    cfg.validate()
+    return cfg
 
 
 MAX_POSTHOC_BITS = 10  # kmVQ: at most 2^10 centroids per level
@@ -397,7 +454,8 @@ def field_config_from_spec(value: Any, dims: int, dims_source: str = "") -> Fiel
     """A FieldConfig from an untrusted spec ({"grid": {"kind", ...}, "decoder": {...}}, the
     field_config_to_dict format; None or missing keys = defaults), validated.
 
-    The grid's defaults are those of its "kind" ("vqad" when not given). ``dims`` is the caller's
+    The grid's defaults are those of its "kind" ("vqad" when not given), for 3D fields
+    ``radiance_grid(kind)`` and ``instant_ngp_field``'s decoder. ``dims`` is the caller's
     (from the dataset or the tensors, named by ``dims_source`` in the message); a "dims" key that
     says otherwise is refused.
     """
@@ -427,9 +485,11 @@ def field_config_from_spec(value: Any, dims: int, dims_source: str = "") -> Fiel
     grid_values = {k: v for k, v in grid.items() if k != "kind"}
     check_spec_fields(grid_values, asdict(kinds[kind]()), f"field.grid ({kind})")
     check_spec_fields(decoder, asdict(DecoderConfig()), "field.decoder")
+    base_grid = radiance_grid(kind) if dims == 3 else kinds[kind]()
+    base_decoder = instant_ngp_field().decoder if dims == 3 else DecoderConfig()
     full = {
         "dims": dims,
-        "grid": {"kind": kind, **asdict(kinds[kind]()), **grid_values},
-        "decoder": {**asdict(DecoderConfig()), **decoder},
+        "grid": {"kind": kind, **asdict(base_grid), **grid_values},
+        "decoder": {**asdict(base_decoder), **decoder},
     }
     return field_config_from_dict(full)

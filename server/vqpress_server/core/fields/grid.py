@@ -174,87 +174,97 @@ class DenseGrid(MultiResGrid):
         return self.tables[level][ids]
 
 
-class _VqadCodes(torch.autograd.Function):
-    """Per-unique-vertex VQ-AD features: softmax(C[u]) @ D (soft) or D[argmax C[u]] (hard).
+class _VqadTable(torch.autograd.Function):
+    """The VQ-AD feature of every row: softmax(C) @ D (soft) or D[code of argmax C] (hard), as a
+    table [m + 1, k] whose row 0 is the zero feature (unallocated vertices read it).
 
-    Backward recomputes the softmax in row chunks, so neither pass keeps more than
-    ~VQAD_CHUNK_ELEMS logits alive, and nothing of shape [samples, 2^d, 2^b, k] ever exists.
-    The hard forward has straight-through softmax gradients: dL/dC = J_softmax^T (dL/dF D^T),
-    dL/dD = onehot(argmax C)^T dL/dF.
+    Each row's logits C [m, M] score M codes: all 2^b codes (``candidates`` None), or the M codes
+    ``candidates`` [m, M] names. Both passes go over the rows in chunks of ~VQAD_CHUNK_ELEMS
+    logits, so nothing of shape [samples, 2^d, 2^b, k] (nor [m, 2^b] when M < 2^b) ever exists:
+    the cost of a step is that of the optimizer's own pass over C, and the samples then gather
+    from the table as the hash grid gathers from its own. The hard forward has straight-through
+    softmax gradients: dL/dC = J_softmax^T (dL/dF D^T), dL/dD = onehot(code)^T dL/dF. A row no
+    sample touched gets dL/dF = 0 and so dL/dC = 0 exactly.
     """
 
     @staticmethod
-    def forward(ctx: Any, logits: Tensor, codebook: Tensor, u: Tensor, hard: bool) -> Tensor:
-        # logits [m, K], codebook [K, k], u [U] unique vertex ids -> [U, k]
-        ctx.save_for_backward(logits, codebook, u)
+    def forward(ctx: Any, logits: Tensor, codebook: Tensor, candidates: Tensor | None, hard: bool) -> Tensor:
+        # logits [m, M], codebook [K, k], candidates [m, M] int or None (M = K) -> [m + 1, k]
+        ctx.save_for_backward(logits, codebook, candidates)
         ctx.hard = hard
-        K = logits.shape[1]
-        chunk = max(1, VQAD_CHUNK_ELEMS // K)
-        out = torch.empty(u.shape[0], codebook.shape[1], dtype=codebook.dtype, device=codebook.device)
-        for s in range(0, u.shape[0], chunk):
-            cu = logits[u[s : s + chunk]]
+        m, M = logits.shape
+        chunk = max(1, VQAD_CHUNK_ELEMS // M)
+        out = torch.empty(m + 1, codebook.shape[1], dtype=codebook.dtype, device=codebook.device)
+        out[0] = 0.0
+        for s in range(0, m, chunk):
+            c = logits[s : s + chunk]
+            cand = None if candidates is None else candidates[s : s + chunk].long()
             if hard:
-                out[s : s + chunk] = codebook[cu.argmax(-1)]
+                code = c.argmax(-1)
+                if cand is not None:
+                    code = cand.gather(1, code[:, None])[:, 0]
+                out[1 + s : 1 + s + chunk] = codebook[code]
+            elif cand is None:
+                out[1 + s : 1 + s + chunk] = torch.softmax(c, -1) @ codebook
             else:
-                out[s : s + chunk] = torch.softmax(cu, -1) @ codebook
+                out[1 + s : 1 + s + chunk] = (torch.softmax(c, -1)[..., None] * codebook[cand]).sum(1)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
-        logits, codebook, u = ctx.saved_tensors
-        K = logits.shape[1]
-        chunk = max(1, VQAD_CHUNK_ELEMS // K)
-        grad_logits = torch.zeros_like(logits) if ctx.needs_input_grad[0] else None
+        logits, codebook, candidates = ctx.saved_tensors
+        m, M = logits.shape
+        k = codebook.shape[1]
+        chunk = max(1, VQAD_CHUNK_ELEMS // M)
+        grad_logits = torch.empty_like(logits) if ctx.needs_input_grad[0] else None
         grad_codebook = torch.zeros_like(codebook) if ctx.needs_input_grad[1] else None
-        for s in range(0, u.shape[0], chunk):
-            uc = u[s : s + chunk]
-            g = grad_out[s : s + chunk]  # [c, k]
-            cu = logits[uc]
-            p = torch.softmax(cu, -1)  # [c, K]
+        for s in range(0, m, chunk):
+            g = grad_out[1 + s : 1 + s + chunk]  # [c, k]
+            c = logits[s : s + chunk]
+            cand = None if candidates is None else candidates[s : s + chunk].long()
+            p = torch.softmax(c, -1)  # [c, M]
             if grad_codebook is not None:
                 if ctx.hard:
-                    grad_codebook.index_add_(0, cu.argmax(-1), g)
-                else:
+                    code = c.argmax(-1)
+                    if cand is not None:
+                        code = cand.gather(1, code[:, None])[:, 0]
+                    grad_codebook.index_add_(0, code, g)
+                elif cand is None:
                     grad_codebook.addmm_(p.t(), g)
+                else:
+                    grad_codebook.index_add_(0, cand.reshape(-1), (p[..., None] * g[:, None]).reshape(-1, k))
             if grad_logits is not None:
-                gp = g @ codebook.t()  # [c, K]
-                grad_logits[uc] = p * (gp - (p * gp).sum(-1, keepdim=True))
+                gp = g @ codebook.t() if cand is None else (codebook[cand] * g[:, None]).sum(-1)  # [c, M]
+                grad_logits[s : s + chunk] = p * (gp - (p * gp).sum(-1, keepdim=True))
         return grad_logits, grad_codebook, None, None
 
 
-def vqad_features(logits: Tensor, codebook: Tensor, ids: Tensor, hard: bool) -> Tensor:
-    """Memory-efficient VQ-AD lookup: features [B, 2^d, k] of vertex ids [B, 2^d].
+def vqad_table(logits: Tensor, codebook: Tensor, candidates: Tensor | None, hard: bool) -> Tensor:  # [m + 1, k]
+    """Every row's VQ-AD feature, row 0 the zero feature (``_VqadTable``)."""
+    return _VqadTable.apply(logits, codebook, candidates, hard)
 
-    logits [m, 2^b], codebook [2^b, k]. Each vertex touched by the batch is decoded once.
-    """
-    u, inv = torch.unique(ids, return_inverse=True)
-    return _VqadCodes.apply(logits, codebook, u, hard)[inv]
+
+def gather_rows(table: Tensor, rows: Tensor) -> Tensor:  # table [m + 1, k], rows [B, 2^d] (-1: none) -> [B, 2^d, k]
+    """Features of compact rows from a table with the zero feature at row 0. An embedding with that
+    row as its padding row: its backward skips the unallocated entries, which a plain index would
+    all accumulate into one row (that serialises on a GPU)."""
+    return nn.functional.embedding(rows.long() + 1, table, padding_idx=0)
+
+
+def vqad_features(
+    logits: Tensor, codebook: Tensor, rows: Tensor, hard: bool, candidates: Tensor | None = None
+) -> Tensor:  # [B, 2^d, k]
+    """The VQ-AD lookup: features of rows [B, 2^d] (-1: not allocated, feature 0).
+
+    logits [m, M], codebook [2^b, k], candidates [m, M] (None: M = 2^b). The table of every row
+    is decoded once, then gathered; the slow twin is ``vqad_features_reference``."""
+    return gather_rows(vqad_table(logits, codebook, candidates, hard), rows)
 
 
 def sparse_rows(active: Tensor) -> Tensor:  # [m] bool -> [m] int32, -1 where not allocated
     """Row of each allocated vertex in its level's compact arrays (allocation order = vertex id order)."""
     rows = torch.cumsum(active.to(torch.int32), 0, dtype=torch.int32) - 1
     return torch.where(active, rows, torch.full_like(rows, -1))
-
-
-def vqad_features_sparse(logits: Tensor, codebook: Tensor, rows: Tensor, hard: bool) -> Tensor:
-    """``vqad_features`` over compact rows [B, 2^d] (-1: not allocated, feature 0).
-
-    The gather is an embedding with the unallocated entries on its padding row, which the backward
-    skips: a plain index would accumulate every unallocated sample's gradient into one row, which
-    serialises on a GPU (seconds per step before the fine levels are allocated).
-    """
-    k = codebook.shape[1]
-    if logits.shape[0] == 0:  # nothing allocated yet
-        return torch.zeros(*rows.shape, k, dtype=codebook.dtype, device=codebook.device)
-    u, inv = torch.unique(rows, return_inverse=True)
-    if u.numel() and int(u[0]) < 0:
-        u = u[1:]  # the -1 entries already map to 0, the padding row
-    else:
-        inv = inv + 1
-    f = _VqadCodes.apply(logits, codebook, u.long(), hard)
-    table = torch.cat([torch.zeros(1, k, dtype=f.dtype, device=f.device), f])
-    return nn.functional.embedding(inv, table, padding_idx=0)
 
 
 def active_vertices(occupied: Tensor, n: int) -> Tensor:  # occupied [R, R, R] bool (x, y, z) -> [n^3] bool
@@ -270,21 +280,53 @@ def active_vertices(occupied: Tensor, n: int) -> Tensor:  # occupied [R, R, R] b
     return act.permute(2, 1, 0).reshape(-1)
 
 
-def vqad_features_reference(logits: Tensor, codebook: Tensor, ids: Tensor, hard: bool) -> Tensor:
+def vqad_features_reference(
+    logits: Tensor, codebook: Tensor, rows: Tensor, hard: bool, candidates: Tensor | None = None
+) -> Tensor:  # [B, 2^d, k]
     """The dense (kaolin-wisp style) VQ-AD lookup, the slow twin of ``vqad_features``.
 
-    Materialises [B, 2^d, 2^b, k]: memory grows with samples x 2^d x 2^b x k.
+    Materialises [B, 2^d, M, k]: memory grows with samples x 2^d x 2^b x k.
     """
-    c = logits[ids]  # [B, 2^d, K]
+    valid = rows >= 0  # [B, 2^d]
+    r = rows.clamp(min=0).long()
+    if logits.shape[0] == 0:
+        return torch.zeros(*rows.shape, codebook.shape[1], dtype=codebook.dtype, device=codebook.device)
+    c = logits[r]  # [B, 2^d, M]
     p = torch.softmax(c, -1)
     if hard:
         onehot = nn.functional.one_hot(c.argmax(-1), c.shape[-1]).to(p.dtype)
         p = onehot - p.detach() + p  # straight-through: one-hot forward, softmax gradients
-    return (p[..., None] * codebook[None, None]).sum(-2)
+    d = codebook[None, None] if candidates is None else codebook[candidates[r].long()]  # [.., M, k]
+    return (p[..., None] * d).sum(-2) * valid[..., None].to(codebook.dtype)
+
+
+def code_neighbours(codebook: Tensor, centers: Tensor, count: int, chunk: int = 1 << 14) -> Tensor:
+    """The ``count`` codes nearest (squared distance in feature space) to each code of
+    ``centers`` [n], that code first: [n, count] int16."""
+    out = torch.empty(centers.shape[0], count, dtype=torch.int16, device=centers.device)
+    cb = codebook.detach().float()
+    for s in range(0, centers.shape[0], chunk):
+        c = centers[s : s + chunk].long()
+        d = torch.cdist(cb[c], cb)  # [c, K]
+        d.scatter_(1, c[:, None], -1.0)  # the centre itself first, whatever ties there are
+        out[s : s + chunk] = d.topk(count, dim=1, largest=False).indices.to(torch.int16)
+    return out
+
+
+def spread_candidates(m: int, K: int, M: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """Initial candidate lists [m, M] int16: M distinct codes from a random start, wrapping."""
+    dev = generator.device if generator is not None else device
+    start = torch.randint(0, K, (m, 1), generator=generator, device=dev).to(device)
+    return ((start + torch.arange(M, device=device)) % K).to(torch.int16)
 
 
 class VqadGrid(MultiResGrid):
-    """VQ-AD training grid: logits C [m, 2^b] per vertex and a codebook D [2^b, k] per level.
+    """VQ-AD training grid: logits C [m, M] per vertex and a codebook D [2^b, k] per level.
+
+    Each vertex scores M = min(``cfg.candidates``, 2^b) codes (all 2^b when candidates is 0 or
+    >= 2^b). With M < 2^b, the buffer ``cand_<l>`` [m, M] int16 names the codes a vertex's logits
+    score: the M codes nearest (in feature space) to its current choice, re-chosen by
+    ``refresh_candidates``, so the logits and their optimizer state do not grow with 2^b.
 
     Sparse levels (``cfg.sparse``, 3D, resolution >= ``cfg.sparse_min_resolution``) hold logits
     only for allocated vertices: ``rows_<l>`` [m] int32 maps a vertex id to its logits row (-1: not
@@ -296,11 +338,13 @@ class VqadGrid(MultiResGrid):
         super().__init__(dims, cfg.levels, cfg.base_resolution, cfg.max_resolution, cfg.features, cfg.combine)
         self.bits = cfg.bits
         K = 1 << cfg.bits
+        self.candidates = K if cfg.candidates == 0 else min(cfg.candidates, K)  # M
+        M = self.candidates
         self.hard = cfg.forward == "hard"
         self.reference = False  # True: use the dense wisp-style lookup (benchmarks and tests only)
         self.sparse = [cfg.sparse and dims == 3 and n >= cfg.sparse_min_resolution for n in self.resolutions]
         self.logits = nn.ParameterList(
-            nn.Parameter(torch.randn(0 if sp else m, K, generator=generator) * 0.01)
+            nn.Parameter(torch.randn(0 if sp else m, M, generator=generator) * 0.01)
             for m, sp in zip(self.vertex_counts, self.sparse, strict=True)
         )
         self.codebooks = nn.ParameterList(
@@ -309,6 +353,24 @@ class VqadGrid(MultiResGrid):
         for level, (m, sp) in enumerate(zip(self.vertex_counts, self.sparse, strict=True)):
             if sp:
                 self.register_buffer(f"rows_{level}", torch.full((m,), -1, dtype=torch.int32))
+            if self.uses_candidates:
+                self.register_buffer(
+                    f"cand_{level}", spread_candidates(0 if sp else m, K, M, generator, torch.device("cpu"))
+                )
+        # No-grad lookups (the marcher's density pass, occupancy updates) reuse a level's table
+        # until its logits, codebook or candidates change (in-place updates bump _version).
+        self._tables: dict[int, tuple[tuple[Any, ...], Tensor]] = {}
+
+    def tables_changed(self) -> None:
+        """Drop the cached no-grad tables (the training loops call it after each optimizer step)."""
+        self._tables.clear()
+
+    @property
+    def uses_candidates(self) -> bool:
+        return self.candidates < (1 << self.bits)
+
+    def level_candidates(self, level: int) -> Tensor | None:  # [rows, M] int16, None when M = 2^b
+        return getattr(self, f"cand_{level}") if self.uses_candidates else None
 
     def support_level(self) -> int | None:
         """The finest allocated sparse level. An allocation is never empty (``allocate`` skips an
@@ -317,17 +379,73 @@ class VqadGrid(MultiResGrid):
         done = [l for l in range(self.levels) if self.sparse[l] and self.logits[l].shape[0] > 0]
         return done[-1] if done else None
 
+    def level_table(self, level: int) -> Tensor:  # [rows + 1, k]
+        """The level's feature table (``vqad_table``), cached for no-grad calls."""
+        logits, cb, cand = self.logits[level], self.codebooks[level], self.level_candidates(level)
+        if torch.is_grad_enabled() and (logits.requires_grad or cb.requires_grad):
+            return vqad_table(logits, cb, cand, self.hard)
+        tensors = (logits, cb) if cand is None else (logits, cb, cand)
+        key = (*((t.data_ptr(), t._version, tuple(t.shape)) for t in tensors), self.hard)
+        hit = self._tables.get(level)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        with torch.no_grad():
+            table = vqad_table(logits, cb, cand, self.hard)
+        self._tables[level] = (key, table)
+        return table
+
     def level_features(self, level: int, ids: Tensor) -> Tensor:
-        if self.sparse[level]:
-            assert not self.reference, "the dense reference lookup has no sparse form"
-            rows = self.level_rows(level)[ids]
-            return vqad_features_sparse(self.logits[level], self.codebooks[level], rows, self.hard)
-        lookup = vqad_features_reference if self.reference else vqad_features
-        return lookup(self.logits[level], self.codebooks[level], ids, self.hard)
+        rows = self.level_rows(level)[ids] if self.sparse[level] else ids
+        if self.reference:
+            cand = self.level_candidates(level)
+            return vqad_features_reference(self.logits[level], self.codebooks[level], rows, self.hard, cand)
+        return gather_rows(self.level_table(level), rows)
 
     def allocated_vertices(self) -> list[int]:
         """Rows of logits per level (all vertices for dense levels)."""
         return [int(c.shape[0]) for c in self.logits]
+
+    def state_bytes(self) -> int:
+        """Bytes of the trainable VQ-AD state: logits (with their gradient and Adam's two moments,
+        4 copies) plus candidate lists and codebooks; what grows with b is the candidates' index only."""
+        logits = sum(c.numel() * c.element_size() for c in self.logits) * 4
+        cands = (self.level_candidates(l) for l in range(self.levels))
+        cand = sum(c.numel() * c.element_size() for c in cands if c is not None)
+        books = sum(d.numel() * d.element_size() for d in self.codebooks) * 4
+        return logits + cand + books
+
+    def _choices(self, level: int) -> Tensor:  # [rows] int64: the code each row's argmax selects
+        a = self.logits[level].detach().argmax(-1)
+        cand = self.level_candidates(level)
+        return a if cand is None else cand.gather(1, a[:, None]).long()[:, 0]
+
+    @torch.no_grad()
+    def refresh_candidates(self, opt: torch.optim.Optimizer | None = None) -> None:
+        """Re-choose every vertex's M candidate codes: the M codes nearest its current choice in
+        the codebook (the choice first). Codes that stay keep their logits (and Adam moments, when
+        ``opt`` holds the logits); new ones start at the row's lowest logit with zero moments, so the
+        choice, and so the baked field, is unchanged. Nothing to do when M = 2^b."""
+        if not self.uses_candidates:
+            return
+        for level in range(self.levels):
+            logits, old = self.logits[level], self.level_candidates(level)
+            assert old is not None
+            if logits.shape[0] == 0:
+                continue
+            new = code_neighbours(self.codebooks[level], self._choices(level), self.candidates)
+            state = opt.state.get(logits, {}) if opt is not None else {}
+            moments = [v for v in state.values() if isinstance(v, Tensor) and v.shape == logits.shape]
+            chunk = max(1, VQAD_CHUNK_ELEMS // (self.candidates * self.candidates))
+            for s in range(0, logits.shape[0], chunk):
+                eq = new[s : s + chunk, :, None] == old[s : s + chunk, None, :]  # [c, M, M]
+                has, pos = eq.any(-1), eq.to(torch.uint8).argmax(-1).long()  # [c, M]
+                c = logits[s : s + chunk]
+                fill = c.min(-1, keepdim=True).values.expand_as(c)
+                c.copy_(torch.where(has, c.gather(1, pos), fill))
+                for v in moments:
+                    vc = v[s : s + chunk]
+                    vc.copy_(torch.where(has, vc.gather(1, pos), torch.zeros_like(vc)))
+            old.copy_(new)
 
     @torch.no_grad()
     def allocate(
@@ -336,13 +454,15 @@ class VqadGrid(MultiResGrid):
         """Fit the sparse levels to an occupancy mask [R, R, R] (bool, x/y/z over the unit cube).
 
         A vertex is allocated when one of its cells touches an occupied cell. Vertices that stay
-        keep their logits; new ones start like a fresh grid's. Returns, per re-allocated level,
-        (the old logits parameter, its kept rows, their new rows) so an optimizer can carry its
-        state over. An empty mask changes nothing (an empty field would never recover).
+        keep their logits (and candidate codes); new ones start like a fresh grid's. Returns, per
+        re-allocated level, (the old logits parameter, its kept rows, their new rows) so an
+        optimizer can carry its state over. An empty mask changes nothing (an empty field would
+        never recover).
         """
         moved: dict[int, tuple[nn.Parameter, Tensor, Tensor]] = {}
         if not bool(occupied.any()):
             return moved
+        K, M = 1 << self.bits, self.candidates
         for level, n in enumerate(self.resolutions):
             if not self.sparse[level]:
                 continue
@@ -352,14 +472,20 @@ class VqadGrid(MultiResGrid):
             old = self.logits[level]
             keep = (old_rows >= 0) & active
             old_idx, new_idx = old_rows[keep].long(), new_rows[keep].long()
-            K = old.shape[1]
+            count = int(active.sum())
             dev = generator.device if generator is not None else old.device
-            fresh = torch.randn(int(active.sum()), K, generator=generator, device=dev) * 0.01
+            fresh = torch.randn(count, M, generator=generator, device=dev) * 0.01
             fresh = fresh.to(old.device, old.dtype)
             fresh[new_idx] = old[old_idx]
             self.logits[level] = nn.Parameter(fresh)
             self.register_buffer(f"rows_{level}", new_rows)
+            cand = self.level_candidates(level)
+            if cand is not None:
+                new_cand = spread_candidates(count, K, M, generator, cand.device)
+                new_cand[new_idx] = cand[old_idx]
+                self.register_buffer(f"cand_{level}", new_cand)
             moved[level] = (old, old_idx, new_idx)
+        self._tables.clear()
         return moved
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
@@ -369,21 +495,24 @@ class VqadGrid(MultiResGrid):
             logits = state_dict.get(f"{prefix}logits.{level}")
             if not sp or rows is None or logits is None:
                 continue
-            m, K = self.vertex_counts[level], self.logits[level].shape[1]
+            m, M = self.vertex_counts[level], self.logits[level].shape[1]
             n_alloc = int((rows >= 0).sum()) if rows.shape == (m,) else -1
-            if rows.shape != (m,) or logits.shape != (n_alloc, K) or not torch.equal(rows, sparse_rows(rows >= 0)):
+            if rows.shape != (m,) or logits.shape != (n_alloc, M) or not torch.equal(rows, sparse_rows(rows >= 0)):
                 raise ValueError(
                     f"sparse level {level}: rows {tuple(rows.shape)} / logits {tuple(logits.shape)} do not form "
-                    f"an allocation of {m} vertices with {K} codes"
+                    f"an allocation of {m} vertices with {M} codes"
                 )
             dev = self.logits[level].device
-            self.logits[level] = nn.Parameter(torch.empty(n_alloc, K, device=dev))
+            self.logits[level] = nn.Parameter(torch.empty(n_alloc, M, device=dev))
             self.register_buffer(f"rows_{level}", torch.empty(m, dtype=torch.int32, device=dev))
+            if self.uses_candidates:
+                self.register_buffer(f"cand_{level}", torch.empty(n_alloc, M, dtype=torch.int16, device=dev))
+        self._tables.clear()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def bake(self) -> VqGrid:
-        """The inference grid: V = argmax C per (allocated) vertex (b bits) and the codebooks D."""
-        indices = [c.detach().argmax(-1) for c in self.logits]
+        """The inference grid: V = the code of argmax C per (allocated) vertex (b bits) and the codebooks D."""
+        indices = [self._choices(l) for l in range(self.levels)]
         codebooks = [d.detach().clone() for d in self.codebooks]
         active = [self.level_rows(l) >= 0 if sp else None for l, sp in enumerate(self.sparse)]
         return VqGrid(

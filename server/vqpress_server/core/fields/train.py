@@ -142,16 +142,35 @@ def _resume(model: NeuralField, train: TrainConfig, resume: dict[str, Any] | Non
         raise ConfigError(f"resume checkpoint does not fit this field: {str(e)[:300]}") from None
 
 
+# Fractions of the run at which a sparse VQ-AD grid is re-fitted to the occupancy grid after its
+# first allocation: the geometry sharpens over the first half, and the late re-fits drop the vertices
+# of space found empty since (early occupancy is wide: 8% of lego's cells after 64 steps, a few % at
+# the end), which is most of the file and, at high b, of the logits' memory.
+SPARSE_REFIT_FRACTIONS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
+
+
+def _first_allocation(train: TrainConfig) -> int:
+    return max(train.occupancy_warmup, train.occupancy_update_every)
+
+
+def sparse_allocation_due(step: int, frac_before: float, frac: float, train: TrainConfig) -> bool:
+    """Whether a sparse VQ-AD grid is fitted to the occupancy grid before ``step``: first once empty
+    space is known (``max(occupancy_warmup, occupancy_update_every)``), then each time the run's
+    progress passes one of ``SPARSE_REFIT_FRACTIONS`` (from ``frac_before`` to ``frac``)."""
+    first = _first_allocation(train)
+    if step == first:
+        return True
+    return step > first and any(frac_before < f <= frac for f in SPARSE_REFIT_FRACTIONS)
+
+
 def sparse_allocation_steps(train: TrainConfig) -> list[int]:
-    """Steps at which a sparse VQ-AD grid is fitted to the occupancy grid: first once empty space
-    is known (``max(occupancy_warmup, occupancy_update_every)``), then at doubling intervals
-    while in the first half of the run, so it follows the sharpening geometry and then settles."""
-    first = max(train.occupancy_warmup, train.occupancy_update_every)
-    out, s = [], first
-    while s < train.steps and (s == first or s < train.steps // 2):
-        out.append(s)
-        s *= 2
-    return out
+    """The steps ``sparse_allocation_due`` picks in a run of ``train.steps`` steps (no time budget)."""
+    first = _first_allocation(train)
+    if first >= train.steps:
+        return []
+    n = train.steps
+    near = {s for f in SPARSE_REFIT_FRACTIONS for s in (math.floor(f * n), math.floor(f * n) + 1)}
+    return sorted(s for s in near | {first} if 0 < s < n and sparse_allocation_due(s, (s - 1) / n, s / n, train))
 
 
 def _carry_adam_state(
@@ -194,6 +213,7 @@ def _log_step(
     history: list[dict[str, float]],
     progress: Progress | None,
     force: bool = False,  # log this step whatever log_every says (the last step of a timed run)
+    fraction: float | None = None,  # how far the run is (default step / steps; a timed run's by time)
     **extra: Callable[[], float],  # more history entries, evaluated only on logged steps
 ) -> None:
     """Every ``log_every`` steps and at the end: check the loss, record it, report progress."""
@@ -204,7 +224,8 @@ def _log_step(
         raise NonFiniteError(f"training diverged at step {step} (loss {lv}); lower the learning rate")
     history.append({"step": step, "loss": lv, "psnr": mse_to_psnr(lv), **{k: f() for k, f in extra.items()}})
     if progress is not None:
-        progress("train_field", 1.0 if force else step / train.steps, {"loss": lv, "psnr": mse_to_psnr(lv)})
+        done = 1.0 if force else min(1.0, fraction if fraction is not None else step / train.steps)
+        progress("train_field", done, {"loss": lv, "psnr": mse_to_psnr(lv)})
 
 
 def fit_image(
@@ -239,6 +260,7 @@ def fit_image(
     t0 = time.perf_counter()
     for step in range(start, train.steps):
         _set_hard_forward(model, step, train.steps)
+        _refresh_candidates(model, opt, step, train)
         if train.batch_size >= n:
             xy, ref = coords, target
         else:
@@ -248,10 +270,23 @@ def fit_image(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        _tables_changed(model)
         _log_step(step + 1, loss, train, history, progress)
         if _checkpoint_due(step + 1, train, on_checkpoint, checkpoint_every):
             on_checkpoint(_result(model, step + 1, history, t0, dev, opt))  # type: ignore[misc]
     return _result(model, train.steps, history, t0, dev, opt)
+
+
+def _refresh_candidates(model: NeuralField, opt: torch.optim.Optimizer, step: int, train: TrainConfig) -> None:
+    """VQ-AD with fewer candidates than codes: re-choose them every candidate_refresh_every steps."""
+    grid = model.grid
+    if isinstance(grid, VqadGrid) and grid.uses_candidates and step > 0 and step % train.candidate_refresh_every == 0:
+        grid.refresh_candidates(opt)
+
+
+def _tables_changed(model: NeuralField) -> None:
+    if isinstance(model.grid, VqadGrid):
+        model.grid.tables_changed()
 
 
 def _checkpoint_due(done: int, train: TrainConfig, hook: CheckpointHook | None, every: int) -> bool:
@@ -342,7 +377,7 @@ def fit_radiance(
 ) -> FitResult:
     """Fit a 3D radiance field to posed photos (background colour in [0, 1], default white).
 
-    A sparse VQ-AD grid is fitted to the occupancy grid at ``sparse_allocation_steps(train)``.
+    A sparse VQ-AD grid is fitted to the occupancy grid when ``sparse_allocation_due``.
     ``on_checkpoint`` gets the run so far every ``checkpoint_every`` steps (0: never), not at the end."""
     config.validate()
     train.validate()
@@ -395,7 +430,6 @@ def fit_radiance(
     density = _density_fn(model, aabb, box.unbounded)
     grid = model.grid
     sparse = grid if isinstance(grid, VqadGrid) and any(grid.sparse) else None
-    allocate_at = set(sparse_allocation_steps(train)) if sparse is not None else set()
     rays = min(train.batch_size, n)  # march: adapted to the sample budget every step
     samples = [0]  # march: samples evaluated in the last step
     extra: dict[str, Callable[[], float]] = {"occupied": occ.fraction}
@@ -408,6 +442,7 @@ def fit_radiance(
     _peak_reset(dev)
     t0 = time.perf_counter()
     step = start
+    frac_before = (start - 1) / train.steps  # the progress before the first step of this call
     while step < train.steps:
         frac = _progress_fraction(step, train, time.perf_counter() - t0)
         if frac >= 1.0:
@@ -415,11 +450,13 @@ def fit_radiance(
         for g, lr in zip(opt.param_groups, base_lrs, strict=True):
             g["lr"] = lr * lr_factor(step, frac, train)
         _set_hard_forward(model, int(frac * train.steps), train.steps)
+        _refresh_candidates(model, opt, step, train)
         if step >= train.occupancy_warmup and (step - train.occupancy_warmup) % train.occupancy_update_every == 0:
             occ.update(density, generator=gen)
-        if sparse is not None and step in allocate_at:
+        if sparse is not None and sparse_allocation_due(step, frac_before, frac, train):
             for level, (old, old_rows, new_rows) in sparse.allocate(occ.mask, generator=gen).items():
                 _carry_adam_state(opt, old, sparse.logits[level], old_rows, new_rows)
+        frac_before = frac
         sel = torch.randint(0, n, (rays,), device=dev, generator=gen)
         ray_bg = torch.rand(rays, 3, device=dev, generator=gen) if random_bg else bg
         target = ray_rgba[sel, :3] + (1.0 - ray_rgba[sel, 3:]) * ray_bg
@@ -455,12 +492,14 @@ def fit_radiance(
         if loss.requires_grad:  # no sample in occupied space: nothing to learn from this batch
             loss.backward()
             opt.step()
+            _tables_changed(model)
         if march:
             scale = train.target_samples / samples[0] if samples[0] else 2.0
             rays = int(min(max(rays * min(max(scale, 0.5), 2.0), 64), min(n, 1 << 20)))
         step += 1
-        last = step == train.steps or _progress_fraction(step, train, time.perf_counter() - t0) >= 1.0
-        _log_step(step, mse.detach(), train, history, progress, force=last, **extra)
+        done = _progress_fraction(step, train, time.perf_counter() - t0)
+        _log_step(step, mse.detach(), train, history, progress, force=step == train.steps or done >= 1.0, fraction=done,
+                  **extra)  # fmt: skip
         if _checkpoint_due(step, train, on_checkpoint, checkpoint_every):
             on_checkpoint(_result(model, step, history, t0, dev, opt, occ.density.detach().cpu()))  # type: ignore[misc]
     return _result(model, step, history, t0, dev, opt, occ.density.detach().cpu())
@@ -518,10 +557,11 @@ def render_field(
     march_steps: int | None = None,
     occupancy: OccupancyGrid | None = None,
     early_stop_eps: float = 1e-4,
+    chunk: int = 1 << 13,
 ) -> Tensor:  # [H, W, 3]
     """Render a 3D field from one camera: stratum-centre samples without occupancy skipping, or,
     with ``march_steps`` (steps per box diagonal), the occupancy-grid marcher (``occupancy``, else
-    ``field_occupancy``'s; pass one in to render many views)."""
+    ``field_occupancy``'s; pass one in to render many views), ``chunk`` rays at a time."""
     dev = next(iter(model.state_dict().values())).device
     aabb = box.tensor(dev)
     fn = radiance_fn(model, aabb, box.unbounded)
@@ -539,5 +579,6 @@ def render_field(
         occupancy=occ,
         early_stop_eps=early_stop_eps,
         background=background,
+        chunk=chunk,
         unbounded=box.unbounded,
     )
