@@ -30,7 +30,8 @@ DEC = {"hidden": 32, "layers": 1}
 FAST = {"steps": 100, "batch_size": 2048, "lr": 0.02, "mlp_lr": 0.02, "log_every": 20}
 GRID3 = {"levels": 2, "base_resolution": 8, "max_resolution": 16, "features": 4}
 DEC3 = {"hidden": 32, "layers": 1, "color_layers": 1}
-TRAIN3 = {
+TRAIN3 = {  # the stratified sampler: the default (the Instant-NGP-class marcher) is sized for a GPU
+    "sampler": "stratified",
     "steps": 30,
     "batch_size": 512,
     "samples_per_ray": 24,

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from ..core.fields.train import CheckpointHook, FitResult, SceneBox
     from ..core.progress import Progress
     from ..core.render.cameras import Camera
+    from ..core.render.volume import OccupancyGrid
 
 CHECKPOINT_NAME = "field.pt"
 CHECKPOINT_FORMAT = 2  # 2: sparse VQ-AD state and unbounded boxes; older checkpoints start over
@@ -72,18 +73,12 @@ log = logging.getLogger(__name__)
 
 
 # -- spec parsing ----------------------------------------------------------------------
-def train_config(value: Any) -> TrainConfig:
-    """A TrainConfig from the spec's "train" (the fields the user set; None = defaults), validated."""
-    from ..core.fields.config import TrainConfig
+def train_config(value: Any, dims: int = 2) -> TrainConfig:
+    """A TrainConfig from the spec's "train" (the fields the user set; None = the defaults of a
+    ``dims``-D field: ``core.fields.config.train_config_from_spec``), validated."""
+    from ..core.fields.config import train_config_from_spec
 
-    if value is None:
-        value = {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"train must be an object of TrainConfig fields, got {type(value).__name__}")
-    _check_fields(value, dataclasses.asdict(TrainConfig()), "train")
-    cfg = TrainConfig(**value)
-    cfg.validate()
-    return cfg
+    return train_config_from_spec(value, dims)
 
 
 def dataset_config(value: Any) -> DatasetConfig:
@@ -204,7 +199,7 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
     from ..core.data.dataset import load_image
     from ..core.fields.config import field_config_to_dict
     from ..core.fields.serialize import decode_field, encode_field, field_report
-    from ..core.fields.train import SceneBox, fit_image, fit_radiance, render_field
+    from ..core.fields.train import SceneBox, fit_image, fit_radiance
     from ..core.metrics import psnr, ssim
 
     path, name, dataset_id = _dataset_path(ctx, spec.get("dataset"))
@@ -212,7 +207,7 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
     dims = 2 if kind == "image" else 3
     source = "the dataset is a single image (2D field)" if dims == 2 else "the dataset is posed photos (3D field)"
     cfg = field_config_from_spec(spec.get("field"), dims, source)
-    train = train_config(spec.get("train"))
+    train = train_config(spec.get("train"), dims)
     data_cfg = dataset_config(spec.get("dataset_options"))
     t0 = time.perf_counter()
     ctx.progress("dataset", 0.0)
@@ -273,13 +268,16 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
             "background": list(ds.background),
             "samples_per_ray": train.samples_per_ray,
         }
+        if train.sampler == "march":  # render it as it was trained: the occupancy-grid marcher
+            extra["march_steps"] = train.march_steps
         decoded, _ = decode_field(encode_field(result.field, extra), device=ctx.device)
         eval_split = "test" if ds.test_indices else "train"
         views = ds.split(eval_split)[:MAX_EVAL_VIEWS]
+        occupancy = _occupancy(decoded, extra)
         ps, ss = [], []
         for i, (ref, cam) in enumerate(views):
             ctx.progress("evaluate", TRAIN_SHARE + (1.0 - TRAIN_SHARE) * i / len(views))
-            out = render_field(decoded, cam, box=box, samples_per_ray=train.samples_per_ray, background=ds.background)
+            out = _field_view(decoded, extra, cam, ds.background, occupancy)
             ps.append(psnr(out.cpu(), ref))
             ss.append(ssim(out.cpu(), ref))
         p, s = sum(ps) / len(ps), sum(ss) / len(ss)
@@ -356,10 +354,30 @@ def _box(extra: Mapping[str, Any]) -> SceneBox:
     return SceneBox(tuple(lo), tuple(hi), extra.get("unbounded") is True)  # type: ignore[arg-type]
 
 
+def _march_steps(extra: Mapping[str, Any]) -> int | None:
+    steps = extra.get("march_steps")
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= 1 << 16 else None
+
+
+def _occupancy(model: NeuralField, extra: Mapping[str, Any]) -> OccupancyGrid | None:
+    """The occupancy grid a marched 3D field renders with (estimated once for many views)."""
+    from ..core.fields.train import field_occupancy
+
+    steps = _march_steps(extra)
+    if model.config.dims != 3 or steps is None:
+        return None
+    return field_occupancy(model, _box(extra), march_steps=steps)
+
+
 def _field_view(
-    model: NeuralField, extra: Mapping[str, Any], cam: Camera, bg: tuple[float, float, float] | None
+    model: NeuralField,
+    extra: Mapping[str, Any],
+    cam: Camera,
+    bg: tuple[float, float, float] | None,
+    occupancy: OccupancyGrid | None = None,
 ) -> torch.Tensor:  # [H, W, 3]
-    """A field seen by one camera: 3D volume rendering, or a 2D image at the camera's size."""
+    """A field seen by one camera: 3D volume rendering (with the occupancy-grid marcher when the
+    field was trained with it), or a 2D image at the camera's size."""
     from ..core.fields.train import render_field
 
     if model.config.dims == 2:
@@ -369,7 +387,13 @@ def _field_view(
         bg = background(stored) if isinstance(stored, list) else (0.0, 0.0, 0.0)
     samples = extra.get("samples_per_ray", 64)
     samples = samples if isinstance(samples, int) and 1 <= samples <= 4096 else 64
-    return render_field(model, cam, box=_box(extra), samples_per_ray=samples, background=bg or (0.0, 0.0, 0.0))
+    steps = _march_steps(extra)
+    if steps is not None and occupancy is None:
+        occupancy = _occupancy(model, extra)
+    return render_field(
+        model, cam, box=_box(extra), samples_per_ray=samples, background=bg or (0.0, 0.0, 0.0), march_steps=steps,
+        occupancy=occupancy,
+    )  # fmt: skip
 
 
 def run_render_field(ctx: JobContext, spec: Mapping[str, Any], src: Source) -> HandlerResult:
@@ -380,11 +404,12 @@ def run_render_field(ctx: JobContext, spec: Mapping[str, Any], src: Source) -> H
     encoding = render_encoding(spec)
     t0 = time.perf_counter()
     model, extra = load_field(ctx, src)
+    occupancy = _occupancy(model, extra)
     outputs = []
     n = len(cams)
     for i, cam in enumerate(cams):
         ctx.progress(f"render {i + 1}/{n}", i / n)
-        outputs.append(save_view(ctx, i, cam, _field_view(model, extra, cam, bg), encoding))
+        outputs.append(save_view(ctx, i, cam, _field_view(model, extra, cam, bg, occupancy), encoding))
     ctx.progress("render", 1.0)
     return HandlerResult(outputs, {"seconds": time.perf_counter() - t0, "images": float(n)})
 
