@@ -267,13 +267,15 @@ def test_3d_field_jobs_default_to_the_instant_ngp_class_trainer_within_a_time_bu
     assert t3.lr_decay == "step" and t3.loss == "huber" and 0 < t3.time_budget_s == RADIANCE_TIME_BUDGET_S <= 420
     assert train_config_from_spec({"steps": 300, "time_budget_s": 0.0}, 3).steps == 300  # what is set wins
     assert train_config_from_spec(None, 2) == TrainConfig()  # image fields keep theirs
-    f3 = field_config_from_spec({"grid": {"bits": 8}}, 3)
+    f3 = field_config_from_spec({"grid": {"bits": 8}}, 3, radiance_defaults=True)
     assert isinstance(f3.grid, VqadGridConfig) and f3.grid.bits == 8 and f3.grid.levels == 16
     assert f3.grid.max_resolution == 256 and f3.grid.sparse and f3.grid.combine == "concat"
     assert f3.decoder == instant_ngp_field().decoder
-    hash3 = field_config_from_spec({"grid": {"kind": "hash"}}, 3).grid
+    hash3 = field_config_from_spec({"grid": {"kind": "hash"}}, 3, radiance_defaults=True).grid
     assert isinstance(hash3, HashGridConfig) and hash3.log2_table_size == 19 and hash3.max_resolution == 2048
-    f2 = field_config_from_spec({"grid": {"kind": "vqad"}}, 2)
+    f2 = field_config_from_spec({"grid": {"kind": "vqad"}}, 2, radiance_defaults=True)
     assert f2.grid == VqadGridConfig() and f2.decoder == DecoderConfig()
+    # A field that exists (inline tensors, a .vqp) keeps the class defaults whatever its dims.
+    assert field_config_from_spec({"grid": {"kind": "vqad"}}, 3).decoder == DecoderConfig()
     with pytest.raises(ConfigError, match="unknown train field"):
         train_config_from_spec({"stpes": 3}, 3)

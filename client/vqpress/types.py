@@ -489,6 +489,7 @@ class VqadGridConfig:
     init_std: float | None = None  # [0.1]
     sparse: bool | None = None  # radiance fields: fine levels only near occupied space [True]
     sparse_min_resolution: int | None = None  # levels with this many vertices per axis are sparse [32]
+    candidates: int | None = None  # codes each vertex scores, 0 = all 2^bits [16]
 
 
 @dataclass(frozen=True)
@@ -581,6 +582,19 @@ class FieldTrainConfig:
     downscale: int | None = None  # 3D dataset: integer image reduction 1..64 [1]
     background: Background | None = None  # 3D dataset: RGB under transparent pixels [(1, 1, 1)]
     test_every: int | None = None  # 3D dataset: hold out every n-th image when no split, 0 = none [8]
+    # 3D fields default to the Instant-NGP-class trainer (sampler "march" ... time_budget_s 360).
+    sampler: str | None = None  # 3D: "stratified" | "march" [march for 3D]
+    march_steps: int | None = None  # march: steps per box diagonal [1024]
+    target_samples: int | None = None  # march: samples per step [2^18]
+    early_stop_eps: float | None = None  # march: transmittance cut-off [1e-4]
+    lr_warmup: int | None = None  # steps of linear warm-up [100 for 3D]
+    lr_decay: str | None = None  # "none" | "step" [step for 3D]
+    weight_decay: float | None = None  # Adam L2 penalty [1e-6 for 3D]
+    loss: str | None = None  # "mse" | "huber" [huber for 3D]
+    huber_delta: float | None = None  # [0.1]
+    random_background: bool | None = None  # 3D photos with alpha [True for 3D]
+    time_budget_s: float | None = None  # seconds of training, 0 = none [360 for 3D]
+    candidate_refresh_every: int | None = None  # VQ-AD candidates: steps between re-choosing [16]
 
     def validate(self) -> FieldTrainConfig:
         _check_fields(self)

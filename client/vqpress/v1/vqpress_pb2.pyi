@@ -238,7 +238,7 @@ class DenseGridConfig(_message.Message):
     def __init__(self, levels: _Optional[int] = ..., base_resolution: _Optional[int] = ..., max_resolution: _Optional[int] = ..., features: _Optional[int] = ..., combine: _Optional[_Union[GridCombine, str]] = ..., init_std: _Optional[float] = ...) -> None: ...
 
 class VqadGridConfig(_message.Message):
-    __slots__ = ("levels", "base_resolution", "max_resolution", "features", "bits", "combine", "forward", "anneal_hard_fraction", "init_std", "sparse", "sparse_min_resolution")
+    __slots__ = ("levels", "base_resolution", "max_resolution", "features", "bits", "combine", "forward", "anneal_hard_fraction", "init_std", "sparse", "sparse_min_resolution", "candidates")
     LEVELS_FIELD_NUMBER: _ClassVar[int]
     BASE_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
     MAX_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
@@ -250,6 +250,7 @@ class VqadGridConfig(_message.Message):
     INIT_STD_FIELD_NUMBER: _ClassVar[int]
     SPARSE_FIELD_NUMBER: _ClassVar[int]
     SPARSE_MIN_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     levels: int
     base_resolution: int
     max_resolution: int
@@ -261,7 +262,8 @@ class VqadGridConfig(_message.Message):
     init_std: float
     sparse: bool
     sparse_min_resolution: int
-    def __init__(self, levels: _Optional[int] = ..., base_resolution: _Optional[int] = ..., max_resolution: _Optional[int] = ..., features: _Optional[int] = ..., bits: _Optional[int] = ..., combine: _Optional[_Union[GridCombine, str]] = ..., forward: _Optional[_Union[VqadForward, str]] = ..., anneal_hard_fraction: _Optional[float] = ..., init_std: _Optional[float] = ..., sparse: _Optional[bool] = ..., sparse_min_resolution: _Optional[int] = ...) -> None: ...
+    candidates: int
+    def __init__(self, levels: _Optional[int] = ..., base_resolution: _Optional[int] = ..., max_resolution: _Optional[int] = ..., features: _Optional[int] = ..., bits: _Optional[int] = ..., combine: _Optional[_Union[GridCombine, str]] = ..., forward: _Optional[_Union[VqadForward, str]] = ..., anneal_hard_fraction: _Optional[float] = ..., init_std: _Optional[float] = ..., sparse: _Optional[bool] = ..., sparse_min_resolution: _Optional[int] = ..., candidates: _Optional[int] = ...) -> None: ...
 
 class HashGridConfig(_message.Message):
     __slots__ = ("levels", "base_resolution", "max_resolution", "features", "log2_table_size", "combine", "init_std")
@@ -494,7 +496,7 @@ class FieldDatasetOptions(_message.Message):
     def __init__(self, downscale: _Optional[int] = ..., background: _Optional[_Union[Color, _Mapping]] = ..., test_every: _Optional[int] = ...) -> None: ...
 
 class FieldTrainConfig(_message.Message):
-    __slots__ = ("field", "steps", "batch_size", "lr", "seed", "mlp_lr", "samples_per_ray", "occupancy_resolution", "occupancy_update_every", "occupancy_warmup", "occupancy_threshold", "log_every", "dataset")
+    __slots__ = ("field", "steps", "batch_size", "lr", "seed", "mlp_lr", "samples_per_ray", "occupancy_resolution", "occupancy_update_every", "occupancy_warmup", "occupancy_threshold", "log_every", "dataset", "sampler", "march_steps", "target_samples", "early_stop_eps", "lr_warmup", "lr_decay", "weight_decay", "loss", "huber_delta", "random_background", "time_budget_s", "candidate_refresh_every")
     FIELD_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -508,6 +510,18 @@ class FieldTrainConfig(_message.Message):
     OCCUPANCY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     LOG_EVERY_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
+    SAMPLER_FIELD_NUMBER: _ClassVar[int]
+    MARCH_STEPS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    EARLY_STOP_EPS_FIELD_NUMBER: _ClassVar[int]
+    LR_WARMUP_FIELD_NUMBER: _ClassVar[int]
+    LR_DECAY_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    HUBER_DELTA_FIELD_NUMBER: _ClassVar[int]
+    RANDOM_BACKGROUND_FIELD_NUMBER: _ClassVar[int]
+    TIME_BUDGET_S_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_REFRESH_EVERY_FIELD_NUMBER: _ClassVar[int]
     field: FieldConfig
     steps: int
     batch_size: int
@@ -521,7 +535,19 @@ class FieldTrainConfig(_message.Message):
     occupancy_threshold: float
     log_every: int
     dataset: FieldDatasetOptions
-    def __init__(self, field: _Optional[_Union[FieldConfig, _Mapping]] = ..., steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., seed: _Optional[int] = ..., mlp_lr: _Optional[float] = ..., samples_per_ray: _Optional[int] = ..., occupancy_resolution: _Optional[int] = ..., occupancy_update_every: _Optional[int] = ..., occupancy_warmup: _Optional[int] = ..., occupancy_threshold: _Optional[float] = ..., log_every: _Optional[int] = ..., dataset: _Optional[_Union[FieldDatasetOptions, _Mapping]] = ...) -> None: ...
+    sampler: str
+    march_steps: int
+    target_samples: int
+    early_stop_eps: float
+    lr_warmup: int
+    lr_decay: str
+    weight_decay: float
+    loss: str
+    huber_delta: float
+    random_background: bool
+    time_budget_s: float
+    candidate_refresh_every: int
+    def __init__(self, field: _Optional[_Union[FieldConfig, _Mapping]] = ..., steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., seed: _Optional[int] = ..., mlp_lr: _Optional[float] = ..., samples_per_ray: _Optional[int] = ..., occupancy_resolution: _Optional[int] = ..., occupancy_update_every: _Optional[int] = ..., occupancy_warmup: _Optional[int] = ..., occupancy_threshold: _Optional[float] = ..., log_every: _Optional[int] = ..., dataset: _Optional[_Union[FieldDatasetOptions, _Mapping]] = ..., sampler: _Optional[str] = ..., march_steps: _Optional[int] = ..., target_samples: _Optional[int] = ..., early_stop_eps: _Optional[float] = ..., lr_warmup: _Optional[int] = ..., lr_decay: _Optional[str] = ..., weight_decay: _Optional[float] = ..., loss: _Optional[str] = ..., huber_delta: _Optional[float] = ..., random_background: _Optional[bool] = ..., time_budget_s: _Optional[float] = ..., candidate_refresh_every: _Optional[int] = ...) -> None: ...
 
 class DatasetSource(_message.Message):
     __slots__ = ("archive",)

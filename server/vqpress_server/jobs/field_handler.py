@@ -206,7 +206,7 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
     kind = _dataset_kind(path, name)
     dims = 2 if kind == "image" else 3
     source = "the dataset is a single image (2D field)" if dims == 2 else "the dataset is posed photos (3D field)"
-    cfg = field_config_from_spec(spec.get("field"), dims, source)
+    cfg = field_config_from_spec(spec.get("field"), dims, source, radiance_defaults=True)
     train = train_config(spec.get("train"), dims)
     data_cfg = dataset_config(spec.get("dataset_options"))
     t0 = time.perf_counter()

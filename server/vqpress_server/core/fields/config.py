@@ -450,12 +450,15 @@ def check_spec_fields(values: Mapping[str, Any], defaults: Mapping[str, Any], wh
             raise ConfigError(f"{where}.{k} must be {type(default).__name__}, got {str(v)[:40]!r}")
 
 
-def field_config_from_spec(value: Any, dims: int, dims_source: str = "") -> FieldConfig:
+def field_config_from_spec(
+    value: Any, dims: int, dims_source: str = "", radiance_defaults: bool = False
+) -> FieldConfig:
     """A FieldConfig from an untrusted spec ({"grid": {"kind", ...}, "decoder": {...}}, the
     field_config_to_dict format; None or missing keys = defaults), validated.
 
-    The grid's defaults are those of its "kind" ("vqad" when not given), for 3D fields
-    ``radiance_grid(kind)`` and ``instant_ngp_field``'s decoder. ``dims`` is the caller's
+    The grid's defaults are those of its "kind" ("vqad" when not given); with
+    ``radiance_defaults`` (a 3D field to train) ``radiance_grid(kind)`` and ``instant_ngp_field``'s
+    decoder. ``dims`` is the caller's
     (from the dataset or the tensors, named by ``dims_source`` in the message); a "dims" key that
     says otherwise is refused.
     """
@@ -485,8 +488,9 @@ def field_config_from_spec(value: Any, dims: int, dims_source: str = "") -> Fiel
     grid_values = {k: v for k, v in grid.items() if k != "kind"}
     check_spec_fields(grid_values, asdict(kinds[kind]()), f"field.grid ({kind})")
     check_spec_fields(decoder, asdict(DecoderConfig()), "field.decoder")
-    base_grid = radiance_grid(kind) if dims == 3 else kinds[kind]()
-    base_decoder = instant_ngp_field().decoder if dims == 3 else DecoderConfig()
+    radiance = radiance_defaults and dims == 3
+    base_grid = radiance_grid(kind) if radiance else kinds[kind]()
+    base_decoder = instant_ngp_field().decoder if radiance else DecoderConfig()
     full = {
         "dims": dims,
         "grid": {"kind": kind, **asdict(base_grid), **grid_values},
