@@ -316,8 +316,8 @@ def code_neighbours(codebook: Tensor, centers: Tensor, count: int, chunk: int = 
 def spread_candidates(m: int, K: int, M: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
     """Initial candidate lists [m, M] int16: M distinct codes from a random start, wrapping."""
     dev = generator.device if generator is not None else device
-    start = torch.randint(0, K, (m, 1), generator=generator, device=dev).to(device)
-    return ((start + torch.arange(M, device=device)) % K).to(torch.int16)
+    start = torch.randint(0, K, (m, 1), generator=generator, device=dev, dtype=torch.int16).to(device)
+    return (start + torch.arange(M, device=device, dtype=torch.int16)) % K  # int16 throughout: no [m, M] int64
 
 
 class VqadGrid(MultiResGrid):
