@@ -28,10 +28,14 @@ TEST_DATA = Path(__file__).resolve().parent / "data"
 GRID = {"levels": 3, "base_resolution": 8, "max_resolution": 64, "features": 8}
 DEC = {"hidden": 32, "layers": 1}
 FAST = {"steps": 100, "batch_size": 2048, "lr": 0.02, "mlp_lr": 0.02, "log_every": 20}
-GRID3 = {"levels": 2, "base_resolution": 8, "max_resolution": 16, "features": 4}
-DEC3 = {"hidden": 32, "layers": 1, "color_layers": 1}
-TRAIN3 = {  # the stratified sampler: the default (the Instant-NGP-class marcher) is sized for a GPU
+GRID3 = {"levels": 2, "base_resolution": 8, "max_resolution": 16, "features": 4, "combine": "sum"}
+DEC3 = {"hidden": 32, "layers": 1, "color_layers": 1, "dir_degree": 2}
+TRAIN3 = {  # the stratified trainer: the default (the Instant-NGP-class marcher) is sized for a GPU
     "sampler": "stratified",
+    "loss": "mse",
+    "lr_decay": "none",
+    "weight_decay": 0.0,
+    "time_budget_s": 0.0,
     "steps": 30,
     "batch_size": 512,
     "samples_per_ray": 24,

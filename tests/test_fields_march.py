@@ -265,7 +265,8 @@ def test_3d_field_jobs_default_to_the_instant_ngp_class_trainer_within_a_time_bu
     t3 = train_config_from_spec(None, 3)
     assert t3.sampler == "march" and t3.target_samples == 1 << 18 and t3.random_background
     assert t3.lr_decay == "step" and t3.loss == "huber" and 0 < t3.time_budget_s == RADIANCE_TIME_BUDGET_S <= 420
-    assert train_config_from_spec({"steps": 300, "time_budget_s": 0.0}, 3).steps == 300  # what is set wins
+    short = train_config_from_spec({"steps": 300, "time_budget_s": 0.0}, 3)
+    assert short.steps == 300 and short.time_budget_s == 0.0 and short.lr_warmup == 30  # what is set wins
     assert train_config_from_spec(None, 2) == TrainConfig()  # image fields keep theirs
     f3 = field_config_from_spec({"grid": {"bits": 8}}, 3, radiance_defaults=True)
     assert isinstance(f3.grid, VqadGridConfig) and f3.grid.bits == 8 and f3.grid.levels == 16

@@ -330,14 +330,18 @@ def radiance_grid(kind: str) -> GridConfig:
 
 def train_config_from_spec(value: Any, dims: int) -> TrainConfig:
     """A TrainConfig from an untrusted spec's "train" (the fields the user set; None = defaults),
-    validated. The defaults: ``TrainConfig()`` for 2D image fields, ``radiance_train()`` for 3D."""
+    validated. The defaults: ``TrainConfig()`` for 2D image fields, ``radiance_train()`` for 3D
+    (its warm-up cut to a tenth of the run when ``steps`` is set lower)."""
     if value is None:
         value = {}
     if not isinstance(value, Mapping):
         raise ConfigError(f"train must be an object of TrainConfig fields, got {type(value).__name__}")
     check_spec_fields(value, asdict(TrainConfig()), "train")
     base = radiance_train() if dims == 3 else TrainConfig()
-    cfg = TrainConfig(**{**asdict(base), **value})
+    merged = {**asdict(base), **value}
+    if "lr_warmup" not in value:  # the preset's warm-up is at most a tenth of a shorter run
+        merged["lr_warmup"] = min(merged["lr_warmup"], merged["steps"] // 10)
+    cfg = TrainConfig(**merged)
     cfg.validate()
     return cfg
 
