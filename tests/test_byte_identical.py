@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from vqpress_server.core.render.cameras import orbit_cameras
 from vqpress_server.core.splats.compress import compress_file
 from vqpress_server.core.splats.formats import read_splats

@@ -290,7 +290,14 @@ def test_train_splats_job_on_a_tiny_archive(svc: Service) -> None:
         "steps": 24,
         "init_num_points": 400,
         "checkpoint_every": 8,
-        "qat": {"start_step": 8, "freeze_step": 20, "reassign_every": 4, "prune_start": 10, "prune_stop": 20},
+        "qat": {  # Compact3D's codebooks inside the schedule: the .vqp has the .ply's Gaussians
+            "mode": "compact3d",
+            "start_step": 8,
+            "freeze_step": 20,
+            "reassign_every": 4,
+            "prune_start": 10,
+            "prune_stop": 20,
+        },
     }
     rec = svc.run(JobKind.TRAIN_SPLATS, {"dataset": {"artifact": svc.archive_id}, "config": config, "init": None})
     assert rec.state is JobState.SUCCEEDED, rec
