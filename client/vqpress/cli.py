@@ -6,6 +6,7 @@
     vqpress train photos.zip -o scene.vqp [--fast] [--steps N] [--json]
     vqpress train photo.png -o photo.vqp --field [--steps 500] [--bits 4]
     vqpress render scene.vqp --cameras cameras.json -o views/ [--split test]
+    vqpress view scene.ply [--compare scene.vqp] [--camera cameras.json --view N] [--psnr] [--port P]
     vqpress status JOB | wait JOB | download JOB -o OUT | logs JOB [-f]
     vqpress jobs | cancel JOB | health [-v]
 
@@ -230,6 +231,32 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", type=Path, required=True, help="directory for the PNGs")
     r.add_argument("--split", help="only the cameras of this split (e.g. test)")
     r.add_argument("--background", help="r,g,b in [0, 1] (default: the cameras file's, else 1,1,1)")
+
+    v = sub.add_parser(
+        "view",
+        parents=[common],
+        help="show a scene (and a compressed version beside it) in the browser; needs no server",
+        description="Serve a local web page (on 127.0.0.1 only) that renders SCENE with a WebGL splat renderer "
+        "(Spark, shipped with vqpress) and, with --compare, OTHER beside it with one camera for both, their "
+        "bytes on disk and the PSNR between them. A .vqp is decoded by vqpress on the fly. Open the printed URL; "
+        "Ctrl-C stops the page.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    v.add_argument("scene", type=Path, metavar="SCENE", help=".ply, .compressed.ply, .splat, .spz, .sog or .vqp")
+    v.add_argument("--compare", type=Path, metavar="OTHER", help="a second scene (e.g. the .vqp of SCENE), shown right")
+    v.add_argument("--camera", type=Path, metavar="CAMERAS_JSON", help="start at a camera of this cameras.json")
+    v.add_argument("--view", type=int, default=0, metavar="N", help="which camera of --camera (default 0)")
+    v.add_argument("--split", help="count --view among the cameras of this split only (e.g. test)")
+    v.add_argument("--size", default="960x720", metavar="WxH", help="each view's pixels without --camera (960x720)")
+    v.add_argument("--background", help="r,g,b in [0, 1] (default: the cameras file's, else 1,1,1)")
+    v.add_argument(
+        "--psnr",
+        action="store_true",
+        help="render both scenes with the vqpress service (--server) at the cameras of --camera and show the "
+        "PSNR between them; without it the page shows the PSNR of a <stem>.report.json beside OTHER, if any",
+    )
+    v.add_argument("--port", type=int, default=0, help="the port on 127.0.0.1 (default: a free one)")
 
     s = add("status", "print a job's state, stage and progress (exit 0 whatever the state)")
     s.add_argument("id", metavar="JOB")
@@ -560,6 +587,72 @@ def _image_names(cameras: Sequence[Camera]) -> list[str]:
     return out
 
 
+def _rgb(text: str, flag: str) -> tuple[float, float, float]:
+    try:
+        rgb = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        rgb = ()
+    if len(rgb) != 3 or not all(0.0 <= c <= 1.0 for c in rgb):
+        raise invalid(f"{flag} must be three numbers r,g,b in [0, 1], got {text!r}")
+    return rgb  # type: ignore[return-value]
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    """Serve the viewer page until Ctrl-C. Everything is local; only --psnr asks the service for renders."""
+    from .viewer import Viewer, ViewerConfig, load_scene_file, report_psnr, service_psnr
+
+    scenes = [load_scene_file(args.scene)]
+    if args.compare is not None:
+        scenes.append(load_scene_file(args.compare))
+    camera, cameras, background = None, None, None
+    if args.camera is not None:
+        cameras, background = load_cameras_json(args.camera, args.split)
+        if not 0 <= args.view < len(cameras):
+            raise invalid(f"--view {args.view}: {args.camera} has {len(cameras)} camera(s) (0..{len(cameras) - 1})")
+        camera = cameras[args.view]
+    elif args.split is not None:
+        raise invalid("--split applies to --camera")
+    if args.background:
+        background = _rgb(args.background, "--background")
+    m = re.fullmatch(r"(\d+)x(\d+)", args.size)
+    if not m or not (16 <= int(m[1]) <= 4096 and 16 <= int(m[2]) <= 4096):
+        raise invalid(f"--size must be WIDTHxHEIGHT, each 16..4096 pixels, got {args.size!r}")
+    psnr = None
+    if args.compare is not None:
+        if args.psnr:
+            if cameras is None:
+                raise invalid("--psnr renders both scenes at the cameras of --camera: pass a cameras.json")
+            if not args.quiet:
+                print(f"rendering both scenes at {len(cameras)} camera(s) with the service at {args.server} ...",
+                      file=sys.stderr, flush=True)  # fmt: skip
+            tls = TlsConfig(ca_cert=args.tls_ca, server_name=args.tls_server_name) if args.tls_ca else None
+            with Client(args.server, token=args.token, tls=tls) as client:
+                psnr = service_psnr(client, args.scene, args.compare, cameras, background or (1.0, 1.0, 1.0))
+        else:
+            psnr = report_psnr(args.compare)
+    elif args.psnr:
+        raise invalid("--psnr compares two scenes: pass --compare OTHER")
+    config = ViewerConfig(
+        scenes, camera=camera, background=background or (1.0, 1.0, 1.0), psnr=psnr, size=(int(m[1]), int(m[2]))
+    )
+    viewer = Viewer(config, args.port)
+    print(viewer.url, flush=True)
+    if not args.quiet:
+        for sc in scenes:
+            how = " (decoded from .vqp)" if sc.decoded_from else ""
+            print(f"  {sc.path}: {sc.disk_bytes} bytes on disk{how}", file=sys.stderr)
+        if psnr is not None:
+            print(f"  PSNR {psnr['db']:.2f} dB ({psnr['source']})", file=sys.stderr)
+        print("serving on 127.0.0.1 only; Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        viewer.serve_forever()
+    except KeyboardInterrupt:  # the way to stop the page
+        pass
+    finally:
+        viewer.close()
+    return EXIT_OK
+
+
 def _status_dict(st: JobStatus) -> dict[str, Any]:
     return {
         "id": st.id,
@@ -735,6 +828,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --token-file: {e}", file=sys.stderr)
         return EXIT_INVALID
     try:
+        if args.command == "view":  # local only: no connection to a server
+            return _cmd_view(args)
         tls = TlsConfig(ca_cert=args.tls_ca, server_name=args.tls_server_name) if args.tls_ca else None
         with Client(args.server, token=args.token, tls=tls) as client:
             return _COMMANDS[args.command](client, args)
