@@ -14,7 +14,11 @@ NODE_TOOLS  ?= .node-tools
 NODE_PKGS   := @playcanvas/splat-transform@3.7.0 spz-js@1.2.5
 NODE_STAMP  := $(NODE_TOOLS)/.installed-splat-transform-3.7.0-spz-js-1.2.5
 
-.PHONY: setup node-tools test test-gpu bench demo cluster-demo proto lint clean
+# The viewer test drives Debian's Chromium headless (WebGL through SwiftShader, no GPU). `make browser`
+# installs it when it is missing and we may (root with apt-get); otherwise that test skips and says why.
+CHROMIUM    ?= /usr/bin/chromium
+
+.PHONY: setup node-tools browser test test-gpu bench demo cluster-demo proto lint clean
 
 setup: $(VENV)/.installed
 
@@ -34,7 +38,15 @@ $(NODE_STAMP):
 		|| echo "npm install failed: the interop tests will skip"; \
 	else echo "node/npm not found: the interop tests will skip"; fi
 
-test: setup node-tools
+browser:
+	@if [ -x "$(CHROMIUM)" ] || command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || \
+		 (apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null)) \
+		|| echo "apt-get install chromium failed: the viewer's browser test will skip"; \
+	else echo "no chromium and not root with apt-get: the viewer's browser test will skip (apt-get install chromium)"; fi
+
+test: setup node-tools browser
 	VQPRESS_NODE_TOOLS=$(abspath $(NODE_TOOLS)) $(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
 
 # On the GPU machine: the same suite plus the CUDA tests (Triton k-means, gsplat vs the PyTorch twin).

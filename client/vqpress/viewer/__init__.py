@@ -44,6 +44,7 @@ NATIVE_SUFFIXES = (".compressed.ply", ".ply", ".splat", ".spz", ".sog")
 VIEWABLE = (*NATIVE_SUFFIXES, ".vqp")
 _ZIP_MAGIC = b"PK\x03\x04"
 _GZIP_MAGIC = b"\x1f\x8b"
+_SPZ_MAGIC = b"NGSP"  # the header of a version 4 .spz (zstd inside, not gzip)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,11 @@ def load_scene_file(path: str | Path) -> SceneFile:
         except VqpFormatError as e:
             raise invalid(f"not a valid .vqp file: {e}") from None
         return SceneFile(path, len(data), f"{path.stem}.ply", ply_bytes(decoded), decoded_from="vqp")
+    if suffix == ".spz" and data.startswith(_SPZ_MAGIC):
+        raise invalid(
+            f"{path}: a .spz of version 4 (zstd); the page's renderer (Spark 2.2.0) reads versions 2 and 3: "
+            f"convert it first (`vqpress export {path.name} -o {path.stem}.ply`, or -o .spz for version 2)"
+        )
     bad = {
         ".ply": not data.startswith(b"ply"),
         ".compressed.ply": not data.startswith(b"ply"),

@@ -8,8 +8,10 @@
 // a 0.3 px^2 low-pass on every 2D covariance without opacity compensation, 3 sigma extent,
 // alpha below 1/255 dropped, back-to-front by view depth.
 //
-// When every view has drawn the scene sorted for the current camera, the page sets
-// `window.vqpressDrawn` (a promise, resolved then) and its title to "vqpress view: drawn".
+// When every view has drawn the scene sorted for the current camera, the page resolves
+// `window.vqpressDrawn` (a promise) and sets its title to "vqpress view: drawn". Scripts driving
+// the page (the tests) also get `window.vqpressSettled()`, a promise of the next such moment (after
+// the camera moved), and `window.vqpressCamera()`, the current camera in vqpress's convention.
 
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
@@ -70,6 +72,13 @@ function setViewmat(camera, viewmat) {
   camera.quaternion.copy(quaternion);
   camera.up.set(0, 1, 0).applyQuaternion(quaternion); // the image's up, so orbiting keeps the roll
   camera.updateMatrixWorld(true);
+}
+
+// The current camera as vqpress takes it: OpenCV world-to-camera `viewmat` (16, row-major), `K` (9).
+function cameraJson(camera, K, width, height) {
+  const flip = new THREE.Matrix4().makeScale(1, -1, -1);
+  const cv = flip.multiply(camera.matrixWorld.clone().invert());
+  return { viewmat: cv.clone().transpose().elements.slice(), K: K.slice(), width, height };
 }
 
 // OpenCV look-at (as vqpress's orbit views): a camera at eye looking at target, `up` up in the image.
@@ -185,9 +194,15 @@ async function main() {
   info.push("Drag to orbit, right-drag to pan, wheel to zoom: both views follow.");
   document.getElementById("info").textContent = info.join(" ");
 
-  // Drawn = every view rendered a frame with the order sorted for the camera it is drawn from.
+  // Settled = every view rendered frames with the order sorted for the camera they are drawn from.
   let settledFrames = 0;
   let drawn = false;
+  let waiters = [];
+  window.vqpressCamera = () => cameraJson(camera, K, width, height);
+  window.vqpressSettled = () =>
+    new Promise((resolve) => {
+      waiters.push(resolve);
+    });
   function sorted(e) {
     const s = e.spark;
     return !s.sorting && !s.sortDirty && s.activeSplats > 0 && s.orderingTexture !== null;
@@ -198,18 +213,22 @@ async function main() {
   function frame() {
     camera.updateMatrixWorld(true);
     const pose = camera.matrixWorld.elements.join(",");
-    if (!drawn || pose !== lastPose || entries.some((e) => e.spark.dirty || e.spark.sorting || e.spark.sortDirty)) {
+    const still = pose === lastPose;
+    const busy = entries.some((e) => e.spark.dirty || e.spark.sorting || e.spark.sortDirty);
+    if (!drawn || !still || busy || waiters.length) {
       for (const e of entries) e.renderer.render(e.scene, camera);
       lastPose = pose;
     }
-    if (!drawn) {
-      const ok = !moved && entries.every(sorted);
-      settledFrames = ok ? settledFrames + 1 : 0;
-      if (settledFrames >= 3) {
+    settledFrames = still && entries.every(sorted) ? settledFrames + 1 : 0;
+    if (settledFrames >= 3) {
+      if (!drawn) {
         drawn = true;
         document.title = "vqpress view: drawn";
-        markDrawn({ width, height, views: entries.map((e) => e.renderer.domElement.id) });
+        // A camera moved before the first frame settled is not the one asked for: say nothing then.
+        if (!moved) markDrawn({ width, height, views: entries.map((e) => e.renderer.domElement.id) });
       }
+      for (const resolve of waiters) resolve(window.vqpressCamera());
+      waiters = [];
     }
     requestAnimationFrame(frame);
   }
