@@ -170,7 +170,7 @@ class ViewerConfig:
     camera: Camera | None = None  # None: the page frames the first scene itself
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)  # r, g, b in [0, 1]
     psnr: dict[str, Any] | None = None  # {"db": float, "source": str}
-    size: tuple[int, int] = (640, 480)  # each view's pixels when no camera is given (width, height)
+    size: tuple[int, int] = (960, 720)  # each view's pixels when no camera is given (width, height)
 
     def to_json(self) -> dict[str, Any]:
         w, h = (self.camera.width, self.camera.height) if self.camera else self.size
