@@ -356,9 +356,10 @@ def main() -> None:
     if args.summary:
         summary(args.summary)
         return
-    if args.quick:
+    if args.quick:  # a check of the pipeline, not a measurement: a few steps, no budget
         args.max_res = min(args.max_res, 32)
         args.sparse_from = min(args.sparse_from, 16)
+        args.time_budget, args.steps = 0.0, min(args.steps, 40)
     if args.method:
         args.out_dir.mkdir(parents=True, exist_ok=True)
         run_method(args)
