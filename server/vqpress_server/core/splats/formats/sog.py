@@ -454,18 +454,20 @@ def encode_sog_files(splats: GaussianSplats, config: SogConfig = SogConfig()) ->
     if K:
         bands = s.sh_degree
         assert K == num_sh_rest(bands) == SH_COEFFS[bands], K
-        flat = torch.from_numpy(a["shN"].reshape(N, K * 3).astype(np.float32))  # [N, K * 3]
+        # the palette k-means runs where the scene is: 65,536 entries of 45 values over a few hundred
+        # thousand Gaussians take hours on a CPU and seconds on a GPU
+        flat = torch.from_numpy(a["shN"].reshape(N, K * 3).astype(np.float32)).to(splats.device)  # [N, K * 3]
         res = kmeans(flat, min(config.palette_size(N), MAX_PALETTE), iters=config.palette_iters, seed=config.seed)
         P = res.centroids.shape[0]
         pcb, pidx = _quantize_1d(
-            res.centroids.double().numpy().reshape(P, K, 3), 256, config.codebook_iters, config.seed
+            res.centroids.double().cpu().numpy().reshape(P, K, 3), 256, config.codebook_iters, config.seed
         )
         rows = -(-P // PALETTE_ROW)
         cen = np.zeros((rows * PALETTE_ROW, K, 4), np.uint8)
         cen[:P, :, :3] = pidx
         cen[:P, :, 3] = 255
         out["shN_centroids.webp"] = _webp_lossless(cen.reshape(rows, PALETTE_ROW * K, 4))
-        lab = res.labels.numpy().astype(np.int64)
+        lab = res.labels.cpu().numpy().astype(np.int64)
         out["shN_labels.webp"] = image(
             np.stack([lab & 0xFF, lab >> 8, np.zeros_like(lab), np.full_like(lab, 255)], axis=1)
         )
