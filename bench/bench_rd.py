@@ -150,9 +150,12 @@ def make(args: argparse.Namespace) -> int:
             files.append({"method": method, "file": name, "bytes": None, "command": shown, "not_made": skip[name]})
             print(f"{args.name}: {name}: {skip[name]}")
             continue
-        if args.reuse and dst.is_file() and old.get("source_sha256") == sha and name in old_files:
+        if args.reuse and dst.is_file() and old.get("source_sha256") == sha:
+            entry = old_files.get(name) or {}
+            if entry.get("bytes") != dst.stat().st_size:  # written by a run that ended before its manifest
+                entry = {"method": method, "file": name, "bytes": dst.stat().st_size, "command": shown, "seconds": None}
             print(f"{args.name}: reuse {name}", flush=True)
-            files.append(old_files[name])
+            files.append(entry)
             continue
         t0 = time.perf_counter()
         p = subprocess.run(cmd, capture_output=True, text=True)
@@ -433,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--out", required=True)
     m.add_argument("--cameras", help="cameras.json (default: the one beside the scene, else orbit cameras)")
     m.add_argument("--pack", action="store_true", help=f"also store the original as {ORIGINAL_ZST}")
-    m.add_argument("--reuse", action="store_true", help="keep files already made from the same scene")
+    m.add_argument("--reuse", action="store_true", help="keep the files already made from the same scene")
     why = "a file of splat-transform not to make, and why (recorded in the manifest); repeatable"
     m.add_argument("--skip", action="append", default=[], metavar="FILE[=WHY]", help=why)
     e = sub.add_parser("eval", help="vqpress's files, every file decoded and rendered against the original")
