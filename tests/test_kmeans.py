@@ -373,3 +373,39 @@ def test_pruned_assignment_compares_few_centroids(monkeypatch: pytest.MonkeyPatc
     monkeypatch.undo()
     assert sum(compared) < 0.15 * 20_000 * 4096, sum(compared)  # a brute force compares all N x K
     assert_labels_exact(labels[:4000], x[:4000], c)
+
+
+@pytest.mark.parametrize("d", [3, 45])
+def test_result_is_the_same_on_one_or_two_threads(d: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """k-means runs its CPU bookkeeping on one thread and only the assignment GEMMs on the caller's
+    threads (whose values decide no label), so the thread count changes no bit of the result, and
+    the caller's setting is back afterwards."""
+    g = torch.Generator().manual_seed(d)
+    x = torch.randn(6000, d, generator=g)
+    w = torch.rand(6000, generator=g)
+    gemm_threads: list[int] = []
+    real_addmm = torch.addmm
+
+    def addmm(*args: object, **kwargs: object) -> torch.Tensor:
+        gemm_threads.append(torch.get_num_threads())
+        return real_addmm(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch, "addmm", addmm)
+    old = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            gemm_threads.clear()
+            results.append(kmeans(x, 300, iters=3, weights=w))
+            assert torch.get_num_threads() == n
+            # seeding GEMMs on one thread; at d = 45 the assignment GEMMs on the caller's n
+            assert min(gemm_threads) == 1
+            assert max(gemm_threads) == (n if d > 8 else 1)
+    finally:
+        torch.set_num_threads(old)
+    a, b = results
+    assert torch.equal(a.centroids, b.centroids)
+    assert torch.equal(a.labels, b.labels)
+    assert a.inertia_history == b.inertia_history
+    assert_labels_exact(a.labels, x, a.centroids)

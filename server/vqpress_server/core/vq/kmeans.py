@@ -27,6 +27,7 @@ centroids.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -58,6 +59,47 @@ class KMeansResult:
     labels: torch.Tensor  # [N] int64
     inertia: float  # sum of squared distances of the points to their centroid (float64 sum)
     inertia_history: list[float] = field(default_factory=list)  # inertia before each update
+
+
+# Intra-op threads for the assignment GEMMs while k-means runs its other work on one thread (None:
+# the current setting). Set by _cpu_one_thread.
+_GEMM_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar("_GEMM_THREADS", default=None)
+
+
+@contextlib.contextmanager
+def _intra_op_threads(n: int) -> Iterator[None]:
+    """Run torch's CPU ops on n threads inside, restore the setting after."""
+    old = torch.get_num_threads()
+    if n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def _cpu_one_thread(device: torch.device) -> Iterator[None]:
+    """On the CPU, run k-means on one thread except its assignment GEMMs.
+
+    Lloyd on the CPU is a long series of passes over arrays of ~10^5 elements; on two threads each
+    pass waits for the second thread to be scheduled, which on a loaded machine costs ~20 ms a pass
+    (measured: a log of 60k doubles 22 ms on two threads, 0.5 ms on one, at load 7-11 on 2 cores),
+    more than the work. The large GEMMs keep the caller's threads: their results decide no label
+    (the near-tie rule re-decides in float64), while every value that reaches a centroid (seeding
+    distances, sums) is computed on one thread, so the result no longer depends on the thread count.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    token = _GEMM_THREADS.set(torch.get_num_threads())
+    try:
+        with _intra_op_threads(1):
+            yield
+    finally:
+        _GEMM_THREADS.reset(token)
 
 
 @contextlib.contextmanager
@@ -203,10 +245,17 @@ def _assign_gemm(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     tol = 4.0 * (2 * d + 12) * U32
     floor = 1e-30
     rows_per_chunk = _chunk_rows(3 * K * 4 + 8 * d, x.device)
+    # One distance buffer for all chunks: a fresh [B, K] array per chunk doubled the GEMM's time on
+    # the CPU (page faults on first touch).
+    D_buf: torch.Tensor | None = None
+    gemm_threads = (_GEMM_THREADS.get() or torch.get_num_threads()) if x.device.type == "cpu" else 1
     with full_fp32_matmul():
         for s0 in range(0, N, rows_per_chunk):
             xc = (x[s0 : s0 + rows_per_chunk] - mu) * s  # [B, d]
-            D = torch.addmm(cn, xc, cc.T, beta=1.0, alpha=-2.0)  # [B, K]
+            if D_buf is None or D_buf.shape[0] < len(xc):
+                D_buf = torch.empty(len(xc), K, dtype=torch.float32, device=x.device)
+            with _intra_op_threads(gemm_threads):
+                D = torch.addmm(cn, xc, cc.T, beta=1.0, alpha=-2.0, out=D_buf[: len(xc)])  # [B, K]
             # The best two: the second decides whether the first is certain. topk is one pass
             # and wins on the CPU; on CUDA it is ~10x slower than two row minima (measured on an
             # H100 at K = 512..4096), so there the best entry is masked and the minimum taken again.
@@ -287,19 +336,25 @@ def _pruned_blocks(
     G, B, d = xb.shape
     N, K = x.shape[0], centroids.shape[0]
     lo, hi = xb.amin(1), xb.amax(1)  # [G, d]
+    # The [G, K] passes below write into three arrays allocated once: a fresh array per pass
+    # costs more in page faults than the arithmetic on the CPU.
+    lb = torch.empty(G, K, dtype=torch.float32)
+    t1, t2 = torch.empty_like(lb), torch.empty_like(lb)
     # Lower bound of the squared distance of each centroid to each block's box: [G, K].
-    lb = None
     for j in range(d):
         cj = centroids[:, j]
-        gap = torch.maximum(lo[:, j : j + 1] - cj, cj - hi[:, j : j + 1]).clamp_min_(0)
-        lb = gap.square_() if lb is None else lb.addcmul_(gap, gap)
-    assert lb is not None
+        gap = torch.maximum(torch.sub(lo[:, j : j + 1], cj, out=t1), torch.sub(cj, hi[:, j : j + 1], out=t2), out=t1)
+        gap.clamp_min_(0)
+        if j == 0:
+            torch.mul(gap, gap, out=lb)
+        else:
+            lb.addcmul_(gap, gap)
     # An upper bound of every member's best distance, from the few centroids nearest the box's
     # center: the largest over the block of each member's nearest among them (float64).
     center = (lo + hi) * 0.5
-    cd = (center[:, :1] - centroids[:, 0]).square_()  # [G, K]
+    cd = torch.sub(center[:, :1], centroids[:, 0], out=t2).square_()  # [G, K]
     for j in range(1, d):
-        diff = center[:, j : j + 1] - centroids[:, j]
+        diff = torch.sub(center[:, j : j + 1], centroids[:, j], out=t1)
         cd.addcmul_(diff, diff)
     near = torch.topk(cd, min(_PRUNE_PROBES, K), dim=1, largest=False, sorted=False).indices  # [G, p]
     cn = centroids.double()[near]  # [G, p, d]
@@ -396,7 +451,8 @@ def assign(
         raise VqpressInputError(f"x has d = {x.shape[1]} but centroids have d = {c.shape[1]}")
     if x.shape[0] == 0:
         return torch.empty(0, dtype=torch.int64, device=x.device)
-    return _assign_exact(x, c.to(x.device))
+    with _cpu_one_thread(x.device):
+        return _assign_exact(x, c.to(x.device))
 
 
 # -- update ----------------------------------------------------------------------------------------
@@ -525,13 +581,20 @@ def _init_kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator, w: torch.Tenso
     dmin = torch.full((m,), math.inf, dtype=torch.float64, device=x.device)
     new = torch.tensor(chosen)
     xs_n = xs.square().sum(1)  # [m]
+    buf = torch.empty(0, dtype=torch.float32, device=x.device)  # the GEMM's output, reused every round
     while True:
         # Distances for seeding need no exactness: one fp32 GEMM per round, clamped at zero.
         c = xs[new.to(x.device)]  # [b, d]
         step = _chunk_rows(8 * len(new) + 8 * x.shape[1], x.device)
         for s0 in range(0, m, step):
-            part = torch.addmm(c.square().sum(1), xs[s0 : s0 + step], c.T, beta=1.0, alpha=-2.0)
-            part = (part + xs_n[s0 : s0 + step, None]).clamp_min_(0).min(1).values.double()
+            rows = min(step, m - s0)
+            if buf.numel() < rows * len(new):
+                buf = torch.empty(rows * len(new), dtype=torch.float32, device=x.device)
+            out = buf[: rows * len(new)].view(rows, len(new))
+            part = torch.addmm(c.square().sum(1), xs[s0 : s0 + step], c.T, beta=1.0, alpha=-2.0, out=out).amin(1)
+            # Rounding is monotone, so adding ||x||^2 and clamping after the row minimum gives the
+            # same bits as doing both to every entry first, at a fraction of the memory traffic.
+            part = (part + xs_n[s0 : s0 + step]).clamp_min_(0).double()
             dmin[s0 : s0 + step] = torch.minimum(dmin[s0 : s0 + step], part)
         if len(chosen) >= k:
             break
@@ -606,6 +669,20 @@ def kmeans(
         labels = torch.arange(N, device=x.device)
         return KMeansResult(x.clone(), labels, 0.0, [0.0])
 
+    with _cpu_one_thread(x.device):
+        return _lloyd(x, k, iters, seed, w, c0, progress)
+
+
+def _lloyd(
+    x: torch.Tensor,  # [N, d] float32, checked
+    k: int,
+    iters: int,
+    seed: int,
+    w: torch.Tensor | None,  # [N] float64, checked
+    c0: torch.Tensor | None,  # [k, d] float32, checked
+    progress: Progress | None,
+) -> KMeansResult:
+    N = x.shape[0]
     first, inv = _unique_rows(x)
     U = len(first)
     if U < N:  # cluster the distinct rows, each weighted by its multiplicity (times its weights)
