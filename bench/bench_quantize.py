@@ -1,11 +1,15 @@
 """Quantization end to end: read .ply -> 4 codebooks x 10 Lloyd iterations -> write .vqp, time per stage.
 
-    python bench/bench_quantize.py [--data DIR] [--device cuda|cpu] [--quick] [--scene X.ply] [--out results.json]
+    python bench/bench_quantize.py [--data DIR] [--device cuda|cpu] [--quick] [--scene X.ply] [--repeats N]
+                                   [--out results.json]
 
 Scenes: trained_lego_sh3 (71,616 Gaussians, SH 3) and a 3M-Gaussian SH-3 scene made by tiling the
 lego scene on a grid and jittering each copy (written to a temporary directory as .ply first, so
 the read time is that of a real file). No evaluation: this is the cost of compressing.
 --quick: the lego scene only, 3 iterations. Device: CUDA when present unless --device says.
+--repeats: quantize the lego scene that many times (a loaded machine's spread shows); each row notes
+the 1-minute load average when it started. Which code runs is the one on PYTHONPATH, so the same
+script measures two checkouts back to back.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ def run_one(src: Path, dst: Path, iters: int, device: str) -> dict:
     cfg = replace(QuantizeConfig(), kmeans_iters=iters)
     if device == "cuda":
         torch.cuda.synchronize()
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
     rep = compress_file(src, dst, cfg, evaluate=False, device=device)
     total = time.perf_counter() - t0
@@ -82,6 +87,8 @@ def run_one(src: Path, dst: Path, iters: int, device: str) -> dict:
         "bits_per_gaussian": d["bits_per_gaussian"]["total"],
         "timings_s": d["timings_s"],
         "total_s": total,
+        "load_avg_1min": load,
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -92,6 +99,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-tiled", action="store_true", help="lego only (the 3M scene takes long on a CPU)")
     ap.add_argument("--scene", action="append", default=[], help="also quantize this .ply (repeatable)")
+    ap.add_argument("--repeats", type=int, default=1, help="quantize the lego scene this many times")
     ap.add_argument("--out", help="write the rows as JSON here")
     args = ap.parse_args()
     src = data_dir(args.data) / LEGO
@@ -101,7 +109,8 @@ def main() -> int:
     iters = 3 if args.quick else 10
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        rows.append(run_one(src, Path(tmp) / "lego.vqp", iters, args.device))
+        for _ in range(max(1, args.repeats)):
+            rows.append(run_one(src, Path(tmp) / "lego.vqp", iters, args.device))
         for extra in args.scene:
             rows.append(run_one(Path(extra), Path(tmp) / (Path(extra).stem + ".vqp"), iters, args.device))
         if not args.quick and not args.skip_tiled:
@@ -114,6 +123,7 @@ def main() -> int:
     stages = [
         "read",
         "repair",
+        "importance",
         "sort",
         "quantize:dc",
         "quantize:sh",
@@ -125,14 +135,14 @@ def main() -> int:
     print(
         f"\nquantize end to end on {args.device} ({torch.__version__}), {iters} Lloyd iterations, default codebooks\n"
     )
-    print("| scene | N | " + " | ".join(stages) + " | total s | .vqp bytes | ratio | bits/G |")
-    print("|---|---:|" + "---:|" * len(stages) + "---:|---:|---:|---:|")
+    print("| scene | N | load | " + " | ".join(stages) + " | total s | .vqp bytes | ratio | bits/G |")
+    print("|---|---:|---:|" + "---:|" * len(stages) + "---:|---:|---:|---:|")
     for r in rows:
         t = r["timings_s"]
         cells = " | ".join(f"{t.get(s, 0.0):.2f}" for s in stages)
         print(
-            f"| {r['scene']} | {r['num_gaussians']:,} | {cells} | {r['total_s']:.2f} | {r['output_bytes']:,} | "
-            f"{r['ratio']:.1f}x | {r['bits_per_gaussian']:.1f} |"
+            f"| {r['scene']} | {r['num_gaussians']:,} | {r['load_avg_1min']:.1f} | {cells} | {r['total_s']:.2f} | "
+            f"{r['output_bytes']:,} | {r['ratio']:.1f}x | {r['bits_per_gaussian']:.1f} |"
         )
     if args.out:
         Path(args.out).write_text(json.dumps({"device": args.device, "rows": rows}, indent=2))
