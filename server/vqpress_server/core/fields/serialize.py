@@ -25,9 +25,8 @@ from vqpress.vqp import Section, VqpFormatError, read_vqp, write_vqp
 from ..errors import FormatError
 from .config import DenseGridConfig, HashGridConfig, field_config_from_dict, field_config_to_dict
 from .grid import DenseGrid, LowRankGrid, MultiResGrid, VqadGrid, VqGrid
+from .manifest import FIELD_FORMAT
 from .model import NeuralField
-
-FIELD_FORMAT = "vqpress-field/1"
 
 
 def _f16(t: torch.Tensor) -> np.ndarray:
