@@ -45,20 +45,22 @@ def _cameras() -> list[dict]:
 
 def run_jobs(settings, n: int) -> dict:  # noqa: ANN001
     from vqpress_server.app import build_app
-    from vqpress_server.jobs import JobKind
+    from vqpress_server.core.splats.quantize_config import QuantizeConfig
+    from vqpress_server.jobs.specs import CameraSpec, QuantizeSplatsSpec
 
     app = build_app(settings)
     ply = app.store.put_file(SCENE, "donut.ply", "ply")
-    spec = {"source": {"artifact": ply.id}, "config": CONFIG, "cameras": _cameras()}
+    cams = tuple(CameraSpec.from_json(c) for c in _cameras())
+    spec = QuantizeSplatsSpec(ply.id, QuantizeConfig(**CONFIG), cams)
     app.start()
     try:
         assert app.workers.wait_ready(600), "workers did not start"
         # One job first so every worker is past its first-job costs (imports, caches), as in service.
-        warm = [app.jobs.submit(JobKind.QUANTIZE, spec).id for _ in range(2)]
+        warm = [app.jobs.submit_spec(spec).id for _ in range(2)]
         app.workers.notify()
         _wait_all(app.jobs, warm)
         t0 = time.time()
-        ids = [app.jobs.submit(JobKind.QUANTIZE, spec).id for _ in range(n)]
+        ids = [app.jobs.submit_spec(spec).id for _ in range(n)]
         app.workers.notify()
         recs = _wait_all(app.jobs, ids)
         wall = max(r.finished_at for r in recs) - t0

@@ -119,10 +119,10 @@ def test_pixel_budget_in_core_where_cameras_are_read(tmp_path: Path) -> None:
         budgets.check_pixels([(1024, 1024), (2048, 1024)], "cameras", small)
     # The job spec (what a worker runs) and the library entry point check it too, before any work.
     from vqpress_server.core.splats.compress import compress_file
-    from vqpress_server.jobs.handlers import cameras
+    from vqpress_server.jobs.specs import CameraSpec, RenderSplatsSpec
 
     with pytest.raises(LimitExceeded, match="max_request_pixels"):
-        cameras([_cam(4096, 4096)] * 100, required=True)
+        RenderSplatsSpec("ab" * 32, tuple(CameraSpec.from_json(_cam(4096, 4096)) for _ in range(100)))
     cams = [Camera(np.eye(4), np.array([[2048.0, 0, 2048], [0, 2048, 2048], [0, 0, 1]]), 4096, 4096)] * 100
     with pytest.raises(LimitExceeded, match="importance_cameras"):
         compress_file(tmp_path / "never-read.ply", tmp_path / "out.vqp", importance_cameras=cams)

@@ -20,7 +20,8 @@ from vqpress.v1 import vqpress_pb2 as pb
 from vqpress.v1 import vqpress_pb2_grpc as pb_grpc
 from vqpress_server.app import App, build_app
 from vqpress_server.artifacts import ArtifactStore
-from vqpress_server.jobs import JobKind, JobState, JobTable, StorageFull
+from vqpress_server.jobs import JobState, JobTable, StorageFull
+from vqpress_server.jobs.specs import ExportSplatsSpec
 from vqpress_server.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +59,7 @@ def test_open_streams_are_capped_and_health_always_answers(tmp_path: Path) -> No
     n = settings.max_streams + 16  # 64 by default: as many as used to take every server thread
     with serving(settings) as app, grpc.insecure_channel(f"127.0.0.1:{app.port}") as ch:
         stub = pb_grpc.VqpressStub(ch)
-        job = app.jobs.submit(JobKind.EXPORT, {"source": {"artifact": "ab" * 32}, "format": "ply"})
+        job = app.jobs.submit_spec(ExportSplatsSpec("ab" * 32, "ply"))
         open_calls, refused = [], []
         for _ in range(n):
             call = stub.WatchJob(pb.WatchJobRequest(id=job.id), timeout=120)
@@ -183,7 +184,7 @@ def test_an_injected_enospc_fails_the_job_and_the_worker_carries_on(tmp_path: Pa
     def no_space(self, path, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    job = table.submit(JobKind.EXPORT, {"source": {"artifact": src.id}, "format": "splat"})
+    job = table.submit_spec(ExportSplatsSpec(src.id, "splat"))
     with monkeypatch.context() as m:
         m.setattr(ArtifactStore, "put_file", no_space)
         _run_job(table.claim("w", s.lease_s), "w", s, table, store, warm, threading.Event())
@@ -203,7 +204,7 @@ def test_an_injected_enospc_fails_the_job_and_the_worker_carries_on(tmp_path: Pa
             raise StorageFull("the job table cannot be written: no space left on the server's disk")
         return real_fail(self, *a)
 
-    job = table.submit(JobKind.EXPORT, {"source": {"artifact": src.id}, "format": "splat"})
+    job = table.submit_spec(ExportSplatsSpec(src.id, "splat"))
     with monkeypatch.context() as m:
         m.setattr(ArtifactStore, "put_file", no_space)
         m.setattr(Table, "fail", full_then_ok)
@@ -212,7 +213,7 @@ def test_an_injected_enospc_fails_the_job_and_the_worker_carries_on(tmp_path: Pa
     assert rec.state is JobState.FAILED and "out of disk space" in rec.error and fails == [0], rec
 
     # And the next job on the same worker state succeeds.
-    job = table.submit(JobKind.EXPORT, {"source": {"artifact": src.id}, "format": "splat"})
+    job = table.submit_spec(ExportSplatsSpec(src.id, "splat"))
     _run_job(table.claim("w", s.lease_s), "w", s, table, store, warm, threading.Event())
     assert table.get(job.id).state is JobState.SUCCEEDED
 

@@ -20,8 +20,22 @@ from PIL import Image
 from vqpress.field import decode_field as np_decode_field
 from vqpress.field import render_image_field
 from vqpress_server.artifacts import ArtifactStore
-from vqpress_server.jobs import JobKind, JobState, JobTable, WorkerPool
+from vqpress_server.core.data.config import DatasetConfig
+from vqpress_server.core.errors import VqpressInputError
+from vqpress_server.core.fields.config import FieldQuantizeConfig, field_config_from_spec, train_config_from_spec
+from vqpress_server.core.splats.train_config import SplatTrainConfig
+from vqpress_server.jobs import JobState, JobTable, WorkerPool
 from vqpress_server.jobs.context import checkpoint_dir_for
+from vqpress_server.jobs.specs import (
+    CameraSpec,
+    ExportFieldSpec,
+    JobSpec,
+    QuantizeFieldSpec,
+    RenderFieldSpec,
+    TrainFieldSpec,
+    TrainSplatsSpec,
+    spec_from_json,
+)
 from vqpress_server.settings import Settings
 
 TEST_DATA = Path(__file__).resolve().parent / "data"
@@ -57,10 +71,28 @@ class Service:
     archive_id: str  # a NeRF-synthetic zip of the donut rendered by the twin
     donut_id: str  # donut_small.ply as a "ply" artifact
 
-    def run(self, kind: JobKind, spec: dict, timeout: float = 280.0):  # noqa: ANN201
-        job = self.table.submit(kind, spec)
+    def run(self, spec: JobSpec, timeout: float = 280.0):  # noqa: ANN201
+        job = self.table.submit_spec(spec)
         self.pool.notify()
         return wait(self.table, job.id, lambda r: r.terminal, timeout)
+
+
+def train_field(
+    dataset: str, dims: int, field: dict | None = None, train: dict | None = None, options: dict | None = None
+) -> TrainFieldSpec:
+    """The TRAIN_FIELD spec the RPC layer builds for a dataset of ``dims`` (2: one image, 3: photos)
+    from the fields a request set, with the same core functions and defaults."""
+    source = "the dataset is a single image (2D field)" if dims == 2 else "the dataset is posed photos (3D field)"
+    return TrainFieldSpec(
+        dataset,
+        field_config_from_spec(field, dims, source, radiance_defaults=True),
+        train_config_from_spec(train, dims),
+        DatasetConfig(**(options or {})),
+    )
+
+
+def cams_of(dicts: list[dict]) -> tuple[CameraSpec, ...]:
+    return tuple(CameraSpec.from_json(d) for d in dicts)
 
 
 # Generous bounds (a loaded 2-core machine trains slowly); the wait itself ends on the job's own change.
@@ -119,14 +151,7 @@ def crop() -> np.ndarray:  # [128, 128, 3] float32 in [0, 1]
 @pytest.fixture(scope="module")
 def dense_field(svc: Service) -> str:
     """A 2D field trained with the uncompressed dense grid, as a .vqp artifact id."""
-    rec = svc.run(
-        JobKind.TRAIN_FIELD,
-        {
-            "dataset": {"artifact": svc.image_id},
-            "field": {"grid": {"kind": "dense", **GRID}, "decoder": DEC},
-            "train": FAST,
-        },
-    )
+    rec = svc.run(train_field(svc.image_id, 2, {"grid": {"kind": "dense", **GRID}, "decoder": DEC}, FAST))
     assert rec.state is JobState.SUCCEEDED, rec
     return rec.results[0]
 
@@ -148,13 +173,7 @@ def camera(width: int, height: int, name: str = "") -> dict:
 
 # -- 2D image fields ---------------------------------------------------------------------
 def test_train_image_field_job_decodes_with_numpy_and_reaches_floor(svc: Service, crop: np.ndarray) -> None:
-    spec = {
-        "dataset": {"artifact": svc.image_id},
-        "field": {"grid": {"kind": "vqad", "bits": 4, **GRID}, "decoder": DEC},
-        "train": FAST,
-        "dataset_options": None,
-    }
-    rec = svc.run(JobKind.TRAIN_FIELD, spec)
+    rec = svc.run(train_field(svc.image_id, 2, {"grid": {"kind": "vqad", "bits": 4, **GRID}, "decoder": DEC}, FAST))
     assert rec.state is JobState.SUCCEEDED, rec
     assert rec.result_names == ["field.vqp", "report.json", "preview.png"]
     vqp_id, report_id, preview_id = rec.results
@@ -188,7 +207,7 @@ def test_train_image_field_job_decodes_with_numpy_and_reaches_floor(svc: Service
 def test_posthoc_quantize_job_makes_a_dense_field_smaller(
     svc: Service, dense_field: str, options: dict, psnr_floor: float
 ) -> None:
-    rec = svc.run(JobKind.QUANTIZE, {"source": {"artifact": dense_field}, "field": options})
+    rec = svc.run(QuantizeFieldSpec(dense_field, FieldQuantizeConfig.from_dict(options)))
     assert rec.state is JobState.SUCCEEDED, rec
     assert rec.result_names == ["field.vqp", "report.json"]
     before = svc.store.stat(dense_field).size
@@ -208,7 +227,7 @@ def test_posthoc_quantize_job_makes_a_dense_field_smaller(
 
 def test_render_and_export_an_image_field(svc: Service, dense_field: str) -> None:
     cams = [camera(128, 128, "full"), camera(64, 48, "small")]
-    rec = svc.run(JobKind.RENDER, {"source": {"artifact": dense_field}, "cameras": cams, "encoding": "float32"})
+    rec = svc.run(RenderFieldSpec(dense_field, cams_of(cams), encoding="float32"))
     assert rec.state is JobState.SUCCEEDED, rec
     assert rec.result_names == ["0000_full.npy", "0001_small.npy"]
     f = np_decode_field(svc.store.read_bytes(dense_field))
@@ -216,16 +235,15 @@ def test_render_and_export_an_image_field(svc: Service, dense_field: str) -> Non
         got = np.load(svc.store.path(rid), allow_pickle=False)
         assert got.dtype == np.float32 and got.shape == (h, w, 3)
         np.testing.assert_allclose(got, render_image_field(f, h, w), atol=1e-4)
-    png = svc.run(JobKind.RENDER, {"source": {"artifact": dense_field}, "cameras": cams[1:], "encoding": "png"})
+    png = svc.run(RenderFieldSpec(dense_field, cams_of(cams[1:]), encoding="png"))
     assert png.state is JobState.SUCCEEDED and png.result_names == ["0000_small.png"], png
     assert np.asarray(Image.open(svc.store.path(png.results[0]))).shape == (48, 64, 3)
 
-    ex = svc.run(JobKind.EXPORT, {"source": {"artifact": dense_field}, "format": "vqp"})
+    ex = svc.run(ExportFieldSpec(dense_field))
     assert ex.state is JobState.SUCCEEDED, ex
     again = np_decode_field(svc.store.read_bytes(ex.results[0]))
     np.testing.assert_array_equal(render_image_field(again, 32, 32), render_image_field(f, 32, 32))
-    bad = svc.run(JobKind.EXPORT, {"source": {"artifact": dense_field}, "format": "ply"})
-    assert bad.state is JobState.FAILED and "fields export only to 'vqp'" in bad.error, bad
+    assert svc.store.read_bytes(ex.results[0]) == svc.store.read_bytes(dense_field)  # the same manifest and arrays
 
 
 # -- 3D radiance fields and splat training on a tiny archive -----------------------------------
@@ -240,13 +258,7 @@ def test_train_and_render_a_tiny_radiance_field(svc: Service, sparse: bool) -> N
     if sparse:  # the 16^3 level sparse, allocated from the occupancy grid at step 15
         grid["sparse_min_resolution"] = 16
         train.update(occupancy_warmup=15, occupancy_update_every=5)
-    spec = {
-        "dataset": {"artifact": svc.archive_id},
-        "field": {"grid": grid, "decoder": DEC3},
-        "train": train,
-        "dataset_options": {"test_every": 3},
-    }
-    rec = svc.run(JobKind.TRAIN_FIELD, spec)
+    rec = svc.run(train_field(svc.archive_id, 3, {"grid": grid, "decoder": DEC3}, train, {"test_every": 3}))
     assert rec.state is JobState.SUCCEEDED, rec
     assert rec.result_names == ["field.vqp", "report.json"]  # no preview for 3D fields
     report = json.loads(svc.store.read_bytes(rec.results[1]))
@@ -269,8 +281,7 @@ def test_train_and_render_a_tiny_radiance_field(svc: Service, sparse: bool) -> N
         fx = 0.5 * VIEW / math.tan(0.5 * meta["camera_angle_x"])
         K = [fx, 0, VIEW / 2, 0, fx, VIEW / 2, 0, 0, 1]
         cams.append({"viewmat": np.linalg.inv(c2w).reshape(-1).tolist(), "K": K, "width": VIEW, "height": VIEW})
-    spec = {"source": {"artifact": rec.results[0]}, "cameras": cams, "background": [0, 0, 0], "encoding": "float32"}
-    r = svc.run(JobKind.RENDER, spec)
+    r = svc.run(RenderFieldSpec(rec.results[0], cams_of(cams), (0.0, 0.0, 0.0), "float32"))
     assert r.state is JobState.SUCCEEDED and len(r.results) == 2, r
     box = SceneBox(tuple(lo), tuple(hi))
     for rid, cam in zip(r.results, cams, strict=True):
@@ -299,7 +310,7 @@ def test_train_splats_job_on_a_tiny_archive(svc: Service) -> None:
             "prune_stop": 20,
         },
     }
-    rec = svc.run(JobKind.TRAIN_SPLATS, {"dataset": {"artifact": svc.archive_id}, "config": config, "init": None})
+    rec = svc.run(TrainSplatsSpec(svc.archive_id, SplatTrainConfig.from_dict(config)))
     assert rec.state is JobState.SUCCEEDED, rec
     assert rec.result_names == ["scene.vqp", "scene.ply", "report.json"]
     vqp_id, ply_id, report_id = rec.results
@@ -312,14 +323,10 @@ def test_train_splats_job_on_a_tiny_archive(svc: Service) -> None:
 
 
 # -- resume after a killed worker ----------------------------------------------------------
+@pytest.mark.timeout(960)  # the job's own wait below is bounded at 900 s: a loaded machine trains slowly
 def test_killed_worker_resumes_field_training_from_its_checkpoint(svc: Service) -> None:
     train = {**FAST, "steps": 1500, "log_every": 10}  # a checkpoint every 150 steps
-    spec = {
-        "dataset": {"artifact": svc.image_id},
-        "field": {"grid": {"kind": "vqad", **GRID}, "decoder": DEC},
-        "train": train,
-    }
-    job = svc.table.submit(JobKind.TRAIN_FIELD, spec)
+    job = svc.table.submit_spec(train_field(svc.image_id, 2, {"grid": {"kind": "vqad", **GRID}, "decoder": DEC}, train))
     svc.pool.notify()
     ckpt = checkpoint_dir_for(svc.settings.scratch_dir, job.id) / "field.pt"
     deadline = time.monotonic() + 280  # the first checkpoint (150 steps); generous for a loaded machine
@@ -348,51 +355,47 @@ def test_killed_worker_resumes_field_training_from_its_checkpoint(svc: Service) 
 
 # -- bad specs -------------------------------------------------------------------------------
 def test_bad_configs_and_wrong_sources_fail_with_a_clear_message(svc: Service, dense_field: str) -> None:
-    img, arc = {"artifact": svc.image_id}, {"artifact": svc.archive_id}
+    img, arc = svc.image_id, svc.archive_id
     bad_kind, bad_bits = {"grid": {"kind": "octree"}}, {"grid": {"bits": 11}}
     junk = svc.store.put_bytes(b"neither an image nor an archive", "notes.bin", "dataset").id
-    vqad = svc.run(
-        JobKind.TRAIN_FIELD,
-        {"dataset": img, "field": {"grid": {"kind": "vqad", **GRID}}, "train": {**FAST, "steps": 2}},
-    )
+    # Refused where the spec is built (what the RPC layer does before anything is queued).
+    refused: list[tuple[object, str]] = [
+        (lambda: train_field(img, 2, train={"steps": 0}), "steps must be in [1, 1e7]"),
+        (lambda: train_field(img, 2, train={"stepz": 10}), "unknown train field(s) ['stepz']"),
+        (lambda: train_field(img, 2, train={"lr": "fast"}), "train.lr must be float"),
+        (lambda: train_field(img, 2, bad_kind), "field.grid.kind must be one of"),
+        (lambda: train_field(img, 2, bad_bits), "VQ-AD bits must be an integer in [1, 10]"),
+        (lambda: train_field(img, 2, {"dims": 3}), "field.dims is 3 but the dataset is a single image"),
+        (lambda: train_field(arc, 3, options={"downscale": 0}), "downscale must be an integer"),
+        (lambda: SplatTrainConfig.from_dict({"steps": -5}), "steps"),
+        (lambda: FieldQuantizeConfig.from_dict({"method": "pq"}), "field.method must be"),
+        (lambda: FieldQuantizeConfig.from_dict({"method": "kmvq", "bits": 11}), "1..10"),
+        (lambda: RenderFieldSpec(dense_field, ()), "cameras must be a non-empty list"),
+        (
+            lambda: spec_from_json({**train_field(img, 2).to_json(), "dataset": {"artifact": img}}),
+            "dataset must be a string",
+        ),
+        (lambda: spec_from_json({**ExportFieldSpec(dense_field).to_json(), "format": "ply"}), "unknown key(s)"),
+    ]
+    for build, message in refused:
+        with pytest.raises(VqpressInputError) as e:  # ConfigError or SpecError: INVALID_ARGUMENT at the call
+            build()  # type: ignore[operator]
+        assert message in str(e.value), (message, str(e.value))
+    # Fail as jobs, the input's fault, with a message that names what is wrong.
+    vqad = svc.run(train_field(img, 2, {"grid": {"kind": "vqad", **GRID}}, {**FAST, "steps": 2}))
     assert vqad.state is JobState.SUCCEEDED, vqad
     cases = [
-        (JobKind.TRAIN_FIELD, {"dataset": img, "train": {"steps": 0}}, "steps must be in [1, 1e7]"),
-        (JobKind.TRAIN_FIELD, {"dataset": img, "train": {"stepz": 10}}, "unknown train field(s) ['stepz']"),
-        (JobKind.TRAIN_FIELD, {"dataset": img, "train": {"lr": "fast"}}, "train.lr must be float"),
-        (
-            JobKind.TRAIN_FIELD,
-            {"dataset": img, "field": bad_kind},
-            "field.grid.kind must be one of",
-        ),
-        (
-            JobKind.TRAIN_FIELD,
-            {"dataset": img, "field": bad_bits},
-            "VQ-AD bits must be an integer in [1, 10]",
-        ),
-        (
-            JobKind.TRAIN_FIELD,
-            {"dataset": img, "field": {"dims": 3}},
-            "field.dims is 3 but the dataset is a single image",
-        ),
-        (JobKind.TRAIN_FIELD, {"dataset": arc, "dataset_options": {"downscale": 0}}, "downscale must be an integer"),
-        (JobKind.TRAIN_FIELD, {"dataset": {"artifact": junk}}, "neither a PNG/JPEG image"),
-        (JobKind.TRAIN_FIELD, {"dataset": "astronaut.png"}, 'dataset must be {"artifact"'),
-        (JobKind.TRAIN_SPLATS, {"dataset": arc, "config": {"steps": -5}}, "steps"),
-        (JobKind.TRAIN_SPLATS, {"dataset": img, "config": {"steps": 5}}, "not a zip or tar archive"),
-        (JobKind.QUANTIZE, {"source": {"artifact": dense_field}}, 'give "field"'),
-        (JobKind.QUANTIZE, {"source": {"artifact": svc.donut_id}, "field": {"method": "kmvq"}}, "is a splat scene"),
-        (JobKind.QUANTIZE, {"source": {"artifact": dense_field}, "field": {"method": "pq"}}, "field.method must be"),
-        (JobKind.QUANTIZE, {"source": {"artifact": dense_field}, "field": {"method": "kmvq", "bits": 11}}, "1..10"),
-        (JobKind.QUANTIZE, {"source": {"artifact": dense_field}, "field": {"method": "lra", "rank": 9}}, "LRA rank"),
-        (JobKind.QUANTIZE, {"source": {"artifact": vqad.results[0]}, "field": {"method": "kmvq"}}, "DenseGridConfig"),
-        (JobKind.RENDER, {"source": {"artifact": dense_field}, "cameras": []}, "cameras must be a non-empty list"),
+        (train_field(junk, 3), "notes.bin"),
+        (TrainSplatsSpec(img, SplatTrainConfig.from_dict({"steps": 5})), "not a zip or tar archive"),
+        (QuantizeFieldSpec(svc.donut_id, FieldQuantizeConfig()), "donut.ply"),
+        (QuantizeFieldSpec(dense_field, FieldQuantizeConfig(method="lra", rank=9)), "LRA rank"),
+        (QuantizeFieldSpec(vqad.results[0], FieldQuantizeConfig()), "DenseGridConfig"),
     ]
-    jobs = [svc.table.submit(kind, spec) for kind, spec, _ in cases]
+    jobs = [svc.table.submit_spec(spec) for spec, _ in cases]
     svc.pool.notify()
-    for job, (kind, _, message) in zip(jobs, cases, strict=True):
+    for job, (spec, message) in zip(jobs, cases, strict=True):
         rec = wait(svc.table, job.id, lambda r: r.terminal)
-        assert rec.state is JobState.FAILED, (kind, rec)
+        assert rec.state is JobState.FAILED and rec.failure == "input", (spec, rec)
         assert message in rec.error, (message, rec.error)
         assert str(svc.settings.data_dir) not in rec.error and not rec.error.startswith("ConfigError"), rec.error
     assert svc.pool.pids()  # bad specs do not cost the worker

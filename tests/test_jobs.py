@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from vqpress_server.artifacts import ArtifactStore
+from vqpress_server.core.splats.quantize_config import QuantizeConfig
 from vqpress_server.jobs import JobKind, JobNotFound, JobState, JobTable, LeaseLost, QueueFull, WorkerPool
+from vqpress_server.jobs.specs import (
+    CameraSpec,
+    ExportSplatsSpec,
+    QuantizeSplatsSpec,
+    RenderSplatsSpec,
+    TrainSplatsSpec,
+)
 from vqpress_server.settings import Settings
 
 TEST_DATA = Path(__file__).resolve().parent / "data"
@@ -263,10 +271,10 @@ def _small_scene(store: ArtifactStore, n: int) -> tuple[str, object]:
     return store.put_file(path, f"small{n}.npz", "npz").id, sub
 
 
-def _orbit(splats, n: int, size: int) -> list[dict]:  # noqa: ANN001
+def _orbit(splats, n: int, size: int) -> tuple[CameraSpec, ...]:  # noqa: ANN001
     from vqpress_server.core.render.cameras import camera_to_dict, orbit_cameras
 
-    return [camera_to_dict(c) for c in orbit_cameras(splats, n=n, width=size, height=size)]
+    return tuple(CameraSpec.from_json(camera_to_dict(c)) for c in orbit_cameras(splats, n=n, width=size, height=size))
 
 
 @pytest.fixture
@@ -291,28 +299,28 @@ def test_pool_runs_real_jobs_and_survives_failures(tmp_path: Path, donut: Path) 
     lying = b"ply\nformat binary_little_endian 1.0\nelement vertex 999999999\nproperty float x\nend_header\n"
     broken = store.put_bytes(lying + b"\0" * 12, "broken.ply", "ply")
     cams = _orbit(small, 2, 20)
-    bad_cfg = {"source": {"artifact": ply.id}, "config": {"dc_codebook": 4096, "no_such_field": 1}}
+    bad_cfg = QuantizeSplatsSpec(ply.id).to_json()
+    bad_cfg["config"] = {"dc_codebook": 4096, "no_such_field": 1}  # as no RPC would store it
     with WorkerPool(s) as pool:
         assert pool.wait_ready(60)
         pids = pool.pids()
         jobs = {
-            "train": table.submit(JobKind.TRAIN_SPLATS, {"source": {"artifact": ply.id}}),
-            "junk": table.submit(JobKind.EXPORT, {"source": {"artifact": junk.id}, "format": "ply"}),
-            "broken": table.submit(JobKind.EXPORT, {"source": {"artifact": broken.id}, "format": "splat"}),
-            "missing": table.submit(JobKind.EXPORT, {"source": {"artifact": "ab" * 32}, "format": "ply"}),
+            "untyped": table.submit(JobKind.TRAIN_SPLATS, {"source": {"artifact": ply.id}}),
+            "train": table.submit_spec(TrainSplatsSpec(ply.id)),
+            "junk": table.submit_spec(ExportSplatsSpec(junk.id, "ply")),
+            "broken": table.submit_spec(ExportSplatsSpec(broken.id, "splat")),
+            "missing": table.submit_spec(ExportSplatsSpec("ab" * 32, "ply")),
             "bad_cfg": table.submit(JobKind.QUANTIZE, bad_cfg),
-            "splat": table.submit(JobKind.EXPORT, {"source": {"artifact": ply.id}, "format": "splat"}),
-            "render": table.submit(
-                JobKind.RENDER,
-                {"source": {"artifact": npz_id}, "cameras": cams, "background": [1, 1, 1], "encoding": "float32"},
-            ),
+            "splat": table.submit_spec(ExportSplatsSpec(ply.id, "splat")),
+            "render": table.submit_spec(RenderSplatsSpec(npz_id, cams, (1.0, 1.0, 1.0), "float32")),
         }
         pool.notify()
         ends = {k: _wait(table, j.id, _done) for k, j in jobs.items()}
         assert pool.pids() == pids  # failures do not cost the worker
-    for k in ("train", "junk", "broken", "missing", "bad_cfg"):
-        assert ends[k].state is JobState.FAILED, (k, ends[k])
-    assert ends["train"].error.startswith('dataset must be {"artifact"')  # a scene is no dataset
+    for k in ("untyped", "train", "junk", "broken", "missing", "bad_cfg"):
+        assert ends[k].state is JobState.FAILED and ends[k].failure == "input", (k, ends[k])
+    assert 'names its "type"' in ends["untyped"].error  # a stored spec is one of jobs/specs.py's
+    assert "donut.ply" in ends["train"].error, ends["train"]  # a scene is no dataset
     assert "is not a scene" in ends["junk"].error
     assert "no artifact" in ends["missing"].error
     assert ends["broken"].error.startswith("broken.ply") and str(s.data_dir) not in ends["broken"].error
@@ -333,7 +341,7 @@ def test_pool_runs_real_jobs_and_survives_failures(tmp_path: Path, donut: Path) 
     assert r.state is JobState.SUCCEEDED and len(r.results) == 2, r
     for rid, cam in zip(r.results, cams, strict=True):
         img = np.load(store.path(rid), allow_pickle=False)
-        want = render(small, camera_from_dict(cam), background=(1.0, 1.0, 1.0)).numpy()
+        want = render(small, camera_from_dict(cam.to_json()), background=(1.0, 1.0, 1.0)).numpy()
         assert img.dtype == np.float32 and img.shape == (20, 20, 3)
         np.testing.assert_allclose(img, want, atol=1e-5)
     # No scratch left behind.
@@ -351,9 +359,9 @@ def test_pool_quantize_job_produces_a_decodable_vqp(tmp_path: Path, donut: Path)
     ply = store.put_file(donut, "donut.ply", "ply")
     scene, _ = load_scene(donut)
     config = {"dc_codebook": 64, "sh_codebook": 16, "scale_codebook": 64, "rot_codebook": 64, "kmeans_iters": 3}
-    spec = {"source": {"artifact": ply.id}, "config": config, "cameras": _orbit(scene, 2, 32), "background": None}
+    spec = QuantizeSplatsSpec(ply.id, QuantizeConfig(**config), _orbit(scene, 2, 32))
     with WorkerPool(s) as pool:
-        job = table.submit(JobKind.QUANTIZE, spec)
+        job = table.submit_spec(spec)
         pool.notify()
         rec = _wait(table, job.id, _done, timeout=120)
     assert rec.state is JobState.SUCCEEDED, rec
@@ -376,9 +384,9 @@ def test_cancel_a_running_render(tmp_path: Path, donut: Path) -> None:
     store = ArtifactStore(s.artifacts_dir, s.max_artifact_bytes)
     table = JobTable(s.jobs_db)
     src, small = _small_scene(store, 40)
-    spec = {"source": {"artifact": src}, "cameras": _orbit(small, 400, 16), "encoding": "float32"}
+    spec = RenderSplatsSpec(src, _orbit(small, 400, 16), encoding="float32")
     with WorkerPool(s) as pool:
-        job = table.submit(JobKind.RENDER, spec)
+        job = table.submit_spec(spec)
         pool.notify()
         _wait(table, job.id, _running_with_progress)
         assert table.request_cancel(job.id).state is JobState.CANCELLING
@@ -398,10 +406,10 @@ def test_killed_worker_is_restarted_and_its_job_recovered(tmp_path: Path, donut:
     table = JobTable(s.jobs_db)
     src, small = _small_scene(store, 40)
     # Enough views that the job is still running when the test kills its worker (~5 ms a view).
-    spec = {"source": {"artifact": src}, "cameras": _orbit(small, 200, 16), "encoding": "float32"}
+    spec = RenderSplatsSpec(src, _orbit(small, 200, 16), encoding="float32")
     with WorkerPool(s) as pool:
         # Killed once: re-queued, run again by the restarted worker, and completed.
-        job = table.submit(JobKind.RENDER, spec)
+        job = table.submit_spec(spec)
         pool.notify()
         _wait(table, job.id, _running_with_progress)
         (pid,) = pool.pids()
@@ -411,7 +419,7 @@ def test_killed_worker_is_restarted_and_its_job_recovered(tmp_path: Path, donut:
         assert len(rec.results) == 200
         assert pool.pids() and pool.pids() != [pid]
         # Killed every time: fails with a reason after max_attempts.
-        doomed = table.submit(JobKind.RENDER, spec)
+        doomed = table.submit_spec(spec)
         pool.notify()
         for _ in range(2):
             _wait(table, doomed.id, _running_with_progress)
@@ -427,13 +435,13 @@ def test_restart_picks_up_queued_and_interrupted_jobs(tmp_path: Path, donut: Pat
     store = ArtifactStore(s.artifacts_dir, s.max_artifact_bytes)
     table = JobTable(s.jobs_db)
     src, small = _small_scene(store, 40)
-    spec = {"source": {"artifact": src}, "cameras": _orbit(small, 200, 16), "encoding": "float32"}
+    spec = RenderSplatsSpec(src, _orbit(small, 200, 16), encoding="float32")
     first = WorkerPool(s)
     first.start()
-    interrupted = table.submit(JobKind.RENDER, spec)
+    interrupted = table.submit_spec(spec)
     first.notify()
     _wait(table, interrupted.id, _running_with_progress)
-    queued = table.submit(JobKind.EXPORT, {"source": {"artifact": src}, "format": "ply"})
+    queued = table.submit_spec(ExportSplatsSpec(src, "ply"))
     first.stop(timeout=10)  # the server goes down mid-job
     rec = table.get(interrupted.id)
     assert rec.state is JobState.QUEUED and rec.attempts == 0, rec  # handed back, not counted as lost
@@ -462,16 +470,13 @@ def test_gpu_worker_renders_with_warm_gsplat(tmp_path: Path, donut: Path) -> Non
     with WorkerPool(s) as pool:
         assert len(pool.pids()) == torch.cuda.device_count()
         assert pool.wait_ready(900)  # gsplat kernels loaded (compiled on a first run)
-        jobs = [
-            table.submit(JobKind.RENDER, {"source": {"artifact": ply.id}, "cameras": cams, "encoding": enc})
-            for enc in ("float32", "png")
-        ]
+        jobs = [table.submit_spec(RenderSplatsSpec(ply.id, cams, encoding=enc)) for enc in ("float32", "png")]
         pool.notify()
         recs = [_wait(table, j.id, _done, timeout=120) for j in jobs]
     assert all(r.state is JobState.SUCCEEDED for r in recs), recs
     on_gpu = scene.to("cuda")
     for fid, pid, cam in zip(recs[0].results, recs[1].results, cams, strict=True):
-        want = render(on_gpu, camera_from_dict(cam), backend="gsplat").cpu().numpy()
+        want = render(on_gpu, camera_from_dict(cam.to_json()), backend="gsplat").cpu().numpy()
         got = np.load(store.path(fid), allow_pickle=False)
         np.testing.assert_allclose(got, want, atol=1e-4)
         png = np.asarray(Image.open(store.path(pid)))

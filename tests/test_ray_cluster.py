@@ -17,8 +17,11 @@ import pytest
 pytest.importorskip("ray")
 
 from vqpress_server.cluster_demo import add_worker_node, loopback_cluster, start_server, stop_server  # noqa: E402
-from vqpress_server.jobs import JobKind, JobRecord, JobState, JobTable  # noqa: E402
+from vqpress_server.core.fields.config import field_config_from_spec, train_config_from_spec  # noqa: E402
+from vqpress_server.core.splats.quantize_config import QuantizeConfig  # noqa: E402
+from vqpress_server.jobs import JobRecord, JobState, JobTable  # noqa: E402
 from vqpress_server.jobs.context import checkpoint_dir_for  # noqa: E402
+from vqpress_server.jobs.specs import JobSpec, QuantizeSplatsSpec, TrainFieldSpec  # noqa: E402
 from vqpress_server.settings import RayConfig, Settings  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -55,8 +58,8 @@ class Front:
     image_id: str  # the astronaut crop, a training image
     stopped: bool = False
 
-    def submit(self, kind: JobKind, spec: dict) -> JobRecord:
-        job = self.table.submit(kind, spec)
+    def submit(self, spec: JobSpec) -> JobRecord:
+        job = self.table.submit_spec(spec)
         self.app.workers.notify()  # type: ignore[attr-defined]
         return job
 
@@ -111,8 +114,16 @@ def _node(worker_id: str | None) -> str:
     return worker_id.split("/")[1].split("@")[0]
 
 
-def _field_spec(front: Front) -> dict:
-    return {"dataset": {"artifact": front.image_id}, "field": FIELD, "train": TRAIN}
+def _field_spec(front: Front) -> TrainFieldSpec:
+    return _train_field(front.image_id)
+
+
+def _train_field(image_id: str) -> TrainFieldSpec:
+    return TrainFieldSpec(image_id, field_config_from_spec(FIELD, 2), train_config_from_spec(TRAIN, 2))
+
+
+def _quantize(front: Front) -> QuantizeSplatsSpec:
+    return QuantizeSplatsSpec(front.ply_id, QuantizeConfig(**QUANTIZE))
 
 
 def test_jobs_spread_over_the_nodes_and_name_the_node_that_ran_them(front: Front, cluster: object) -> None:
@@ -121,9 +132,7 @@ def test_jobs_spread_over_the_nodes_and_name_the_node_that_ran_them(front: Front
 
     worker_nodes = {n["NodeID"][:12] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0}
     assert len(worker_nodes) == 2
-    jobs = [
-        front.submit(JobKind.QUANTIZE, {"source": {"artifact": front.ply_id}, "config": QUANTIZE}) for _ in range(4)
-    ]
+    jobs = [front.submit(_quantize(front)) for _ in range(4)]
     recs = [wait(front.table, j.id, lambda r: r.terminal) for j in jobs]
     assert all(r.state is JobState.SUCCEEDED for r in recs), recs
     assert {_node(r.worker_id) for r in recs} == worker_nodes  # every worker node ran some
@@ -143,7 +152,7 @@ def test_jobs_spread_over_the_nodes_and_name_the_node_that_ran_them(front: Front
 def test_a_job_names_its_node_over_grpc(front: Front) -> None:
     import vqpress
 
-    job = front.submit(JobKind.QUANTIZE, {"source": {"artifact": front.ply_id}, "config": QUANTIZE})
+    job = front.submit(_quantize(front))
     rec = wait(front.table, job.id, lambda r: r.terminal)
     with vqpress.Client(f"127.0.0.1:{front.app.port}") as client:  # type: ignore[attr-defined]
         st = client.job(job.id).status()
@@ -151,18 +160,18 @@ def test_a_job_names_its_node_over_grpc(front: Front) -> None:
 
 
 def test_cancel_stops_a_job_running_on_a_node(front: Front) -> None:
-    job = front.submit(JobKind.TRAIN_FIELD, _field_spec(front))
+    job = front.submit(_field_spec(front))
     wait(front.table, job.id, lambda r: r.state is JobState.RUNNING and r.stage.startswith("train"))
     front.table.request_cancel(job.id)
     rec = wait(front.table, job.id, lambda r: r.terminal, timeout=120)
     assert rec.state is JobState.CANCELLED and rec.error == "cancelled while running", rec
     # The actor is free again: the next job runs.
-    nxt = front.submit(JobKind.QUANTIZE, {"source": {"artifact": front.ply_id}, "config": QUANTIZE})
+    nxt = front.submit(_quantize(front))
     assert wait(front.table, nxt.id, lambda r: r.terminal).state is JobState.SUCCEEDED
 
 
 def test_a_node_killed_mid_job_reruns_it_on_another_node_from_its_checkpoint(front: Front, cluster: object) -> None:
-    job = front.submit(JobKind.TRAIN_FIELD, _field_spec(front))
+    job = front.submit(_field_spec(front))
     # The checkpoint came back to the front-end: the node's own disk is not needed to resume.
     ckpt = checkpoint_dir_for(front.settings.scratch_dir, job.id) / "field.pt"
     deadline = time.monotonic() + 300
@@ -194,7 +203,7 @@ def test_the_front_end_killed_and_restarted_loses_no_job(front: Front, cluster: 
     image = ArtifactStore(data / "artifacts", 1 << 30).put_file(TEST_DATA / "astronaut_crop128.png", "a.png", "png")
     proc, _ = start_server(data, cluster.address, log)  # type: ignore[attr-defined]
     try:
-        job = table.submit(JobKind.TRAIN_FIELD, {"dataset": {"artifact": image.id}, "field": FIELD, "train": TRAIN})
+        job = table.submit_spec(_train_field(image.id))
         ckpt = checkpoint_dir_for(data / "scratch", job.id) / "field.pt"
         deadline = time.monotonic() + 300
         while not ckpt.exists():

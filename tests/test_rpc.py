@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import shutil
 import subprocess
 import threading
@@ -23,6 +24,8 @@ from vqpress.v1 import vqpress_pb2 as pb
 from vqpress.v1 import vqpress_pb2_grpc as pb_grpc
 from vqpress_server.app import App, build_app
 from vqpress_server.core.errors import ConfigError
+from vqpress_server.core.splats.quantize_config import QuantizeConfig
+from vqpress_server.jobs.specs import QuantizeSplatsSpec, spec_from_json
 from vqpress_server.rpc import convert
 from vqpress_server.rpc.errors import status_for
 from vqpress_server.settings import Settings
@@ -413,7 +416,9 @@ def test_quantize_job_lifecycle_is_visible(tmp_path: Path) -> None:
             )
             status = stub.GetJob(pb.GetJobRequest(id=ref.id), timeout=5)
             assert (status.kind, status.state) == (pb.JOB_KIND_QUANTIZE, pb.JOB_STATE_QUEUED)
-            assert a.jobs.get(ref.id).spec["config"] == {"preset": "high_ratio", "dc_codebook": 64}
+            stored = spec_from_json(a.jobs.get(ref.id).spec)  # the typed spec the worker will run
+            assert isinstance(stored, QuantizeSplatsSpec) and stored.source == scene.id
+            assert stored.config == QuantizeConfig.from_preset("high_ratio", dc_codebook=64)
             listed = stub.ListJobs(pb.ListJobsRequest(states=[pb.JOB_STATE_QUEUED]), timeout=5)
             assert ref.id in [j.id for j in listed.jobs]
             watch = stub.WatchJob(pb.WatchJobRequest(id=ref.id), timeout=10)
@@ -475,9 +480,13 @@ def test_render_of_a_scene_the_worker_cannot_read_fails_as_invalid_argument_with
 
 
 def test_spec_config_builds_the_quantizers_config() -> None:
-    """The RPC layer's spec dict parses into the QuantizeConfig the request asked for."""
+    """The RPC layer builds the QuantizeConfig the request asked for, and a spec's JSON keeps it."""
     from vqpress_server.core.splats import quantize
-    from vqpress_server.jobs.handlers import quantize_config
+
+    def quantize_config(cfg: QuantizeConfig) -> QuantizeConfig:  # through the job table's JSON
+        spec = spec_from_json(json.loads(json.dumps(QuantizeSplatsSpec("ab" * 32, cfg).to_json())))
+        assert isinstance(spec, QuantizeSplatsSpec)
+        return spec.config
 
     msg = pb.QuantizeConfig(
         preset="high_quality",

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from vqpress_server.artifacts import ArtifactStore
-from vqpress_server.jobs import JobKind, JobRecord, JobState, JobTable
+from vqpress_server.jobs import JobRecord, JobState, JobTable
+from vqpress_server.jobs.specs import CameraSpec, ExportSplatsSpec, RenderSplatsSpec
 from vqpress_server.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,11 +123,11 @@ def render_job(tmp_path: Path) -> Callable[[], JobRecord]:
     np.savez(npz, **small.numpy())
     src = store.put_file(npz, "small.npz", "npz").id
     (cam,) = [camera_to_dict(c) for c in orbit_cameras(small, n=1, width=8, height=8)]
-    cams = [{**cam, "name": f"view{i}"} for i in range(RENDER_VIEWS)]
+    cams = tuple(CameraSpec.from_json({**cam, "name": f"view{i}"}) for i in range(RENDER_VIEWS))
     table = JobTable(s.jobs_db)
 
     def submit() -> JobRecord:
-        return table.submit(JobKind.RENDER, {"source": {"artifact": src}, "cameras": cams, "encoding": "float32"})
+        return table.submit_spec(RenderSplatsSpec(src, cams, encoding="float32"))
 
     return submit
 
@@ -139,7 +140,7 @@ def worker_of(rec: JobRecord) -> int:
 def warm_idle_worker(server: Server) -> int:
     """Run a job that fails at once (a missing source), so the worker is warm and idle; its pid."""
     table = table_of(server.data_dir)
-    job = table.submit(JobKind.EXPORT, {"source": {"artifact": "ab" * 32}, "format": "ply"})
+    job = table.submit_spec(ExportSplatsSpec("ab" * 32, "ply"))
 
     def ended() -> JobRecord | None:
         assert server.proc.poll() is None, f"server exited:\n{server.text()[-3000:]}"

@@ -351,7 +351,7 @@ def _nerf_synthetic_zip(ds: PosedImageDataset, path: Path) -> Path:
 def test_train_job_handler_writes_vqp_ply_and_report(tiny_dataset: PosedImageDataset, tmp_path: Path) -> None:
     from vqpress_server.artifacts import ArtifactStore
     from vqpress_server.jobs.context import JobContext, WarmState
-    from vqpress_server.jobs.model import JobKind
+    from vqpress_server.jobs.specs import SpecError, TrainSplatsSpec, spec_from_json
     from vqpress_server.jobs.table import JobTable
     from vqpress_server.jobs.train_handler import checkpoint_dir, run_train_splats
 
@@ -361,15 +361,17 @@ def test_train_job_handler_writes_vqp_ply_and_report(tiny_dataset: PosedImageDat
     cfg = replace(
         _qat_config(steps=10, start_step=4, freeze_step=8, reassign_every=2, prune_start=5, prune_stop=8),
         init_num_points=300,
-    ).as_dict()
-    spec = {"dataset": {"artifact": archive.id}, "config": cfg, "init": None}
-    table.submit(JobKind.TRAIN_SPLATS, spec)
+    )
+    spec = TrainSplatsSpec(archive.id, cfg)
+    table.submit_spec(spec)
     job = table.claim("w1", lease_s=60)
     assert job is not None
     scratch = tmp_path / "scratch" / f"{job.id}-{job.attempts}"
     scratch.mkdir(parents=True)
     ctx = JobContext(job=job, worker_id="w1", table=table, store=store, warm=WarmState("cpu"), scratch=scratch)
-    out = run_train_splats(ctx, job.spec)
+    stored = spec_from_json(job.spec)
+    assert stored == spec  # the table's JSON gives the same typed spec back
+    out = run_train_splats(ctx, stored)
     assert [o.name for o in out.outputs] == ["scene.vqp", "scene.ply", "report.json"]
     report = json.loads(out.outputs[2].path.read_text())
     assert report["ply_bytes"] == out.outputs[1].path.stat().st_size
@@ -379,10 +381,11 @@ def test_train_job_handler_writes_vqp_ply_and_report(tiny_dataset: PosedImageDat
     assert out.metrics["ratio"] == pytest.approx(report["ratio"])
     assert not checkpoint_dir(ctx).exists()
 
-    with pytest.raises(ConfigError, match="unknown"):
-        run_train_splats(ctx, {**spec, "config": {"bogus": 1}})
-    with pytest.raises(VqpressInputError, match="dataset"):
-        run_train_splats(ctx, {**spec, "dataset": "tiny.zip"})
+    # A stored spec is checked when it is read back, naming the key.
+    with pytest.raises(SpecError, match="unknown"):
+        spec_from_json({**spec.to_json(), "config": {"bogus": 1}})
+    with pytest.raises(SpecError, match="dataset"):
+        spec_from_json({**spec.to_json(), "dataset": {"artifact": archive.id}})
 
 
 def test_random_box_init_learns_the_scene_in_100_steps(gt_scene: GaussianSplats, tmp_path: Path) -> None:

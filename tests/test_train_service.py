@@ -8,7 +8,7 @@ import json
 import math
 import zipfile
 from collections.abc import Iterator
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +77,11 @@ def test_the_rpc_layer_validates_splat_configs_without_torch(values: dict[str, A
         "import json, sys\n"
         "from vqpress_server.core.errors import ConfigError\n"
         "from vqpress_server.rpc import convert\n"
+        "from vqpress_server.core.splats.train_config import SplatTrainConfig\n"
+        "from vqpress_server.jobs.specs import TrainSplatsSpec\n"
         f"values = json.loads({json.dumps(json.dumps(values))})\n"
         "try:\n"
-        "    out = convert.effective_splat_train_config(values)\n"
+        "    out = TrainSplatsSpec('ab' * 32, SplatTrainConfig.from_dict(values)).config.as_dict()\n"
         "    print(json.dumps(out, sort_keys=True))\n"
         "except ConfigError as e:\n"
         "    print('refused', e)\n"
@@ -101,12 +103,13 @@ def test_the_rpc_layer_validates_splat_configs_without_torch(values: dict[str, A
 def test_qat_mode_travels_from_the_sdk_to_the_trainers_config() -> None:
     from vqpress.client import _splat_train_pb
     from vqpress_server.core.errors import ConfigError
+    from vqpress_server.core.splats.train_config import SplatTrainConfig as CoreSplatTrainConfig
     from vqpress_server.rpc import convert
 
     msg = _splat_train_pb(SplatTrainConfig(qat=QatConfig(mode="finetune", finetune_steps=500)))
-    assert convert.splat_train_config(msg) == {"qat": {"mode": "finetune", "finetune_steps": 500}}
-    cfg = convert.effective_splat_train_config(convert.splat_train_config(msg))
-    assert cfg["qat"]["mode"] == "finetune" and cfg["qat"]["finetune_steps"] == 500
+    cfg = convert.splat_train_config(msg)
+    assert cfg == CoreSplatTrainConfig.from_dict({"qat": {"mode": "finetune", "finetune_steps": 500}})
+    assert cfg.qat.mode == "finetune" and cfg.qat.finetune_steps == 500
     with pytest.raises(VqpressError, match="mode"):
         QatConfig(mode="c3dgs").validate()
     bad = _splat_train_pb(SplatTrainConfig(qat=QatConfig(finetune_steps=0)))
@@ -121,7 +124,7 @@ def test_config_mirrors_have_the_trainers_fields_defaults_and_bounds() -> None:
     from vqpress_server.rpc import convert
 
     core = train.SplatTrainConfig()
-    assert convert.effective_splat_train_config({}) == core.as_dict()
+    assert convert.splat_train_config(pb.SplatTrainConfig()) == core
     # The .proto and the SDK mirror the dataclasses field for field.
     names = lambda cls: {f.name for f in fields(cls)}  # noqa: E731
     proto = lambda msg: {f.name for f in msg.DESCRIPTOR.fields}  # noqa: E731
@@ -132,12 +135,8 @@ def test_config_mirrors_have_the_trainers_fields_defaults_and_bounds() -> None:
     assert proto(pb.HashGridConfig) == names(fc.HashGridConfig)
     assert proto(pb.DecoderConfig) == names(fc.DecoderConfig)
     assert proto(pb.FieldTrainConfig) == names(fc.TrainConfig) | {"field", "dataset"}
-    dataset_defaults = asdict(DatasetConfig())
-    assert convert.FIELD_DATASET_DEFAULTS == {
-        "downscale": dataset_defaults["downscale"],
-        "background": list(dataset_defaults["background"]),
-        "test_every": dataset_defaults["test_every"],
-    }
+    # The RPC layer builds the trainer's own DatasetConfig (one class, torch-free).
+    assert convert.DatasetConfig is DatasetConfig
 
 
 # -- the service ----------------------------------------------------------------------------------

@@ -133,6 +133,7 @@ _KIND_FROM_PB = {
     pb.JOB_KIND_RENDER: "render",
     pb.JOB_KIND_TRAIN_SPLATS: "train_splats",
     pb.JOB_KIND_TRAIN_FIELD: "train_field",
+    pb.JOB_KIND_BUILD_FIELD: "build_field",
 }
 _PIPELINE_DEPTH = 8  # downloaded chunks in flight between the receiving and the hashing thread
 _RETRY_WAIT_S = (0.25, 5.0)  # first and longest pause before re-attaching to a job after the server went away (s)

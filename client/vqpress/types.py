@@ -670,7 +670,7 @@ class JobStatus:
     """A snapshot of a job."""
 
     id: str
-    kind: str  # "quantize", "export", "render", "train_splats", "train_field"
+    kind: str  # "quantize", "export", "render", "train_splats", "train_field", "build_field"
     state: JobState
     stage: str = ""  # what it is doing now, e.g. "kmeans:sh"
     progress: float = 0.0  # 0..1

@@ -20,7 +20,6 @@ from .jobs.table import JobTable
 from .locks import hold_server_lock, release
 from .rpc.server import RpcServer, create_server, set_serving
 from .rpc.servicer import VqpressServicer
-from .rpc.sources import close_field_helper
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,6 @@ class App:
         rpc_stopped = self.rpc.server.stop(grace)
         self.workers.stop()
         rpc_stopped.wait()
-        close_field_helper()
         self.jobs.close()
         release(self.lock)
         self.lock = None

@@ -95,6 +95,7 @@ class JobKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_KIND_RENDER: _ClassVar[JobKind]
     JOB_KIND_TRAIN_SPLATS: _ClassVar[JobKind]
     JOB_KIND_TRAIN_FIELD: _ClassVar[JobKind]
+    JOB_KIND_BUILD_FIELD: _ClassVar[JobKind]
 
 class FieldQuantizeMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -176,6 +177,7 @@ JOB_KIND_EXPORT: JobKind
 JOB_KIND_RENDER: JobKind
 JOB_KIND_TRAIN_SPLATS: JobKind
 JOB_KIND_TRAIN_FIELD: JobKind
+JOB_KIND_BUILD_FIELD: JobKind
 FIELD_QUANTIZE_METHOD_UNSPECIFIED: FieldQuantizeMethod
 FIELD_QUANTIZE_METHOD_KMVQ: FieldQuantizeMethod
 FIELD_QUANTIZE_METHOD_LRA: FieldQuantizeMethod

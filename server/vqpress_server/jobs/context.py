@@ -101,6 +101,7 @@ class WarmState:
 
     @classmethod
     def create(cls, device: str, *, threads: int | None = None, cache_size: int = 4) -> WarmState:
+        # here: torch loads in the worker only; the server imports this module through worker.py
         import torch
 
         if threads:
@@ -117,6 +118,7 @@ class WarmState:
 
     def _warm_up_kernels(self) -> None:
         """Render one tiny scene so gsplat's CUDA kernels are loaded before the first real job."""
+        # here: torch loads in the worker only; the server imports this module through worker.py
         import numpy as np
         import torch
 
@@ -247,11 +249,9 @@ class JobContext:
             raise WorkerShutdown(f"worker {self.worker_id} is stopping")
 
     # -- inputs ----------------------------------------------------------------------
-    def source(self, ref: Any, what: str = "source") -> Source:
-        """Resolve a spec's ``{"artifact": "<id>"}`` to a readable file of an accepted scene kind."""
-        if not isinstance(ref, Mapping) or not isinstance(ref.get("artifact"), str):
-            raise VqpressInputError(f'{what} must be {{"artifact": "<sha256 id>"}}, got {str(ref)[:100]}')
-        info = self.store.stat(ref["artifact"])
+    def source(self, artifact_id: str, what: str = "source") -> Source:
+        """The artifact a spec names, linked into scratch under its scene kind's extension."""
+        info = self.store.stat(artifact_id)
         kind = info.kind if info.kind in SOURCE_SUFFIX else _sniff_kind(self.store.path(info.id))
         if kind is None:
             raise VqpressInputError(
@@ -268,9 +268,11 @@ class JobContext:
         """Read any accepted source kind into a scene (non-finite values repaired unless
         ``repair=False``), on the CPU."""
         if src.kind == "vqp":
+            # here: torch loads in the worker only; the server imports this module through worker.py
             from ..core.splats.quantize import decode_vqp_splats
 
             return decode_vqp_splats(src.path.read_bytes(), name=src.info.name)
+        # here: torch loads in the worker only; the server imports this module through worker.py
         from ..core.splats.formats import load_scene, read_splats
 
         with src.named_errors():
@@ -285,6 +287,7 @@ class JobContext:
         """A file the scene readers accept: the source itself, or a .vqp decoded to .ply."""
         if src.kind != "vqp":
             return src.path
+        # here: torch loads in the worker only; the server imports this module through worker.py
         from ..core.splats.formats import write_splats
 
         out = self.scratch / f"{src.stem}-decoded.ply"
@@ -307,7 +310,8 @@ def _sniff_kind(path: Path) -> str | None:
     """The scene kind of a file whose artifact kind says nothing (e.g. "bin"), from its content."""
     if scene_format(read_head(path)) == "vqp":
         return "vqp"
-    from ..core.splats.formats import detect_format  # here: the scene readers import torch
+    # here: torch loads in the worker only; the server imports this module through worker.py
+    from ..core.splats.formats import detect_format
 
     try:
         fmt = detect_format(path)

@@ -1,23 +1,12 @@
-"""Neural-field jobs: TRAIN_FIELD, and QUANTIZE / RENDER / EXPORT of a field .vqp source.
+"""Neural-field jobs: train a field, and quantize, render, export or build one (``jobs/specs.py``).
 
-Specs (untrusted JSON built by the RPC layer):
-
-- train_field: {"dataset": {"artifact": id}  a zip/tar archive of posed photos (3D radiance field) or
-  one PNG/JPEG image (2D image field), told apart by the artifact's content,
-  "field": {field_config_to_dict format; missing keys = defaults; "dims" follows the dataset} | null,
-  "train": {TrainConfig fields} | null,
-  "dataset_options": {"downscale": int, "background": [r, g, b], "test_every": int} | null}
-  -> results [field.vqp, report.json] (+ preview.png for 2D fields); metrics psnr, ssim, vqp_bytes,
-  bits_per_vertex, seconds (and resumed_from_step after a resume). Progress metrics carry step,
-  loss and psnr (of the training batch).
-- quantize with "field": {"method": "kmvq" | "lra", "bits": 1..10 (kmvq, default 4),
-  "rank": int (lra, default 4), "iters": int (kmvq, default 10), "seed": int (default 0)}
-  of a field trained with a dense grid -> results [field.vqp, report.json].
-- render: 3D fields are volume-rendered at each camera inside the scene box stored with the field,
-  and beyond it, contracted, when the field is unbounded (trained from instant-ngp or COLMAP photos),
-  on the spec's background, else the one the field was trained on; 2D image fields are evaluated on
-  each camera's width x height pixel grid (the camera's pose and intrinsics are ignored).
-- export: format "vqp" only (the field is decoded and encoded again).
+- TrainFieldSpec -> results [field.vqp, report.json] (+ preview.png for 2D fields); metrics psnr,
+  ssim, vqp_bytes, bits_per_vertex, seconds (and resumed_from_step after a resume). Progress
+  metrics carry step, loss and psnr (of the training batch).
+- QuantizeFieldSpec (a field trained with a dense grid) -> results [field.vqp, report.json].
+- RenderFieldSpec: one image per camera, as ``core.fields.evaluate.field_view`` sees the field.
+- ExportFieldSpec: the field decoded and encoded again -> [<stem>.vqp].
+- BuildFieldSpec: a field sent inline (config + state-dict tensors) -> [inline-field.vqp].
 
 Training writes ``field.pt`` (``{config, state, step}`` plus what identifies the job's run) into the
 job's checkpoint folder every tenth of the run, from inside the training loop, so the schedules that
@@ -34,94 +23,38 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
-import tarfile
 import time
-import zipfile
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
 
 from ..core.checkpoint import load_checkpoint, save_checkpoint
-from ..core.errors import ConfigError, VqpressInputError
-from ..core.fields.config import FieldQuantizeConfig, field_config_from_spec
-from ..core.fields.config import check_spec_fields as _check_fields
-from ..core.magic import dataset_format, read_head
+from ..core.data import PosedImageDataset, open_dataset_archive
+from ..core.data.dataset import load_image
+from ..core.fields.config import FieldConfig, TrainConfig, VqadGridConfig, field_config_to_dict, grid_kind
+from ..core.fields.evaluate import MAX_EVAL_VIEWS, compare_fields, field_view, occupancy, score_image, score_views
+from ..core.fields.inline import field_from_tensors
+from ..core.fields.manifest import FieldExtra
+from ..core.fields.model import NeuralField
+from ..core.fields.posthoc import kmvq_field, lra_field
+from ..core.fields.serialize import decode_field, encode_field, field_report
+from ..core.fields.train import CheckpointHook, FitResult, SceneBox, fit_image, fit_radiance
+from ..core.progress import Progress
+from ..core.render.images import save_png
 from .context import JobContext, Source, artifact_errors
-from .handlers import HandlerResult, Output, background, cameras, is_field_source, render_encoding, save_view
-from .train_handler import MAX_ARCHIVE_BYTES, MAX_ARCHIVE_FILES
-
-if TYPE_CHECKING:
-    import torch
-
-    from ..core.data import DatasetConfig, PosedImageDataset
-    from ..core.fields.config import FieldConfig, TrainConfig
-    from ..core.fields.model import NeuralField
-    from ..core.fields.train import CheckpointHook, FitResult, SceneBox
-    from ..core.progress import Progress
-    from ..core.render.cameras import Camera
-    from ..core.render.volume import OccupancyGrid
+from .results import HandlerResult, Output, save_view
+from .specs import BuildFieldSpec, ExportFieldSpec, QuantizeFieldSpec, RenderFieldSpec, TrainFieldSpec
+from .splat_handler import core_cameras
+from .train_handler import MAX_ARCHIVE_BYTES, MAX_ARCHIVE_FILES, dataset_file
 
 CHECKPOINT_NAME = "field.pt"
 CHECKPOINT_FORMAT = 2  # 2: sparse VQ-AD state and unbounded boxes; older checkpoints start over
 CHECKPOINTS_PER_RUN = 10  # a checkpoint every tenth of the run (rounded up to a multiple of log_every)
-MAX_EVAL_VIEWS = 16  # held-out views a 3D report renders
 TRAIN_SHARE = 0.95  # progress fraction of TRAIN_FIELD spent training; evaluation takes the rest
-
-log = logging.getLogger(__name__)
-
-
-# -- spec parsing ----------------------------------------------------------------------
-def train_config(value: Any, dims: int = 2) -> TrainConfig:
-    """A TrainConfig from the spec's "train" (the fields the user set; None = the defaults of a
-    ``dims``-D field: ``core.fields.config.train_config_from_spec``), validated."""
-    from ..core.fields.config import train_config_from_spec
-
-    return train_config_from_spec(value, dims)
-
-
-def dataset_config(value: Any) -> DatasetConfig:
-    """DatasetConfig from the spec's "dataset_options" (downscale, background, test_every; None = defaults)."""
-    from ..core.data import DatasetConfig
-
-    if value is None:
-        return DatasetConfig()
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"dataset_options must be an object, got {type(value).__name__}")
-    defaults = {"downscale": 1, "background": None, "test_every": 8}
-    _check_fields(value, defaults, "dataset_options")
-    values = dict(value)
-    if "background" in values:
-        bg = background(values["background"])
-        if bg is None:
-            values.pop("background")
-        else:
-            values["background"] = bg
-    cfg = DatasetConfig(**values)
-    cfg.validate()
-    return cfg
-
-
-# -- the dataset -------------------------------------------------------------------------
-def _dataset_path(ctx: JobContext, ref: Any) -> tuple[Path, str, str]:
-    """(file, artifact name, artifact id) of the spec's dataset reference."""
-    if not isinstance(ref, Mapping) or not isinstance(ref.get("artifact"), str):
-        raise VqpressInputError(f'dataset must be {{"artifact": "<sha256 id>"}}, got {str(ref)[:100]}')
-    info = ctx.store.stat(ref["artifact"])
-    return ctx.store.path(info.id), info.name, info.id
-
-
-def _dataset_kind(path: Path, name: str) -> str:
-    """Whether the dataset is an "image" (PNG/JPEG) or an "archive" (zip/tar), from its content."""
-    if dataset_format(read_head(path, 16)) == "image":
-        return "image"
-    if zipfile.is_zipfile(path) or tarfile.is_tarfile(path):
-        return "archive"
-    raise VqpressInputError(
-        f"dataset {name!r} is neither a PNG/JPEG image (for a 2D image field) nor a zip/tar archive of "
-        "posed photos (for a 3D radiance field)"
-    )
 
 
 # -- checkpoints ---------------------------------------------------------------------------
@@ -131,7 +64,7 @@ def checkpoint_interval(train: TrainConfig) -> int:
     return max(train.log_every, math.ceil(every / train.log_every) * train.log_every)
 
 
-FitFn = Callable[[dict[str, Any] | None, Callable[..., None], Callable[["FitResult"], None], int], "FitResult"]
+FitFn = Callable[[dict[str, Any] | None, Callable[..., None], Callable[[FitResult], None], int], FitResult]
 
 
 def fit_with_checkpoints(
@@ -184,8 +117,6 @@ def fit_with_checkpoints(
 
 # -- TRAIN_FIELD -------------------------------------------------------------------------
 def _method(cfg: FieldConfig) -> str:
-    from ..core.fields.config import VqadGridConfig, grid_kind
-
     return f"vqad b={cfg.grid.bits}" if isinstance(cfg.grid, VqadGridConfig) else grid_kind(cfg.grid)
 
 
@@ -193,26 +124,14 @@ def _finite(v: float | None) -> float | None:
     return v if v is not None and math.isfinite(v) else None
 
 
-def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
-    """Run a TRAIN_FIELD job (see the module docstring for the spec and results)."""
-    from ..core.data import open_dataset_archive
-    from ..core.data.dataset import load_image
-    from ..core.fields.config import field_config_to_dict
-    from ..core.fields.serialize import decode_field, encode_field, field_report
-    from ..core.fields.train import SceneBox, fit_image, fit_radiance
-    from ..core.metrics import psnr, ssim
-
-    path, name, dataset_id = _dataset_path(ctx, spec.get("dataset"))
-    kind = _dataset_kind(path, name)
-    dims = 2 if kind == "image" else 3
-    source = "the dataset is a single image (2D field)" if dims == 2 else "the dataset is posed photos (3D field)"
-    cfg = field_config_from_spec(spec.get("field"), dims, source, radiance_defaults=True)
-    train = train_config(spec.get("train"), dims)
-    data_cfg = dataset_config(spec.get("dataset_options"))
+def run_train_field(ctx: JobContext, spec: TrainFieldSpec) -> HandlerResult:
+    """Run a TRAIN_FIELD job (see the module docstring for the results)."""
+    path, name = dataset_file(ctx, spec.dataset)
+    cfg, train, data_cfg, dims = spec.config, spec.train, spec.dataset_options, spec.dims
     t0 = time.perf_counter()
     ctx.progress("dataset", 0.0)
     run = {
-        "dataset": dataset_id,
+        "dataset": spec.dataset,
         "field": field_config_to_dict(cfg),
         "train": dataclasses.asdict(train),
         "dataset_options": dataclasses.asdict(data_cfg),
@@ -252,38 +171,33 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
 
     # Evaluate what the user gets: the encoded field, decoded again.
     ctx.progress("evaluate", TRAIN_SHARE)
-    extra: dict[str, Any]
     if image is not None:
         H, W = int(image.shape[0]), int(image.shape[1])
-        extra = {"height": H, "width": W}
-        decoded, _ = decode_field(encode_field(result.field, extra), device=ctx.device)
-        out = decoded.image_pixels(H, W).cpu()
-        p, s = psnr(out, image), ssim(out, image)
+        extra = FieldExtra(height=H, width=W)
+        decoded, _ = decode_field(encode_field(result.field, extra.to_json()), device=ctx.device)
+        p, s, out = score_image(decoded, image)
         eval_split, n_eval = "image", 1
     else:
         assert ds is not None
-        extra = {
-            "box": [list(box.lo), list(box.hi)],
-            "unbounded": box.unbounded,
-            "background": list(ds.background),
-            "samples_per_ray": train.samples_per_ray,
-        }
-        if train.sampler == "march":  # render it as it was trained: the occupancy-grid marcher
-            extra["march_steps"] = train.march_steps
-        decoded, _ = decode_field(encode_field(result.field, extra), device=ctx.device)
+        extra = FieldExtra(
+            box=(box.lo, box.hi),
+            unbounded=box.unbounded,
+            background=ds.background,
+            samples_per_ray=train.samples_per_ray,
+            # render it as it was trained: the occupancy-grid marcher
+            march_steps=train.march_steps if train.sampler == "march" else None,
+        )
+        decoded, _ = decode_field(encode_field(result.field, extra.to_json()), device=ctx.device)
         eval_split = "test" if ds.test_indices else "train"
         views = ds.split(eval_split)[:MAX_EVAL_VIEWS]
-        occupancy = _occupancy(decoded, extra)
-        ps, ss = [], []
-        for i, (ref, cam) in enumerate(views):
+
+        def step(i: int) -> None:
             ctx.progress("evaluate", TRAIN_SHARE + (1.0 - TRAIN_SHARE) * i / len(views))
-            out = _field_view(decoded, extra, cam, ds.background, occupancy)
-            ps.append(psnr(out.cpu(), ref))
-            ss.append(ssim(out.cpu(), ref))
-        p, s = sum(ps) / len(ps), sum(ss) / len(ss)
+
+        p, s = score_views(decoded, extra, views, ds.background, progress=step)
         n_eval = len(views)
-    extra.update(psnr=_finite(p), ssim=_finite(s))
-    data = encode_field(result.field, extra)
+    extra = replace(extra, scored=True, psnr=_finite(p), ssim=_finite(s))
+    data = encode_field(result.field, extra.to_json())
     vqp_path = ctx.scratch / "field.vqp"
     vqp_path.write_bytes(data)
     rep = field_report(
@@ -304,15 +218,13 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
         seconds=time.perf_counter() - t0,
         history=result.history,
         config={"field": run["field"], "train": run["train"], "dataset_options": run["dataset_options"]},
-        field_extra=extra,  # what the .vqp's manifest carries besides the field
+        field_extra=extra.to_json(),  # what the .vqp's manifest carries besides the field
     )
     outputs = [Output(vqp_path, "field.vqp", "vqp")]
     report_path = ctx.scratch / "report.json"
     report_path.write_text(json.dumps(rep, indent=2))
     outputs.append(Output(report_path, "report.json", "json"))
     if image is not None:
-        from ..core.render.images import save_png
-
         preview = ctx.scratch / "preview.png"
         save_png(out, preview)
         outputs.append(Output(preview, "preview.png", "png"))
@@ -331,132 +243,55 @@ def run_train_field(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
 
 
 # -- a field .vqp as a source ----------------------------------------------------------------
-def load_field(ctx: JobContext, src: Source) -> tuple[NeuralField, dict[str, Any]]:
+def load_field(ctx: JobContext, src: Source) -> tuple[NeuralField, FieldExtra]:
     """Decode a field .vqp source (cached per worker by artifact id) on the worker's device."""
-    from ..core.fields.serialize import decode_field
 
-    def load() -> tuple[NeuralField, dict[str, Any]]:
+    def load() -> tuple[NeuralField, FieldExtra]:
         with src.named_errors():
-            return decode_field(src.path.read_bytes(), name=src.path.name)
+            model, extra = decode_field(src.path.read_bytes(), name=src.path.name)
+            return model, FieldExtra.from_json(extra, src.path.name)
 
     return ctx.warm.field(src.id, load)
 
 
-def _box(extra: Mapping[str, Any]) -> SceneBox:
-    from ..core.fields.train import SceneBox
-
-    box = extra.get("box")
-    try:
-        lo, hi = ([float(v) for v in box[0]], [float(v) for v in box[1]])  # type: ignore[index]
-        assert len(lo) == len(hi) == 3
-    except (TypeError, ValueError, IndexError, AssertionError):
-        return SceneBox()
-    return SceneBox(tuple(lo), tuple(hi), extra.get("unbounded") is True)  # type: ignore[arg-type]
-
-
-def _march_steps(extra: Mapping[str, Any]) -> int | None:
-    steps = extra.get("march_steps")
-    return steps if isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= 1 << 16 else None
-
-
-def _occupancy(model: NeuralField, extra: Mapping[str, Any]) -> OccupancyGrid | None:
-    """The occupancy grid a marched 3D field renders with (estimated once for many views)."""
-    from ..core.fields.train import field_occupancy
-
-    steps = _march_steps(extra)
-    if model.config.dims != 3 or steps is None:
-        return None
-    return field_occupancy(model, _box(extra), march_steps=steps)
-
-
-def _field_view(
-    model: NeuralField,
-    extra: Mapping[str, Any],
-    cam: Camera,
-    bg: tuple[float, float, float] | None,
-    occupancy: OccupancyGrid | None = None,
-) -> torch.Tensor:  # [H, W, 3]
-    """A field seen by one camera: 3D volume rendering (with the occupancy-grid marcher when the
-    field was trained with it), or a 2D image at the camera's size."""
-    from ..core.fields.train import render_field
-
-    if model.config.dims == 2:
-        return model.image_pixels(cam.height, cam.width)
-    if bg is None:
-        stored = extra.get("background")
-        bg = background(stored) if isinstance(stored, list) else (0.0, 0.0, 0.0)
-    samples = extra.get("samples_per_ray", 64)
-    samples = samples if isinstance(samples, int) and 1 <= samples <= 4096 else 64
-    steps = _march_steps(extra)
-    if steps is not None and occupancy is None:
-        occupancy = _occupancy(model, extra)
-    return render_field(
-        model, cam, box=_box(extra), samples_per_ray=samples, background=bg or (0.0, 0.0, 0.0), march_steps=steps,
-        occupancy=occupancy,
-    )  # fmt: skip
-
-
-def run_render_field(ctx: JobContext, spec: Mapping[str, Any], src: Source) -> HandlerResult:
+def run_render_field(ctx: JobContext, spec: RenderFieldSpec) -> HandlerResult:
     """RENDER of a field .vqp: one PNG or float32 .npy per camera, in camera order."""
-    cams = cameras(spec.get("cameras"), required=True)
-    assert cams is not None
-    bg = background(spec.get("background"))
-    encoding = render_encoding(spec)
+    src = ctx.source(spec.source)
+    cams = core_cameras(spec.cameras) or []
     t0 = time.perf_counter()
     model, extra = load_field(ctx, src)
-    occupancy = _occupancy(model, extra)
+    occ = occupancy(model, extra)
     outputs = []
     n = len(cams)
     for i, cam in enumerate(cams):
         ctx.progress(f"render {i + 1}/{n}", i / n)
-        outputs.append(save_view(ctx, i, cam, _field_view(model, extra, cam, bg, occupancy), encoding))
+        img = field_view(model, extra, cam, spec.background, occ)
+        outputs.append(save_view(ctx, i, spec.cameras[i], img, spec.encoding))
     ctx.progress("render", 1.0)
     return HandlerResult(outputs, {"seconds": time.perf_counter() - t0, "images": float(n)})
 
 
-def run_export_field(ctx: JobContext, spec: Mapping[str, Any], src: Source) -> HandlerResult:
-    """EXPORT of a field .vqp: format "vqp" only (decoded and encoded again)."""
-    from ..core.fields.serialize import encode_field
-
-    fmt = spec.get("format")
-    if fmt != "vqp":
-        raise VqpressInputError(
-            f"{src.info.name} is a neural field: fields export only to 'vqp', not {str(fmt)[:20]!r} "
-            "(ply, splat and spz hold Gaussian splats)"
-        )
+def run_export_field(ctx: JobContext, spec: ExportFieldSpec) -> HandlerResult:
+    """EXPORT of a field .vqp to .vqp (decoded and encoded again)."""
+    src = ctx.source(spec.source)
     t0 = time.perf_counter()
     model, extra = load_field(ctx, src)
     dst = ctx.scratch / f"{src.stem}.vqp"
-    dst.write_bytes(encode_field(model, extra))
+    dst.write_bytes(encode_field(model, extra.to_json()))
     return HandlerResult(
         [Output(dst, dst.name, "vqp")], {"output_bytes": float(dst.stat().st_size), "seconds": time.perf_counter() - t0}
     )
 
 
-def run_quantize_field(ctx: JobContext, spec: Mapping[str, Any], src: Source) -> HandlerResult:
+def run_quantize_field(ctx: JobContext, spec: QuantizeFieldSpec) -> HandlerResult:
     """QUANTIZE of a field .vqp trained with a dense grid: kmVQ or LRA post hoc, then a size/quality report.
 
     PSNR compares the compressed field with the source field's own output: for 2D fields the image
     at the size stored with the field; for 3D fields renders at the spec's cameras, if any. Without
     them only the source's stored PSNR (against its training photos) is reported, as source_psnr.
     """
-    from ..core.fields.posthoc import kmvq_field, lra_field
-    from ..core.fields.serialize import encode_field, field_report
-    from ..core.metrics import psnr, ssim
-
-    if not is_field_source(src):
-        raise VqpressInputError(
-            f'{src.info.name} is a splat scene, but the spec\'s "field" options quantize neural fields; '
-            'leave "field" out to quantize splats'
-        )
-    if spec.get("field") is None:
-        raise VqpressInputError(
-            f'{src.info.name} is a neural field: give "field": {{"method": "kmvq" | "lra", ...}} to quantize it '
-            "(splat quantize options do not apply)"
-        )
-    opts = FieldQuantizeConfig.from_dict(spec["field"])
-    cams = cameras(spec.get("cameras"), required=False)
-    bg = background(spec.get("background"))
+    opts = spec.config
+    src = ctx.source(spec.source)
     t0 = time.perf_counter()
     model, src_extra = load_field(ctx, src)
     ctx.progress("quantize", 0.0)
@@ -472,24 +307,10 @@ def run_quantize_field(ctx: JobContext, spec: Mapping[str, Any], src: Source) ->
         method = f"lra r={opts.rank}"
     ctx.check_cancelled()
     ctx.progress("evaluate", 0.9)
-    compare: str | None = None
-    p = s = None
-    if model.config.dims == 2 and isinstance(src_extra.get("height"), int) and isinstance(src_extra.get("width"), int):
-        H, W = src_extra["height"], src_extra["width"]
-        ref, got = model.image_pixels(H, W), out.image_pixels(H, W)
-        p, s, compare = psnr(got, ref), ssim(got, ref), f"source field's image ({W}x{H})"
-    elif model.config.dims == 3 and cams:
-        ps, ss = [], []
-        for cam in cams:
-            ref, got = _field_view(model, src_extra, cam, bg), _field_view(out, src_extra, cam, bg)
-            ps.append(psnr(got, ref))
-            ss.append(ssim(got, ref))
-        p, s, compare = sum(ps) / len(ps), sum(ss) / len(ss), f"source field's renders at {len(cams)} camera(s)"
-    psnr_in = src_extra.get("psnr")
-    source_psnr = psnr_in if isinstance(psnr_in, int | float) and not isinstance(psnr_in, bool) else None
-    extra = {k: v for k, v in src_extra.items() if k not in ("psnr", "ssim")}
-    extra.update(posthoc=method, source_psnr=source_psnr)
-    data = encode_field(out, extra)
+    compared = compare_fields(model, out, src_extra, core_cameras(spec.cameras) or [], spec.background)
+    p, s, compare = compared if compared is not None else (None, None, None)
+    extra = src_extra.compressed(method)
+    data = encode_field(out, extra.to_json())
     dst = ctx.scratch / "field.vqp"
     dst.write_bytes(data)
     rep = field_report(method, data, out, psnr=_finite(p), ssim=_finite(s)).as_dict()
@@ -498,7 +319,7 @@ def run_quantize_field(ctx: JobContext, spec: Mapping[str, Any], src: Source) ->
         output_bytes=len(data),
         ratio=src.info.size / max(len(data), 1),
         psnr_reference=compare,
-        source_psnr=source_psnr,
+        source_psnr=extra.source_psnr,
         seconds=time.perf_counter() - t0,
         options=opts.as_dict(),
     )
@@ -512,14 +333,27 @@ def run_quantize_field(ctx: JobContext, spec: Mapping[str, Any], src: Source) ->
     return HandlerResult([Output(dst, "field.vqp", "vqp"), Output(report_path, "report.json", "json")], metrics)
 
 
+def run_build_field(ctx: JobContext, spec: BuildFieldSpec) -> HandlerResult:
+    """BUILD_FIELD: the field of an inline config and its state-dict tensors, encoded as a .vqp
+    with an empty manifest extra (a 3D field renders in the default scene box, a 2D one at each
+    camera's size). Bad names, dtypes, shapes and values fail as the input's fault, naming the tensor."""
+    info = ctx.store.stat(spec.tensors)
+    with np.load(ctx.store.path(info.id), allow_pickle=False) as npz:
+        arrays = {name.removesuffix(".npy"): npz[name.removesuffix(".npy")] for name in npz.files}
+    ctx.progress("build", 0.0)
+    data = encode_field(field_from_tensors(spec.config, arrays))
+    dst = ctx.scratch / "inline-field.vqp"
+    dst.write_bytes(data)
+    return HandlerResult([Output(dst, dst.name, "vqp")], {"output_bytes": float(len(data))})
+
+
 __all__ = [
     "checkpoint_interval",
-    "dataset_config",
     "fit_with_checkpoints",
     "load_field",
+    "run_build_field",
     "run_export_field",
     "run_quantize_field",
     "run_render_field",
     "run_train_field",
-    "train_config",
 ]

@@ -29,13 +29,14 @@ class JobKind(str, Enum):  # noqa: UP042
     RENDER = "render"
     TRAIN_SPLATS = "train_splats"
     TRAIN_FIELD = "train_field"
+    BUILD_FIELD = "build_field"  # an inline field built into a .vqp for the call that sent it
 
 
 @dataclass(frozen=True)
 class JobRecord:
     id: str
     kind: JobKind
-    spec: dict[str, Any]  # the job's input, as submitted (see jobs/handlers.py for each kind)
+    spec: dict[str, Any]  # the job's input: the JSON of a jobs/specs.py spec (spec_from_json reads it)
     state: JobState
     progress: float  # 0..1 of the whole job
     stage: str  # what the job is doing now ("kmeans sh", "render 3/8", ...)

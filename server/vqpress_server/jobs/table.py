@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .model import TERMINAL_STATES, JobKind, JobNotFound, JobRecord, JobState, LeaseLost, QueueFull, StorageFull
+from .specs import JobSpec
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -119,6 +120,10 @@ class JobTable:
                 (job_id, kind.value, spec_json, JobState.QUEUED.value, time.time()),
             )
         return self.get(job_id)
+
+    def submit_spec(self, spec: JobSpec, *, max_queued: int | None = None) -> JobRecord:
+        """Queue the job of a typed spec (its kind is the spec's): the table stores ``spec.to_json()``."""
+        return self.submit(spec.KIND, spec.to_json(), max_queued=max_queued)
 
     def get(self, job_id: str) -> JobRecord:
         row = self._conn().execute(f"SELECT {_COLUMNS} FROM jobs WHERE id=?", (job_id,)).fetchone()

@@ -1,9 +1,7 @@
 """The TRAIN_SPLATS job: posed photos in, a QAT-trained scene out (.vqp, .ply, report.json).
 
-Spec (untrusted JSON built by the RPC layer):
-  {"dataset": {"artifact": id}  a zip or tar archive of a NeRF-synthetic, instant-ngp or COLMAP dataset,
-   "config": {SplatTrainConfig fields, "qat": {QatConfig fields}} | null,
-   "init": {"artifact": id} | null}  a scene (.ply, .splat, .spz, .vqp, ...) to fine-tune instead
+``TrainSplatsSpec``: a dataset archive (NeRF-synthetic, instant-ngp or COLMAP), the SplatTrainConfig,
+and optionally a scene (.ply, .splat, .spz, .vqp, ...) to fine-tune instead of initializing
 -> results [scene.vqp, scene.ply, report.json]; metrics psnr, ssim, ratio, vqp_bytes, num_gaussians, seconds.
 
 The archive is extracted with core.data's checks into the job's scratch folder. Checkpoints live in
@@ -16,16 +14,15 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ..core.budgets import BUDGETS
-from ..core.errors import VqpressInputError
+from ..core.data import DatasetConfig, open_dataset_archive
+from ..core.splats.formats import write_splats
+from ..core.splats.train import train_splats
 from .context import JobContext, artifact_errors
-
-if TYPE_CHECKING:
-    from .handlers import HandlerResult
+from .results import HandlerResult, Output
+from .specs import TrainSplatsSpec
 
 MAX_ARCHIVE_BYTES = BUDGETS.max_archive_bytes  # uncompressed size of a dataset archive, all members together
 MAX_ARCHIVE_FILES = BUDGETS.max_archive_files  # members of a dataset archive
@@ -36,26 +33,19 @@ def checkpoint_dir(ctx: JobContext) -> Path:
     return ctx.checkpoint_dir
 
 
-def _dataset_source(ctx: JobContext, ref: Any) -> tuple[Path, str]:
-    """(file, artifact name) of the spec's dataset reference."""
-    if not isinstance(ref, Mapping) or not isinstance(ref.get("artifact"), str):
-        raise VqpressInputError(f'dataset must be {{"artifact": "<sha256 id>"}}, got {str(ref)[:100]}')
-    info = ctx.store.stat(ref["artifact"])
+def dataset_file(ctx: JobContext, artifact_id: str) -> tuple[Path, str]:
+    """(file, artifact name) of a spec's dataset artifact."""
+    info = ctx.store.stat(artifact_id)
     return ctx.store.path(info.id), info.name
 
 
-def run_train_splats(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
+def run_train_splats(ctx: JobContext, spec: TrainSplatsSpec) -> HandlerResult:
     """Run a TRAIN_SPLATS job (see the module docstring for the spec and results)."""
-    from ..core.data import DatasetConfig, open_dataset_archive
-    from ..core.splats.formats import write_splats
-    from ..core.splats.train import SplatTrainConfig, train_splats
-    from .handlers import HandlerResult, Output  # here: handlers.py imports this module
-
-    config = SplatTrainConfig.from_dict(spec.get("config"))
-    archive, archive_name = _dataset_source(ctx, spec.get("dataset"))
+    config = spec.config
+    archive, archive_name = dataset_file(ctx, spec.dataset)
     init = None
-    if spec.get("init") is not None:
-        init = ctx.load_splats(ctx.source(spec.get("init"), "init"))
+    if spec.init is not None:
+        init = ctx.load_splats(ctx.source(spec.init, "init"))
     ctx.progress("dataset", 0.0)
     with artifact_errors(archive, archive_name):
         dataset = open_dataset_archive(
@@ -103,4 +93,4 @@ def run_train_splats(ctx: JobContext, spec: Mapping[str, Any]) -> HandlerResult:
     )
 
 
-__all__ = ["checkpoint_dir", "run_train_splats"]
+__all__ = ["checkpoint_dir", "dataset_file", "run_train_splats"]

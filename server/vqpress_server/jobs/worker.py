@@ -1,8 +1,9 @@
 """Worker processes: one per visible GPU (or one on the CPU), started with ``spawn``.
 
 Each worker sets CUDA_VISIBLE_DEVICES to its one GPU before torch is imported, builds its warm
-state once (torch, the device, gsplat's kernels, a scene LRU), then loops: claim a job, run its
-handler with a heartbeat thread renewing the lease, store the result files as artifacts, end the
+state once (torch, the device, gsplat's kernels, a scene LRU), then loops: claim a job, rebuild its
+typed spec from the table's JSON (``specs.spec_from_json``), run the handler of that spec type
+(``handlers.run_spec``) with a heartbeat thread renewing the lease, store the result files as artifacts, end the
 job. The pool restarts a worker that died; the job it held goes back to the queue (or fails after
 max_attempts). This module imports no torch in the parent process, not even to count GPUs.
 
@@ -37,6 +38,7 @@ from ..locks import hold_worker_lock, no_workers_alive
 from ..settings import Settings
 from .context import CHECKPOINTS_SUFFIX, JobContext, WarmState, WorkerShutdown, checkpoint_dir_for
 from .model import JobRecord, JobState, LeaseLost, StorageFull
+from .specs import spec_from_json
 from .table import JobTable
 
 log = logging.getLogger(__name__)
@@ -432,7 +434,7 @@ def _run_job(
     warm: WarmState,
     stopping: threading.Event,
 ) -> None:
-    from .handlers import HANDLERS
+    from .handlers import run_spec  # here: the handlers import torch, which this module's importer may not
 
     scratch = settings.scratch_dir / f"{job.id}-{job.attempts}"
     ctx = JobContext(
@@ -445,7 +447,7 @@ def _run_job(
     try:
         scratch.mkdir(parents=True, exist_ok=True)
         ctx.progress("start", 0.0)
-        result = HANDLERS[job.kind](ctx, job.spec)
+        result = run_spec(ctx, spec_from_json(job.spec, job.kind))
         ids, names = [], []
         for out in result.outputs:
             info = store.put_file(out.path, out.name, out.kind, source_job=job.id)

@@ -14,11 +14,20 @@ import numpy as np
 from vqpress.v1 import vqpress_pb2 as pb
 
 from ..artifacts.store import ArtifactInfo
-from ..core.budgets import check_pixels
+from ..core.data.config import DatasetConfig
 from ..core.errors import ConfigError, NonFiniteError, VqpressInputError
-from ..core.fields.config import FieldQuantizeConfig
+from ..core.fields.config import (
+    FieldConfig,
+    FieldQuantizeConfig,
+    TrainConfig,
+    field_config_from_dict,
+    field_config_from_spec,
+    train_config_from_spec,
+)
 from ..core.splats.quantize_config import MAX_CODEBOOK, MAX_ITERS, PRESETS, QuantizeConfig
+from ..core.splats.train_config import SplatTrainConfig
 from ..jobs.model import JobKind, JobRecord, JobState
+from ..jobs.specs import CameraSpec, ExportOptions, SpecError
 
 
 def _enum_name(enum: Any, value: int) -> str:
@@ -130,49 +139,36 @@ MAX_PNG_PIXELS = 4096 * 4096  # a worst-case PNG of this many RGB pixels still f
 MAX_FLOAT32_PIXELS = (60 << 20) // 12  # float32 RGB images up to 60 MiB fit a 64 MiB message
 
 
-def camera_dict(cam: pb.Camera, where: str) -> dict[str, Any]:
-    """The job-spec dict of a Camera (viewmat and K row-major); checks sizes and values."""
-    viewmat = [float(v) for v in cam.viewmat]
-    K = [float(v) for v in cam.K]
-    if len(viewmat) != 16 or len(K) != 9:
-        raise VqpressInputError(
-            f"{where}: viewmat needs 16 values and K 9 (row-major 4x4 and 3x3), got {len(viewmat)} and {len(K)}"
-        )
-    if not all(math.isfinite(v) for v in viewmat + K):
-        raise VqpressInputError(f"{where}: viewmat and K must be finite")
-    if max(abs(v) for v in viewmat[12:15]) > 1e-6 or abs(viewmat[15] - 1.0) > 1e-6:
-        raise VqpressInputError(
-            f"{where}: viewmat's last row must be (0, 0, 0, 1), got {viewmat[12:]}; send it row-major"
-        )
-    if K[0] <= 0 or K[4] <= 0:
-        raise VqpressInputError(f"{where}: focal lengths K[0] (fx) and K[4] (fy) must be positive pixels")
-    if not (1 <= cam.width <= MAX_IMAGE_SIDE and 1 <= cam.height <= MAX_IMAGE_SIDE):
-        raise VqpressInputError(
-            f"{where}: width and height must be 1..{MAX_IMAGE_SIDE} pixels, got {cam.width} x {cam.height}"
-        )
-    return {"viewmat": viewmat, "K": K, "width": int(cam.width), "height": int(cam.height), "name": cam.name}
+def camera_spec(cam: pb.Camera, where: str) -> CameraSpec:
+    """The job-spec camera of a Camera message (viewmat and K row-major); checks sizes and values."""
+    try:
+        return CameraSpec(
+            viewmat=tuple(float(v) for v in cam.viewmat), K=tuple(float(v) for v in cam.K), width=int(cam.width),
+            height=int(cam.height), name=cam.name,
+        )  # fmt: skip
+    except SpecError as e:
+        raise VqpressInputError(f"{where}: {e}") from None
 
 
-def camera_dicts(cams: Sequence[pb.Camera], *, max_pixels: int | None = None) -> list[dict[str, Any]]:
+def camera_specs(cams: Sequence[pb.Camera], *, max_pixels: int | None = None) -> tuple[CameraSpec, ...]:
     if len(cams) > MAX_CAMERAS:
         raise VqpressInputError(f"{len(cams)} cameras is more than the {MAX_CAMERAS} one call accepts; split the call")
     out = []
     for i, cam in enumerate(cams):
-        d = camera_dict(cam, f"cameras[{i}]")
-        if max_pixels is not None and d["width"] * d["height"] > max_pixels:
+        c = camera_spec(cam, f"cameras[{i}]")
+        if max_pixels is not None and c.width * c.height > max_pixels:
             raise VqpressInputError(
-                f"cameras[{i}]: {d['width']} x {d['height']} pixels is more than the {max_pixels} one image "
+                f"cameras[{i}]: {c.width} x {c.height} pixels is more than the {max_pixels} one image "
                 "may have in this encoding; render it smaller (or as PNG)"
             )
-        out.append(d)
-    check_pixels([(d["width"], d["height"]) for d in out], "cameras")  # before any job is queued
-    return out
+        out.append(c)
+    return tuple(out)  # the spec checks the pixel budget when it is built, before any job is queued
 
 
-def background(color: pb.Color, where: str = "background") -> list[float]:
-    rgb = [float(color.r), float(color.g), float(color.b)]
+def background(color: pb.Color, where: str = "background") -> tuple[float, float, float]:
+    rgb = (float(color.r), float(color.g), float(color.b))
     if not all(math.isfinite(c) and 0.0 <= c <= 1.0 for c in rgb):
-        raise VqpressInputError(f"{where} channels must be in [0, 1], got {rgb}")
+        raise VqpressInputError(f"{where} channels must be in [0, 1], got {list(rgb)}")
     return rgb
 
 
@@ -185,8 +181,8 @@ _ENTROPIES = {pb.ENTROPY_ZSTD: "zstd", pb.ENTROPY_NONE: "none"}
 _IMPORTANCES = {pb.IMPORTANCE_VIEWS: "views", pb.IMPORTANCE_NONE: "none"}
 
 
-def quantize_config(msg: pb.QuantizeConfig) -> dict[str, Any]:
-    """The spec dict of a QuantizeConfig: ``{"preset": name}`` plus each field the request set."""
+def quantize_config(msg: pb.QuantizeConfig) -> QuantizeConfig:
+    """The QuantizeConfig a request asked for: its preset with each field the request set, validated."""
     preset = msg.preset or "default"
     if preset not in PRESETS:
         raise ConfigError(f"unknown QuantizeConfig.preset {preset!r}; use one of {', '.join(PRESETS)}")
@@ -232,8 +228,7 @@ def quantize_config(msg: pb.QuantizeConfig) -> dict[str, Any]:
         if not math.isfinite(msg.prune):
             raise ConfigError(f"QuantizeConfig.prune must be a number in 0..0.9, got {msg.prune}")
         cfg["prune"] = float(msg.prune)
-    QuantizeConfig.from_preset(**cfg)  # the quantizer's own validation, as the worker runs it
-    return cfg
+    return QuantizeConfig.from_preset(**cfg)  # the quantizer's own validation
 
 
 # -- export and render --------------------------------------------------------------------
@@ -262,31 +257,25 @@ def export_format(value: int) -> str:
     return EXPORT_FORMATS[value]
 
 
-def export_options(msg: pb.ExportOptions) -> dict[str, Any]:
-    """The spec dict of ExportOptions (the fields of core's ExportFilter and WriteOptions)."""
-    opts: dict[str, Any] = {}
-    if msg.HasField("sh_degree"):
-        if msg.sh_degree > 3:
-            raise ConfigError(f"ExportOptions.sh_degree must be 0..3, got {msg.sh_degree}")
-        opts["sh_degree"] = int(msg.sh_degree)
-    if not (math.isfinite(msg.min_opacity) and 0.0 <= msg.min_opacity <= 1.0):
-        raise ConfigError(f"ExportOptions.min_opacity must be an opacity in 0..1, got {msg.min_opacity}")
-    opts["min_opacity"] = float(msg.min_opacity)
-    lo, hi = list(msg.box_min), list(msg.box_max)
-    if lo or hi:
-        if len(lo) != 3 or len(hi) != 3 or not all(math.isfinite(v) for v in lo + hi):
-            raise ConfigError("ExportOptions.box_min and box_max must both be 3 finite numbers")
-        if any(a > b for a, b in zip(lo, hi, strict=True)):
-            raise ConfigError(f"ExportOptions.box_min {lo} exceeds box_max {hi} on an axis")
-        opts["box_min"], opts["box_max"] = lo, hi
-    opts["drop_non_finite"] = bool(msg.drop_non_finite)
+def export_options(msg: pb.ExportOptions) -> ExportOptions:
+    """The ExportOptions of the message (the fields of core's ExportFilter and WriteOptions), validated."""
+    lo, hi = [float(v) for v in msg.box_min], [float(v) for v in msg.box_max]
+    if (lo or hi) and (len(lo) != 3 or len(hi) != 3):
+        raise ConfigError("ExportOptions.box_min and box_max must both be 3 finite numbers")
     if msg.spz_axes not in SPZ_AXES:
         raise ConfigError(f"ExportOptions.spz_axes {msg.spz_axes} is unknown; use SPZ_AXES_PLY or SPZ_AXES_RUB")
-    opts["spz_axes"] = SPZ_AXES[msg.spz_axes]
-    if msg.sog_sh_palette > 65536:
-        raise ConfigError(f"ExportOptions.sog_sh_palette must be at most 65536 entries, got {msg.sog_sh_palette}")
-    opts["sog_sh_palette"] = int(msg.sog_sh_palette)
-    return opts
+    try:
+        return ExportOptions(
+            sh_degree=int(msg.sh_degree) if msg.HasField("sh_degree") else None,
+            min_opacity=float(msg.min_opacity),
+            box_min=(lo[0], lo[1], lo[2]) if lo else None,
+            box_max=(hi[0], hi[1], hi[2]) if hi else None,
+            drop_non_finite=bool(msg.drop_non_finite),
+            spz_axes=SPZ_AXES[msg.spz_axes],
+            sog_sh_palette=int(msg.sog_sh_palette),
+        )
+    except SpecError as e:
+        raise ConfigError(str(e)) from None
 
 
 def image_encoding(value: int) -> str:
@@ -387,8 +376,9 @@ _STRATEGIES = {
 }
 
 
-def splat_train_config(msg: pb.SplatTrainConfig) -> dict[str, Any]:
-    """The spec dict of a SplatTrainConfig: the fields the request set (``"qat"`` nested), validated."""
+def splat_train_config(msg: pb.SplatTrainConfig) -> SplatTrainConfig:
+    """The SplatTrainConfig of the fields the request set (``qat`` nested), validated by the trainer's
+    own dataclass (``core/splats/train_config.py`` is torch-free)."""
     cfg = _set_fields(msg, "SplatTrainConfig")
     if "init" in cfg:
         cfg["init"] = _enum_value(cfg["init"], _SPLAT_INITS, pb.SplatInit, "SplatTrainConfig.init")
@@ -402,35 +392,18 @@ def splat_train_config(msg: pb.SplatTrainConfig) -> dict[str, Any]:
             qat["mode"] = _enum_value(qat["mode"], _QAT_MODES, pb.QatMode, "SplatTrainConfig.qat.mode")
         if qat:
             cfg["qat"] = qat
-    check_splat_train_config(cfg)
-    return cfg
-
-
-def effective_splat_train_config(values: dict[str, Any]) -> dict[str, Any]:
-    """The full config the trainer builds from a spec dict: validated by the trainer's own dataclass
-    (``core/splats/train_config.py`` is torch-free, so the gRPC process can use it)."""
-    from ..core.splats.train_config import SplatTrainConfig
-
-    return SplatTrainConfig.from_dict(values).as_dict()
-
-
-def check_splat_train_config(values: dict[str, Any]) -> None:
-    """Raise ConfigError naming the first field of a SplatTrainConfig spec dict out of its bounds."""
-    effective_splat_train_config(values)
+    return SplatTrainConfig.from_dict(cfg)
 
 
 # Field configs are plain dataclasses without torch (core/fields/config.py): validated by the real thing.
 _COMBINES = {pb.GRID_COMBINE_SUM: "sum", pb.GRID_COMBINE_CONCAT: "concat"}
 _FORWARDS = {pb.VQAD_FORWARD_SOFT: "soft", pb.VQAD_FORWARD_HARD: "hard"}
-FIELD_DATASET_DEFAULTS: dict[str, Any] = {"downscale": 1, "background": [1.0, 1.0, 1.0], "test_every": 8}
 MAX_DOWNSCALE = 64
 
 
 def field_config(msg: pb.FieldConfig) -> dict[str, Any]:
-    """The spec dict of a FieldConfig ({"grid": {"kind", set fields}, "decoder": {set fields}}), validated
-    by ``core.fields.config`` (dims is the handler's, from the dataset)."""
-    from ..core.fields.config import field_config_from_dict
-
+    """The set fields of a FieldConfig ({"grid": {"kind", set fields}, "decoder": {set fields}}), checked
+    against ``core.fields.config`` for a 2D field (the dims and the defaults follow the dataset or tensors)."""
     kind = msg.WhichOneof("grid") or "vqad"
     grid_msg = getattr(msg, kind)
     grid = _set_fields(grid_msg, f"FieldConfig.{kind}")
@@ -444,30 +417,37 @@ def field_config(msg: pb.FieldConfig) -> dict[str, Any]:
     return spec
 
 
-def field_train_spec(msg: pb.FieldTrainConfig) -> dict[str, Any]:
-    """The "field", "train" and "dataset_options" entries of a TRAIN_FIELD spec, validated."""
-    from ..core.fields.config import TrainConfig
-
+def field_train_configs(msg: pb.FieldTrainConfig, dims: int) -> tuple[FieldConfig, TrainConfig, DatasetConfig]:
+    """The FieldConfig, TrainConfig and DatasetConfig a TRAIN_FIELD request asks for, for a ``dims``-D
+    field (2: the dataset is one image; 3: posed photos), with the defaults of that kind of field."""
     train = _set_fields(msg, "FieldTrainConfig")
     if train.get("seed", 0) >= 2**63:
         raise ConfigError(f"FieldTrainConfig.seed must be below 2^63, got {train['seed']}")
     try:
         TrainConfig(**train).validate()
+        train_cfg = train_config_from_spec(train, dims)
     except ConfigError as e:
         raise ConfigError(f"FieldTrainConfig: {e}") from None
-    options = None
+    options = DatasetConfig()
     if msg.HasField("dataset"):
         d = msg.dataset
-        options = dict(FIELD_DATASET_DEFAULTS)
+        values: dict[str, Any] = {}
         if d.HasField("downscale"):
             if not 1 <= d.downscale <= MAX_DOWNSCALE:
                 raise ConfigError(f"FieldDatasetOptions.downscale must be in 1..{MAX_DOWNSCALE}, got {d.downscale}")
-            options["downscale"] = int(d.downscale)
+            values["downscale"] = int(d.downscale)
         if d.HasField("background"):
-            options["background"] = background(d.background, "FieldDatasetOptions.background")
+            values["background"] = background(d.background, "FieldDatasetOptions.background")
         if d.HasField("test_every"):
-            options["test_every"] = int(d.test_every)
-    return {"field": field_config(msg.field), "train": train, "dataset_options": options}
+            values["test_every"] = int(d.test_every)
+        options = DatasetConfig(**values)
+        try:
+            options.validate()
+        except ConfigError as e:
+            raise ConfigError(f"FieldDatasetOptions: {e}") from None
+    source = "the dataset is a single image (2D field)" if dims == 2 else "the dataset is posed photos (3D field)"
+    config = field_config_from_spec(field_config(msg.field), dims, source, radiance_defaults=True)
+    return config, train_cfg, options
 
 
 # -- post-hoc field quantization ----------------------------------------------------------
@@ -479,25 +459,17 @@ FIELD_QUANTIZE_METHODS = {
 }
 
 
-def field_quantize_config(msg: pb.FieldQuantizeConfig, grid: dict[str, Any] | None = None) -> FieldQuantizeConfig:
+def field_quantize_config(msg: pb.FieldQuantizeConfig, features: int | None = None) -> FieldQuantizeConfig:
     """The FieldQuantizeConfig a request asked for (unset fields: the defaults), validated by the
-    worker's own dataclass; ``grid`` is the stored field's grid description (its manifest's "grid"),
-    whose features bound the LRA rank."""
+    worker's own dataclass; ``features`` (the stored field's features per grid vertex) bounds the LRA rank."""
     method = _enum_value(msg.method, FIELD_QUANTIZE_METHODS, pb.FieldQuantizeMethod, "FieldQuantizeConfig.method")
     values = {**_set_fields(msg, "FieldQuantizeConfig"), "method": method}
     if values.get("seed", 0) >= 2**63:
         raise ConfigError(f"FieldQuantizeConfig.seed must be below 2^63, got {values['seed']}")
-    features = grid.get("features") if grid else None
     cfg = FieldQuantizeConfig.from_dict(values, "FieldQuantizeConfig")
-    if isinstance(features, int) and not isinstance(features, bool) and features > 0:
+    if features is not None:
         try:
             cfg.validate(features)
         except ConfigError as e:
             raise ConfigError(f"FieldQuantizeConfig.{e}") from None
     return cfg
-
-
-def is_dense_field_grid(grid: dict[str, Any]) -> bool:
-    """Whether a stored field's grid (its manifest's "grid") is uncompressed and unhashed."""
-    hashed = grid.get("hashed") or []
-    return grid.get("storage") == "table" and not any(bool(h) for h in hashed)

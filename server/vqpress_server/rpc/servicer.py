@@ -1,6 +1,10 @@
 """The Vqpress servicer: validate, convert, store or enqueue, convert back. Nothing more.
 
-No torch work runs here: jobs go to the worker processes through the job table. Exceptions are
+Each work RPC builds its job's typed spec once (``jobs/specs.py``): the proto converted and
+validated by ``convert``, the scene looked up by ``sources`` (which says splat scene or neural
+field, from the stored file's header), the spec class chosen by that. No torch work runs here:
+jobs go to the worker processes through the job table; an inline neural field is built by a
+BUILD_FIELD job the call waits for. Exceptions are
 mapped to status codes by ``errors.translate_errors`` (one table, applied once to every RPC).
 """
 
@@ -19,12 +23,26 @@ from vqpress.v1 import vqpress_pb2 as pb
 from vqpress.v1 import vqpress_pb2_grpc as pb_grpc
 
 from ..artifacts.store import ArtifactIntegrityError, ArtifactNotFound, ArtifactStore, ArtifactTooLarge
-from ..jobs.model import JobKind, JobRecord, JobState
+from ..jobs.model import JobRecord, JobState
+from ..jobs.specs import (
+    MAX_RENDER_CAMERAS,
+    BuildFieldSpec,
+    CameraSpec,
+    ExportFieldSpec,
+    ExportSplatsSpec,
+    JobSpec,
+    QuantizeFieldSpec,
+    QuantizeSplatsSpec,
+    RenderFieldSpec,
+    RenderSplatsSpec,
+    TrainFieldSpec,
+    TrainSplatsSpec,
+)
 from ..jobs.table import JobTable
 from ..settings import CHUNK_BYTES, MAX_MESSAGE_BYTES, Settings
 from . import convert
 from .errors import ServiceError, invalid_argument, translate_errors
-from .sources import check_dataset_artifact, check_scene_artifact, field_manifest, scene_source
+from .sources import SceneRef, check_dataset_artifact, check_scene_artifact, field_manifest, scene_source
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +80,6 @@ class VqpressServicer(pb_grpc.VqpressServicer):
 
     def GetServerInfo(self, request: pb.GetServerInfoRequest, context: Any) -> pb.ServerInfo:
         from .. import __version__
-        from ..jobs.handlers import MAX_RENDER_CAMERAS
 
         devices = list(self.devices())
         s = self.settings
@@ -123,52 +140,53 @@ class VqpressServicer(pb_grpc.VqpressServicer):
         return pb.DeleteArtifactResponse()
 
     # -- work ------------------------------------------------------------------------
+    # Each RPC builds its job's typed spec once (jobs/specs.py); the spec type says splats or field.
     def Quantize(self, request: pb.QuantizeRequest, context: Any) -> pb.JobRef:
         config = convert.quantize_config(request.config)
-        source = scene_source(request, self.store, strict=config.get("strict", False), rpc="Quantize")
-        field = field_manifest(self.store, source["artifact"])
-        spec: dict[str, Any]
-        if field is not None:  # post-hoc compression of a stored dense field
+        source = self._source(request, context, strict=config.strict, rpc="Quantize")
+        spec: JobSpec
+        if source.field is not None:  # post-hoc compression of a stored dense field
             if request.WhichOneof("options") == "config" and request.config.ByteSize():
                 raise invalid_argument(
                     "QuantizeRequest.config (QuantizeConfig) applies to Gaussian splat scenes; this source is "
                     "a neural field: set field_config (FieldQuantizeConfig) instead"
                 )
-            if not convert.is_dense_field_grid(field["grid"]):
+            if not source.field.dense:
                 raise ServiceError(
                     grpc.StatusCode.FAILED_PRECONDITION,
-                    f"field {source['artifact']} is stored as {field['grid'].get('storage')!r}: post-hoc "
+                    f"field {source.artifact} is stored as {source.field.storage!r}: post-hoc "
                     "quantization needs a field trained with a dense grid (VQ-AD and hash fields are trained compact)",
                 )
-            field_config = convert.field_quantize_config(request.field_config, field["grid"])
-            spec = {"source": source, "field": field_config.as_dict()}
-            return pb.JobRef(id=self._submit(JobKind.QUANTIZE, spec).id)
-        if request.HasField("field_config"):
-            raise invalid_argument(
-                "QuantizeRequest.field_config applies to neural-field sources (a field .vqp); this source is "
-                "a Gaussian splat scene: leave field_config unset"
-            )
-        spec = {
-            "source": source,
-            "config": config,
-            "cameras": convert.camera_dicts(request.cameras) or None,
-            "background": convert.background(request.background) if request.HasField("background") else None,
-            "evaluate": request.evaluate if request.HasField("evaluate") else True,
-        }
-        return pb.JobRef(id=self._submit(JobKind.QUANTIZE, spec).id)
+            field_config = convert.field_quantize_config(request.field_config, source.field.features)
+            spec = QuantizeFieldSpec(source.artifact, field_config)
+        else:
+            if request.HasField("field_config"):
+                raise invalid_argument(
+                    "QuantizeRequest.field_config applies to neural-field sources (a field .vqp); this source is "
+                    "a Gaussian splat scene: leave field_config unset"
+                )
+            cameras = convert.camera_specs(request.cameras) or None
+            bg = convert.background(request.background) if request.HasField("background") else None
+            evaluate = request.evaluate if request.HasField("evaluate") else True
+            spec = QuantizeSplatsSpec(source.artifact, config, cameras, bg, evaluate)
+        return pb.JobRef(id=self._submit(spec).id)
 
     def Export(self, request: pb.ExportRequest, context: Any) -> pb.JobRef:
         fmt = convert.export_format(request.format)
         config = convert.quantize_config(request.config) if fmt == "vqp" else None
-        strict = bool(config and config.get("strict", False))
-        source = scene_source(request, self.store, strict=strict, rpc="Export")
-        if fmt != "vqp" and field_manifest(self.store, source["artifact"]) is not None:
-            raise invalid_argument(
-                f"a neural field exports to EXPORT_FORMAT_VQP only, not {fmt!r}; render it to images with Render"
-            )
-        options = convert.export_options(request.options) if request.HasField("options") else None
-        spec = {"source": source, "format": fmt, "config": config, "options": options}
-        return pb.JobRef(id=self._submit(JobKind.EXPORT, spec).id)
+        strict = bool(config and config.strict)
+        source = self._source(request, context, strict=strict, rpc="Export")
+        spec: JobSpec
+        if source.field is not None:
+            if fmt != "vqp":
+                raise invalid_argument(
+                    f"a neural field exports to EXPORT_FORMAT_VQP only, not {fmt!r}; render it to images with Render"
+                )
+            spec = ExportFieldSpec(source.artifact)
+        else:
+            options = convert.export_options(request.options) if request.HasField("options") else None
+            spec = ExportSplatsSpec(source.artifact, fmt, config, options)  # type: ignore[arg-type]
+        return pb.JobRef(id=self._submit(spec).id)
 
     def Train(self, request: pb.TrainRequest, context: Any) -> pb.JobRef:
         which = request.WhichOneof("config")
@@ -180,17 +198,18 @@ class VqpressServicer(pb_grpc.VqpressServicer):
         if which == "splats":
             config = convert.splat_train_config(request.splats)
         else:
-            field_spec = convert.field_train_spec(request.field)
+            convert.field_train_configs(request.field, 2)  # the 2D field's checks; dims follow the dataset
         if request.dataset.WhichOneof("source") != "archive":
             raise invalid_argument(
                 "TrainRequest.dataset.archive is not set: upload the dataset and send its ArtifactRef"
             )
-        dataset = {"artifact": request.dataset.archive.id}
-        check_dataset_artifact(self.store, dataset["artifact"], allow_image=which == "field")
+        dataset = request.dataset.archive.id
+        found = check_dataset_artifact(self.store, dataset, allow_image=which == "field")
         if which == "field":
             if request.HasField("init"):
                 raise invalid_argument("TrainRequest.init (a scene to fine-tune) applies to splat training only")
-            return pb.JobRef(id=self._submit(JobKind.TRAIN_FIELD, {"dataset": dataset, **field_spec}).id)
+            field, train, options = convert.field_train_configs(request.field, 2 if found == "image" else 3)
+            return pb.JobRef(id=self._submit(TrainFieldSpec(dataset, field, train, options)).id)
         init = None
         if request.HasField("init"):
             check_scene_artifact(self.store, request.init.id)
@@ -199,52 +218,75 @@ class VqpressServicer(pb_grpc.VqpressServicer):
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"TrainRequest.init {request.init.id} is a neural field, not a splat scene to fine-tune",
                 )
-            init = {"artifact": request.init.id}
-        spec = {"dataset": dataset, "config": config, "init": init}
-        return pb.JobRef(id=self._submit(JobKind.TRAIN_SPLATS, spec).id)
+            init = request.init.id
+        return pb.JobRef(id=self._submit(TrainSplatsSpec(dataset, config, init)).id)
 
     def Render(self, request: pb.RenderRequest, context: Any) -> Iterator[pb.RenderedImage]:
         encoding = convert.image_encoding(request.encoding)
         if not request.cameras:
             raise invalid_argument("RenderRequest.cameras is empty; send at least one camera")
         max_pixels = convert.MAX_PNG_PIXELS if encoding == "png" else convert.MAX_FLOAT32_PIXELS
-        cameras = convert.camera_dicts(request.cameras, max_pixels=max_pixels)
-        spec = {
-            "source": scene_source(request, self.store, strict=False, rpc="Render"),
-            "cameras": cameras,
-            "background": convert.background(request.background) if request.HasField("background") else [0.0] * 3,
-            "encoding": encoding,
-        }
-        rec = self._submit(JobKind.RENDER, spec)
-        while not rec.terminal:
-            if not context.is_active():  # the client cancelled or its deadline passed
-                self.jobs.request_cancel(rec.id)
-                return
-            rec = self.jobs.wait_for_change(rec.id, rec.version, WATCH_SLICE_S)
-        if rec.state is JobState.CANCELLED:
-            raise ServiceError(grpc.StatusCode.CANCELLED, f"render job {rec.id} was cancelled: {rec.error}")
-        if rec.state is not JobState.SUCCEEDED:
-            # The worker recorded whose fault it was: the input, a budget or the disk, or a bug.
-            code = _FAILURE_CODES.get(rec.failure, grpc.StatusCode.INTERNAL)
-            raise ServiceError(code, f"render job {rec.id} failed: {rec.error}")
+        cameras = convert.camera_specs(request.cameras, max_pixels=max_pixels)
+        bg = convert.background(request.background) if request.HasField("background") else (0.0, 0.0, 0.0)
+        source = self._source(request, context, strict=False, rpc="Render")
+        spec: JobSpec
+        if source.field is not None:
+            spec = RenderFieldSpec(source.artifact, cameras, bg, encoding)  # type: ignore[arg-type]
+        else:
+            spec = RenderSplatsSpec(source.artifact, cameras, bg, encoding)  # type: ignore[arg-type]
+        rec = self._run_to_end(self._submit(spec), context)
+        if rec is None:
+            return
         if len(rec.results) != len(cameras):
             raise RuntimeError(f"render job {rec.id} returned {len(rec.results)} images for {len(cameras)} cameras")
         for i, (artifact_id, cam) in enumerate(zip(rec.results, cameras, strict=True)):
             yield self._rendered_image(i, artifact_id, cam, encoding)
 
-    def _rendered_image(self, index: int, artifact_id: str, cam: dict[str, Any], encoding: str) -> pb.RenderedImage:
+    def _source(self, request: Any, context: Any, *, strict: bool, rpc: str) -> SceneRef:
+        """The request's scene; an inline field is built by a BUILD_FIELD job the call waits for."""
+
+        def build_field(spec: BuildFieldSpec) -> str:
+            try:
+                rec = self._run_to_end(self._submit(spec), context, what="NeuralField")
+            finally:
+                self.store.delete(spec.tensors)  # the tensors were for this build only
+            if rec is None:
+                raise ServiceError(grpc.StatusCode.CANCELLED, "the call ended while its inline field was built")
+            return rec.results[0]
+
+        return scene_source(request, self.store, strict=strict, rpc=rpc, build_field=build_field)
+
+    def _run_to_end(self, rec: JobRecord, context: Any, what: str = "") -> JobRecord | None:
+        """Wait for a job the call needs done; None when the caller left (the job is cancelled).
+        A failed job answers with the status of whose fault it was (jobs.model.FAILURES)."""
+        while not rec.terminal:
+            if not context.is_active():  # the client cancelled or its deadline passed
+                self.jobs.request_cancel(rec.id)
+                return None
+            rec = self.jobs.wait_for_change(rec.id, rec.version, WATCH_SLICE_S)
+        if rec.state is JobState.CANCELLED:
+            raise ServiceError(grpc.StatusCode.CANCELLED, f"{rec.kind.value} job {rec.id} was cancelled: {rec.error}")
+        if rec.state is not JobState.SUCCEEDED:
+            # The worker recorded whose fault it was: the input, a budget or the disk, or a bug.
+            code = _FAILURE_CODES.get(rec.failure, grpc.StatusCode.INTERNAL)
+            if what and rec.failure in ("input", "limit"):
+                raise ServiceError(code, f"{what}: {rec.error}")
+            raise ServiceError(code, f"{rec.kind.value} job {rec.id} failed: {rec.error}")
+        return rec
+
+    def _rendered_image(self, index: int, artifact_id: str, cam: CameraSpec, encoding: str) -> pb.RenderedImage:
         data = self.store.read_bytes(artifact_id)
-        img = pb.RenderedImage(index=index, name=cam["name"], width=cam["width"], height=cam["height"])
+        img = pb.RenderedImage(index=index, name=cam.name, width=cam.width, height=cam.height)
         if encoding == "png":
             img.png = data
         else:
             rgb = np.load(io.BytesIO(data), allow_pickle=False)
-            if rgb.shape != (cam["height"], cam["width"], 3) or rgb.dtype != np.float32:
+            if rgb.shape != (cam.height, cam.width, 3) or rgb.dtype != np.float32:
                 raise RuntimeError(f"render result {artifact_id} is {rgb.dtype} {rgb.shape}, not float32 [H, W, 3]")
             img.rgb.CopyFrom(convert.tensor_from_array(rgb))
         return img
 
-    def _submit(self, kind: JobKind, spec: dict[str, Any]) -> JobRecord:
+    def _submit(self, spec: JobSpec) -> JobRecord:
         free = shutil.disk_usage(self.settings.data_dir).free
         if free < self.settings.min_free_bytes:
             raise ServiceError(
@@ -252,9 +294,9 @@ class VqpressServicer(pb_grpc.VqpressServicer):
                 f"the server's disk has {free} bytes free, less than the {self.settings.min_free_bytes} a job "
                 "needs (min_free_bytes); retry once space is freed (delete artifacts you no longer need)",
             )
-        rec = self.jobs.submit(kind, spec, max_queued=self.settings.max_queued_jobs)
+        rec = self.jobs.submit_spec(spec, max_queued=self.settings.max_queued_jobs)
         self.notify()
-        log.info("queued %s job %s", kind.value, rec.id)
+        log.info("queued %s job %s (%s)", spec.KIND.value, rec.id, spec.TYPE)
         return rec
 
     # -- jobs ------------------------------------------------------------------------

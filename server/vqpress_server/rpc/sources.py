@@ -1,21 +1,22 @@
 """The scene a request names, checked before a job is queued (numpy only, no torch).
 
-An inline scene is validated and stored as an "npz" artifact; an inline neural field is built and
-stored as a field .vqp by a helper process (this process imports no torch). A stored artifact is
-checked cheaply by its kind and the first bytes of its content, so a file that is not a scene fails
-the call with INVALID_ARGUMENT instead of failing a job later. The worker reads the whole file.
+An inline scene is validated and stored as an "npz" artifact; an inline neural field's tensors are
+stored as an npz and built into a field .vqp by a BUILD_FIELD job that the call waits for (this
+process imports no torch). A stored artifact is checked cheaply by its kind and the first bytes of
+its content, so a file that is not a scene fails the call with INVALID_ARGUMENT instead of failing
+a job later. Whether it is a splat scene or a neural field is decided here, once, from the
+.vqp header (``SceneRef.field``); the servicer picks the job spec type by it. The worker reads the
+whole file.
 """
 
 from __future__ import annotations
 
 import io
-import multiprocessing
 import tarfile
-import threading
 import zipfile
 import zlib
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,10 @@ from vqpress.vqp import MAGIC as VQP_MAGIC
 from vqpress.vqp import VqpFormatError, read_header
 
 from ..artifacts.store import ArtifactStore
-from ..core.errors import ConfigError, FormatError, NonFiniteError, VqpressInputError
+from ..core.errors import FormatError, VqpressInputError
+from ..core.fields.manifest import FieldManifest
 from ..core.magic import dataset_format, read_head, scene_format
+from ..jobs.specs import BuildFieldSpec
 from . import convert
 from .errors import ServiceError, invalid_argument
 
@@ -36,24 +39,37 @@ _SPLAT_RECORD = 32  # bytes per Gaussian in a .splat file
 _NPZ_REQUIRED = {f"{k}.npy" for k in convert.SPLAT_FIELDS[:5]}
 
 
-def scene_source(request: Any, store: ArtifactStore, *, strict: bool, rpc: str) -> dict[str, str]:
-    """The job-spec source ``{"artifact": id}`` of a request's ``oneof source``."""
+@dataclass(frozen=True)
+class SceneRef:
+    """The stored scene a request names: its artifact id, and its manifest when it is a neural field."""
+
+    artifact: str
+    field: FieldManifest | None  # None: a Gaussian splat scene
+
+
+BuildField = Callable[[BuildFieldSpec], str]  # runs a BUILD_FIELD job to its end; returns its .vqp's id
+
+
+def scene_source(request: Any, store: ArtifactStore, *, strict: bool, rpc: str, build_field: BuildField) -> SceneRef:
+    """The stored scene of a request's ``oneof source`` (inline ones stored first)."""
     which = request.WhichOneof("source")
     if which == "artifact":
         check_scene_artifact(store, request.artifact.id)
-        return {"artifact": request.artifact.id}
+        return SceneRef(request.artifact.id, field_manifest(store, request.artifact.id))
     if which == "splats":
         arrays = convert.splats_arrays(request.splats, strict=strict)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         info = store.put_bytes(buf.getvalue(), name="inline.npz", kind="npz")
-        return {"artifact": info.id}
+        return SceneRef(info.id, None)
     if which == "field":
         data = request.field.WhichOneof("data")
         if data == "artifact":
-            return {"artifact": _field_artifact(store, request.field.artifact.id)}
+            artifact_id = request.field.artifact.id
+            return SceneRef(artifact_id, _field_artifact(store, artifact_id))
         if data == "tensors":
-            return {"artifact": inline_field(request.field, store)}
+            artifact_id = build_field(inline_field_spec(request.field, store))
+            return SceneRef(artifact_id, _field_artifact(store, artifact_id))
         raise invalid_argument(
             f"{rpc}Request.field has no data: set tensors (the field's state dict) or artifact (a stored field .vqp)"
         )
@@ -129,7 +145,7 @@ def _check_npz(path: Path, label: str) -> None:
 # -- neural fields ------------------------------------------------------------------------
 
 
-def field_manifest(store: ArtifactStore, artifact_id: str) -> dict[str, Any] | None:
+def field_manifest(store: ArtifactStore, artifact_id: str) -> FieldManifest | None:
     """The manifest of a stored field .vqp (kind "field"), or None for any other artifact.
 
     Reads the fixed header and the manifest only (at most 16 MiB), checked against its CRC-32."""
@@ -146,87 +162,44 @@ def field_manifest(store: ArtifactStore, artifact_id: str) -> dict[str, Any] | N
         raise FormatError(label, str(e).removeprefix(f"{label}: ")) from None
     if header.kind != "field":
         return None
-    if not isinstance(header.meta.get("grid"), dict):
-        raise FormatError(label, "field .vqp manifest lacks its grid description")
-    return header.meta
+    return FieldManifest.from_json(header.meta, label)
 
 
-def _field_artifact(store: ArtifactStore, artifact_id: str) -> str:
-    if field_manifest(store, artifact_id) is None:
+def _field_artifact(store: ArtifactStore, artifact_id: str) -> FieldManifest:
+    manifest = field_manifest(store, artifact_id)
+    if manifest is None:
         info = store.stat(artifact_id)
         raise ServiceError(
             grpc.StatusCode.FAILED_PRECONDITION,
             f"artifact {artifact_id} ({info.name!r}, kind {info.kind!r}) is not a neural-field .vqp; "
             "send a .vqp written by field training or field quantization",
         )
-    return artifact_id
+    return manifest
 
 
-# Building a field from its tensors needs torch, which this process never imports: one helper
-# process, spawned on the first inline field and kept for the next ones, builds the field and
-# encodes its .vqp. Calls queue for it; its work is bounded by the field size cap of core.fields.inline.
 MAX_INLINE_FIELD_TENSORS = 1024  # named tensors one inline field may have
-_ERRORS: dict[str, type[VqpressInputError]] = {e.__name__: e for e in (VqpressInputError, ConfigError, NonFiniteError)}
-_helper: ProcessPoolExecutor | None = None
-_helper_lock = threading.Lock()
 
 
-def inline_field(msg: Any, store: ArtifactStore) -> str:
-    """Store a NeuralField message's inline tensors as a field .vqp; returns the artifact id.
+def inline_field_spec(msg: Any, store: ArtifactStore) -> BuildFieldSpec:
+    """The BUILD_FIELD spec of a NeuralField message's config and inline tensors (stored as an npz).
 
-    The field is built from ``msg.config`` and the tensors by ``core.fields.inline.field_from_tensors``
-    (bad names, dtypes, shapes and values raise VqpressInputError naming the tensor) and encoded with
-    an empty manifest extra: a 3D field renders in the default scene box, a 2D one at each camera's size.
-    """
+    The worker builds the field with ``core.fields.inline.field_from_tensors`` (bad names, dtypes,
+    shapes and values fail the job naming the tensor) and encodes it with an empty manifest extra:
+    a 3D field renders in the default scene box, a 2D one at each camera's size."""
     config = convert.field_config(msg.config)
     named = msg.tensors.tensors
     if len(named) > MAX_INLINE_FIELD_TENSORS:
         raise VqpressInputError(
             f"NeuralField.tensors has {len(named)} tensors, more than the {MAX_INLINE_FIELD_TENSORS} a field has"
         )
-    arrays = {name: convert.array_from_tensor(t, f"NeuralField.tensors[{name[:80]!r}]") for name, t in named.items()}
-    data, error, message = _in_helper(config, arrays)
-    if error:
-        raise _ERRORS.get(error, VqpressInputError)(f"NeuralField: {message}")
-    return store.put_bytes(data, name="inline-field.vqp", kind="vqp").id
-
-
-def _in_helper(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[bytes, str, str]:
-    global _helper
-    with _helper_lock:
-        if _helper is None:
-            _helper = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        helper = _helper
-    try:
-        return helper.submit(encode_inline_field, config, arrays).result()
-    except BrokenProcessPool:
-        with _helper_lock:
-            if _helper is helper:
-                _helper = None  # the next call starts a fresh one
-        raise ServiceError(
-            grpc.StatusCode.UNAVAILABLE,
-            "the process that builds inline fields exited (the server log says why); retry, or send a .vqp",
-        ) from None
-
-
-def close_field_helper() -> None:
-    """End the inline-field helper process (the app calls this when it stops)."""
-    global _helper
-    with _helper_lock:
-        helper, _helper = _helper, None
-    if helper is not None:
-        helper.shutdown(wait=True, cancel_futures=True)
-
-
-def encode_inline_field(config: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[bytes, str, str]:
-    """In the helper process: (field .vqp bytes, "", "") or (b"", error class name, message)."""
-    from ..core.fields.inline import field_from_tensors
-    from ..core.fields.serialize import encode_field
-
-    try:
-        return encode_field(field_from_tensors(config, arrays)), "", ""
-    except VqpressInputError as e:
-        return b"", type(e).__name__, str(e)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:  # an npz; written member by member, so any tensor name is a name
+        for name, t in named.items():
+            a = convert.array_from_tensor(t, f"NeuralField.tensors[{name[:80]!r}]")
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, a, allow_pickle=False)
+    info = store.put_bytes(buf.getvalue(), name="inline-field.npz", kind="npz")
+    return BuildFieldSpec(tensors=info.id, config=config)
 
 
 # -- training datasets --------------------------------------------------------------------
