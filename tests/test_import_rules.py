@@ -22,12 +22,13 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_modules(path: Path, root: Path) -> set[str]:
-    """Absolute names of every module ``path`` imports, anywhere in the file (relative ones resolved)."""
+def imported_modules(path: Path, root: Path, tree: ast.AST | None = None) -> set[str]:
+    """Absolute names of every module ``path`` imports, anywhere in the file (relative ones resolved);
+    ``tree``: the file's parsed (and maybe pruned) source instead of the file's own."""
     name = module_name(path, root)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(tree if tree is not None else ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -92,6 +93,60 @@ def test_the_scan_sees_relative_and_from_imports(tmp_path: Path) -> None:
     found = violations(tmp_path / "vqpress_server" / "core", tmp_path, forbidden)
     assert {f.split(" imports ")[1] for f in found} >= {"vqpress_server.artifacts", "google.protobuf"}
     assert violations(tmp_path / "vqpress_server" / "core", tmp_path, ("grpc", "vqpress_server.jobs")) == []
+
+
+def _runtime_imports(path: Path, root: Path) -> set[str]:
+    """Like ``imported_modules``, but without the imports under ``if TYPE_CHECKING:`` (they never run)."""
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            node.body = [ast.Pass()]
+    return imported_modules(path, root, tree)
+
+
+def import_cycles(package_dir: Path, root: Path) -> list[list[str]]:
+    """Every cycle among the modules of one package, following every import that runs (at module top
+    or inside a function), as lists of module names."""
+    modules = {module_name(p, root): p for p in sorted(package_dir.glob("*.py"))}
+    graph = {
+        name: sorted(m for m in _runtime_imports(path, root) if m in modules and m != name)
+        for name, path in modules.items()
+    }
+    cycles, done = [], set()
+
+    def visit(node: str, stack: list[str]) -> None:
+        if node in stack:
+            cycle = stack[stack.index(node) :]
+            if frozenset(cycle) not in done:
+                done.add(frozenset(cycle))
+                cycles.append([*cycle, node])
+            return
+        for nxt in graph[node]:
+            visit(nxt, [*stack, node])
+
+    for name in graph:
+        visit(name, [])
+    return cycles
+
+
+def test_the_jobs_modules_import_no_cycle() -> None:
+    """handlers -> splat/field/train handlers -> results, context, specs: one way, no module imports
+    one that imports it back (not even lazily inside a function)."""
+    jobs = SERVER / "vqpress_server" / "jobs"
+    assert len(list(jobs.glob("*.py"))) >= 10
+    assert import_cycles(jobs, SERVER) == []
+
+
+def test_the_cycle_scan_finds_a_lazy_cycle(tmp_path: Path) -> None:
+    pkg = tmp_path / "vqpress_server" / "jobs"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from . import b\n")
+    (pkg / "b.py").write_text("def f():\n    from .a import x  # a lazy import closes the circle\n")
+    (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import y\n")
+    (pkg / "d.py").write_text("from .c import z\n")
+    cycles = import_cycles(pkg, tmp_path)
+    assert [sorted(set(c)) for c in cycles] == [["vqpress_server.jobs.a", "vqpress_server.jobs.b"]], cycles
 
 
 # A meta path finder that makes the named top-level packages unimportable in a fresh interpreter.
