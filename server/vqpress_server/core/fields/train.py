@@ -32,6 +32,7 @@ from ..render.volume import (
     render_rays_marched,
     unit_coords,
 )
+from ..splats.train import scene_frame
 from .config import FieldConfig, TrainConfig, VqadGridConfig, field_config_to_dict
 from .grid import VqadGrid
 from .model import NeuralField, pixel_coords
@@ -331,8 +332,6 @@ class SceneBox:
     def from_cameras(cls, cameras: Sequence[Camera], unbounded: bool = False) -> SceneBox:
         """A cube centred on the point nearest to all optical axes, half the median camera distance
         wide: the box of photos taken around an object."""
-        from ..splats.train import scene_frame
-
         center, _ = scene_frame(list(cameras))
         dist = np.linalg.norm(np.stack([c.position for c in cameras]) - center, axis=1)
         half = 0.5 * float(np.median(dist)) if len(cameras) else math.nan

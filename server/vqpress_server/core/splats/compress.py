@@ -11,21 +11,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from vqpress.vqp import loads_json
+from vqpress.vqp import loads_json, read_vqp
 
 from ..atomic import atomic_write_bytes
 from ..budgets import check_pixels
 from ..errors import VqpressInputError
+from ..metrics import psnr, ssim
 from ..progress import Progress, sub_progress
+from ..render.cameras import orbit_cameras, read_cameras_json
+from ..render.splats import render
+from .formats import ExportFilter, WriteOptions, filter_splats, read_splats, write_splats
 from .importance import importance_views, view_importance
 from .model import GaussianSplats
 from .quantize import QuantizeConfig, check_clusterable, decode_vqp_splats, quantize_splats
-
-if TYPE_CHECKING:
-    from .formats import ExportFilter, WriteOptions
 
 ORBIT_VIEWS = 8  # cameras placed around the scene when none are given and no cameras.json is beside it
 ORBIT_SIZE = 400  # orbit image width and height (pixels)
@@ -128,7 +129,6 @@ def scene_cameras(src: str | os.PathLike[str]) -> tuple[list[Any], tuple[float, 
 
     Returns (cameras, background, source) or None when there is no cameras.json.
     """
-    from ..render.cameras import read_cameras_json
 
     path = Path(src).parent / "cameras.json"
     if not path.is_file():
@@ -151,8 +151,6 @@ def evaluate_quality(
     progress: Progress | None = None,
 ) -> tuple[float, float, list[float]]:
     """Mean PSNR (dB) and SSIM of ``decoded`` vs ``original`` over ``cameras``, and PSNR per view."""
-    from ..metrics import psnr, ssim
-    from ..render.splats import render
 
     psnrs, ssims = [], []
     for i, cam in enumerate(cameras):
@@ -177,8 +175,6 @@ def _evaluation_cameras(
             cameras, file_bg, source = found
             background = background if background is not None else file_bg
     if not cameras:
-        from ..render.cameras import orbit_cameras
-
         cameras, source = orbit_cameras(splats, n=ORBIT_VIEWS, width=ORBIT_SIZE, height=ORBIT_SIZE), "orbit"
     bg = tuple(background) if background is not None else (0.0, 0.0, 0.0)
     return list(cameras), (float(bg[0]), float(bg[1]), float(bg[2])), source
@@ -186,7 +182,6 @@ def _evaluation_cameras(
 
 def _train_cameras(src: Path) -> list[Any] | None:
     """The ``train`` split of the cameras.json beside ``src``, if it has one."""
-    from ..render.cameras import read_cameras_json
 
     path = src.parent / "cameras.json"
     try:
@@ -226,7 +221,6 @@ def compress_file(
     stages: read, repair, importance, quantize:<attr>, encode, write, evaluate. The .vqp is written
     to a temporary file and renamed.
     """
-    from .formats import read_splats
 
     config.validate()
     for given, what in ((cameras, "cameras"), (importance_cameras, "importance_cameras")):
@@ -291,8 +285,6 @@ def compress_file(
     atomic_write_bytes(dst, data)
     timings["write"] = time.perf_counter() - t0
 
-    from vqpress.vqp import read_vqp
-
     section_bytes = read_vqp(data, name=str(dst)).section_bytes
     report = CompressReport(
         input_path=str(src),
@@ -329,7 +321,6 @@ def decompress_file(
 ) -> GaussianSplats:
     """Decode a .vqp file and write the scene in the format of ``dst``'s name (.ply, .compressed.ply,
     .splat, .spz, .sog, meta.json), keeping what ``filters`` keep; returns the scene written."""
-    from .formats import ExportFilter, WriteOptions, filter_splats, write_splats
 
     src_vqp = Path(src_vqp)
     try:

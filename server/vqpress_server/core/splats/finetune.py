@@ -21,6 +21,7 @@ from vqpress.vqp import read_vqp
 
 from ..errors import ConfigError, VqpressInputError
 from ..progress import Progress
+from ..render.splats import rasterize
 from .framing import scene_scale
 from .model import GaussianSplats, num_sh_rest
 from .quantize import QuantizeConfig, QuantizedSplats, decode_vqp_splats, pack_geometry
@@ -110,8 +111,6 @@ def finetune_vqp(
         sh0 = books["dc"][idx["dc"]].reshape(N, 1, 3)
         shN = books["sh"][idx["sh"]].reshape(N, n_rest, 3) if "sh" in books else torch.zeros(N, 0, 3, device=dev)
         return rot, books["scale"][idx["scale"]], sh0, shN
-
-    from ..render.splats import rasterize
 
     t0 = time.perf_counter()
     losses: list[float] = []

@@ -23,6 +23,7 @@ import torch
 from ..errors import VqpressInputError
 from ..progress import Progress
 from ..render.cameras import Camera
+from ..render.splats import rasterize
 from .model import SH_C0, GaussianSplats
 
 CPU_MAX_VIEWS = 8  # views the CPU weighs a scene by (evenly spaced among the given ones)
@@ -44,8 +45,6 @@ def view_importance(
     progress: Progress | None = None,
 ) -> torch.Tensor:  # [N] float32 (float64 sums), on the scene's device
     """Summed blending weight of every Gaussian over every pixel of ``cameras``."""
-    from ..render.splats import rasterize
-
     if len(cameras) == 0:
         raise VqpressInputError("view importance needs at least one camera")
     N = splats.num_gaussians

@@ -27,9 +27,8 @@ import torch
 
 from ..vq.kmeans import assign, kmeans, update_centroids
 from .model import GaussianSplats, num_sh_rest
+from .quantize import ATTRIBUTES, QuantizeConfig, QuantizedSplats, pack_geometry
 from .train_config import MAX_KMEANS_ITERS, MAX_TRAIN_CODEBOOK, QatConfig  # noqa: F401  (re-exported)
-
-ATTRIBUTES = ("dc", "sh", "scale", "rot")  # quantized attributes, in the order of the .vqp
 
 
 # -- the vectors each codebook clusters -----------------------------------------------------------
@@ -157,8 +156,6 @@ def encode_vqp(splats: GaussianSplats, state: QatState, config: QatConfig, seed:
     order, fixed16 positions, uint8 opacities), the codebooks and indices are QAT's own, so
     ``decode_vqp_splats`` and the client read it like any quantized scene.
     """
-    from .quantize import QuantizeConfig, QuantizedSplats, pack_geometry
-
     N = splats.num_gaussians
     assert all(v.shape == (N,) for v in state.indices.values()), {k: v.shape for k, v in state.indices.items()}
     sizes = {a: int(cb.shape[0]) for a, cb in state.codebooks.items()}

@@ -27,6 +27,7 @@ from vqpress.vqp import Section, VqpFormatError, bits_for, check_splats_layout, 
 
 from ..errors import FormatError, NonFiniteError, VqpressInputError
 from ..progress import Progress
+from ..vq.kmeans import MAX_ABS, kmeans
 from .model import GaussianSplats, num_sh_rest
 from .morton import morton_codes, morton_decode
 from .quantize_config import MAX_CODEBOOK, MAX_ITERS, PRESETS, QuantizeConfig
@@ -89,8 +90,6 @@ class QuantizedSplats:
 def check_clusterable(splats: GaussianSplats, where: object | None = None) -> None:
     """Refuse values k-means cannot cluster (beyond ±1e30: their squares leave float32), naming the
     attribute and, when ``where`` (a file) is given, the file (``FormatError``)."""
-    from ..vq.kmeans import MAX_ABS
-
     for name in ("sh0", "shN", "scales"):
         t = getattr(splats, name)
         if not t.numel():
@@ -176,8 +175,6 @@ def quantize_splats(
     Raises ``VqpressInputError`` for an empty scene (there is nothing to compress: no .vqp is written)
     and ``NonFiniteError`` when a value is not finite (repair it first with ``load_scene``).
     """
-    from ..vq.kmeans import kmeans
-
     config.validate()
     splats.check_shapes()
     N = splats.num_gaussians

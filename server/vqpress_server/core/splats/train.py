@@ -26,11 +26,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import ConfigError, VqpressInputError
+from ..metrics import psnr as psnr_metric
+from ..metrics import ssim as ssim_metric
 from ..progress import Progress
 from ..render.cameras import Camera
+from ..render.splats import rasterize, rasterize_gsplat, render_views
 from .formats.ply import encode_ply
-from .framing import Framing, frame_capture, scene_frame  # noqa: F401  (scene_frame: used by field training)
+from .framing import OBJECT_FILL, Framing, frame_capture, scene_frame  # noqa: F401  (scene_frame: used by field training)
 from .importance import view_importance
 from .model import SH_C0, GaussianSplats, num_sh_rest
 from .qat import QatState, attribute_vectors, encode_vqp, quantized_scene
@@ -92,8 +96,6 @@ def frame_dataset(dataset: Any, config: SplatTrainConfig, cameras: list[Camera])
 
 def _object_half(cameras: list[Camera], frame: Framing) -> float:
     """The object box of ``framing.frame_capture`` for cameras that did not pass its tests (init='object')."""
-    from .framing import OBJECT_FILL
-
     c = np.asarray(frame.center)
     d_min = min(float(np.linalg.norm(cam.position - c)) for cam in cameras)
     fov = min(2.0 * math.atan(0.5 * min(cam.width / cam.K[0, 0], cam.height / cam.K[1, 1])) for cam in cameras)
@@ -203,7 +205,7 @@ def _make_strategy(config: SplatTrainConfig, device: torch.device, scale: float)
     """(gsplat strategy or None, its state, the strategy in effect); gsplat is imported only on CUDA."""
     if device.type != "cuda" or config.strategy == "none":
         return None, {}, "none" if config.strategy == "none" else "none (cpu)"
-    from gsplat.strategy import DefaultStrategy, MCMCStrategy
+    from gsplat.strategy import DefaultStrategy, MCMCStrategy  # here: gsplat's kernels are for CUDA only
 
     if config.strategy == "default":
         s = DefaultStrategy(
@@ -249,41 +251,29 @@ def _reset_opacities(
     strategy: Any,
 ) -> None:
     """Clamp every opacity to 2 x the prune threshold (gsplat's reset value) and clear its Adam moments."""
-    from gsplat.strategy.ops import reset_opa
+    from gsplat.strategy.ops import reset_opa  # here: gsplat's kernels are for CUDA only
 
     reset_opa(params=params, optimizers=optimizers, state=state, value=2.0 * strategy.prune_opa)
 
 
 def _load_checkpoint(path: Path, config: SplatTrainConfig, fingerprint: str) -> dict[str, Any] | None:
+    """The run's checkpoint at ``path`` (read by ``core.checkpoint``; None when there is none). One
+    that cannot be read, or of another version, config or dataset, is refused, naming what differs:
+    ``checkpoint_dir`` is the caller's folder, so a file there is not silently replaced."""
     if not path.is_file():
         return None
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a checkpoint is our own file: an unreadable one is reported, not trusted
-        raise VqpressInputError(f"{path}: cannot read the training checkpoint ({e}); delete it to start over") from None
-    if isinstance(ck, dict) and isinstance(ck.get("format"), int) and ck["format"] < CHECKPOINT_FORMAT:
+    ck = load_checkpoint(path)
+    if ck is None:
+        raise VqpressInputError(f"{path}: cannot read the training checkpoint; delete it to start over")
+    if isinstance(ck.get("format"), int) and ck["format"] < CHECKPOINT_FORMAT:
         return None  # written by an earlier version for an earlier config: start over
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+    if ck.get("format") != CHECKPOINT_FORMAT:
         raise VqpressInputError(f"{path}: not a training checkpoint of this version; delete it to start over")
     if ck["config"] != config.as_dict():
         raise ConfigError(f"{path} was written with another training config; use a new checkpoint_dir or resume=False")
-    if ck["dataset"] != fingerprint:
+    if ck.get("dataset") != fingerprint:
         raise VqpressInputError(f"{path} was written for another dataset; use a new checkpoint_dir or resume=False")
     return ck
-
-
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over the last one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @dataclass
@@ -449,8 +439,6 @@ class _Trainer:
 
     def _render(self, s: TrainState, view: int, degree: int) -> tuple[torch.Tensor, dict[str, Any]]:
         """rgb [H, W, 3] of a training view (codebook values when QAT is on) and gsplat's info."""
-        from ..render.splats import rasterize, rasterize_gsplat
-
         p = s.params
         quats, scales, sh0, shN = p["quats"], p["scales"], p["sh0"], p["shN"]
         if s.qat.active:
@@ -712,9 +700,6 @@ def evaluate_on_photos(dataset: Any, scenes: dict[str, GaussianSplats]) -> dict[
 
     Keys: ``psnr<label>``, ``ssim<label>`` (means over the views) per scene, ``eval_split`` and
     ``num_eval_views``."""
-    from ..metrics import psnr as psnr_metric
-    from ..metrics import ssim as ssim_metric
-    from ..render.splats import render_views
 
     test_idx = list(getattr(dataset, "test_indices", []))
     eval_idx = test_idx or list(dataset.train_indices)

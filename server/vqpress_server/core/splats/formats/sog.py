@@ -41,11 +41,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from vqpress.vqp import loads_json
 
 from .... import __version__
 from ...budgets import MAX_JSON_DEPTH
 from ...errors import ConfigError, FormatError, VqpressInputError
+from ...vq.kmeans import assign, kmeans
 from ..model import GaussianSplats, num_sh_rest
 from ..morton import morton_order
 
@@ -122,8 +124,6 @@ class _Files:
 
 
 def _webp(files: _Files, name: str, min_pixels: int, max_pixels: int) -> np.ndarray:  # [H, W, 4] uint8
-    from PIL import Image
-
     data = files.read(name)
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -369,8 +369,6 @@ def sniff_sog_zip(path: Path) -> bool:
 
 
 def _webp_lossless(rgba: np.ndarray) -> bytes:  # [H, W, 4] uint8 -> lossless WebP bytes
-    from PIL import Image
-
     bio = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(
         bio, format="WEBP", lossless=True, exact=True, quality=100, method=4
@@ -381,8 +379,6 @@ def _webp_lossless(rgba: np.ndarray) -> bytes:  # [H, W, 4] uint8 -> lossless We
 def _quantize_1d(values: np.ndarray, k: int, iters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A sorted codebook of at most ``k`` values and each value's index, by vqpress's k-means
     (fitted on at most ``CODEBOOK_FIT_SAMPLE`` of the values, drawn with ``seed``; all are assigned)."""
-    from ...vq.kmeans import assign, kmeans
-
     flat = torch.from_numpy(values.reshape(-1, 1).astype(np.float32))  # [M, 1]
     fit = flat
     if flat.shape[0] > CODEBOOK_FIT_SAMPLE:
@@ -400,8 +396,6 @@ def _layout(n: int) -> tuple[int, int]:
 
 def encode_sog_files(splats: GaussianSplats, config: SogConfig = SogConfig()) -> dict[str, bytes]:
     """The files of a SOG for ``splats``: ``meta.json`` and the WebP images (module doc)."""
-    from ...vq.kmeans import kmeans
-
     N = splats.num_gaussians
     if N == 0:
         raise VqpressInputError("cannot write an empty scene as SOG: it has no Gaussians")
