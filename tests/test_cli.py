@@ -291,6 +291,15 @@ def test_no_eval_skips_the_renders(service: Service, tmp_path: Path) -> None:
     assert report["psnr"] is None and "evaluate" not in report["timings_s"] and out.stat().st_size > 0
 
 
+def test_quantize_dataset_reaches_the_server_and_finetune_steps_need_it(service: Service, tmp_path: Path) -> None:
+    out = tmp_path / "t.vqp"
+    r = run("quantize", str(DONUT), "-o", str(out), "--finetune-steps", "10", "--server", "127.0.0.1:1")
+    assert r.rc == 3 and "needs a dataset" in r.err, r
+    # A scene is no photo archive: the server says so (the fine-tune itself runs in test_train_service.py).
+    r = run("quantize", str(DONUT), "-o", str(out), "--dataset", str(DONUT), "-q", "--server", service.address)
+    assert r.rc != 0 and "not a training dataset" in r.err and not out.exists(), r
+
+
 def test_a_cancel_during_evaluation_keeps_the_vqp(service: Service) -> None:
     from vqpress_server.core.render.cameras import orbit_cameras
     from vqpress_server.core.splats.formats import read_splats

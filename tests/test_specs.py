@@ -22,6 +22,7 @@ from vqpress_server.jobs.specs import (
     ExportFieldSpec,
     ExportOptions,
     ExportSplatsSpec,
+    FinetuneSpec,
     JobSpec,
     QuantizeFieldSpec,
     QuantizeSplatsSpec,
@@ -44,6 +45,7 @@ CAM = CameraSpec(
 SPECS: list[JobSpec] = [
     QuantizeSplatsSpec(A),
     QuantizeSplatsSpec(A, QuantizeConfig.from_preset("high_ratio", dc_codebook=64), (CAM,), (1.0, 1.0, 1.0), False),
+    QuantizeSplatsSpec(A, finetune=FinetuneSpec(B, 40)),
     QuantizeFieldSpec(A, FieldQuantizeConfig(method="lra", rank=2), (CAM, CAM), (0.0, 0.5, 1.0)),
     ExportSplatsSpec(A, "vqp", QuantizeConfig(kmeans_iters=0)),
     ExportSplatsSpec(A, "spz", options=ExportOptions(sh_degree=1, box_min=(-1.0, -1.0, -1.0), box_max=(1.0, 1.0, 1.0))),
@@ -90,6 +92,8 @@ def test_a_stored_spec_that_is_not_its_class_is_refused_naming_the_key() -> None
         ({**good, "cameras": [{**CAM.to_json(), "width": 1.5}]}, "cameras[0].width must be an integer"),
         ({**good, "cameras": [{**CAM.to_json(), "K": [1.0] * 8}]}, "cameras[0].K must be a list of 9 numbers"),
         ({**good, "background": [0, 0]}, "background must be a list of 3 numbers"),
+        ({**good, "finetune": {"dataset": B, "steps": 0}}, "finetune.steps must be an integer in 1..100000"),
+        ({**good, "finetune": {"dataset": B}}, "finetune lacks steps"),
         ({**good, "type": "quantize_everything"}, "unknown job spec type"),
         ({"source": A}, 'names its "type"'),
         ([1, 2], "must be a JSON object"),
@@ -105,7 +109,7 @@ def test_a_stored_spec_that_is_not_its_class_is_refused_naming_the_key() -> None
         spec_from_json({**export, "format": "obj"})
     with pytest.raises(SpecError, match="options has unknown key"):
         spec_from_json({**export, "options": {**export["options"], "gzip": True}})
-    train = SPECS[9].to_json()
+    train = SPECS[10].to_json()
     with pytest.raises(SpecError, match="train lacks"):
         spec_from_json({**train, "train": {"steps": 10}})
     with pytest.raises(SpecError, match="dataset_options: downscale"):

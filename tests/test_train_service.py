@@ -23,10 +23,12 @@ from vqpress import (
     FieldTrainConfig,
     JobState,
     QatConfig,
+    QuantizeConfig,
     SplatTrainConfig,
     VqadGridConfig,
     VqpressError,
 )
+from vqpress.errors import translate_errors
 from vqpress.field import decode_field, render_image_field
 from vqpress.v1 import vqpress_pb2 as pb
 from vqpress.vqp import decode_splats, read_vqp
@@ -328,3 +330,60 @@ def test_a_dataset_that_is_no_archive_is_refused_with_a_reason(client: Client, t
     with pytest.raises(VqpressError) as e:  # a scene is not a dataset
         client.train(DONUT, FieldTrainConfig(steps=10))
     assert e.value.code == "FAILED_PRECONDITION" and "not a training dataset" in e.value.message
+
+
+# -- quantize, then fine-tune on the photos -----------------------------------------------------
+SMALL_QUANTIZE = QuantizeConfig(
+    dc_codebook=32, sh_codebook=16, scale_codebook=32, rot_codebook=32, kmeans_iters=3, importance="none"
+)  # no importance renders: the fine-tune's own photos are the slow part on a CPU
+
+
+@pytest.mark.timeout(600)  # 20 training steps and two scorings on photos, on a loaded 2-core CPU
+def test_quantize_with_a_dataset_finetunes_the_quantized_scene_on_its_photos(
+    client: Client, donut_dataset: Path, tmp_path: Path
+) -> None:
+    """Small codebooks lose detail; 20 steps through the quantized scene win part of it back on the
+    held-out photos (on CPU, through the service: the same archive Train takes)."""
+    st = client.quantize(DONUT, SMALL_QUANTIZE, dataset=donut_dataset, finetune_steps=20).wait(timeout=560)
+    assert st.state is JobState.SUCCEEDED, st.error
+    assert st.kind == "quantize" and [r.name for r in st.results] == ["donut_small.vqp", "report.json"]
+    data = client.download_bytes(st.results[0])
+    report = json.loads(client.download_bytes(st.results[1]))
+    ft = report["finetune"]
+    print(f"fine-tune 20 steps: {ft['psnr_before']:.2f} -> {report['psnr']:.2f} dB on {report['psnr_reference']}")
+    assert ft["steps"] == 20 and ft["eval_split"] == "test" and ft["num_eval_views"] == 2
+    assert report["psnr"] > ft["psnr_before"], report  # the fine-tune helped on photos it did not see
+    assert st.metrics["psnr"] == pytest.approx(report["psnr"]) and report["psnr_reference"].startswith("the dataset")
+    assert report["output_bytes"] == len(data) == st.metrics["output_bytes"]
+    assert report["ratio"] == pytest.approx(DONUT.stat().st_size / len(data))
+    assert sum(report["section_bytes"].values()) <= len(data)
+    arrays = decode_splats(read_vqp(data))  # the fine-tuned file decodes without torch
+    assert arrays["means"].shape[0] == report["num_gaussians"]
+    assert all(np.isfinite(a).all() for a in arrays.values())
+
+
+def test_quantize_dataset_is_refused_where_it_does_not_apply(client: Client, donut_dataset: Path) -> None:
+    with pytest.raises(VqpressError) as e:  # a scene is not a dataset
+        client.quantize(DONUT, SMALL_QUANTIZE, dataset=DONUT)
+    assert e.value.code == "FAILED_PRECONDITION" and "not a training dataset" in e.value.message, e.value
+    with pytest.raises(VqpressError) as e:  # out of bounds: refused before anything is sent
+        client.quantize(DONUT, SMALL_QUANTIZE, dataset=donut_dataset, finetune_steps=0)
+    assert e.value.code == "INVALID_ARGUMENT" and "finetune_steps" in e.value.message, e.value
+    with pytest.raises(VqpressError) as e:
+        client.quantize(DONUT, SMALL_QUANTIZE, finetune_steps=10)
+    assert e.value.code == "INVALID_ARGUMENT" and "needs a dataset" in e.value.message, e.value
+    # The server bounds the steps too (a request built without the SDK).
+    scene = client.upload(DONUT)
+    archive = client.upload(donut_dataset)
+    req = pb.QuantizeRequest(
+        artifact=pb.ArtifactRef(id=scene.id),
+        finetune=pb.QuantizeFinetune(dataset=pb.ArtifactRef(id=archive.id), steps=100_001),
+    )
+    with pytest.raises(VqpressError) as e:
+        with translate_errors():
+            client._stub.Quantize(req, timeout=30)
+    assert e.value.code == "INVALID_ARGUMENT" and "finetune.steps must be an integer in 1..100000" in e.value.message
+    with pytest.raises(VqpressError) as e:  # no dataset in the fine-tune
+        with translate_errors():
+            client._stub.Quantize(pb.QuantizeRequest(artifact=pb.ArtifactRef(id=scene.id), finetune={}), timeout=30)
+    assert e.value.code == "INVALID_ARGUMENT" and "finetune.dataset is not set" in e.value.message

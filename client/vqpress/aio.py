@@ -35,8 +35,10 @@ from .client import (
     Encoding,
     ExportFormatName,
     Source,
+    _check_finetune,
     _export_fields,
     _file_sha256,
+    _finetune_pb,
     _id,
     _info,
     _init_plan,
@@ -255,8 +257,14 @@ class Client:
         cameras: Sequence[Camera] | None = None,
         background: Sequence[float] | None = None,
         evaluate: bool = True,
+        dataset: str | os.PathLike | ArtifactRef | None = None,
+        finetune_steps: int | None = None,
     ) -> Job:
         fields = _quantize_fields(config, cameras, background, evaluate)
+        if _check_finetune(config, dataset, finetune_steps):
+            if not isinstance(dataset, ArtifactRef):
+                dataset = await self.upload(dataset, kind=guess_kind(dataset) or "dataset")  # type: ignore[arg-type]
+            fields["finetune"] = _finetune_pb(dataset, finetune_steps)
         req = pb.QuantizeRequest(**fields, **(await self._source(source)))
         return Job(self, (await _call(self._stub.Quantize(req, timeout=self.timeout, metadata=self._md))).id)
 

@@ -3,6 +3,7 @@
     vqpress quantize scene.ply -o scene.vqp [--preset high_ratio] [--json] [--detach]
     vqpress export scene.vqp -o scene.ply
     vqpress quantize field.vqp -o small.vqp --field-method kmvq --bits 4
+    vqpress quantize scene.ply -o scene.vqp --dataset photos.zip [--finetune-steps 3000]
     vqpress train photos.zip -o scene.vqp [--fast] [--steps N] [--json]
     vqpress train photo.png -o photo.vqp --field [--steps 500] [--bits 4]
     vqpress render scene.vqp --cameras cameras.json -o views/ [--split test]
@@ -175,6 +176,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--split", help="only the cameras of this split (default: 'test' when the file has one)")
     q.add_argument("--no-eval", action="store_true", help="skip the PSNR/SSIM renders: sizes and timings only")
+    q.add_argument(
+        "--dataset",
+        type=Path,
+        help="posed photos (.zip/.tar, as train takes): fine-tune the quantized scene on them; PSNR/SSIM on "
+        "their held-out views",
+    )
+    q.add_argument("--finetune-steps", type=int, metavar="N", help="with --dataset: fine-tune steps (default 3000)")
     q.add_argument("--json", action="store_true", help="print the report as JSON on stdout, nothing else")
     detach_arg(q)
     config_args(q)
@@ -464,9 +472,14 @@ def _cmd_quantize(client: Client, args: argparse.Namespace) -> int:
     else:
         cfg = _config(args)
     cameras, background = _load_cameras(args.cameras, args.split, default_test=True) if args.cameras else (None, None)
-    job = client.quantize(args.input, cfg, cameras=cameras, background=background, evaluate=not args.no_eval)
+    job = client.quantize(
+        args.input, cfg, cameras=cameras, background=background, evaluate=not args.no_eval, dataset=args.dataset,
+        finetune_steps=args.finetune_steps,
+    )  # fmt: skip
     if _submitted(job, args):
         return EXIT_OK
+    if args.dataset is not None:
+        _warn_if_cpu(client, args)
     st = _follow(job, args)
     _print_report(args, *_save(client, st, args.output, everything=False))
     return EXIT_OK

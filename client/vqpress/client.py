@@ -141,6 +141,9 @@ _RETRY_WAIT_S = (0.25, 5.0)  # first and longest pause before re-attaching to a 
 _RETRY_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED)
 
 
+MAX_FINETUNE_STEPS = 100_000  # steps of a quantize job's fine-tune (the server's bound)
+
+
 def guess_kind(path: str | os.PathLike) -> str:
     """Artifact kind from a file name ("" when unknown; the server then detects it from the bytes)."""
     return _KIND_BY_SUFFIX.get(Path(path).suffix.lower(), "")
@@ -370,6 +373,24 @@ def _quantize_fields(
         "background": _color_pb(background) if background is not None else None,
         "evaluate": None if evaluate else False,
     }
+
+
+def _check_finetune(config: Any, dataset: Any, finetune_steps: int | None) -> bool:
+    """Whether a quantize call fine-tunes on a dataset; refuses what cannot be sent."""
+    steps_ok = isinstance(finetune_steps, int) and not isinstance(finetune_steps, bool) and finetune_steps >= 1
+    if finetune_steps is not None and not (steps_ok and finetune_steps <= MAX_FINETUNE_STEPS):
+        raise invalid(f"finetune_steps must be an integer in 1..{MAX_FINETUNE_STEPS}, got {finetune_steps!r}")
+    if dataset is None:
+        if finetune_steps is not None:
+            raise invalid("finetune_steps needs a dataset: the photos the quantized scene is fine-tuned on")
+        return False
+    if isinstance(config, FieldQuantizeConfig):
+        raise invalid("dataset (a fine-tune on photos) applies to splat scenes, not to neural fields")
+    return True
+
+
+def _finetune_pb(dataset: ArtifactRef, steps: int | None) -> pb.QuantizeFinetune:
+    return pb.QuantizeFinetune(dataset=pb.ArtifactRef(id=dataset.id), steps=steps)
 
 
 def _export_fields(format: str, config: QuantizeConfig | None, options: ExportOptions | None) -> dict[str, Any]:
@@ -609,6 +630,8 @@ class Client:
         cameras: Sequence[Camera] | None = None,
         background: Sequence[float] | None = None,
         evaluate: bool = True,
+        dataset: str | os.PathLike | ArtifactRef | None = None,
+        finetune_steps: int | None = None,
     ) -> Job:
         """Start compressing a splat scene to .vqp, or post-hoc compressing a stored dense neural field
         (a field .vqp; ``config`` a FieldQuantizeConfig, default kmVQ at 4 bits). Results: [the .vqp,
@@ -617,8 +640,18 @@ class Client:
         ``cameras`` are the views PSNR/SSIM of a scene are measured on (default: orbit views chosen
         by the server), rendered over ``background`` (default black). ``evaluate=False`` skips the
         renders: the report then has sizes and timings only.
+
+        ``dataset`` (splat scenes): the posed photos the scene was trained on, a .zip/.tar archive as
+        Train takes (a path is uploaded first). After quantizing, the quantized scene is fine-tuned on
+        them for ``finetune_steps`` steps (default 3000; its indices stay fixed, the codebooks,
+        positions and opacities learn), and PSNR/SSIM are measured on the held-out photos, before
+        and after (the report's "finetune"). Training runs on the server's GPU, or slowly on its CPU.
         """
         cfg_fields = _quantize_fields(config, cameras, background, evaluate)  # validated before any upload
+        if _check_finetune(config, dataset, finetune_steps):
+            if not isinstance(dataset, ArtifactRef):
+                dataset = self.upload(dataset, kind=guess_kind(dataset) or "dataset")  # type: ignore[arg-type]
+            cfg_fields["finetune"] = _finetune_pb(dataset, finetune_steps)
         req = pb.QuantizeRequest(**cfg_fields, **self._source(source))
         with translate_errors():
             return Job(self, self._stub.Quantize(req, timeout=self.timeout).id)

@@ -731,7 +731,7 @@ class FieldQuantizeConfig(_message.Message):
     def __init__(self, method: _Optional[_Union[FieldQuantizeMethod, str]] = ..., bits: _Optional[int] = ..., rank: _Optional[int] = ..., iters: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class QuantizeRequest(_message.Message):
-    __slots__ = ("artifact", "splats", "field", "config", "field_config", "cameras", "background", "evaluate")
+    __slots__ = ("artifact", "splats", "field", "config", "field_config", "cameras", "background", "evaluate", "finetune")
     ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     SPLATS_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
@@ -740,6 +740,7 @@ class QuantizeRequest(_message.Message):
     CAMERAS_FIELD_NUMBER: _ClassVar[int]
     BACKGROUND_FIELD_NUMBER: _ClassVar[int]
     EVALUATE_FIELD_NUMBER: _ClassVar[int]
+    FINETUNE_FIELD_NUMBER: _ClassVar[int]
     artifact: ArtifactRef
     splats: GaussianSplats
     field: NeuralField
@@ -748,7 +749,16 @@ class QuantizeRequest(_message.Message):
     cameras: _containers.RepeatedCompositeFieldContainer[Camera]
     background: Color
     evaluate: bool
-    def __init__(self, artifact: _Optional[_Union[ArtifactRef, _Mapping]] = ..., splats: _Optional[_Union[GaussianSplats, _Mapping]] = ..., field: _Optional[_Union[NeuralField, _Mapping]] = ..., config: _Optional[_Union[QuantizeConfig, _Mapping]] = ..., field_config: _Optional[_Union[FieldQuantizeConfig, _Mapping]] = ..., cameras: _Optional[_Iterable[_Union[Camera, _Mapping]]] = ..., background: _Optional[_Union[Color, _Mapping]] = ..., evaluate: _Optional[bool] = ...) -> None: ...
+    finetune: QuantizeFinetune
+    def __init__(self, artifact: _Optional[_Union[ArtifactRef, _Mapping]] = ..., splats: _Optional[_Union[GaussianSplats, _Mapping]] = ..., field: _Optional[_Union[NeuralField, _Mapping]] = ..., config: _Optional[_Union[QuantizeConfig, _Mapping]] = ..., field_config: _Optional[_Union[FieldQuantizeConfig, _Mapping]] = ..., cameras: _Optional[_Iterable[_Union[Camera, _Mapping]]] = ..., background: _Optional[_Union[Color, _Mapping]] = ..., evaluate: _Optional[bool] = ..., finetune: _Optional[_Union[QuantizeFinetune, _Mapping]] = ...) -> None: ...
+
+class QuantizeFinetune(_message.Message):
+    __slots__ = ("dataset", "steps")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    dataset: ArtifactRef
+    steps: int
+    def __init__(self, dataset: _Optional[_Union[ArtifactRef, _Mapping]] = ..., steps: _Optional[int] = ...) -> None: ...
 
 class ExportOptions(_message.Message):
     __slots__ = ("sh_degree", "min_opacity", "box_min", "box_max", "drop_non_finite", "spz_axes", "sog_sh_palette")

@@ -30,7 +30,7 @@ from ..core.fields.config import (
     field_config_to_dict,
 )
 from ..core.splats.quantize_config import QuantizeConfig
-from ..core.splats.train_config import SplatTrainConfig
+from ..core.splats.train_config import MAX_FINETUNE_STEPS, SplatTrainConfig
 from .model import JobKind
 
 MAX_RENDER_CAMERAS = 4096  # cameras one job may ask for
@@ -40,6 +40,7 @@ ExportFormat = Literal["ply", "compressed_ply", "splat", "spz", "sog", "vqp"]
 RENDER_ENCODINGS = ("png", "float32")
 Encoding = Literal["png", "float32"]
 SPZ_AXES = ("ply", "rub")
+DEFAULT_FINETUNE_STEPS = 3000  # steps of a quantize job's fine-tune when the request names none
 MAX_SOG_SH_PALETTE = 65536
 
 
@@ -274,6 +275,28 @@ class ExportOptions:
         )
 
 
+@dataclass(frozen=True)
+class FinetuneSpec:
+    """A fine-tune through the quantized scene on posed photos (``core.splats.finetune``)."""
+
+    dataset: str  # artifact id of a zip/tar archive of posed photos (NeRF-synthetic, instant-ngp or COLMAP)
+    steps: int = DEFAULT_FINETUNE_STEPS  # optimizer steps, one photo each, 1..MAX_FINETUNE_STEPS
+
+    def __post_init__(self) -> None:
+        _artifact_id(self.dataset, "finetune.dataset")
+        v = self.steps
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_FINETUNE_STEPS:
+            raise SpecError(f"finetune.steps must be an integer in 1..{MAX_FINETUNE_STEPS}, got {str(v)[:40]!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "steps": self.steps}
+
+    @classmethod
+    def from_json(cls, d: Any, where: str = "finetune") -> FinetuneSpec:
+        d = _object(d, where, ("dataset", "steps"))
+        return cls(_artifact_id(d["dataset"], f"{where}.dataset"), _int(d["steps"], f"{where}.steps"))
+
+
 def _dataset_config_from(d: Any, where: str) -> DatasetConfig:
     d = _object(d, where, ("downscale", "background", "test_every", "max_images", "keep_alpha"))
     bg = _floats(d["background"], 3, f"{where}.background")
@@ -361,6 +384,8 @@ class QuantizeSplatsSpec(JobSpec):
     cameras: Cameras | None = None  # views for importance and evaluation; None = the core's default views
     background: RGB | None = None  # evaluation background; None = the core's
     evaluate: bool = True  # render original and quantized scenes to measure PSNR/SSIM
+    # then fine-tune the quantized scene on photos (PSNR/SSIM measured on their held-out views instead)
+    finetune: FinetuneSpec | None = None
 
     def __post_init__(self) -> None:
         _artifact_id(self.source, "source")
@@ -369,21 +394,25 @@ class QuantizeSplatsSpec(JobSpec):
         _check_cameras(self.cameras, required=False)
         _check_rgb(self.background, "background")
         _bool(self.evaluate, "evaluate")
+        if self.finetune is not None and not isinstance(self.finetune, FinetuneSpec):
+            raise SpecError("finetune must be a FinetuneSpec or None")
 
     def _fields_json(self) -> dict[str, Any]:
         return {"source": self.source, "config": self.config.as_dict(), "cameras": _cameras_json(self.cameras),
                 "background": None if self.background is None else list(self.background),
-                "evaluate": self.evaluate}  # fmt: skip
+                "evaluate": self.evaluate,
+                "finetune": None if self.finetune is None else self.finetune.to_json()}  # fmt: skip
 
     @classmethod
     def _from_fields(cls, d: Mapping[str, Any]) -> QuantizeSplatsSpec:
-        d = _object(d, cls.TYPE, ("source", "config", "cameras", "background", "evaluate"))
+        d = _object(d, cls.TYPE, ("source", "config", "cameras", "background", "evaluate", "finetune"))
         return cls(
             source=_artifact_id(d["source"], "source"),
             config=_config(QuantizeConfig.from_dict, d["config"], "config"),
             cameras=_cameras_from(d["cameras"]),
             background=_rgb_from(d["background"], "background"),
             evaluate=_bool(d["evaluate"], "evaluate"),
+            finetune=None if d["finetune"] is None else FinetuneSpec.from_json(d["finetune"]),
         )
 
 
@@ -678,6 +707,7 @@ __all__ = [
     "ExportFieldSpec",
     "ExportOptions",
     "ExportSplatsSpec",
+    "FinetuneSpec",
     "JobSpec",
     "QuantizeFieldSpec",
     "QuantizeSplatsSpec",

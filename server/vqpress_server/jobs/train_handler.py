@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..core.budgets import BUDGETS
-from ..core.data import DatasetConfig, open_dataset_archive
+from ..core.data import DatasetConfig, PosedImageDataset, open_dataset_archive
 from ..core.splats.formats import write_splats
 from ..core.splats.train import train_splats
 from .context import JobContext, artifact_errors
@@ -39,22 +39,27 @@ def dataset_file(ctx: JobContext, artifact_id: str) -> tuple[Path, str]:
     return ctx.store.path(info.id), info.name
 
 
-def run_train_splats(ctx: JobContext, spec: TrainSplatsSpec) -> HandlerResult:
-    """Run a TRAIN_SPLATS job (see the module docstring for the spec and results)."""
-    config = spec.config
-    archive, archive_name = dataset_file(ctx, spec.dataset)
-    init = None
-    if spec.init is not None:
-        init = ctx.load_splats(ctx.source(spec.init, "init"))
-    ctx.progress("dataset", 0.0)
+def open_dataset(ctx: JobContext, artifact_id: str) -> PosedImageDataset:
+    """A spec's dataset archive, extracted with core.data's checks into the job's scratch folder."""
+    archive, archive_name = dataset_file(ctx, artifact_id)
     with artifact_errors(archive, archive_name):
-        dataset = open_dataset_archive(
+        return open_dataset_archive(
             archive,
             ctx.scratch / "dataset",
             max_bytes=MAX_ARCHIVE_BYTES,
             max_files=MAX_ARCHIVE_FILES,
             config=DatasetConfig(),
         )
+
+
+def run_train_splats(ctx: JobContext, spec: TrainSplatsSpec) -> HandlerResult:
+    """Run a TRAIN_SPLATS job (see the module docstring for the spec and results)."""
+    config = spec.config
+    init = None
+    if spec.init is not None:
+        init = ctx.load_splats(ctx.source(spec.init, "init"))
+    ctx.progress("dataset", 0.0)
+    dataset = open_dataset(ctx, spec.dataset)
     ctx.check_cancelled()
     t0 = time.perf_counter()
     ckpt = checkpoint_dir(ctx)
@@ -93,4 +98,4 @@ def run_train_splats(ctx: JobContext, spec: TrainSplatsSpec) -> HandlerResult:
     )
 
 
-__all__ = ["checkpoint_dir", "dataset_file", "run_train_splats"]
+__all__ = ["checkpoint_dir", "dataset_file", "open_dataset", "run_train_splats"]

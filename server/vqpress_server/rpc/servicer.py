@@ -25,16 +25,19 @@ from vqpress.v1 import vqpress_pb2_grpc as pb_grpc
 from ..artifacts.store import ArtifactIntegrityError, ArtifactNotFound, ArtifactStore, ArtifactTooLarge
 from ..jobs.model import JobRecord, JobState
 from ..jobs.specs import (
+    DEFAULT_FINETUNE_STEPS,
     MAX_RENDER_CAMERAS,
     BuildFieldSpec,
     CameraSpec,
     ExportFieldSpec,
     ExportSplatsSpec,
+    FinetuneSpec,
     JobSpec,
     QuantizeFieldSpec,
     QuantizeSplatsSpec,
     RenderFieldSpec,
     RenderSplatsSpec,
+    SpecError,
     TrainFieldSpec,
     TrainSplatsSpec,
 )
@@ -157,6 +160,11 @@ class VqpressServicer(pb_grpc.VqpressServicer):
                     f"field {source.artifact} is stored as {source.field.storage!r}: post-hoc "
                     "quantization needs a field trained with a dense grid (VQ-AD and hash fields are trained compact)",
                 )
+            if request.HasField("finetune"):
+                raise invalid_argument(
+                    "QuantizeRequest.finetune (a fine-tune on photos) applies to Gaussian splat scenes; this "
+                    "source is a neural field: leave finetune unset"
+                )
             field_config = convert.field_quantize_config(request.field_config, source.field.features)
             spec = QuantizeFieldSpec(source.artifact, field_config)
         else:
@@ -168,8 +176,22 @@ class VqpressServicer(pb_grpc.VqpressServicer):
             cameras = convert.camera_specs(request.cameras) or None
             bg = convert.background(request.background) if request.HasField("background") else None
             evaluate = request.evaluate if request.HasField("evaluate") else True
-            spec = QuantizeSplatsSpec(source.artifact, config, cameras, bg, evaluate)
+            finetune = self._finetune(request.finetune) if request.HasField("finetune") else None
+            spec = QuantizeSplatsSpec(source.artifact, config, cameras, bg, evaluate, finetune)
         return pb.JobRef(id=self._submit(spec).id)
+
+    def _finetune(self, msg: pb.QuantizeFinetune) -> FinetuneSpec:
+        """The fine-tune a Quantize request asks for: its dataset checked like Train's, its steps bounded."""
+        if not msg.HasField("dataset") or not msg.dataset.id:
+            raise invalid_argument(
+                "QuantizeRequest.finetune.dataset is not set: upload the photos' archive and send its ArtifactRef"
+            )
+        check_dataset_artifact(self.store, msg.dataset.id, allow_image=False)
+        steps = int(msg.steps) if msg.HasField("steps") else DEFAULT_FINETUNE_STEPS
+        try:
+            return FinetuneSpec(msg.dataset.id, steps)
+        except SpecError as e:
+            raise invalid_argument(f"QuantizeRequest.{e}") from None
 
     def Export(self, request: pb.ExportRequest, context: Any) -> pb.JobRef:
         fmt = convert.export_format(request.format)
