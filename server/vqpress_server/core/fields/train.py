@@ -107,16 +107,33 @@ def mse_to_psnr(mse: float) -> float:
     return float("inf") if mse <= 0 else -10.0 * math.log10(mse)
 
 
+# VQ-AD's logits learn at this multiple of the grid's learning rate, and without weight decay.
+# Adam moves a parameter by about its learning rate per step whatever its gradient's size, and a
+# logit's useful range (softmax units: a few) is not a feature's (the dense grid's start at 1e-4):
+# at the grid's 1e-2 the softmax was still flat (mean largest probability 0.07 of 16 codes) after
+# 300 steps of a 2D fit, so the hard forward's argmax stayed where the random start put it. Weight
+# decay only flattens a softmax (which a shift of all logits leaves unchanged), and a logit's
+# gradient (softmax Jacobian x codebook distance x a vertex's share of the batch) is small enough
+# that 1e-6 x logit is of its size: on the sparse 3D grid it pulled every logit to 0. BENCHMARKS 7c.
+VQAD_LOGITS_LR_SCALE = 10.0
+
+
 def _optimizer(model: NeuralField, train: TrainConfig) -> torch.optim.Adam:
-    grid_params = list(model.grid.parameters())
-    grid_ids = {id(p) for p in grid_params}
+    """Adam over the grid (lr), the decoder (mlp_lr) and, for VQ-AD, the logits in a third group
+    (lr x VQAD_LOGITS_LR_SCALE, no weight decay); the schedule scales every group alike."""
+    grid = model.grid
+    logits = list(grid.logits) if isinstance(grid, VqadGrid) else []
+    logit_ids = {id(p) for p in logits}
+    grid_params = [p for p in grid.parameters() if id(p) not in logit_ids]
+    grid_ids = {id(p) for p in grid.parameters()}
     mlp_params = [p for p in model.parameters() if id(p) not in grid_ids]
-    return torch.optim.Adam(
-        [{"params": grid_params, "lr": train.lr}, {"params": mlp_params, "lr": train.mlp_lr}],
-        betas=(0.9, 0.99),
-        eps=1e-15,
-        weight_decay=train.weight_decay,
-    )
+    groups: list[dict[str, Any]] = [
+        {"params": grid_params, "lr": train.lr},
+        {"params": mlp_params, "lr": train.mlp_lr},
+    ]
+    if logits:
+        groups.append({"params": logits, "lr": train.lr * VQAD_LOGITS_LR_SCALE, "weight_decay": 0.0})
+    return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, weight_decay=train.weight_decay)
 
 
 def _set_hard_forward(model: NeuralField, step: int, steps: int) -> None:
