@@ -206,6 +206,23 @@ def test_detach_then_status_wait_download_and_logs(service: Service, tmp_path: P
     assert sorted(p.name for p in alldir.iterdir()) == ["donut_small.vqp", "report.json"]
 
 
+def test_render_detach_then_download_gives_the_same_images(service: Service, tmp_path: Path, cams: Path) -> None:
+    a = service.address
+    d = run("render", str(DONUT), "--cameras", str(cams), "-o", str(tmp_path / "unused"), "--detach", "--server", a)
+    assert d.rc == 0, d.err
+    job_id = d.out.strip()
+    assert len(job_id) == 32 and not (tmp_path / "unused").exists()
+    assert run("wait", job_id, "--server", a, "-q").rc == 0
+    later = tmp_path / "later"  # not made first: a render job's images always go into a folder
+    dl = run("download", job_id, "-o", str(later), "--server", a)
+    assert dl.rc == 0, dl.err
+    now = tmp_path / "now"
+    assert run("render", str(DONUT), "--cameras", str(cams), "-o", str(now), "--server", a, "-q").rc == 0
+    got = sorted(later.iterdir())
+    assert [p.name for p in got] == ["0000_view0.png", "0001_view1.png", "0002_view2.png", "0003_view3.png"]
+    assert [p.read_bytes() for p in got] == [(now / f"view{i}.png").read_bytes() for i in range(4)]
+
+
 def test_a_failed_local_write_says_how_to_fetch_the_result(service: Service, tmp_path: Path) -> None:
     r = run("quantize", str(DONUT), "-o", str(tmp_path / "nodir" / "x.vqp"), "--no-eval", "--server",
             service.address, "-q", *FAST_FLAGS)  # fmt: skip

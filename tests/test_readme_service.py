@@ -151,5 +151,7 @@ def test_readme_service_section_as_a_script(tmp_path: Path) -> None:
     assert read_vqp((tmp_path / "later.vqp").read_bytes()).kind == "splats"
     assert (tmp_path / "scene.spz").stat().st_size > 0
     assert sorted(p.name for p in (tmp_path / "renders").iterdir()) == ["view2.png"]
+    # the detached render's image, fetched later, is the one the streamed render wrote
+    assert (tmp_path / "later" / "0000_view2.png").read_bytes() == (tmp_path / "renders" / "view2.png").read_bytes()
     log = (tmp_path / "server.log").read_text()
     assert log.count("vqpress serving on") == 2

@@ -294,6 +294,16 @@ class Client:
         req = pb.TrainRequest(dataset=pb.DatasetSource(archive=pb.ArtifactRef(id=dataset.id)), **which)
         return Job(self, (await _call(self._stub.Train(req, timeout=self.timeout, metadata=self._md))).id)
 
+    async def submit_render(
+        self,
+        source: Source,
+        cameras: Sequence[Camera],
+        background: Sequence[float] = (1.0, 1.0, 1.0),
+        encoding: Encoding = "png",
+    ) -> Job:
+        req = pb.RenderRequest(**_render_fields(cameras, background, encoding), **(await self._source(source)))
+        return Job(self, (await _call(self._stub.SubmitRender(req, timeout=self.timeout, metadata=self._md))).id)
+
     async def render_iter(
         self,
         source: Source,

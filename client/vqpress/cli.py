@@ -239,6 +239,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", type=Path, required=True, help="directory for the PNGs")
     r.add_argument("--split", help="only the cameras of this split (e.g. test)")
     r.add_argument("--background", help="r,g,b in [0, 1] (default: the cameras file's, else 1,1,1)")
+    r.add_argument(
+        "--detach",
+        action="store_true",
+        help="print the job id on stdout and return at once; collect with `vqpress download JOB -o DIR`",
+    )
 
     v = sub.add_parser(
         "view",
@@ -281,7 +286,8 @@ def _parser() -> argparse.ArgumentParser:
         "--output",
         type=Path,
         required=True,
-        help="the main result's file (other results go beside it), or a directory for all of them",
+        help="the main result's file (other results go beside it), or a directory for all of them "
+        "(a render job's images always go into a directory)",
     )
     dl.add_argument("--wait", action="store_true", help="wait for the job first if it is still running")
     dl.add_argument("--json", action="store_true", help="print the report as JSON on stdout, nothing else")
@@ -421,7 +427,7 @@ def _save(client: Client, st: JobStatus, out: Path, *, everything: bool) -> tupl
     written: list[Path] = []
     report: dict[str, Any] = dict(st.metrics)
     try:
-        if out.is_dir() or str(out).endswith(os.sep):
+        if out.is_dir() or str(out).endswith(os.sep) or st.kind == "render":  # a render's images need a folder
             out.mkdir(parents=True, exist_ok=True)
             for r in st.results:
                 written.append(client.download(r, out / (Path(r.name).name or r.id)))
@@ -558,6 +564,9 @@ def _cmd_render(client: Client, args: argparse.Namespace) -> int:
             raise invalid(f"--background must be r,g,b numbers, got {args.background!r}") from None
     else:
         background = file_bg or (1.0, 1.0, 1.0)
+    if args.detach:  # a render job the pipeline collects later with `download JOB -o DIR`
+        _submitted(client.submit_render(args.input, cameras, background), args)
+        return EXIT_OK
     args.output.mkdir(parents=True, exist_ok=True)
     names = _image_names(cameras)
     done: set[int] = set()

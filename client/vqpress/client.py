@@ -694,6 +694,20 @@ class Client:
         with translate_errors():
             return Job(self, self._stub.Train(req, timeout=self.timeout).id)
 
+    def submit_render(
+        self,
+        source: Source,
+        cameras: Sequence[Camera],
+        background: Sequence[float] = (1.0, 1.0, 1.0),
+        encoding: Encoding = "png",
+    ) -> Job:
+        """Start a render job and return at once (what ``vqpress render --detach`` does). Results:
+        one image per camera, in camera order, named ``<index>_<camera name>.png`` (``.npy`` float32
+        for ``encoding="float32"``); fetch them with ``download`` when the job has succeeded."""
+        req = pb.RenderRequest(**_render_fields(cameras, background, encoding), **self._source(source))
+        with translate_errors():
+            return Job(self, self._stub.SubmitRender(req, timeout=self.timeout).id)
+
     def render_iter(
         self,
         source: Source,

@@ -85,6 +85,11 @@ class VqpressStub:
                 request_serializer=vqpress_dot_v1_dot_vqpress__pb2.RenderRequest.SerializeToString,
                 response_deserializer=vqpress_dot_v1_dot_vqpress__pb2.RenderedImage.FromString,
                 _registered_method=True)
+        self.SubmitRender = channel.unary_unary(
+                '/vqpress.v1.Vqpress/SubmitRender',
+                request_serializer=vqpress_dot_v1_dot_vqpress__pb2.RenderRequest.SerializeToString,
+                response_deserializer=vqpress_dot_v1_dot_vqpress__pb2.JobRef.FromString,
+                _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/vqpress.v1.Vqpress/GetJob',
                 request_serializer=vqpress_dot_v1_dot_vqpress__pb2.GetJobRequest.SerializeToString,
@@ -185,6 +190,15 @@ class VqpressServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitRender(self, request, context):
+        """The same render as a job, returned at once: for pipelines that detach and collect later. Its
+        results are the images in camera order, PNG (or float32 .npy for IMAGE_ENCODING_FLOAT32),
+        named "<index>_<camera name>"; the request is checked as Render checks it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetJob(self, request, context):
         """A job's status now.
         """
@@ -266,6 +280,11 @@ def add_VqpressServicer_to_server(servicer, server):
                     servicer.Render,
                     request_deserializer=vqpress_dot_v1_dot_vqpress__pb2.RenderRequest.FromString,
                     response_serializer=vqpress_dot_v1_dot_vqpress__pb2.RenderedImage.SerializeToString,
+            ),
+            'SubmitRender': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitRender,
+                    request_deserializer=vqpress_dot_v1_dot_vqpress__pb2.RenderRequest.FromString,
+                    response_serializer=vqpress_dot_v1_dot_vqpress__pb2.JobRef.SerializeToString,
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
@@ -559,6 +578,33 @@ class Vqpress:
             '/vqpress.v1.Vqpress/Render',
             vqpress_dot_v1_dot_vqpress__pb2.RenderRequest.SerializeToString,
             vqpress_dot_v1_dot_vqpress__pb2.RenderedImage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitRender(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vqpress.v1.Vqpress/SubmitRender',
+            vqpress_dot_v1_dot_vqpress__pb2.RenderRequest.SerializeToString,
+            vqpress_dot_v1_dot_vqpress__pb2.JobRef.FromString,
             options,
             channel_credentials,
             insecure,

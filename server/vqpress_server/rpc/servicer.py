@@ -243,19 +243,25 @@ class VqpressServicer(pb_grpc.VqpressServicer):
             init = request.init.id
         return pb.JobRef(id=self._submit(TrainSplatsSpec(dataset, config, init)).id)
 
-    def Render(self, request: pb.RenderRequest, context: Any) -> Iterator[pb.RenderedImage]:
+    def _render_spec(self, request: pb.RenderRequest, context: Any, rpc: str) -> RenderSplatsSpec | RenderFieldSpec:
+        """The checked render job of a RenderRequest (Render and SubmitRender share it)."""
         encoding = convert.image_encoding(request.encoding)
         if not request.cameras:
             raise invalid_argument("RenderRequest.cameras is empty; send at least one camera")
         max_pixels = convert.MAX_PNG_PIXELS if encoding == "png" else convert.MAX_FLOAT32_PIXELS
         cameras = convert.camera_specs(request.cameras, max_pixels=max_pixels)
         bg = convert.background(request.background) if request.HasField("background") else (0.0, 0.0, 0.0)
-        source = self._source(request, context, strict=False, rpc="Render")
-        spec: JobSpec
+        source = self._source(request, context, strict=False, rpc=rpc)
         if source.field is not None:
-            spec = RenderFieldSpec(source.artifact, cameras, bg, encoding)  # type: ignore[arg-type]
-        else:
-            spec = RenderSplatsSpec(source.artifact, cameras, bg, encoding)  # type: ignore[arg-type]
+            return RenderFieldSpec(source.artifact, cameras, bg, encoding)  # type: ignore[arg-type]
+        return RenderSplatsSpec(source.artifact, cameras, bg, encoding)  # type: ignore[arg-type]
+
+    def SubmitRender(self, request: pb.RenderRequest, context: Any) -> pb.JobRef:
+        return pb.JobRef(id=self._submit(self._render_spec(request, context, "SubmitRender")).id)
+
+    def Render(self, request: pb.RenderRequest, context: Any) -> Iterator[pb.RenderedImage]:
+        spec = self._render_spec(request, context, "Render")
+        cameras, encoding = spec.cameras, spec.encoding
         rec = self._run_to_end(self._submit(spec), context)
         if rec is None:
             return
