@@ -130,7 +130,10 @@ def test_config_mirrors_have_the_trainers_fields_defaults_and_bounds() -> None:
     # The .proto and the SDK mirror the dataclasses field for field.
     names = lambda cls: {f.name for f in fields(cls)}  # noqa: E731
     proto = lambda msg: {f.name for f in msg.DESCRIPTOR.fields}  # noqa: E731
-    assert proto(pb.SplatTrainConfig) == names(train.SplatTrainConfig) == names(SplatTrainConfig)
+    dataset_options = {"downscale", "background", "test_every"}  # DatasetOptions, flat in the SDK's configs
+    assert proto(pb.DatasetOptions) == dataset_options < names(DatasetConfig)
+    assert proto(pb.SplatTrainConfig) == names(train.SplatTrainConfig) | {"dataset"}
+    assert names(SplatTrainConfig) == names(train.SplatTrainConfig) | dataset_options
     assert proto(pb.SplatTrainConfig.QatConfig) == names(qat.QatConfig) == names(QatConfig)
     assert proto(pb.DenseGridConfig) == names(fc.DenseGridConfig)
     assert proto(pb.VqadGridConfig) == names(fc.VqadGridConfig)
@@ -226,6 +229,17 @@ def test_train_splats_reports_progress_and_delivers_a_decodable_scene(
     assert final.metrics["psnr"] == pytest.approx(report["psnr"])
 
 
+def test_train_splats_reads_the_photos_downscaled_when_asked(client: Client, donut_dataset: Path) -> None:
+    config = SplatTrainConfig(steps=3, sh_degree=0, init="random", init_num_points=200, seed=1, downscale=2,
+                              qat=QatConfig(enabled=False))  # fmt: skip
+    job = client.train(donut_dataset, config)
+    final = job.wait(timeout=600)
+    report = json.loads(client.download_bytes(next(r for r in final.results if r.name == "report.json")))
+    assert report["dataset"]["downscale"] == 2
+    assert (report["dataset"]["width"], report["dataset"]["height"]) == (SIZE // 2, SIZE // 2)
+    assert (report["dataset"]["train"], report["dataset"]["test"]) == (8, 2)
+
+
 def test_train_image_field_reaches_a_psnr_floor_decoded_without_torch(client: Client, tmp_path: Path) -> None:
     config = FieldTrainConfig(grid=VqadGridConfig(bits=4, **SMALL_GRID), steps=100, batch_size=2048, seed=0)
     st = client.train(ASTRONAUT, config).wait(timeout=120)
@@ -301,6 +315,7 @@ def test_dense_field_is_quantized_post_hoc_and_rendered(client: Client, tmp_path
         (FieldTrainConfig(grid=DenseGridConfig(levels=17)), "levels"),
         (FieldTrainConfig(lr=0.0), "learning rate"),
         (FieldTrainConfig(downscale=0), "downscale"),
+        (SplatTrainConfig(downscale=65), "downscale"),
     ],
 )
 def test_bad_train_configs_are_invalid_argument(

@@ -219,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--levels", type=int)
     g.add_argument("--max-resolution", type=int)
-    t.add_argument("--downscale", type=int, help="3D fields: reduce the photos by this integer factor")
+    t.add_argument("--downscale", type=int, help="reduce the photos by this integer factor (splats and 3D fields)")
 
     e = add("export", "convert a scene (or decode a .vqp) to .ply/.compressed.ply/.splat/.spz/.sog/.vqp")
     e.add_argument("input", type=Path)
@@ -340,8 +340,6 @@ def _train_config(args: argparse.Namespace) -> SplatTrainConfig | FieldTrainConf
         return FieldTrainConfig(grid=grid, steps=args.steps, seed=args.seed, downscale=args.downscale).validate()
     if args.bits is not None or args.levels is not None or args.max_resolution is not None:
         raise invalid("--bits, --levels and --max-resolution apply to field training (--field)")
-    if args.downscale is not None:
-        raise invalid("--downscale applies to field training (--field); splat training reads the photos at full size")
     if args.no_qat and args.qat_mode:
         raise invalid("--no-qat trains without quantization-aware training: drop --qat-mode")
     qat = QatConfig(enabled=False) if args.no_qat else (QatConfig(mode=args.qat_mode) if args.qat_mode else None)
@@ -352,6 +350,7 @@ def _train_config(args: argparse.Namespace) -> SplatTrainConfig | FieldTrainConf
         sh_degree=args.sh_degree,
         qat=qat,
         init_num_points=args.init_num_points,
+        downscale=args.downscale,
     ).validate()
 
 

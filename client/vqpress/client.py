@@ -102,7 +102,7 @@ _ENUMS: dict[str, dict[str, int]] = {
     "forward": {"soft": pb.VQAD_FORWARD_SOFT, "hard": pb.VQAD_FORWARD_HARD},
     "method": {"kmvq": pb.FIELD_QUANTIZE_METHOD_KMVQ, "lra": pb.FIELD_QUANTIZE_METHOD_LRA},
 }
-_FIELD_DATASET_OPTIONS = ("downscale", "background", "test_every")
+_DATASET_OPTIONS = ("downscale", "background", "test_every")  # DatasetOptions of both trainers
 _PRECISION = {
     "fp32": pb.PRECISION_FP32,
     "fp16": pb.PRECISION_FP16,
@@ -248,13 +248,24 @@ def _fill(msg: Any, values: dict[str, Any]) -> Any:
     return msg
 
 
+def _dataset_options_pb(options: dict[str, Any]) -> pb.DatasetOptions:
+    bg = options.pop("background", None)
+    msg = _fill(pb.DatasetOptions(), options)
+    if bg is not None:
+        msg.background.CopyFrom(_color_pb(bg))
+    return msg
+
+
 def _splat_train_pb(cfg: SplatTrainConfig) -> pb.SplatTrainConfig:
     cfg.validate()
     values = set_fields(cfg)
     qat = values.pop("qat", None)
+    options = {k: values.pop(k) for k in _DATASET_OPTIONS if k in values}
     msg = _fill(pb.SplatTrainConfig(), values)
     if qat is not None:
         msg.qat.CopyFrom(_fill(pb.SplatTrainConfig.QatConfig(), set_fields(qat)))
+    if options:
+        msg.dataset.CopyFrom(_dataset_options_pb(options))
     return msg
 
 
@@ -262,14 +273,11 @@ def _field_train_pb(cfg: FieldTrainConfig) -> pb.FieldTrainConfig:
     cfg.validate()
     values = set_fields(cfg)
     grid, decoder = values.pop("grid", None), values.pop("decoder", None)
-    options = {k: values.pop(k) for k in _FIELD_DATASET_OPTIONS if k in values}
+    options = {k: values.pop(k) for k in _DATASET_OPTIONS if k in values}
     msg = _fill(pb.FieldTrainConfig(), values)
     msg.field.CopyFrom(_field_config_pb(grid, decoder))
     if options:
-        bg = options.pop("background", None)
-        msg.dataset.CopyFrom(_fill(pb.FieldDatasetOptions(), options))
-        if bg is not None:
-            msg.dataset.background.CopyFrom(_color_pb(bg))
+        msg.dataset.CopyFrom(_dataset_options_pb(options))
     return msg
 
 

@@ -448,6 +448,9 @@ class SplatTrainConfig:
     cap_max: int | None = None  # most Gaussians of the MCMC strategy [1000000]
     checkpoint_every: int | None = None  # steps between resumable checkpoints [1000]
     qat: QatConfig | None = None  # quantization-aware training [QatConfig()]
+    downscale: int | None = None  # dataset: integer image reduction 1..64 [1]
+    background: Background | None = None  # dataset: RGB under transparent pixels [(1, 1, 1)]
+    test_every: int | None = None  # dataset: hold out every n-th image when no split, 0 = none [8]
 
     def validate(self) -> SplatTrainConfig:
         _check_fields(self, {"init": SPLAT_INITS, "strategy": DENSIFY_STRATEGIES, "schedule": SCHEDULES})

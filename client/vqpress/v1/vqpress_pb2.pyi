@@ -393,7 +393,7 @@ class QuantizeConfig(_message.Message):
     def __init__(self, preset: _Optional[str] = ..., dc_codebook: _Optional[int] = ..., sh_codebook: _Optional[int] = ..., scale_codebook: _Optional[int] = ..., rot_codebook: _Optional[int] = ..., kmeans_iters: _Optional[int] = ..., seed: _Optional[int] = ..., position_precision: _Optional[_Union[Precision, str]] = ..., opacity_precision: _Optional[_Union[Precision, str]] = ..., entropy: _Optional[_Union[Entropy, str]] = ..., sh_degree: _Optional[int] = ..., strict: _Optional[bool] = ..., importance: _Optional[_Union[Importance, str]] = ..., position_bits: _Optional[int] = ..., prune: _Optional[float] = ...) -> None: ...
 
 class SplatTrainConfig(_message.Message):
-    __slots__ = ("steps", "sh_degree", "seed", "sh_degree_interval", "ssim_lambda", "init", "init_num_points", "init_extent", "init_opacity", "init_scale", "means_lr", "means_lr_final", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "shN_lr", "strategy", "refine_start", "refine_stop", "refine_every", "reset_every", "grow_grad2d", "cap_max", "checkpoint_every", "schedule", "reset_on_white", "qat")
+    __slots__ = ("steps", "sh_degree", "seed", "sh_degree_interval", "ssim_lambda", "init", "init_num_points", "init_extent", "init_opacity", "init_scale", "means_lr", "means_lr_final", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "shN_lr", "strategy", "refine_start", "refine_stop", "refine_every", "reset_every", "grow_grad2d", "cap_max", "checkpoint_every", "schedule", "reset_on_white", "qat", "dataset")
     class QatConfig(_message.Message):
         __slots__ = ("enabled", "start_step", "freeze_step", "reassign_every", "kmeans_iters", "dc_codebook", "sh_codebook", "scale_codebook", "rot_codebook", "opacity_reg", "prune_opacity", "prune_every", "prune_start", "prune_stop", "mode", "finetune_steps")
         ENABLED_FIELD_NUMBER: _ClassVar[int]
@@ -457,6 +457,7 @@ class SplatTrainConfig(_message.Message):
     SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     RESET_ON_WHITE_FIELD_NUMBER: _ClassVar[int]
     QAT_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
     steps: int
     sh_degree: int
     seed: int
@@ -485,9 +486,10 @@ class SplatTrainConfig(_message.Message):
     schedule: TrainSchedule
     reset_on_white: bool
     qat: SplatTrainConfig.QatConfig
-    def __init__(self, steps: _Optional[int] = ..., sh_degree: _Optional[int] = ..., seed: _Optional[int] = ..., sh_degree_interval: _Optional[int] = ..., ssim_lambda: _Optional[float] = ..., init: _Optional[_Union[SplatInit, str]] = ..., init_num_points: _Optional[int] = ..., init_extent: _Optional[float] = ..., init_opacity: _Optional[float] = ..., init_scale: _Optional[float] = ..., means_lr: _Optional[float] = ..., means_lr_final: _Optional[float] = ..., scales_lr: _Optional[float] = ..., quats_lr: _Optional[float] = ..., opacities_lr: _Optional[float] = ..., sh0_lr: _Optional[float] = ..., shN_lr: _Optional[float] = ..., strategy: _Optional[_Union[DensifyStrategy, str]] = ..., refine_start: _Optional[int] = ..., refine_stop: _Optional[int] = ..., refine_every: _Optional[int] = ..., reset_every: _Optional[int] = ..., grow_grad2d: _Optional[float] = ..., cap_max: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., schedule: _Optional[_Union[TrainSchedule, str]] = ..., reset_on_white: _Optional[bool] = ..., qat: _Optional[_Union[SplatTrainConfig.QatConfig, _Mapping]] = ...) -> None: ...
+    dataset: DatasetOptions
+    def __init__(self, steps: _Optional[int] = ..., sh_degree: _Optional[int] = ..., seed: _Optional[int] = ..., sh_degree_interval: _Optional[int] = ..., ssim_lambda: _Optional[float] = ..., init: _Optional[_Union[SplatInit, str]] = ..., init_num_points: _Optional[int] = ..., init_extent: _Optional[float] = ..., init_opacity: _Optional[float] = ..., init_scale: _Optional[float] = ..., means_lr: _Optional[float] = ..., means_lr_final: _Optional[float] = ..., scales_lr: _Optional[float] = ..., quats_lr: _Optional[float] = ..., opacities_lr: _Optional[float] = ..., sh0_lr: _Optional[float] = ..., shN_lr: _Optional[float] = ..., strategy: _Optional[_Union[DensifyStrategy, str]] = ..., refine_start: _Optional[int] = ..., refine_stop: _Optional[int] = ..., refine_every: _Optional[int] = ..., reset_every: _Optional[int] = ..., grow_grad2d: _Optional[float] = ..., cap_max: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., schedule: _Optional[_Union[TrainSchedule, str]] = ..., reset_on_white: _Optional[bool] = ..., qat: _Optional[_Union[SplatTrainConfig.QatConfig, _Mapping]] = ..., dataset: _Optional[_Union[DatasetOptions, _Mapping]] = ...) -> None: ...
 
-class FieldDatasetOptions(_message.Message):
+class DatasetOptions(_message.Message):
     __slots__ = ("downscale", "background", "test_every")
     DOWNSCALE_FIELD_NUMBER: _ClassVar[int]
     BACKGROUND_FIELD_NUMBER: _ClassVar[int]
@@ -536,7 +538,7 @@ class FieldTrainConfig(_message.Message):
     occupancy_warmup: int
     occupancy_threshold: float
     log_every: int
-    dataset: FieldDatasetOptions
+    dataset: DatasetOptions
     sampler: str
     march_steps: int
     target_samples: int
@@ -549,7 +551,7 @@ class FieldTrainConfig(_message.Message):
     random_background: bool
     time_budget_s: float
     candidate_refresh_every: int
-    def __init__(self, field: _Optional[_Union[FieldConfig, _Mapping]] = ..., steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., seed: _Optional[int] = ..., mlp_lr: _Optional[float] = ..., samples_per_ray: _Optional[int] = ..., occupancy_resolution: _Optional[int] = ..., occupancy_update_every: _Optional[int] = ..., occupancy_warmup: _Optional[int] = ..., occupancy_threshold: _Optional[float] = ..., log_every: _Optional[int] = ..., dataset: _Optional[_Union[FieldDatasetOptions, _Mapping]] = ..., sampler: _Optional[str] = ..., march_steps: _Optional[int] = ..., target_samples: _Optional[int] = ..., early_stop_eps: _Optional[float] = ..., lr_warmup: _Optional[int] = ..., lr_decay: _Optional[str] = ..., weight_decay: _Optional[float] = ..., loss: _Optional[str] = ..., huber_delta: _Optional[float] = ..., random_background: _Optional[bool] = ..., time_budget_s: _Optional[float] = ..., candidate_refresh_every: _Optional[int] = ...) -> None: ...
+    def __init__(self, field: _Optional[_Union[FieldConfig, _Mapping]] = ..., steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., seed: _Optional[int] = ..., mlp_lr: _Optional[float] = ..., samples_per_ray: _Optional[int] = ..., occupancy_resolution: _Optional[int] = ..., occupancy_update_every: _Optional[int] = ..., occupancy_warmup: _Optional[int] = ..., occupancy_threshold: _Optional[float] = ..., log_every: _Optional[int] = ..., dataset: _Optional[_Union[DatasetOptions, _Mapping]] = ..., sampler: _Optional[str] = ..., march_steps: _Optional[int] = ..., target_samples: _Optional[int] = ..., early_stop_eps: _Optional[float] = ..., lr_warmup: _Optional[int] = ..., lr_decay: _Optional[str] = ..., weight_decay: _Optional[float] = ..., loss: _Optional[str] = ..., huber_delta: _Optional[float] = ..., random_background: _Optional[bool] = ..., time_budget_s: _Optional[float] = ..., candidate_refresh_every: _Optional[int] = ...) -> None: ...
 
 class DatasetSource(_message.Message):
     __slots__ = ("archive",)

@@ -578,6 +578,7 @@ class TrainSplatsSpec(JobSpec):
     dataset: str  # artifact id of a zip/tar archive (NeRF-synthetic, instant-ngp or COLMAP)
     config: SplatTrainConfig = SplatTrainConfig()
     init: str | None = None  # artifact id of a splat scene to fine-tune instead of initializing
+    dataset_options: DatasetConfig = DatasetConfig()  # how the photos are read (downscale, background, split)
 
     def __post_init__(self) -> None:
         _artifact_id(self.dataset, "dataset")
@@ -585,17 +586,22 @@ class TrainSplatsSpec(JobSpec):
             raise SpecError("config must be a SplatTrainConfig")
         if self.init is not None:
             _artifact_id(self.init, "init")
+        _validated_dataset(self.dataset_options, "dataset_options")
 
     def _fields_json(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "config": self.config.as_dict(), "init": self.init}
+        return {"dataset": self.dataset, "config": self.config.as_dict(), "init": self.init,
+                "dataset_options": _dataset_json(self.dataset_options)}  # fmt: skip
 
     @classmethod
     def _from_fields(cls, d: Mapping[str, Any]) -> TrainSplatsSpec:
-        d = _object(d, cls.TYPE, ("dataset", "config", "init"))
+        # dataset_options is optional: a job queued before it existed reads the photos at the defaults
+        d = _object(d, cls.TYPE, ("dataset", "config", "init"), ("dataset_options",))
+        options = d.get("dataset_options")
         return cls(
             dataset=_artifact_id(d["dataset"], "dataset"),
             config=_config(SplatTrainConfig.from_dict, d["config"], "config"),
             init=None if d["init"] is None else _artifact_id(d["init"], "init"),
+            dataset_options=DatasetConfig() if options is None else _dataset_config_from(options, "dataset_options"),
         )
 
 

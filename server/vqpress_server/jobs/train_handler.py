@@ -39,8 +39,9 @@ def dataset_file(ctx: JobContext, artifact_id: str) -> tuple[Path, str]:
     return ctx.store.path(info.id), info.name
 
 
-def open_dataset(ctx: JobContext, artifact_id: str) -> PosedImageDataset:
-    """A spec's dataset archive, extracted with core.data's checks into the job's scratch folder."""
+def open_dataset(ctx: JobContext, artifact_id: str, config: DatasetConfig = DatasetConfig()) -> PosedImageDataset:
+    """A spec's dataset archive, extracted with core.data's checks into the job's scratch folder and
+    read as ``config`` says (downscale, background, held-out split)."""
     archive, archive_name = dataset_file(ctx, artifact_id)
     with artifact_errors(archive, archive_name):
         return open_dataset_archive(
@@ -48,7 +49,7 @@ def open_dataset(ctx: JobContext, artifact_id: str) -> PosedImageDataset:
             ctx.scratch / "dataset",
             max_bytes=MAX_ARCHIVE_BYTES,
             max_files=MAX_ARCHIVE_FILES,
-            config=DatasetConfig(),
+            config=config,
         )
 
 
@@ -59,7 +60,7 @@ def run_train_splats(ctx: JobContext, spec: TrainSplatsSpec) -> HandlerResult:
     if spec.init is not None:
         init = ctx.load_splats(ctx.source(spec.init, "init"))
     ctx.progress("dataset", 0.0)
-    dataset = open_dataset(ctx, spec.dataset)
+    dataset = open_dataset(ctx, spec.dataset, spec.dataset_options)
     ctx.check_cancelled()
     t0 = time.perf_counter()
     ckpt = checkpoint_dir(ctx)
@@ -73,6 +74,12 @@ def run_train_splats(ctx: JobContext, spec: TrainSplatsSpec) -> HandlerResult:
     report = dict(result.report)
     report["ply_bytes"] = ply_path.stat().st_size  # measured on disk
     report["ratio"] = report["ply_bytes"] / max(vqp_path.stat().st_size, 1)
+    opts = spec.dataset_options
+    report["dataset"] = {  # how the photos were read: the figures above are at this resolution
+        "layout": dataset.layout, "images": len(dataset), "train": len(dataset.train_indices),
+        "test": len(dataset.test_indices), "downscale": opts.downscale, "test_every": opts.test_every,
+        "background": list(dataset.background), "width": dataset.cameras[0].width, "height": dataset.cameras[0].height,
+    }  # fmt: skip
     losses = report.pop("losses")
     report["losses_every"] = max(1, len(losses) // 1000)  # the loss curve, at most ~1000 points
     report["losses"] = losses[:: report["losses_every"]]

@@ -417,6 +417,25 @@ def field_config(msg: pb.FieldConfig) -> dict[str, Any]:
     return spec
 
 
+def dataset_options(d: pb.DatasetOptions, where: str) -> DatasetConfig:
+    """The DatasetConfig of a request's DatasetOptions (unset fields: the defaults), validated."""
+    values: dict[str, Any] = {}
+    if d.HasField("downscale"):
+        if not 1 <= d.downscale <= MAX_DOWNSCALE:
+            raise ConfigError(f"{where}.downscale must be in 1..{MAX_DOWNSCALE}, got {d.downscale}")
+        values["downscale"] = int(d.downscale)
+    if d.HasField("background"):
+        values["background"] = background(d.background, f"{where}.background")
+    if d.HasField("test_every"):
+        values["test_every"] = int(d.test_every)
+    options = DatasetConfig(**values)
+    try:
+        options.validate()
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return options
+
+
 def field_train_configs(msg: pb.FieldTrainConfig, dims: int) -> tuple[FieldConfig, TrainConfig, DatasetConfig]:
     """The FieldConfig, TrainConfig and DatasetConfig a TRAIN_FIELD request asks for, for a ``dims``-D
     field (2: the dataset is one image; 3: posed photos), with the defaults of that kind of field."""
@@ -428,23 +447,7 @@ def field_train_configs(msg: pb.FieldTrainConfig, dims: int) -> tuple[FieldConfi
         train_cfg = train_config_from_spec(train, dims)
     except ConfigError as e:
         raise ConfigError(f"FieldTrainConfig: {e}") from None
-    options = DatasetConfig()
-    if msg.HasField("dataset"):
-        d = msg.dataset
-        values: dict[str, Any] = {}
-        if d.HasField("downscale"):
-            if not 1 <= d.downscale <= MAX_DOWNSCALE:
-                raise ConfigError(f"FieldDatasetOptions.downscale must be in 1..{MAX_DOWNSCALE}, got {d.downscale}")
-            values["downscale"] = int(d.downscale)
-        if d.HasField("background"):
-            values["background"] = background(d.background, "FieldDatasetOptions.background")
-        if d.HasField("test_every"):
-            values["test_every"] = int(d.test_every)
-        options = DatasetConfig(**values)
-        try:
-            options.validate()
-        except ConfigError as e:
-            raise ConfigError(f"FieldDatasetOptions: {e}") from None
+    options = dataset_options(msg.dataset, "FieldTrainConfig.dataset") if msg.HasField("dataset") else DatasetConfig()
     source = "the dataset is a single image (2D field)" if dims == 2 else "the dataset is posed photos (3D field)"
     config = field_config_from_spec(field_config(msg.field), dims, source, radiance_defaults=True)
     return config, train_cfg, options
