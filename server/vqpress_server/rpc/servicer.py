@@ -219,12 +219,9 @@ class VqpressServicer(pb_grpc.VqpressServicer):
         # Configs first: a bad one fails before the dataset is looked at.
         if which == "splats":
             config = convert.splat_train_config(request.splats)
-            splat_data = request.splats.dataset
-            data_options = (
-                convert.dataset_options(splat_data, "SplatTrainConfig.dataset")
-                if request.splats.HasField("dataset")
-                else None
-            )
+            data_options = convert.DatasetConfig()  # the photos at full size unless the request says
+            if request.splats.HasField("dataset"):
+                data_options = convert.dataset_options(request.splats.dataset, "SplatTrainConfig.dataset")
         else:
             convert.field_train_configs(request.field, 2)  # the 2D field's checks; dims follow the dataset
         if request.dataset.WhichOneof("source") != "archive":
@@ -247,12 +244,7 @@ class VqpressServicer(pb_grpc.VqpressServicer):
                     f"TrainRequest.init {request.init.id} is a neural field, not a splat scene to fine-tune",
                 )
             init = request.init.id
-        spec = (
-            TrainSplatsSpec(dataset, config, init)
-            if data_options is None
-            else TrainSplatsSpec(dataset, config, init, data_options)
-        )
-        return pb.JobRef(id=self._submit(spec).id)
+        return pb.JobRef(id=self._submit(TrainSplatsSpec(dataset, config, init, data_options)).id)
 
     def _render_spec(self, request: pb.RenderRequest, context: Any, rpc: str) -> RenderSplatsSpec | RenderFieldSpec:
         """The checked render job of a RenderRequest (Render and SubmitRender share it)."""
