@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import zipfile
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import vqpress
 from vqpress import Camera, Client, JobState, QuantizeConfig
 from vqpress.cli import main
 from vqpress.progress import Progress
-from vqpress.vqp import read_vqp
+from vqpress.vqp import decode_splats, read_vqp
 
 REPO = Path(__file__).resolve().parents[1]
 DONUT = REPO / "tests" / "data" / "donut_small.ply"
@@ -221,6 +222,28 @@ def test_render_detach_then_download_gives_the_same_images(service: Service, tmp
     got = sorted(later.iterdir())
     assert [p.name for p in got] == ["0000_view0.png", "0001_view1.png", "0002_view2.png", "0003_view3.png"]
     assert [p.read_bytes() for p in got] == [(now / f"view{i}.png").read_bytes() for i in range(4)]
+
+
+def test_a_bundled_sog_is_a_job_input_and_a_zip_that_is_no_sog_is_refused(
+    service: Service, tmp_path: Path, cams: Path
+) -> None:
+    from vqpress_server.core.splats.formats import read_splats, write_splats
+
+    a = service.address
+    sog = tmp_path / "donut.sog"
+    write_splats(read_splats(DONUT), sog, "sog")  # what a viewer pipeline receives from splat-transform
+    q = run("quantize", str(sog), "-o", str(tmp_path / "d.vqp"), "--no-eval", "--server", a, "-q", *FAST_FLAGS)
+    assert q.rc == 0, q.err
+    assert decode_splats(read_vqp((tmp_path / "d.vqp").read_bytes()))["means"].shape[0] == read_splats(sog).num_gaussians
+    assert run("render", str(sog), "--cameras", str(cams), "-o", str(tmp_path / "r"), "--server", a, "-q").rc == 0
+    assert len(list((tmp_path / "r").glob("*.png"))) == 4
+    e = run("export", str(sog), "-o", str(tmp_path / "d.splat"), "--server", a, "-q")
+    assert e.rc == 0 and (tmp_path / "d.splat").stat().st_size == 32 * read_splats(sog).num_gaussians
+    fake = tmp_path / "arrays.sog"  # a zip without meta.json: named .sog, it is not one
+    with zipfile.ZipFile(fake, "w") as zf:
+        zf.writestr("means.npy", b"")
+    r = run("quantize", str(fake), "-o", str(tmp_path / "f.vqp"), "--server", a, "-q")
+    assert r.rc == 3 and "does not match kind 'sog'" in r.err, r.err
 
 
 def test_a_failed_local_write_says_how_to_fetch_the_result(service: Service, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from it. ``.splat`` files have no magic (32-byte records): only their name or ki
 
 from __future__ import annotations
 
+import zipfile
 import zlib
 
 from vqpress.vqp import MAGIC as VQP_MAGIC
@@ -46,6 +47,16 @@ def scene_format(head: bytes) -> str | None:
     return None
 
 
+def zip_scene_kind(path: object) -> str | None:
+    """What a zip file holds as a scene, from its directory: "sog" (a bundled SOG: it holds meta.json)
+    or "npz" (arrays); None for a file that is no readable zip."""
+    try:
+        with zipfile.ZipFile(path) as zf:  # type: ignore[arg-type]
+            return "sog" if "meta.json" in zf.namelist() else "npz"
+    except (zipfile.BadZipFile, OSError):
+        return None
+
+
 def dataset_format(head: bytes) -> str | None:
     """What the first bytes (at least 262) of a training dataset show: "archive" (zip, tar, or a
     compressed stream that may hold a tar), "image" (PNG or JPEG), or None."""
@@ -74,4 +85,5 @@ __all__ = [
     "is_ply",
     "read_head",
     "scene_format",
+    "zip_scene_kind",
 ]

@@ -32,6 +32,7 @@ SOURCE_SUFFIX = {
     "compressed_ply": ".compressed.ply",
     "splat": ".splat",
     "spz": ".spz",
+    "sog": ".sog",  # a bundled SOG (zip); an unbundled one is a folder and cannot be one artifact
     "npz": ".npz",
     "vqp": ".vqp",
 }

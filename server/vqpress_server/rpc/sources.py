@@ -28,12 +28,12 @@ from vqpress.vqp import VqpFormatError, read_header
 from ..artifacts.store import ArtifactStore
 from ..core.errors import FormatError, VqpressInputError
 from ..core.fields.manifest import FieldManifest
-from ..core.magic import dataset_format, read_head, scene_format
+from ..core.magic import dataset_format, read_head, scene_format, zip_scene_kind
 from ..jobs.specs import BuildFieldSpec
 from . import convert
 from .errors import ServiceError, invalid_argument
 
-SCENE_KINDS = ("ply", "compressed_ply", "splat", "spz", "npz", "vqp")
+SCENE_KINDS = ("ply", "compressed_ply", "splat", "spz", "sog", "npz", "vqp")
 UNKNOWN_KIND = "bin"  # the store's kind for a name without a known extension: decided by content
 _SPLAT_RECORD = 32  # bytes per Gaussian in a .splat file
 _NPZ_REQUIRED = {f"{k}.npy" for k in convert.SPLAT_FIELDS[:5]}
@@ -95,12 +95,14 @@ def check_scene_artifact(store: ArtifactStore, artifact_id: str) -> str:
     path = store.path(artifact_id)
     label = f"artifact {artifact_id} ({info.name!r}, kind {info.kind!r})"
     found = sniff(read_head(path))
+    if found == "npz":  # a zip: a bundled SOG (it holds meta.json) or arrays, as its directory says
+        found = zip_scene_kind(path) or "npz"
     if info.kind == UNKNOWN_KIND:
         if found is None:
             raise FormatError(
                 label,
                 "content is not a scene file of any supported format; upload a .ply, "
-                ".compressed.ply, .spz, .npz or .vqp (a .splat needs kind 'splat')",
+                ".compressed.ply, .spz, .sog, .npz or .vqp (a .splat needs kind 'splat')",
             )
         return found
     claimed = "ply" if info.kind == "compressed_ply" else info.kind

@@ -47,6 +47,7 @@ from vqpress.vqp import loads_json
 from .... import __version__
 from ...budgets import MAX_JSON_DEPTH
 from ...errors import ConfigError, FormatError, VqpressInputError
+from ...magic import zip_scene_kind
 from ...vq.kmeans import assign, kmeans
 from ..model import GaussianSplats, num_sh_rest
 from ..morton import morton_order
@@ -358,11 +359,7 @@ def read_sog(path: str | os.PathLike[str], lod: int = 0) -> GaussianSplats:
 
 def sniff_sog_zip(path: Path) -> bool:
     """Whether a zip file is a bundled SOG (it holds meta.json), as opposed to an .npz."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return "meta.json" in zf.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False
+    return zip_scene_kind(path) == "sog"
 
 
 # -- writing ------------------------------------------------------------------------------------
