@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from test_fields import _orbit, _sphere
 from vqpress_server.core.fields.config import DecoderConfig, DenseGridConfig, FieldConfig, TrainConfig
@@ -56,6 +57,7 @@ def _backdrop(x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return density, rgb
 
 
+@pytest.mark.timeout(900)  # two small trainings: 19 s on a quiet 2-core machine, 6 minutes seen under load
 def test_only_an_unbounded_field_fits_a_distant_backdrop() -> None:
     box = SceneBox((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0))
     cams = _orbit(7, 24)
