@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,20 @@ def shared_data() -> Path:
     if d is None:
         pytest.skip("real data not present (set VQPRESS_TEST_DATA or provide ../shared/data)")
     return d
+
+
+@pytest.fixture(scope="session")
+def shared_scene(shared_data: Path) -> Callable[..., Path]:
+    """``shared_scene("trained_lego_sh3", "cameras.json")``: that path of the real data, or a skip that
+    names it when this copy of the data lacks it (a GPU machine gets only what a run carries)."""
+
+    def get(*parts: str) -> Path:
+        path = shared_data.joinpath(*parts)
+        if not path.exists():
+            pytest.skip(f"{path} not present in this copy of the real data")
+        return path
+
+    return get
 
 
 def _cuda_available() -> bool:

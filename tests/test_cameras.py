@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,8 @@ def _project(cam: Camera, p: np.ndarray) -> tuple[np.ndarray, float]:
     return (cam.K @ pc[:3])[:2] / pc[2], float(pc[2])
 
 
-def test_reads_the_trained_lego_cameras(shared_data: Path) -> None:
-    path = shared_data / "trained_lego_sh3" / "cameras.json"
+def test_reads_the_trained_lego_cameras(shared_scene: Callable[..., Path]) -> None:
+    path = shared_scene("trained_lego_sh3") / "cameras.json"
     everything = read_cameras_json(path)
     test = read_cameras_json(path, split="test")
     train = read_cameras_json(path, split="train")

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import zlib
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
 
@@ -129,8 +130,8 @@ def test_load_cameras_json_reads_split_background_and_names(tmp_path: Path) -> N
     np.testing.assert_array_equal(c2.viewmat, c.viewmat)
 
 
-def test_load_cameras_json_real_lego(shared_data: Path) -> None:
-    cams, bg = load_cameras_json(shared_data / "trained_lego_sh3" / "cameras.json", split="test")
+def test_load_cameras_json_real_lego(shared_scene: Callable[..., Path]) -> None:
+    cams, bg = load_cameras_json(shared_scene("trained_lego_sh3") / "cameras.json", split="test")
     assert len(cams) == 13 and bg == (1.0, 1.0, 1.0)
     assert all(c.width == 400 and c.height == 400 for c in cams)
     assert cams[0].name == "./train/r_0"

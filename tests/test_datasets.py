@@ -9,6 +9,7 @@ import math
 import struct
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -318,8 +319,8 @@ def test_not_a_dataset(tmp_path: Path) -> None:
 
 
 # -- real data ----------------------------------------------------------------------------------------
-def test_real_nerf_synthetic_lego(shared_data: Path) -> None:
-    ds = load_dataset(shared_data / "nerf_synthetic_lego_400")
+def test_real_nerf_synthetic_lego(shared_scene: Callable[..., Path]) -> None:
+    ds = load_dataset(shared_scene("nerf_synthetic_lego_400"))
     assert ds.layout == "nerf_synthetic"
     assert (len(ds), len(ds.train_indices), len(ds.test_indices)) == (100, 87, 13)
     assert ds.images[0].shape == (400, 400, 3)
@@ -333,8 +334,8 @@ def test_real_nerf_synthetic_lego(shared_data: Path) -> None:
         assert np.allclose(uv[:2] / uv[2], [200, 200], atol=60)
 
 
-def test_real_instant_ngp_fox(shared_data: Path) -> None:
-    ds = load_dataset(shared_data / "instant_ngp_fox", DatasetConfig(downscale=8))
+def test_real_instant_ngp_fox(shared_scene: Callable[..., Path]) -> None:
+    ds = load_dataset(shared_scene("instant_ngp_fox"), DatasetConfig(downscale=8))
     assert ds.layout == "instant_ngp"
     assert (len(ds), len(ds.train_indices), len(ds.test_indices)) == (67, 58, 9)
     assert ds.images[0].shape == (240, 135, 3)

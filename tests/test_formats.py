@@ -9,6 +9,7 @@ import shutil
 import struct
 import tracemalloc
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -449,8 +450,8 @@ SHARED_SCENES = [
 
 
 @pytest.mark.parametrize("rel, fmt, count, degree", SHARED_SCENES, ids=[s[0].split("/")[0] for s in SHARED_SCENES])
-def test_shared_scenes_load(shared_data: Path, rel: str, fmt: str, count: int, degree: int) -> None:
-    path = shared_data / rel
+def test_shared_scenes_load(shared_scene: Callable[..., Path], rel: str, fmt: str, count: int, degree: int) -> None:
+    path = shared_scene(rel)
     assert detect_format(path) == fmt
     s, rep = load_scene(path)
     assert len(s) == count and s.sh_degree == degree
@@ -460,8 +461,8 @@ def test_shared_scenes_load(shared_data: Path, rel: str, fmt: str, count: int, d
         assert rep.total == 0
 
 
-def test_shared_inria_sh3_agrees_with_plyfile(shared_data: Path) -> None:
-    path = shared_data / "inria_sh3_small/point_cloud_iter7000.ply"
+def test_shared_inria_sh3_agrees_with_plyfile(shared_scene: Callable[..., Path]) -> None:
+    path = shared_scene("inria_sh3_small/point_cloud_iter7000.ply")
     s = read_splats(path).numpy()
     c = _plyfile_columns(path)
     for ch in range(3):
@@ -470,8 +471,8 @@ def test_shared_inria_sh3_agrees_with_plyfile(shared_data: Path) -> None:
     np.testing.assert_array_equal(s["opacities"], c["opacity"])
 
 
-def test_shared_biker_compressed_ply_and_spz_agree(shared_data: Path) -> None:
-    d = shared_data / "playcanvas_compressed"
+def test_shared_biker_compressed_ply_and_spz_agree(shared_scene: Callable[..., Path]) -> None:
+    d = shared_scene("playcanvas_compressed")
     a, b = read_splats(d / "biker.compressed.ply"), read_splats(d / "biker.spz", options=ReadOptions(spz_axes="rub"))
     _assert_same_biker(a, b)
     # alpha 255 decodes to +inf in both; load_scene clamps the same 198 splats

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -214,11 +215,13 @@ def test_playcanvas_files_read_as_splat_transform_reads_them(tmp_path: Path, pat
     assert_agree(read_splats(path), st_read(path, tmp_path), TIGHT, path.name)
 
 
-def test_shared_playcanvas_scenes_read_as_splat_transform_reads_them(tmp_path: Path, shared_data: Path) -> None:
-    d = shared_data / "playcanvas_compressed"
+def test_shared_playcanvas_scenes_read_as_splat_transform_reads_them(
+    tmp_path: Path, shared_scene: Callable[..., Path]
+) -> None:
+    d = shared_scene("playcanvas_compressed")
     for p in (d / "biker.spz", d / "guitar.compressed.ply"):
         assert_agree(read_splats(p), st_read(p, tmp_path), TIGHT, p.name)
-    lod = shared_data / "playbot_sog" / "4_0" / "meta.json"  # 8,406 Gaussians with SH degree 2
+    lod = shared_scene("playbot_sog") / "4_0" / "meta.json"  # 8,406 Gaussians with SH degree 2
     ours = read_splats(lod)
     assert ours.sh_degree == 2
     assert_agree(ours, st_read(lod, tmp_path), TIGHT, "playbot LOD 4")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -81,10 +82,10 @@ def test_ssim_matches_the_float64_reference(shape: tuple[int, int, int]) -> None
     )
 
 
-def test_ssim_on_a_real_photo_drops_with_noise(shared_data: Path) -> None:
+def test_ssim_on_a_real_photo_drops_with_noise(shared_scene: Callable[..., Path]) -> None:
     from PIL import Image
 
-    img = np.asarray(Image.open(shared_data / "images_2d" / "astronaut.png").convert("RGB"))[:128, :128] / 255.0
+    img = np.asarray(Image.open(shared_scene("images_2d") / "astronaut.png").convert("RGB"))[:128, :128] / 255.0
     rng = np.random.default_rng(0)
     values = [ssim(np.clip(img + s * rng.standard_normal(img.shape), 0, 1), img) for s in (0.01, 0.05, 0.2)]
     assert values[0] > values[1] > values[2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -290,10 +291,10 @@ def test_quality_of_default_codebooks_when_k_exceeds_n(donut: GaussianSplats) ->
 
 
 @pytest.mark.gpu
-def test_lego_default_meets_ratio_and_quality(shared_data: Path, tmp_path: Path) -> None:
+def test_lego_default_meets_ratio_and_quality(shared_scene: Callable[..., Path], tmp_path: Path) -> None:
     """trained_lego_sh3 with defaults: ratio >= 20x on disk and PSNR >= 36 dB at its 13 test cameras
     (measured on CPU: 745,487 bytes = 23.8x, 83.3 bits/Gaussian, PSNR 38.7 dB on 3 test views)."""
-    src = shared_data / "trained_lego_sh3" / "lego_7k.ply"
+    src = shared_scene("trained_lego_sh3") / "lego_7k.ply"
     rep = compress_file(src, tmp_path / "lego.vqp", QuantizeConfig(), device="cuda").as_dict()
     assert rep["cameras_source"] == "cameras.json:test" and rep["num_cameras"] == 13
     assert rep["ratio"] >= 20.0 and rep["psnr"] >= 36.0, (rep["ratio"], rep["psnr"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -381,11 +382,11 @@ def test_donut_renders_as_an_object_from_orbit_cameras(tmp_path: Path) -> None:
 LEGO_VIEW_PSNR = {"r_0": 33.618, "r_24": 18.583, "r_48": 31.564, "r_72": 29.635, "r_96": 34.662}
 
 
-def test_trained_lego_reaches_the_gsplat_trainer_psnr_on_held_out_views(shared_data: Path) -> None:
+def test_trained_lego_reaches_the_gsplat_trainer_psnr_on_held_out_views(shared_scene: Callable[..., Path]) -> None:
     from PIL import Image
     from vqpress_server.core.splats.formats import read_splats
 
-    root = shared_data / "trained_lego_sh3"
+    root = shared_scene("trained_lego_sh3")
     splats = read_splats(root / "lego_7k.ply")
     cams = read_cameras_json(root / "cameras.json", split="test")
     assert len(cams.cameras) == 13 and cams.background == (1.0, 1.0, 1.0)
@@ -393,7 +394,7 @@ def test_trained_lego_reaches_the_gsplat_trainer_psnr_on_held_out_views(shared_d
     for cam in cams.cameras[::3]:
         img = render(splats, cam, background=cams.background, backend="torch")
         name = cam.name.removeprefix("./train/")
-        rgba = np.asarray(Image.open(shared_data / "nerf_synthetic_lego_400" / "train" / f"{name}.png"))
+        rgba = np.asarray(Image.open(shared_scene("nerf_synthetic_lego_400") / "train" / f"{name}.png"))
         rgba = rgba.astype(np.float32) / 255.0
         gt = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])  # composited on white
         got[name] = psnr(img, gt)

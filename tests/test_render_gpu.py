@@ -10,6 +10,7 @@ similarity >= 0.9 between the two backends.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -75,16 +76,16 @@ def test_gsplat_and_the_twin_gradients_agree_in_direction() -> None:
         assert cos >= 0.9, f"{name}: cosine {cos:.3f}"
 
 
-def test_gsplat_reaches_the_lego_psnr(shared_data: Path) -> None:
+def test_gsplat_reaches_the_lego_psnr(shared_scene: Callable[..., Path]) -> None:
     from PIL import Image
 
-    root = shared_data / "trained_lego_sh3"
+    root = shared_scene("trained_lego_sh3")
     splats = read_splats(root / "lego_7k.ply").to("cuda")
     cs = read_cameras_json(root / "cameras.json", split="test")
     values = []
     for cam in cs.cameras:
         img = render(splats, cam, background=(1.0, 1.0, 1.0), backend="gsplat").cpu()
-        rgba = np.asarray(Image.open(shared_data / "nerf_synthetic_lego_400" / f"{cam.name.removeprefix('./')}.png"))
+        rgba = np.asarray(Image.open(shared_scene("nerf_synthetic_lego_400") / f"{cam.name.removeprefix('./')}.png"))
         rgba = rgba.astype(np.float32) / 255.0
         values.append(psnr(img, rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])))
     assert abs(float(np.mean(values)) - 29.1706) < 0.05, values

@@ -8,6 +8,7 @@ import io
 import json
 import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -130,8 +131,8 @@ def test_sog_palette_config_is_checked() -> None:
 # -- SOG: the shared playbot (streamed LOD, SH degree 2, written by splat-transform) -------------
 
 
-def test_shared_playbot_reads_every_lod_level(shared_data: Path) -> None:
-    d = shared_data / "playbot_sog"
+def test_shared_playbot_reads_every_lod_level(shared_scene: Callable[..., Path]) -> None:
+    d = shared_scene("playbot_sog")
     want = {0: 500_000, 1: 250_000, 2: 125_000, 3: 31_000, 4: 8_406, 5: 3_000, 6: 1_873}
     finest = read_splats(d)
     assert len(finest) == want[0] and finest.sh_degree == 2

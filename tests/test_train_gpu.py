@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,8 +24,8 @@ LEGO_RATIO_FLOOR = 22.0  # the same scene's uncompressed .ply bytes / .vqp bytes
 
 @pytest.mark.gpu
 @pytest.mark.timeout(900)
-def test_lego_qat_reaches_the_floors(shared_data: Path, tmp_path: Path) -> None:
-    ds = load_dataset(shared_data / "nerf_synthetic_lego_400", DatasetConfig(background=(1.0, 1.0, 1.0), test_every=8))
+def test_lego_qat_reaches_the_floors(shared_scene: Callable[..., Path], tmp_path: Path) -> None:
+    ds = load_dataset(shared_scene("nerf_synthetic_lego_400"), DatasetConfig(background=(1.0, 1.0, 1.0), test_every=8))
     assert len(ds.test_indices) == 13
     cfg = SplatTrainConfig.preset("fast")
     cfg = replace(cfg, qat=replace(cfg.qat, mode="compact3d"))  # the floors are Compact3D QAT's
@@ -55,8 +56,8 @@ DEFAULT_RATIO_FLOOR = 24.0
 
 @pytest.mark.gpu
 @pytest.mark.timeout(1200)
-def test_lego_default_train_stays_within_half_a_db_of_plain(shared_data: Path, tmp_path: Path) -> None:
-    ds = load_dataset(shared_data / "nerf_synthetic_lego_400", DatasetConfig(background=(1.0, 1.0, 1.0), test_every=8))
+def test_lego_default_train_stays_within_half_a_db_of_plain(shared_scene: Callable[..., Path], tmp_path: Path) -> None:
+    ds = load_dataset(shared_scene("nerf_synthetic_lego_400"), DatasetConfig(background=(1.0, 1.0, 1.0), test_every=8))
     res = train_splats(ds, SplatTrainConfig(), checkpoint_dir=tmp_path, device="cuda")
     rep = res.report
     print({k: v for k, v in rep.items() if k not in ("losses", "config")})
@@ -69,10 +70,10 @@ def test_lego_default_train_stays_within_half_a_db_of_plain(shared_data: Path, t
 
 @pytest.mark.gpu
 @pytest.mark.timeout(600)
-def test_gpu_resume_continues_the_checkpoint(shared_data: Path, tmp_path: Path) -> None:
+def test_gpu_resume_continues_the_checkpoint(shared_scene: Callable[..., Path], tmp_path: Path) -> None:
     from vqpress_server.core.errors import Cancelled
 
-    ds = load_dataset(shared_data / "nerf_synthetic_lego_400", DatasetConfig(downscale=4))
+    ds = load_dataset(shared_scene("nerf_synthetic_lego_400"), DatasetConfig(downscale=4))
     cfg = SplatTrainConfig(checkpoint_every=100, qat=QatConfig(mode="compact3d")).scale_schedule(300)
 
     def stop(stage: str, fraction: float, metrics: dict | None = None) -> None:
