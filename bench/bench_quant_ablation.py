@@ -85,6 +85,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                                  "scale_codebook": 16384, "rot_codebook": 2048}),
     "v14p15s4k": ("default", {"importance": "views", "position_bits": 14, "prune": 0.15, "sh_codebook": 4096,
                               "scale_codebook": 16384}),
+    "default-prune0": ("default", {"prune": 0.0}),
+    "default-16bit": ("default", {"position_bits": 16}),
+    "default-16bit-prune0": ("default", {"position_bits": 16, "prune": 0.0}),
     "v14p10hr": ("high_ratio", {"importance": "views", "position_bits": 14, "prune": 0.1}),
     "v14p10hq": ("high_quality", {"importance": "views", "position_bits": 14, "prune": 0.1}),
 }  # fmt: skip
