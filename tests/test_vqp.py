@@ -18,6 +18,8 @@ from vqpress.vqp import (
     VERSION,
     Section,
     VqpFormatError,
+    backref_codes,
+    backref_resolve,
     pack_bits,
     read_header,
     read_vqp,
@@ -89,7 +91,7 @@ def test_round_trip_all_bit_widths(codec: str) -> None:
     meta = {"num_gaussians": 3, "nested": {"a": [1, 2]}}
     data = write_vqp("field", meta, sections)
     f = read_vqp(data)
-    assert (f.kind, f.version, f.manifest) == ("field", VERSION, meta)
+    assert (f.kind, f.version, f.manifest) == ("field", 1, meta)  # the lowest version that describes it
     assert list(f.sections) == [s.name for s in sections]
     for s in sections:
         got = f.sections[s.name]
@@ -126,6 +128,105 @@ def test_writer_rejects_bad_sections() -> None:
         write_vqp("splats", {}, [Section("f", np.zeros(2, np.float32), bits=8)])
 
 
+def _backref_reference(x: np.ndarray, window: int = 255) -> np.ndarray:
+    """The "backref" codes the slow way: the distance to the nearest earlier equal element, if within reach."""
+    codes = np.zeros(len(x), np.uint8)
+    for i in range(len(x)):
+        for k in range(1, min(i, window) + 1):
+            if x[i - k] == x[i]:
+                codes[i] = k
+                break
+    return codes
+
+
+@pytest.mark.parametrize("case", ["empty", "one", "constant", "distinct", "repeats", "reach"])
+def test_backref_codes_match_reference_and_resolve(case: str) -> None:
+    rng = np.random.default_rng(5)
+    x = {
+        "empty": np.zeros(0, np.uint32),
+        "one": np.array([7], np.uint32),
+        "constant": np.full(600, 3, np.uint32),
+        "distinct": np.arange(700, dtype=np.uint32),
+        "repeats": rng.integers(0, 40, 3000).astype(np.uint32),
+        # a value seen again exactly 255 and 256 places later: the first is a reference, the second a literal
+        "reach": np.concatenate([[1], np.arange(2, 256), [1], np.arange(300, 555), [1]]).astype(np.uint32),
+    }[case]
+    codes = backref_codes(x)
+    np.testing.assert_array_equal(codes, _backref_reference(x))
+    np.testing.assert_array_equal(backref_resolve(codes, x[codes == 0]), x)
+    if case == "reach":
+        assert codes[255] == 255 and codes[-1] == 0
+
+
+@pytest.mark.parametrize("codec", ["zstd", "raw"])
+def test_backref_round_trips_with_bits_and_shuffle_and_writes_version_2(codec: str) -> None:
+    rng = np.random.default_rng(6)
+    runs = np.repeat(rng.integers(0, 4096, 2000), rng.integers(1, 4, 2000))  # neighbours repeat
+    sections = [
+        Section("packed", runs.astype(np.uint32), bits=12, codec=codec, filters=("backref",)),
+        Section("u16", runs.astype(np.uint16), codec=codec, filters=("backref", "shuffle")),
+        Section("grid", rng.integers(0, 3, (50, 7)).astype(np.uint8), codec=codec, filters=("backref",)),
+        Section("empty", np.zeros(0, np.uint32), bits=5, codec=codec, filters=("backref",)),
+        Section("plain", runs.astype(np.uint32), bits=12, codec=codec),
+    ]
+    data = write_vqp("splats", {}, sections)
+    f = read_vqp(data)
+    assert f.version == 2
+    for s in sections:
+        assert f.sections[s.name].dtype == s.data.dtype and f.sections[s.name].shape == s.data.shape, s.name
+        np.testing.assert_array_equal(f.sections[s.name], s.data)
+    if codec == "zstd":
+        assert f.section_bytes["packed"] < 0.8 * f.section_bytes["plain"]  # the repeats cost a code byte
+
+
+def test_backref_writer_refuses_what_it_cannot_store() -> None:
+    with pytest.raises(ValueError, match="backref"):
+        write_vqp("splats", {}, [Section("f", np.zeros(4, np.float16), filters=("backref",))])
+    with pytest.raises(ValueError, match="backref"):
+        write_vqp("splats", {}, [Section("d", np.zeros(4, np.uint16), filters=("delta", "backref"))])
+
+
+def _backref_sample() -> bytes:
+    x = np.array([5, 5, 9, 5, 9, 9, 1, 5], np.uint32)  # codes 0 1 0 2 2 1 0 4: three literals
+    return write_vqp("splats", {}, [Section("idx", x, bits=4, codec="raw", filters=("backref",))])
+
+
+def _with_payload(data: bytes, payload: bytes, **entry: object) -> bytes:
+    """The one-section file with its payload replaced (checksums valid: a lying writer)."""
+    doc, base = _split(data)
+    doc["sections"][0].update(length=len(payload), raw_length=len(payload), crc32=zlib.crc32(payload), **entry)
+    return _with_manifest(data[:base], doc) + payload
+
+
+def test_backref_damage_is_a_clear_error() -> None:
+    data = _backref_sample()
+    doc, base = _split(data)
+    assert read_vqp(data).sections["idx"].tolist() == [5, 5, 9, 5, 9, 9, 1, 5]
+    assert bytes(data[base : base + 8]) == bytes([0, 1, 0, 2, 2, 1, 0, 4])
+    lits = bytes(data[base + 8 :])
+    with pytest.raises(VqpFormatError, match="needs .vqp version 2, the file is 1"):
+        read_vqp(_with_manifest(data, doc, version=1))
+    for codes, match in [
+        (bytes([0, 1, 0, 4, 2, 1, 0, 4]), "code 4 at element 3 points before the start"),
+        (bytes([1, 1, 0, 2, 2, 1, 0, 4]), "code 1 at element 0 points before the start"),
+        (bytes([0, 0, 0, 2, 2, 1, 0, 0]), "5 backref literals need 3 bytes"),  # more literals than stored
+    ]:
+        with pytest.raises(VqpFormatError, match=match):
+            read_vqp(_with_payload(data, codes + lits))
+    with pytest.raises(VqpFormatError, match="does not fit 8 backref codes"):
+        read_vqp(_with_payload(data, bytes(8)))  # codes, and no literal at all
+    with pytest.raises(VqpFormatError, match="does not fit 8 backref codes"):
+        read_vqp(_with_payload(data, bytes(8) + lits * 4))  # more literal bytes than 8 elements can have
+    for field, value, match in [
+        ("filters", ["delta", "backref"], "no delta filter"),
+        ("dtype", "int32", "unsigned dtype"),
+    ]:
+        bad = json.loads(json.dumps(doc))
+        bad["sections"][0][field] = value
+        with pytest.raises(VqpFormatError, match=match):
+            read_vqp(_with_manifest(data, bad))
+
+
 # -- damage ----------------------------------------------------------------------------------------
 def _sample() -> bytes:
     rng = np.random.default_rng(4)
@@ -146,11 +247,11 @@ def _split(data: bytes) -> tuple[dict, int]:
     return json.loads(data[HEADER_BYTES : HEADER_BYTES + mlen]), HEADER_BYTES + mlen
 
 
-def _with_manifest(data: bytes, doc: dict) -> bytes:
+def _with_manifest(data: bytes, doc: dict, version: int = VERSION) -> bytes:
     """Re-emit the file with a modified manifest and a *valid* manifest checksum (a lying writer)."""
     _, base = _split(data)
     m = json.dumps(doc).encode()
-    return struct.pack("<8sHHII", MAGIC, VERSION, 0, len(m), zlib.crc32(m)) + m + data[base:]
+    return struct.pack("<8sHHII", MAGIC, version, 0, len(m), zlib.crc32(m)) + m + data[base:]
 
 
 def test_flipped_byte_in_each_section_is_a_checksum_error() -> None:
@@ -172,8 +273,8 @@ def test_flipped_byte_in_manifest_or_header() -> None:
         read_vqp(bytes(bad))
     with pytest.raises(VqpFormatError, match="not a .vqp file"):
         read_vqp(b"PK\x03\x04" + data[4:])
-    with pytest.raises(VqpFormatError, match="unsupported .vqp version 2"):
-        read_vqp(data[:8] + struct.pack("<H", 2) + data[10:])
+    with pytest.raises(VqpFormatError, match=f"unsupported .vqp version {VERSION + 1}"):
+        read_vqp(data[:8] + struct.pack("<H", VERSION + 1) + data[10:])
     with pytest.raises(VqpFormatError, match="flags"):
         read_vqp(data[:10] + struct.pack("<H", 1) + data[12:])
 
@@ -186,7 +287,7 @@ def test_header_reader_reads_the_manifest_alone_and_refuses_what_read_vqp_refuse
     path = tmp_path / "head.vqp"
     path.write_bytes(data[:base])  # the payloads cut off
     header = read_header(path)
-    assert (header.kind, header.version, header.payload_offset) == (doc["kind"], VERSION, base)
+    assert (header.kind, header.version, header.payload_offset) == (doc["kind"], 1, base)  # no version-2 filter
     assert header.meta == doc["meta"] and header.sections == doc["sections"]
     with pytest.raises(VqpFormatError, match="truncated"):
         read_vqp(data[:base])
@@ -196,7 +297,7 @@ def test_header_reader_reads_the_manifest_alone_and_refuses_what_read_vqp_refuse
             "manifest checksum",
         ),
         (data[: base - 1], "truncated"),
-        (data[:8] + struct.pack("<H", 2) + data[10:], "unsupported .vqp version 2"),
+        (data[:8] + struct.pack("<H", VERSION + 1) + data[10:], f"unsupported .vqp version {VERSION + 1}"),
         (data[:10], "shorter than"),
     ):
         path.write_bytes(bad)

@@ -7,7 +7,7 @@ Byte layout (all integers little-endian)::
 
     offset  size  field
     0       8     MAGIC = b"\\x89VQP\\r\\n\\x1a\\n"  (a binary signature, as PNG does)
-    8       2     version (uint16), currently 1
+    8       2     version (uint16): 1 or 2 (2 when a section uses a version-2 filter, "backref")
     10      2     flags (uint16), must be 0
     12      4     manifest length M in bytes (uint32), at most MAX_MANIFEST_BYTES
     16      4     CRC-32 of the manifest bytes (uint32, zlib.crc32)
@@ -32,8 +32,18 @@ filters in reverse order -> unpack bits (when ``bits`` is set) -> reshape to ``s
   axis 0 (x[-1] = 0). Turns sorted or smooth streams into small numbers.
 - ``"shuffle"`` (itemsize > 1): byte planes are stored one after the other (all first bytes, then all
   second bytes, ...), so that the constant high bytes of small numbers form long runs for zstd.
+- ``"backref"`` (unsigned integer dtypes, version 2, not with "delta"): the flattened array x of n
+  elements is stored as n code bytes r followed by the literals: r[i] = k (1..255) says x[i] = x[i-k]
+  (k <= i), r[i] = 0 that x[i] is the next literal. The literals (the x[i] with r[i] = 0, in order)
+  are stored as the section's elements would be (bit-packed at ``bits``, else the dtype's bytes,
+  shuffled with "shuffle"), so ``raw_length`` = n + the literals' bytes. The writer points each
+  element at its most recent equal element within 255 places: codebook indices of neighbouring
+  Gaussians often repeat, which bit-packing hides from zstd.
 - ``codec``: "zstd" (one frame, content size in its header) or "raw". The writer stores a section raw
   when zstd does not make it smaller.
+
+The version is the lowest that describes the file: a file without "backref" is written as version 1,
+byte for byte as before, and a version-1 file that names "backref" is refused.
 
 The reader checks every length against the buffer before it allocates, so a truncated file, a lying
 header, a corrupted payload or an absurd size raises ``VqpFormatError`` with what is wrong. The arrays
@@ -59,7 +69,10 @@ from typing import Any, Literal, NoReturn
 import numpy as np
 
 MAGIC = b"\x89VQP\r\n\x1a\n"
-VERSION = 1
+VERSION = 2  # the newest version this module reads and writes
+VERSIONS = (1, 2)  # versions this reader accepts
+FILTER_VERSION = {"delta": 1, "shuffle": 1, "backref": 2}  # the first version that has each filter
+BACKREF_WINDOW = 255  # "backref": farthest element a code byte can point back to
 _HEADER = struct.Struct("<8sHHII")  # magic, version, flags, manifest length, manifest crc32
 HEADER_BYTES = _HEADER.size  # 20
 MAX_MANIFEST_BYTES = 16 << 20  # a manifest larger than 16 MiB is not a vqpress manifest
@@ -74,7 +87,7 @@ PARALLEL_ENCODE_BYTES = 1 << 20  # files with more data than this encode their s
 
 KINDS = ("splats", "field")
 CODECS = ("zstd", "raw")
-FILTERS = ("delta", "shuffle")
+FILTERS = tuple(FILTER_VERSION)
 DTYPES = ("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float16", "float32", "float64")
 _PACK_CHUNK = 1 << 20  # values per chunk when bit-packing (a multiple of 8): bounds temporary memory
 
@@ -125,7 +138,8 @@ class Section:
 
     ``bits``: bit-pack the (non-negative integer) values at this width, 1..32; None stores the
     array's own bytes. ``codec``: "zstd" compresses the section (kept raw when that is not smaller),
-    "raw" never does. ``filters``: "delta" and/or "shuffle", applied in this order (see module doc).
+    "raw" never does. ``filters``: "delta", "backref" and/or "shuffle", applied in this order (see
+    module doc; "backref" excludes "delta").
     """
 
     name: str
@@ -211,6 +225,35 @@ def _unshuffle(b: bytes, itemsize: int) -> bytes:
     return np.frombuffer(b, np.uint8).reshape(itemsize, -1).T.tobytes()
 
 
+def backref_codes(x: np.ndarray, window: int = BACKREF_WINDOW) -> np.ndarray:  # [n] -> [n] uint8
+    """The "backref" codes of a flat array: r[i] = i - j for the last j < i with x[j] == x[i] when
+    i - j <= window (1..255), else 0 (x[i] is a literal)."""
+    if not 1 <= window <= 255:
+        raise ValueError(f"backref window must be in 1..255, got {window}")
+    n = x.shape[0]
+    order = np.argsort(x, kind="stable")  # equal values together, each run in file order
+    repeat = x[order[1:]] == x[order[:-1]]  # order[k+1] holds the value that order[k] held before it
+    dist = np.zeros(n, np.int64)
+    dist[order[1:][repeat]] = order[1:][repeat] - order[:-1][repeat]
+    return np.where(dist <= window, dist, 0).astype(np.uint8)
+
+
+def backref_resolve(codes: np.ndarray, literals: np.ndarray) -> np.ndarray:
+    """Inverse of the "backref" split: [n] uint8 codes and the literals -> the [n] values. The
+    caller has checked that codes[i] <= i and that there is one literal per zero code."""
+    n = codes.shape[0]
+    it = np.int32 if n < 2**31 else np.int64
+    pos = np.arange(n, dtype=it)
+    src = pos - codes.astype(it)  # each element's source; a literal is its own source
+    for _ in range(64):  # pointer jumping: a chain of length c resolves in ceil(log2 c) rounds
+        nxt = src[src]
+        if np.array_equal(nxt, src):
+            break
+        src = nxt
+    rank = np.cumsum(codes == 0, dtype=it) - 1  # literal i is literals[rank[i]]
+    return literals[rank[src]]
+
+
 # -- writer ----------------------------------------------------------------------------------------
 def _encode_section(sec: Section, level: int) -> tuple[dict[str, Any], bytes]:
     import zstandard
@@ -230,15 +273,23 @@ def _encode_section(sec: Section, level: int) -> tuple[dict[str, Any], bytes]:
         if a.dtype.kind != "u" or a.ndim == 0:
             raise ValueError(f"section '{sec.name}': the delta filter needs an unsigned integer array")
         a = _delta(a)
+    codes = b""
+    values = a
+    if "backref" in sec.filters:
+        if a.dtype.kind != "u" or "delta" in sec.filters:
+            raise ValueError(f"section '{sec.name}': the backref filter needs an unsigned integer array, without delta")
+        r = backref_codes(a.reshape(-1))
+        codes, values = r.tobytes(), a.reshape(-1)[r == 0]
     if sec.bits is not None:
         if a.dtype.kind not in "u":
             raise ValueError(f"section '{sec.name}': bit-packing needs an unsigned integer dtype, got {a.dtype}")
-        raw = pack_bits(a, sec.bits)
+        raw = pack_bits(values, sec.bits)
     else:
-        raw = a.tobytes()
+        raw = values.tobytes()
     itemsize = a.dtype.itemsize
     if "shuffle" in sec.filters and sec.bits is None and itemsize > 1:
         raw = _shuffle(raw, itemsize)
+    raw = codes + raw
     codec = sec.codec
     stored = raw
     if codec == "zstd":
@@ -291,16 +342,22 @@ def write_vqp(kind: str, manifest: Mapping[str, Any], sections: Sequence[Section
     mbytes = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
     if len(mbytes) > MAX_MANIFEST_BYTES:
         raise ValueError(f"manifest of {len(mbytes)} bytes exceeds {MAX_MANIFEST_BYTES}")
-    header = _HEADER.pack(MAGIC, VERSION, 0, len(mbytes), zlib.crc32(mbytes))
+    version = max([1] + [FILTER_VERSION[f] for e in entries for f in e["filters"]])
+    header = _HEADER.pack(MAGIC, version, 0, len(mbytes), zlib.crc32(mbytes))
     return b"".join([header, mbytes, *payloads])
 
 
 # -- reader ----------------------------------------------------------------------------------------
+def _element_bytes(n: int, bits: int | None, itemsize: int) -> int:
+    """Bytes of n elements in a value stream: bit-packed at ``bits``, else ``itemsize`` each."""
+    return (n * bits + 7) // 8 if bits is not None else n * itemsize
+
+
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _check_entry(e: Any, i: int, fail: Any) -> None:
+def _check_entry(e: Any, i: int, fail: Any, version: int) -> None:
     if not isinstance(e, dict):
         fail(f"section entry {i} is not an object")
     need = {"name": str, "dtype": str, "shape": list, "filters": list, "codec": str}
@@ -326,6 +383,13 @@ def _check_entry(e: Any, i: int, fail: Any) -> None:
             fail(f"section '{e['name']}': bit-packed sections must have an unsigned dtype, got {e['dtype']}")
     if "delta" in e["filters"] and not e["dtype"].startswith("uint"):
         fail(f"section '{e['name']}': the delta filter needs an unsigned dtype, got {e['dtype']}")
+    newer = [f for f in e["filters"] if FILTER_VERSION[f] > version]
+    if newer:
+        need = FILTER_VERSION[newer[0]]
+        fail(f"section '{e['name']}': filter {newer[0]!r} needs .vqp version {need}, the file is {version}")
+    if "backref" in e["filters"]:
+        if not e["dtype"].startswith("uint") or "delta" in e["filters"]:
+            fail(f"section '{e['name']}': the backref filter needs an unsigned dtype and no delta filter")
 
 
 @dataclass(frozen=True)
@@ -354,8 +418,9 @@ def parse_header(data: bytes | bytearray | memoryview, name: str = "<bytes>") ->
     magic, version, flags, mlen, mcrc = _HEADER.unpack(buf[:HEADER_BYTES])
     if magic != MAGIC:
         fail(f"not a .vqp file (magic {bytes(magic)!r}, expected {MAGIC!r})")
-    if version != VERSION:
-        fail(f"unsupported .vqp version {version} (this reader handles version {VERSION}); upgrade vqpress")
+    if version not in VERSIONS:
+        known = f"{VERSIONS[0]}..{VERSIONS[-1]}"
+        fail(f"unsupported .vqp version {version} (this reader handles versions {known}); upgrade vqpress")
     if flags != 0:
         fail(f"unknown header flags 0x{flags:04x}")
     if mlen > MAX_MANIFEST_BYTES:
@@ -418,7 +483,7 @@ def read_vqp(
     budget = decode_limit(total, decode_ratio, DECODE_FLOOR_BYTES, max_decoded_bytes)
     expected_offset, decoded_total, seen = 0, 0, set()
     for i, e in enumerate(entries):
-        _check_entry(e, i, fail)
+        _check_entry(e, i, fail, version)
         if e["name"] in seen:
             fail(f"duplicate section name '{e['name']}'")
         seen.add(e["name"])
@@ -432,15 +497,24 @@ def read_vqp(
         expected_offset += e["length"]
         n = math.prod(e["shape"])
         itemsize = np.dtype(e["dtype"]).itemsize
-        want_raw = (n * e["bits"] + 7) // 8 if e["bits"] is not None else n * itemsize
-        if e["raw_length"] != want_raw:
+        want_raw = _element_bytes(n, e["bits"], itemsize)
+        work = 0  # bytes a decoder needs besides the raw bytes and the array
+        if "backref" in e["filters"]:  # n code bytes, then 1..n literals (element 0 is one)
+            least, most = n + _element_bytes(min(n, 1), e["bits"], itemsize), n + want_raw
+            if not least <= e["raw_length"] <= most:
+                fail(
+                    f"section '{e['name']}': raw length {e['raw_length']} does not fit {n} backref codes and "
+                    f"1..{n} literals of {e['dtype']} (expected {least}..{most})"
+                )
+            work = 8 * n  # the resolver's source and rank arrays
+        elif e["raw_length"] != want_raw:
             fail(
                 f"section '{e['name']}': raw length {e['raw_length']} does not match shape {e['shape']} "
                 f"of {e['dtype']} (expected {want_raw})"
             )
         if e["codec"] == "raw" and e["length"] != e["raw_length"]:
             fail(f"section '{e['name']}': raw section of {e['length']} bytes, expected {e['raw_length']}")
-        decoded_total += n * itemsize + e["raw_length"]
+        decoded_total += n * itemsize + e["raw_length"] + work
         if decoded_total > budget:
             fail(
                 f"section '{e['name']}' takes the decoded size to {decoded_total:,} bytes, over the decode "
@@ -485,15 +559,33 @@ def _decode_payload(stored: bytes, e: dict[str, Any], fail: Any) -> np.ndarray:
     dt = np.dtype(e["dtype"]).newbyteorder("<")
     shape = tuple(e["shape"])
     n = math.prod(shape)
+    codes = None
+    m = n  # elements stored in the value stream: all of them, or the backref literals
+    if "backref" in e["filters"]:
+        codes = np.frombuffer(raw, np.uint8, count=n)
+        head = min(n, BACKREF_WINDOW)  # a code is at most 255: only the first elements can point out
+        early = np.flatnonzero(codes[:head] > np.arange(head))
+        if early.size:
+            i = int(early[0])
+            fail(f"section '{e['name']}': backref code {int(codes[i])} at element {i} points before the start")
+        m = int(np.count_nonzero(codes == 0))
+        if len(raw) - n != _element_bytes(m, e["bits"], dt.itemsize):
+            fail(
+                f"section '{e['name']}': {m} backref literals need {_element_bytes(m, e['bits'], dt.itemsize)} "
+                f"bytes after the {n} codes, the section holds {len(raw) - n}"
+            )
+        raw = raw[n:]
     if e["bits"] is not None:
-        vals = unpack_bits(raw, e["bits"], n)
-        if dt.itemsize < 4 and n and int(vals.max()) > np.iinfo(dt).max:
+        vals = unpack_bits(raw, e["bits"], m)
+        if dt.itemsize < 4 and m and int(vals.max()) > np.iinfo(dt).max:
             fail(f"section '{e['name']}': unpacked values do not fit {e['dtype']}")
         arr = vals.astype(dt)
     else:
         if "shuffle" in e["filters"] and dt.itemsize > 1:
             raw = _unshuffle(raw, dt.itemsize)
         arr = np.frombuffer(raw, dt).copy()
+    if codes is not None:
+        arr = backref_resolve(codes, arr)
     arr = arr.reshape(shape)
     if "delta" in e["filters"]:
         arr = _undelta(arr)
@@ -666,6 +758,9 @@ __all__ = [
     "MAGIC",
     "MAX_MANIFEST_DEPTH",
     "VERSION",
+    "VERSIONS",
+    "backref_codes",
+    "backref_resolve",
     "Section",
     "VqpFile",
     "VqpFormatError",
