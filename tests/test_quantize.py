@@ -73,6 +73,24 @@ def test_decode_equals_codebook_lookups_exactly(sh3_scene: GaussianSplats, sh3_q
     assert (q.codebooks["rot"][:, 0] >= 0).all()  # clustered on the w >= 0 hemisphere
 
 
+def test_file_codebooks_are_sorted_by_use_and_decode_as_the_raw_files(sh3_quantized) -> None:
+    """With zstd the file renumbers each codebook (most used entry first) and stores the indices with
+    "backref" (version 2); without entropy coding it keeps the in-memory numbering (version 1). Both
+    decode to the same values per Gaussian."""
+    q, data = sh3_quantized
+    f = read_vqp(data)
+    raw = read_vqp(replace(q, config=replace(q.config, entropy="none")).to_vqp_bytes())
+    assert (f.version, raw.version) == (2, 1)
+    for a in q.codebooks:
+        assert f.entries[f"{a}_idx"]["filters"] == ["backref"] and raw.entries[f"{a}_idx"]["filters"] == []
+        uses = np.bincount(f.sections[f"{a}_idx"], minlength=len(q.codebooks[a]))
+        assert (np.diff(uses) <= 0).all(), a  # entry 0 is the most used
+        np.testing.assert_array_equal(raw.sections[f"{a}_idx"], q.indices[a])
+    got, want = decode_splats(f), decode_splats(raw)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+
+
 def test_positions_within_fixed_point_step_and_opacity_within_uint8_step(sh3_scene, sh3_quantized) -> None:
     q, data = sh3_quantized
     dec = decode_vqp_splats(data)

@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -175,6 +176,11 @@ def test_backref_round_trips_with_bits_and_shuffle_and_writes_version_2(codec: s
     for s in sections:
         assert f.sections[s.name].dtype == s.data.dtype and f.sections[s.name].shape == s.data.shape, s.name
         np.testing.assert_array_equal(f.sections[s.name], s.data)
+    # backref stays only where it makes the section smaller
+    without = read_vqp(write_vqp("splats", {}, [replace(s, filters=s.filters[1:]) for s in sections[:-1]]))
+    for name, n in without.section_bytes.items():
+        assert f.section_bytes[name] <= n, name
+        assert ("backref" in f.entries[name]["filters"]) == (f.section_bytes[name] < n), name
     if codec == "zstd":
         assert f.section_bytes["packed"] < 0.8 * f.section_bytes["plain"]  # the repeats cost a code byte
 
@@ -188,7 +194,7 @@ def test_backref_writer_refuses_what_it_cannot_store() -> None:
 
 def _backref_sample() -> bytes:
     x = np.array([5, 5, 9, 5, 9, 9, 1, 5], np.uint32)  # codes 0 1 0 2 2 1 0 4: three literals
-    return write_vqp("splats", {}, [Section("idx", x, bits=4, codec="raw", filters=("backref",))])
+    return write_vqp("splats", {}, [Section("idx", x, codec="raw", filters=("backref",))])  # 20 bytes, not 32
 
 
 def _with_payload(data: bytes, payload: bytes, **entry: object) -> bytes:
@@ -209,14 +215,14 @@ def test_backref_damage_is_a_clear_error() -> None:
     for codes, match in [
         (bytes([0, 1, 0, 4, 2, 1, 0, 4]), "code 4 at element 3 points before the start"),
         (bytes([1, 1, 0, 2, 2, 1, 0, 4]), "code 1 at element 0 points before the start"),
-        (bytes([0, 0, 0, 2, 2, 1, 0, 0]), "5 backref literals need 3 bytes"),  # more literals than stored
+        (bytes([0, 0, 0, 2, 2, 1, 0, 0]), "5 backref literals need 20 bytes"),  # more literals than stored
     ]:
         with pytest.raises(VqpFormatError, match=match):
             read_vqp(_with_payload(data, codes + lits))
     with pytest.raises(VqpFormatError, match="does not fit 8 backref codes"):
         read_vqp(_with_payload(data, bytes(8)))  # codes, and no literal at all
     with pytest.raises(VqpFormatError, match="does not fit 8 backref codes"):
-        read_vqp(_with_payload(data, bytes(8) + lits * 4))  # more literal bytes than 8 elements can have
+        read_vqp(_with_payload(data, bytes(8) + lits * 3))  # more literal bytes than 8 elements can have
     for field, value, match in [
         ("filters", ["delta", "backref"], "no delta filter"),
         ("dtype", "int32", "unsigned dtype"),

@@ -38,7 +38,8 @@ filters in reverse order -> unpack bits (when ``bits`` is set) -> reshape to ``s
   are stored as the section's elements would be (bit-packed at ``bits``, else the dtype's bytes,
   shuffled with "shuffle"), so ``raw_length`` = n + the literals' bytes. The writer points each
   element at its most recent equal element within 255 places: codebook indices of neighbouring
-  Gaussians often repeat, which bit-packing hides from zstd.
+  Gaussians often repeat, which bit-packing hides from zstd. It drops "backref" from a section where
+  the section is not smaller with it.
 - ``codec``: "zstd" (one frame, content size in its header) or "raw". The writer stores a section raw
   when zstd does not make it smaller.
 
@@ -63,7 +64,7 @@ import struct
 import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NoReturn
 
 import numpy as np
@@ -301,6 +302,11 @@ def _encode_section(sec: Section, level: int) -> tuple[dict[str, Any], bytes]:
             stored = comp
         else:
             codec = "raw"
+    if "backref" in sec.filters:  # kept only where it pays (few repeats, or narrow indices, it does not)
+        plain = replace(sec, filters=tuple(f for f in sec.filters if f != "backref"))
+        other = _encode_section(plain, level)
+        if other[0]["length"] <= len(stored):
+            return other
     entry = {
         "name": sec.name,
         "dtype": a.dtype.name,
