@@ -610,8 +610,8 @@ def check_splats_layout(vqp: VqpFile) -> tuple[int, int]:
     bit 3i+2, y in 3i+1, z in 3i; coordinate = box_min + q * (box_max - box_min) / (2^B - 1)) or
     ``means`` (float16/float32 [N,3]);
     ``opacities`` (uint8 [N] = round(255*sigmoid), or float16 [N] logits); ``<attr>_codebook``
-    (float16 [K,...]) and ``<attr>_idx`` ([N] bit-packed) for attr in dc [K,3], sh [K,(d+1)^2-1,3]
-    (absent at SH degree 0), scale [K,3] (log), rot [K,4] (w,x,y,z).
+    (float16 [K,...]) and ``<attr>_idx`` ([N], bit-packed, with "backref" or not) for attr in dc [K,3],
+    sh [K,(d+1)^2-1,3] (absent at SH degree 0), scale [K,3] (log), rot [K,4] (w,x,y,z).
 
     Every value a decoder returns is checked finite here (positions, the box and its span, opacity
     logits, codebooks), so ``decode_splats`` and the server's decoder never produce NaN or inf.
