@@ -173,7 +173,16 @@ def mutate_vqp(data: bytes, rng: random.Random) -> bytes:
             e["codec"] = rng.choice(["raw", "zstd", "gzip"])
         elif key == "filters":
             e["filters"] = rng.choice(
-                [[], ["delta"], ["shuffle"], ["delta", "shuffle"], ["backref"], ["backref", "shuffle"], ["x"]]
+                [
+                    [],
+                    ["delta"],
+                    ["shuffle"],
+                    ["delta", "shuffle"],
+                    ["backref"],
+                    ["backref", "shuffle"],
+                    ["delta", "bitlen"],
+                    ["x"],
+                ]
             )
         elif key in ("num_gaussians", "sh_degree"):
             doc["meta"][key] = rng.choice([0, -1, 4, 2**40, "3", None, doc["meta"].get(key, 0) + 1])

@@ -21,6 +21,8 @@ from vqpress.vqp import (
     VqpFormatError,
     backref_codes,
     backref_resolve,
+    bitlen_decode,
+    bitlen_encode,
     pack_bits,
     read_header,
     read_vqp,
@@ -226,6 +228,83 @@ def test_backref_damage_is_a_clear_error() -> None:
     for field, value, match in [
         ("filters", ["delta", "backref"], "no delta filter"),
         ("dtype", "int32", "unsigned dtype"),
+    ]:
+        bad = json.loads(json.dumps(doc))
+        bad["sections"][0][field] = value
+        with pytest.raises(VqpFormatError, match=match):
+            read_vqp(_with_manifest(data, bad))
+
+
+def _bitlen_reference(x: np.ndarray) -> bytes:
+    """The "bitlen" layout with Python integers: length bytes, then each value's bits below its top one."""
+    lengths, bits = bytearray(), []
+    for v in (int(e) for e in x.reshape(-1)):
+        lengths.append(v.bit_length())
+        bits += [(v >> b) & 1 for b in range(max(v.bit_length() - 1, 0))]
+    stream = bytearray((len(bits) + 7) // 8)
+    for i, b in enumerate(bits):
+        stream[i // 8] |= b << (i % 8)
+    return bytes(lengths) + bytes(stream)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.uint64])
+def test_bitlen_matches_reference_and_round_trips(dtype: type) -> None:
+    rng = np.random.default_rng(7)
+    top = np.iinfo(dtype).max
+    widths = rng.integers(0, 8 * np.dtype(dtype).itemsize + 1, 999).astype(np.uint64)  # every bit length
+    full = rng.integers(0, 1 << 63, 999, dtype=np.uint64) << np.uint64(1) | np.uint64(1)  # 64 random bits, odd
+    x = np.where(widths > 0, full >> (np.uint64(64) - np.maximum(widths, np.uint64(1))), 0)
+    x = np.concatenate([np.array([0, 1, 2, 3, top, top - 1], dtype), x.astype(dtype)])
+    data = bitlen_encode(x)
+    assert data == _bitlen_reference(x)
+    lengths = np.frombuffer(data, np.uint8, count=x.size)
+    got = bitlen_decode(lengths, data[x.size :], np.dtype(dtype))
+    assert got.dtype == x.dtype
+    np.testing.assert_array_equal(got, x)
+    assert bitlen_encode(x[:0]) == b"" and bitlen_decode(np.zeros(0, np.uint8), b"", np.dtype(dtype)).size == 0
+
+
+def test_bitlen_crosses_chunks_and_writes_delta_coded_sorted_codes() -> None:
+    rng = np.random.default_rng(8)
+    codes = np.sort(rng.integers(0, 1 << 42, 300_000)).astype(np.uint64)  # more than one 2^18 chunk
+    sec = [Section("m", codes, filters=("delta", "bitlen")), Section("s", codes, filters=("delta", "shuffle"))]
+    f = read_vqp(write_vqp("splats", {}, sec))
+    assert f.version == 2 and f.entries["m"]["filters"] == ["delta", "bitlen"]
+    np.testing.assert_array_equal(f.sections["m"], codes)
+    assert f.section_bytes["m"] < f.section_bytes["s"]
+
+
+def test_bitlen_falls_back_to_shuffle_where_it_does_not_pay() -> None:
+    noise = np.random.default_rng(9).integers(0, 1 << 16, 5000).astype(np.uint16)  # 15-16 bits each: no gain
+    f = read_vqp(write_vqp("splats", {}, [Section("n", noise, filters=("bitlen",))]))
+    assert f.version == 1 and f.entries["n"]["filters"] == ["shuffle"]
+    np.testing.assert_array_equal(f.sections["n"], noise)
+    for filters, bits in ((("bitlen", "shuffle"), None), (("bitlen",), 16), (("bitlen", "backref"), None)):
+        with pytest.raises(ValueError, match="bitlen"):
+            write_vqp("splats", {}, [Section("n", noise, bits=bits, filters=filters)])
+
+
+def test_bitlen_damage_is_a_clear_error() -> None:
+    x = np.array([0, 1, 5, 300, 2**40 + 3], np.uint64)
+    data = write_vqp("splats", {}, [Section("m", x, codec="raw", filters=("bitlen",))])
+    doc, base = _split(data)
+    assert doc["sections"][0]["filters"] == ["bitlen"] and read_vqp(data).sections["m"].tolist() == x.tolist()
+    lengths, bits = bytes(data[base : base + 5]), bytes(data[base + 5 :])
+    assert lengths == bytes([0, 1, 3, 9, 41]) and len(bits) == (0 + 2 + 8 + 40 + 7) // 8
+    with pytest.raises(VqpFormatError, match="needs .vqp version 2, the file is 1"):
+        read_vqp(_with_manifest(data, doc, version=1))
+    with pytest.raises(VqpFormatError, match="bitlen length 65 at element 4 exceeds 64 bits"):
+        read_vqp(_with_payload(data, bytes([0, 1, 3, 9, 65]) + bits + b"\x00"))
+    with pytest.raises(VqpFormatError, match="bitlen lengths need 8 bytes of bits, the section holds 7"):
+        read_vqp(_with_payload(data, bytes([0, 1, 3, 9, 49]) + bits))
+    with pytest.raises(VqpFormatError, match="does not fit 5 bitlen lengths"):
+        read_vqp(_with_payload(data, bytes(4)))
+    with pytest.raises(VqpFormatError, match="does not fit 5 bitlen lengths"):
+        read_vqp(_with_payload(data, bytes(5 + 41)))  # more than 5 x 63 bits
+    for field, value, match in [
+        ("filters", ["bitlen", "shuffle"], "no bits, backref or shuffle"),
+        ("bits", 8, "no bits, backref or shuffle"),
+        ("dtype", "int64", "unsigned dtype"),
     ]:
         bad = json.loads(json.dumps(doc))
         bad["sections"][0][field] = value

@@ -40,11 +40,18 @@ filters in reverse order -> unpack bits (when ``bits`` is set) -> reshape to ``s
   element at its most recent equal element within 255 places: codebook indices of neighbouring
   Gaussians often repeat, which bit-packing hides from zstd. It drops "backref" from a section where
   the section is not smaller with it.
+- ``"bitlen"`` (unsigned integer dtypes, version 2, not with "backref", "shuffle" or ``bits``): the
+  flattened array of n elements is stored as n bytes L[i] = bit length of x[i] (0 for 0, at most
+  8 * itemsize), then one bit stream (LSB-first, the last byte zero-padded) holding, element after
+  element, the low L[i] - 1 bits of x[i] (its top bit is the implicit 1). zstd codes the skewed
+  lengths; the bits below the top one are near-random and cost what they are. Made for delta-coded
+  sorted codes (the positions' Morton deltas), whose byte planes mix lengths. Where it does not make
+  the section smaller, the writer stores it with "shuffle" instead.
 - ``codec``: "zstd" (one frame, content size in its header) or "raw". The writer stores a section raw
   when zstd does not make it smaller.
 
-The version is the lowest that describes the file: a file without "backref" is written as version 1,
-byte for byte as before, and a version-1 file that names "backref" is refused.
+The version is the lowest that describes the file: a file without "backref" or "bitlen" is written
+as version 1, byte for byte as before, and a version-1 file that names either is refused.
 
 The reader checks every length against the buffer before it allocates, so a truncated file, a lying
 header, a corrupted payload or an absurd size raises ``VqpFormatError`` with what is wrong. The arrays
@@ -72,7 +79,7 @@ import numpy as np
 MAGIC = b"\x89VQP\r\n\x1a\n"
 VERSION = 2  # the newest version this module reads and writes
 VERSIONS = (1, 2)  # versions this reader accepts
-FILTER_VERSION = {"delta": 1, "shuffle": 1, "backref": 2}  # the first version that has each filter
+FILTER_VERSION = {"delta": 1, "shuffle": 1, "backref": 2, "bitlen": 2}  # the first version with each filter
 BACKREF_WINDOW = 255  # "backref": farthest element a code byte can point back to
 _HEADER = struct.Struct("<8sHHII")  # magic, version, flags, manifest length, manifest crc32
 HEADER_BYTES = _HEADER.size  # 20
@@ -255,6 +262,53 @@ def backref_resolve(codes: np.ndarray, literals: np.ndarray) -> np.ndarray:
     return literals[rank[src]]
 
 
+_BITLEN_CHUNK = 1 << 18  # elements per chunk of the "bitlen" coder: bounds its [chunk, 64] bit matrix
+
+
+def bitlen_encode(x: np.ndarray) -> bytes:
+    """The "bitlen" layout of a flat unsigned array: n length bytes, then the bits below each top bit."""
+    x = np.ascontiguousarray(x.reshape(-1), x.dtype.newbyteorder("<"))
+    width = 8 * x.dtype.itemsize
+    lengths = np.zeros(x.size, np.uint8)
+    bits = []
+    for s in range(0, x.size, _BITLEN_CHUNK):
+        v = x[s : s + _BITLEN_CHUNK]
+        planes = np.unpackbits(v.view(np.uint8).reshape(-1, x.dtype.itemsize), axis=1, bitorder="little")  # [m, w]
+        top = width - np.argmax(planes[:, ::-1], axis=1)  # bit length; rows of zeros give width
+        top[~planes.any(axis=1)] = 0
+        lengths[s : s + v.size] = top
+        bits.append(planes[np.arange(width)[None, :] < (top.astype(np.int64) - 1)[:, None]])  # row-major: in order
+    stream = np.packbits(np.concatenate(bits) if bits else np.zeros(0, np.uint8), bitorder="little")
+    return lengths.tobytes() + stream.tobytes()
+
+
+def bitlen_stream_bytes(lengths: np.ndarray) -> int:
+    """Bytes of the bit stream that follows ``lengths`` in the "bitlen" layout."""
+    return (int(np.maximum(lengths.astype(np.int64) - 1, 0).sum()) + 7) // 8
+
+
+def bitlen_decode(lengths: np.ndarray, stream: bytes | np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Inverse of ``bitlen_encode``: [n] lengths (each <= 8 * itemsize) and the bit stream (exactly
+    ``bitlen_stream_bytes(lengths)`` bytes, checked by the caller) -> the [n] values of ``dtype``."""
+    dt = np.dtype(dtype).newbyteorder("<")
+    width = 8 * dt.itemsize
+    raw = np.frombuffer(stream, np.uint8) if not isinstance(stream, np.ndarray) else stream
+    out = np.zeros(lengths.size, dt)
+    start = 0  # bit offset of the chunk's first element
+    for s in range(0, lengths.size, _BITLEN_CHUNK):
+        top = lengths[s : s + _BITLEN_CHUNK].astype(np.int64)
+        low = np.maximum(top - 1, 0)
+        nbits = int(low.sum())
+        b0 = start // 8
+        flat = np.unpackbits(raw[b0 : (start + nbits + 7) // 8 + 1], bitorder="little")[start % 8 : start % 8 + nbits]
+        planes = np.zeros((top.size, width), np.uint8)
+        planes[np.arange(width)[None, :] < low[:, None]] = flat
+        planes[np.arange(top.size)[top > 0], top[top > 0] - 1] = 1  # the implicit top bit
+        out[s : s + top.size] = np.packbits(planes, axis=1, bitorder="little").view(dt).reshape(-1)
+        start += nbits
+    return out
+
+
 # -- writer ----------------------------------------------------------------------------------------
 def _encode_section(sec: Section, level: int) -> tuple[dict[str, Any], bytes]:
     import zstandard
@@ -276,6 +330,12 @@ def _encode_section(sec: Section, level: int) -> tuple[dict[str, Any], bytes]:
         a = _delta(a)
     codes = b""
     values = a
+    if "bitlen" in sec.filters:
+        if a.dtype.kind != "u" or sec.bits is not None or {"backref", "shuffle"} & set(sec.filters):
+            raise ValueError(
+                f"section '{sec.name}': the bitlen filter needs an unsigned integer array, without bits, "
+                "backref or shuffle"
+            )
     if "backref" in sec.filters:
         if a.dtype.kind != "u" or "delta" in sec.filters:
             raise ValueError(f"section '{sec.name}': the backref filter needs an unsigned integer array, without delta")
@@ -285,6 +345,8 @@ def _encode_section(sec: Section, level: int) -> tuple[dict[str, Any], bytes]:
         if a.dtype.kind not in "u":
             raise ValueError(f"section '{sec.name}': bit-packing needs an unsigned integer dtype, got {a.dtype}")
         raw = pack_bits(values, sec.bits)
+    elif "bitlen" in sec.filters:
+        raw = bitlen_encode(values)
     else:
         raw = values.tobytes()
     itemsize = a.dtype.itemsize
@@ -302,9 +364,11 @@ def _encode_section(sec: Section, level: int) -> tuple[dict[str, Any], bytes]:
             stored = comp
         else:
             codec = "raw"
-    if "backref" in sec.filters:  # kept only where it pays (few repeats, or narrow indices, it does not)
-        plain = replace(sec, filters=tuple(f for f in sec.filters if f != "backref"))
-        other = _encode_section(plain, level)
+    if "backref" in sec.filters or "bitlen" in sec.filters:  # kept only where they make it smaller
+        plain = tuple(f for f in sec.filters if f not in ("backref", "bitlen"))
+        if "bitlen" in sec.filters:
+            plain += ("shuffle",)
+        other = _encode_section(replace(sec, filters=plain), level)
         if other[0]["length"] <= len(stored):
             return other
     entry = {
@@ -396,6 +460,9 @@ def _check_entry(e: Any, i: int, fail: Any, version: int) -> None:
     if "backref" in e["filters"]:
         if not e["dtype"].startswith("uint") or "delta" in e["filters"]:
             fail(f"section '{e['name']}': the backref filter needs an unsigned dtype and no delta filter")
+    if "bitlen" in e["filters"]:
+        if not e["dtype"].startswith("uint") or bits is not None or {"backref", "shuffle"} & set(e["filters"]):
+            fail(f"section '{e['name']}': the bitlen filter needs an unsigned dtype, no bits, backref or shuffle")
 
 
 @dataclass(frozen=True)
@@ -513,6 +580,14 @@ def read_vqp(
                     f"1..{n} literals of {e['dtype']} (expected {least}..{most})"
                 )
             work = 8 * n  # the resolver's source and rank arrays
+        elif "bitlen" in e["filters"]:  # n lengths, then up to 8 * itemsize - 1 bits per element
+            most = n + (n * (8 * itemsize - 1) + 7) // 8
+            if not n <= e["raw_length"] <= most:
+                fail(
+                    f"section '{e['name']}': raw length {e['raw_length']} does not fit {n} bitlen lengths and "
+                    f"their bits of {e['dtype']} (expected {n}..{most})"
+                )
+            work = 9 * e["raw_length"] + 8 * itemsize * min(n, _BITLEN_CHUNK)  # unpacked bits, a chunk's planes
         elif e["raw_length"] != want_raw:
             fail(
                 f"section '{e['name']}': raw length {e['raw_length']} does not match shape {e['shape']} "
@@ -581,7 +656,17 @@ def _decode_payload(stored: bytes, e: dict[str, Any], fail: Any) -> np.ndarray:
                 f"bytes after the {n} codes, the section holds {len(raw) - n}"
             )
         raw = raw[n:]
-    if e["bits"] is not None:
+    if "bitlen" in e["filters"]:
+        lengths = np.frombuffer(raw, np.uint8, count=n)
+        width = 8 * dt.itemsize
+        if n and int(lengths.max()) > width:
+            i = int(np.argmax(lengths > width))
+            fail(f"section '{e['name']}': bitlen length {int(lengths[i])} at element {i} exceeds {width} bits")
+        need = bitlen_stream_bytes(lengths)
+        if len(raw) - n != need:
+            fail(f"section '{e['name']}': bitlen lengths need {need} bytes of bits, the section holds {len(raw) - n}")
+        arr = bitlen_decode(lengths, raw[n:], dt)
+    elif e["bits"] is not None:
         vals = unpack_bits(raw, e["bits"], m)
         if dt.itemsize < 4 and m and int(vals.max()) > np.iinfo(dt).max:
             fail(f"section '{e['name']}': unpacked values do not fit {e['dtype']}")
@@ -767,6 +852,8 @@ __all__ = [
     "VERSIONS",
     "backref_codes",
     "backref_resolve",
+    "bitlen_decode",
+    "bitlen_encode",
     "Section",
     "VqpFile",
     "VqpFormatError",

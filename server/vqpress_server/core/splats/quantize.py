@@ -6,20 +6,20 @@ k-means codebook (stored fp16, indices bit-packed at ceil(log2 K) bits). Positio
 not vector-quantized: the Gaussians are sorted in Morton order, positions are stored as B-bit fixed
 point within the scene's box (B = 14 by default; as delta-coded 3B-bit Morton codes) or as floats, and opacities as
 8-bit sigmoid values or fp16 logits. Every section is zstd-compressed where that pays; with zstd,
-each codebook is numbered by use (most used entry first) and the indices are stored with the
-container's "backref" filter where it pays (a Gaussian's index often equals one of the last 255
-Gaussians' in Morton order: 46% of dc and 51% of sh indices on trained_lego30k_sh3).
+each codebook is numbered by use (most used entry first), the indices are stored with the
+container's "backref" filter (a Gaussian's index often equals one of the last 255 Gaussians' in
+Morton order: 46% of dc and 51% of sh indices on trained_lego30k_sh3) and the Morton deltas with
+"bitlen" (bit lengths apart from the bits), each where it pays.
 
 Measured on trained_lego_sh3 (71,616 Gaussians, SH 3), bits per Gaussian: positions (fixed16,
 delta-coded Morton codes + zstd) 26.7 vs 48 raw and 30.9 for per-axis deltas; opacity uint8 + zstd
 5.1 vs fp16 11.6, at no measurable PSNR cost (uint8 opacity alone: 66.9 dB vs the original; with the
 default codebooks 38.870 dB for uint8 and 38.870 dB for fp16 on two test views), hence the uint8
 default. The default preset (CPU, bench/bench_vqp_coding.py for the coding): trained_lego_sh3 keeps
-60,874 Gaussians in 949,874 bytes (124.8 bits/Gaussian, 18.7x the .ply; 982,580 bytes before the
-codebooks were numbered by use and the indices given backref), trained_lego30k_sh3 219,058 in
-2,449,434 bytes (89.5 bits/Gaussian, 26.1x; 2,528,060 before); per section, dc / sh / scale / rot
-indices 10.4 / 9.5 / 13.8 / 10.9 bits and positions 21.8 bits per Gaussian on the latter (BENCHMARKS
-§3b). See bench/bench_quality.py for the end-to-end numbers.
+60,874 Gaussians in 944,090 bytes (124.1 bits/Gaussian, 18.8x the .ply; 982,580 bytes with .vqp
+version 1's coding), trained_lego30k_sh3 219,058 in 2,440,309 bytes (89.1 bits/Gaussian, 26.2x;
+2,528,060 before); per section, dc / sh / scale / rot indices 10.4 / 9.5 / 13.8 / 10.9 bits and
+positions 21.5 bits per Gaussian on the latter (BENCHMARKS §3b). See bench/bench_quality.py for the end-to-end numbers.
 """
 
 from __future__ import annotations
@@ -77,14 +77,16 @@ class QuantizedSplats:
 
     def sections(self) -> list[Section]:
         """The file's sections. With zstd, each codebook is renumbered by how many Gaussians use its
-        entries (most used first: the index and codebook streams grow more skewed) and the indices
+        entries (most used first: the index and codebook streams grow more skewed), the indices
         are stored with the "backref" filter (a Gaussian's index often repeats one of the previous
-        255 Gaussians', in Morton order); every Gaussian decodes to the same values as without."""
+        255 Gaussians', in Morton order) and the Morton deltas with "bitlen"; every Gaussian decodes
+        to the same values as without."""
         entropy = self.config.entropy == "zstd"
         codec: Literal["zstd", "raw"] = "zstd" if entropy else "raw"
         out = []
         if self.means.ndim == 1:
-            out.append(Section("means_morton", self.means, codec=codec, filters=("delta", "shuffle")))
+            layout = "bitlen" if entropy else "shuffle"  # with zstd: the deltas' bit lengths apart from their bits
+            out.append(Section("means_morton", self.means, codec=codec, filters=("delta", layout)))
         else:
             out.append(Section("means", self.means, codec=codec, filters=("shuffle",)))
         out.append(Section("opacities", self.opacities, codec=codec, filters=("shuffle",)))
