@@ -7,7 +7,7 @@ Byte layout (all integers little-endian)::
 
     offset  size  field
     0       8     MAGIC = b"\\x89VQP\\r\\n\\x1a\\n"  (a binary signature, as PNG does)
-    8       2     version (uint16): 1 or 2 (2 when a section uses a version-2 filter, "backref")
+    8       2     version (uint16): 1 or 2 (2 when a section uses "backref" or "bitlen")
     10      2     flags (uint16), must be 0
     12      4     manifest length M in bytes (uint32), at most MAX_MANIFEST_BYTES
     16      4     CRC-32 of the manifest bytes (uint32, zlib.crc32)
@@ -22,8 +22,9 @@ writer's own JSON (counts, SH degree, codebook sizes, position box ...) and each
      "offset": int, "length": int, "raw_length": int, "crc32": int}
 
 ``offset`` counts from the first payload byte, ``length`` is the stored size, ``crc32`` covers the
-stored bytes. A payload is decoded as: decompress (codec) -> exactly ``raw_length`` bytes -> undo the
-filters in reverse order -> unpack bits (when ``bits`` is set) -> reshape to ``shape``.
+stored bytes. A payload is decoded as: decompress (codec) -> exactly ``raw_length`` bytes -> split off
+the "backref" codes or the "bitlen" lengths -> unshuffle / unpack bits (when ``bits`` is set) / put
+the "bitlen" bits together -> resolve "backref" -> reshape to ``shape`` -> undo "delta".
 
 - ``bits``: the elements are non-negative integers below 2**bits (1..32), packed LSB-first into a
   continuous bit stream (element i occupies bits [i*bits, (i+1)*bits) of the stream; the last byte is
@@ -455,8 +456,8 @@ def _check_entry(e: Any, i: int, fail: Any, version: int) -> None:
         fail(f"section '{e['name']}': the delta filter needs an unsigned dtype, got {e['dtype']}")
     newer = [f for f in e["filters"] if FILTER_VERSION[f] > version]
     if newer:
-        need = FILTER_VERSION[newer[0]]
-        fail(f"section '{e['name']}': filter {newer[0]!r} needs .vqp version {need}, the file is {version}")
+        since = FILTER_VERSION[newer[0]]
+        fail(f"section '{e['name']}': filter {newer[0]!r} needs .vqp version {since}, the file is {version}")
     if "backref" in e["filters"]:
         if not e["dtype"].startswith("uint") or "delta" in e["filters"]:
             fail(f"section '{e['name']}': the backref filter needs an unsigned dtype and no delta filter")
