@@ -10,7 +10,8 @@ against the photos of --photos, a NeRF-synthetic folder with transforms_*.json, 
 Ablation rows ("only:<attr>") take one attribute from the decoded default scene and keep every
 other attribute at full precision: positions, opacity, dc, sh, scale, rot. Their bytes are the
 sections of that attribute. Variant rows are whole files: bytes on disk, ratio to the .ply, PSNR and
-SSIM. Importance-weighted variants weight k-means by the summed blending weight of each Gaussian at
+SSIM. Pruning (``prune``) is quantize_splats' own.
+Importance-weighted variants weight k-means by the summed blending weight of each Gaussian at
 the ``train`` cameras (``views``) or by opacity x footprint (``footprint``).
 """
 
@@ -39,7 +40,9 @@ SECTIONS = {  # attribute -> its .vqp sections
 }
 FIELD_OF = {"positions": "means", "opacity": "opacities", "dc": "sh0", "sh": "shN", "scale": "scales", "rot": "quats"}
 
-# name -> (preset, overrides of QuantizeConfig fields)
+# name -> (preset, overrides of QuantizeConfig fields). A variant keeps its preset's importance weights
+# and pruning unless it sets them (the presets gained both after BENCHMARKS 3b's first tables, whose
+# rows were measured with the unweighted, unpruned presets of their day).
 VARIANTS: dict[str, tuple[str, dict]] = {
     "high_ratio": ("high_ratio", {}),
     "default": ("default", {}),
@@ -177,22 +180,15 @@ def main() -> None:
         return weights_cache[kind]
 
     def run(name: str, preset: str, over: dict) -> tuple[dict, bytes, object]:
-        over = dict(over)
-        kind = over.pop("importance", "none")
-        prune = over.pop("prune", 0.0)
+        # importance and prune are the preset's unless the variant sets them; quantize_splats prunes
         cfg = replace(QuantizeConfig.preset(preset), **over)
         t0 = time.perf_counter()
-        src, w = scene, weights(kind)
-        if prune:  # drop the least important fraction of the Gaussians first (by view importance)
-            vi = weights("views")
-            keep = vi >= torch.quantile(vi.float(), prune)
-            src, w = scene.index(keep.nonzero().squeeze(1)), (w[keep] if w is not None else None)
-        q = quantize_splats(src, cfg, weights=w)
+        q = quantize_splats(scene, cfg, weights=weights(cfg.importance))
         data = q.to_vqp_bytes()
         secs = time.perf_counter() - t0
         dec = decode_vqp_splats(data, device=dev)
         row = {"name": name, "bytes": len(data), "ratio": ply_bytes / len(data), "seconds": secs, **score(dec)}
-        row["gaussians"] = src.num_gaussians
+        row["gaussians"] = q.num_gaussians
         row["section_bytes"] = read_vqp(data).section_bytes
         return row, data, (q, dec)
 
@@ -211,7 +207,7 @@ def main() -> None:
                 r = {
                     "name": f"{name} only:{attr}",
                     "bytes": b,
-                    "bits_per_gaussian": 8 * b / scene.num_gaussians,
+                    "bits_per_gaussian": 8 * b / q.num_gaussians,
                     **score(mixed),
                 }
                 rows.append(r)

@@ -294,6 +294,9 @@ def evaluate(args: argparse.Namespace) -> int:
             secs = round(time.perf_counter() - t0, 1)
             add(f"vqpress {preset}", dst, decode_vqp_splats(dst.read_bytes(), name=str(dst), device=dev),
                 {"compress_seconds": secs})  # fmt: skip
+            if args.keep:  # the files themselves, e.g. to re-encode them later with another writer
+                Path(args.keep).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(dst, Path(args.keep) / f"{manifest['name']}_{preset}.vqp")
         for method, name in VQ_WRITERS:
             dst = tmp / name
             t0 = time.perf_counter()
@@ -445,6 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     e.add_argument("--views", type=int, default=0, help="only the first N test views (0 = all)")
     e.add_argument("--out", help="write the result JSON here")
+    e.add_argument("--keep", metavar="DIR", help="also keep vqpress's .vqp files here, as NAME_PRESET.vqp")
     s = sub.add_parser("summary", help="markdown tables from eval's JSON files")
     s.add_argument("results", nargs="+")
     args = ap.parse_args(argv)
