@@ -234,6 +234,68 @@ def test_scratch_clean_keeps_checkpoints_until_the_job_ends(tmp_path: Path) -> N
     assert [p.name for p in scratch.iterdir()] == [checkpoint_dir_for(scratch, queued.id).name]
 
 
+def test_writes_that_change_the_table_are_announced(tmp_path: Path) -> None:
+    # Each committed write that changed a row calls on_write and bumps this process's change count
+    # (shared by every table on the file); reads and writes that changed nothing do neither.
+    calls: list[int] = []
+    t = JobTable(tmp_path / "jobs.sqlite3", on_write=lambda: calls.append(1))
+    other = JobTable(tmp_path / "jobs.sqlite3")
+    assert other.changes is t.changes
+    c0 = t.changes.count
+    job = t.submit("render", {})
+    assert len(calls) == 1 and t.changes.count == c0 + 1
+    t.get(job.id), t.list(), t.wait_for_change(job.id, job.version, timeout=0)
+    assert other.claim("w", 10) is not None  # another table of this process: the count, not the hook
+    assert len(calls) == 1 and t.changes.count == c0 + 2
+    assert t.claim("w2", 10) is None  # nothing queued: nothing changed
+    assert len(calls) == 1 and t.changes.count == c0 + 2
+    t.set_progress(job.id, "w", "x", 0.5)
+    assert len(calls) == 2
+    with pytest.raises(LeaseLost):
+        t.set_progress(job.id, "someone else", "x", 0.6)  # rolled back: not announced
+    assert len(calls) == 2 and t.changes.count == c0 + 3
+    # A hook that fails does not fail the write: the announcement is a hint, the table the record.
+    broken = JobTable(tmp_path / "jobs.sqlite3", on_write=lambda: 1 / 0)  # type: ignore[func-returns-value,return-value]
+    broken.succeed(job.id, "w", [], [])
+    assert broken.get(job.id).state is JobState.SUCCEEDED and t.changes.count == c0 + 4
+
+
+def test_change_count_wakes_its_waiters(tmp_path: Path) -> None:
+    changes = JobTable(tmp_path / "jobs.sqlite3").changes
+    seen = changes.count
+    assert not changes.wait(seen, 0.01)  # nothing written: the timeout
+    changes.bump()
+    assert changes.wait(seen, 600.0)  # already past what the waiter saw: at once, nothing missed
+    seen = changes.count
+    got: list[bool] = []
+    th = threading.Thread(target=lambda: got.append(changes.wait(seen, 600.0)), daemon=True)
+    th.start()
+    changes.bump()  # wakes the waiter long before its 600 s
+    th.join(60)
+    assert got == [True]
+
+
+def test_wait_for_change_wakes_on_the_change_count(tmp_path: Path) -> None:
+    # A waiter whose polls double from 1 ms towards a poll_s of 10 minutes sleeps 4.1 s from 4.1 s
+    # on; a write at 4.5 s is seen long before that sleep ends only if its announcement woke it.
+    t = JobTable(tmp_path / "jobs.sqlite3", poll_s=600.0)
+    job = t.submit("render", {})
+    woke = threading.Event()
+    got: list[object] = []
+
+    def wait() -> None:
+        got.append(t.wait_for_change(job.id, job.version, timeout=1200.0))
+        woke.set()
+
+    th = threading.Thread(target=wait, daemon=True)
+    th.start()
+    assert not woke.wait(4.5)
+    JobTable(tmp_path / "jobs.sqlite3").claim("w", 10)
+    assert woke.wait(3.0), "the waiter slept through an announced write"
+    th.join()
+    assert got[0].state is JobState.RUNNING  # type: ignore[attr-defined]
+
+
 # -- the worker pool, end to end -------------------------------------------------------
 def _settings(tmp_path: Path, **kw: object) -> Settings:
     base = dict(data_dir=tmp_path / "data", workers=1, poll_s=0.05, heartbeat_s=0.2, lease_s=10.0)
@@ -482,3 +544,23 @@ def test_gpu_worker_renders_with_warm_gsplat(tmp_path: Path, donut: Path) -> Non
         png = np.asarray(Image.open(store.path(pid)))
         assert png.shape == (64, 64, 3)
         assert np.abs(png.astype(np.float32) / 255 - np.clip(want, 0, 1)).max() <= 1 / 255 + 1e-6
+
+
+def test_pool_relays_its_workers_writes(tmp_path: Path, donut: Path) -> None:
+    # The server's process learns of every write a worker makes (claim, progress, the end): the
+    # pool relays them to this process's change count, which wakes Render and WatchJob calls.
+    s = _settings(tmp_path)
+    store = ArtifactStore(s.artifacts_dir, s.max_artifact_bytes)
+    table = JobTable(s.jobs_db)
+    npz_id, small = _small_scene(store, 20)
+    with WorkerPool(s) as pool:
+        assert pool.wait_ready(60)
+        job = table.submit_spec(RenderSplatsSpec(npz_id, _orbit(small, 1, 8), (0.0, 0.0, 0.0), "png"))
+        seen = table.changes.count  # after the submit: what follows is the worker's
+        pool.notify()
+        deadline = time.monotonic() + 60
+        while not table.get(job.id).terminal:  # polled, not waited on the count
+            assert time.monotonic() < deadline, table.get(job.id)
+            time.sleep(0.01)
+        assert table.get(job.id).state is JobState.SUCCEEDED
+        assert table.changes.wait(seen, 30.0), "no write of the worker was relayed"

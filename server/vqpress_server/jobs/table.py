@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +60,62 @@ _BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for another's lock before f
 _MAX_SPEC_BYTES = 16 << 20  # a job spec larger than this (JSON bytes) is refused: 16 MiB
 
 
+class TableChanges:
+    """A count of the writes committed to one job table, seen by every thread of this process.
+
+    Every JobTable of this process on the same file bumps it when a write of its commits; a worker
+    process passes its writes on through ``JobTable(on_write=...)`` (the pool relays them here).
+    ``wait_for_change`` waits on it, so a job that changes is seen at once rather than at the next
+    poll; the polls stay, so a change this process is not told about is still seen.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._count = 0
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def bump(self) -> None:
+        with self._cond:
+            self._count += 1
+            self._cond.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> bool:
+        """Wait until the count is past ``seen`` (True) or ``timeout`` seconds passed (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._count != seen, max(0.0, timeout))
+
+
+_CHANGES: dict[str, TableChanges] = {}
+_CHANGES_LOCK = threading.Lock()
+
+
+def table_changes(path: Path) -> TableChanges:
+    """The change count of the job table at ``path`` in this process (one per file)."""
+    key = os.path.realpath(path)
+    with _CHANGES_LOCK:
+        return _CHANGES.setdefault(key, TableChanges())
+
+
 class JobTable:
     """Jobs in the SQLite file ``path``.
 
     max_attempts: a job whose worker was lost this many times FAILS with a reason (default 3).
     poll_s: the longest pause between looks at the table in wait_for_change (seconds, default 0.2).
+    on_write: called after each write that changed the table commits (a worker process tells the
+    server's process so); it must not block.
     """
 
-    def __init__(self, path: Path, *, max_attempts: int = 3, poll_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_attempts: int = 3,
+        poll_s: float = 0.2,
+        on_write: Callable[[], None] | None = None,
+    ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         self.path = Path(path)
@@ -75,6 +123,8 @@ class JobTable:
         self.poll_s = poll_s
         self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.changes = table_changes(self.path)
+        self._on_write = on_write
         conn = self._conn()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(_SCHEMA)
@@ -100,7 +150,15 @@ class JobTable:
             self._local.conn = None
 
     def _write(self) -> _Txn:
-        return _Txn(self._conn())
+        return _Txn(self._conn(), self._committed)
+
+    def _committed(self) -> None:
+        self.changes.bump()
+        if self._on_write is not None:
+            try:
+                self._on_write()
+            except Exception:  # a hint only: waiters still poll
+                pass
 
     # -- client side -----------------------------------------------------------------
     def submit(self, kind: JobKind | str, spec: Mapping[str, Any], *, max_queued: int | None = None) -> JobRecord:
@@ -162,13 +220,15 @@ class JobTable:
     def wait_for_change(self, job_id: str, after_version: int, timeout: float) -> JobRecord:
         """The job once its version is past ``after_version`` (or it is terminal, or ``timeout`` s passed).
 
-        Polls from 1 ms, doubling up to poll_s, so a job that finishes in milliseconds is seen in
-        milliseconds and a long one costs a few queries a second.
+        Wakes when a write to the table commits in this process or in a worker that reports its
+        writes (``TableChanges``), and polls besides, from 1 ms doubling up to poll_s, so a change
+        nobody reports is still seen soon.
         """
         deadline = time.monotonic() + max(0.0, timeout)
         delay = 0.001
         conn = self._conn()
         while True:
+            seen = self.changes.count  # before the query: a write committed after it wakes the wait
             row = conn.execute("SELECT version, state FROM jobs WHERE id=?", (job_id,)).fetchone()
             if row is None:
                 raise JobNotFound(f"no job {str(job_id)[:80]!r}")
@@ -177,7 +237,7 @@ class JobTable:
             left = deadline - time.monotonic()
             if left <= 0:
                 return self.get(job_id)
-            time.sleep(min(delay, left))
+            self.changes.wait(seen, min(delay, left))
             delay = min(delay * 2, self.poll_s)
 
     # -- worker side -----------------------------------------------------------------
@@ -344,19 +404,26 @@ class JobTable:
 
 
 class _Txn:
-    """``with`` block running ``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception)."""
+    """``with`` block running ``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception);
+    ``committed`` is called after a commit that changed rows."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, committed: Callable[[], None]) -> None:
         self.conn = conn
+        self.committed = committed
+        self._before = 0
 
     def __enter__(self) -> sqlite3.Connection:
         self.conn.execute("BEGIN IMMEDIATE")
+        self._before = self.conn.total_changes
         return self.conn
 
     def __exit__(self, et: object, ev: object, tb: object) -> None:
         if et is None:
             try:
+                changed = self.conn.total_changes != self._before
                 self.conn.execute("COMMIT")
+                if changed:
+                    self.committed()
                 return
             except sqlite3.Error as e:
                 ev = e

@@ -39,7 +39,7 @@ from ..settings import Settings
 from .context import CHECKPOINTS_SUFFIX, JobContext, WarmState, WorkerShutdown, checkpoint_dir_for
 from .model import JobRecord, JobState, LeaseLost, StorageFull
 from .specs import spec_from_json
-from .table import JobTable
+from .table import JobTable, table_changes
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,8 @@ class WorkerPool:
         cpu_workers = sum(d is None for d in self._devices)
         self._threads = max(1, (os.cpu_count() or 1) // cpu_workers) if cpu_workers else None
         self._wake: list[MpSemaphore] = [_MP.Semaphore(0) for _ in range(n)]
+        self._wrote: MpSemaphore = _MP.Semaphore(0)  # posted by a worker after each job-table write
+        self._relay: threading.Thread | None = None
         self._procs: list[SpawnProcess | None] = [None] * n
         self._killed: set[int] = set()  # pids this pool killed after they outlived stop's timeout
         self._ready: list[MpSemaphore] = [_MP.Semaphore(0) for _ in range(n)]  # posted once warm
@@ -133,6 +135,8 @@ class WorkerPool:
                 self._spawn(slot)
         self._monitor = threading.Thread(target=self._watch, name="vqpress-pool-monitor", daemon=True)
         self._monitor.start()
+        self._relay = threading.Thread(target=self._relay_writes, name="vqpress-pool-relay", daemon=True)
+        self._relay.start()
 
     def stop(self, timeout: float = 10) -> None:
         """Ask workers to stop (SIGTERM: a running job goes back to the queue), join them, kill
@@ -141,6 +145,9 @@ class WorkerPool:
         self.begin_stop()
         if self._monitor is not None:
             self._monitor.join()
+        if self._relay is not None:
+            self._wrote.release()  # wakes the relay, which sees the stop
+            self._relay.join()
         with self._lock:
             procs = [(slot, p) for slot, p in enumerate(self._procs) if p is not None]
         for slot, p in procs:
@@ -210,7 +217,7 @@ class WorkerPool:
             pass
         proc = _MP.Process(
             target=_worker_main,
-            args=(slot, device, self._threads, self.settings, self._wake[slot], self._ready[slot]),
+            args=(slot, device, self._threads, self.settings, self._wake[slot], self._ready[slot], self._wrote),
             name=f"vqpress-worker-{slot}",
             daemon=True,
         )
@@ -246,6 +253,16 @@ class WorkerPool:
                 self._table.requeue_expired(worker_id=wid)
         except Exception:
             log.exception("recovering the jobs of worker %s failed", wid)
+
+    def _relay_writes(self) -> None:
+        """Pass the workers' job-table writes on to this process's waiters (``TableChanges``), so a
+        Render or WatchJob call sees a job change as soon as its worker records it."""
+        changes = table_changes(self.settings.jobs_db)
+        while not self._stopping.is_set():
+            if self._wrote.acquire(timeout=_MONITOR_S):
+                while self._wrote.acquire(block=False):  # many writes, one wake-up
+                    pass
+                changes.bump()
 
     def _watch(self) -> None:
         assert self._table is not None
@@ -353,6 +370,7 @@ def _worker_main(
     settings: Settings,
     wake: MpSemaphore,
     ready: MpSemaphore,
+    wrote: MpSemaphore,
 ) -> None:
     stopping = threading.Event()  # set on SIGTERM or when the server is gone: hand back, then exit
     busy = [False]  # True from a claim until the job is recorded: SIGTERM then waits for the hand-back
@@ -376,7 +394,9 @@ def _worker_main(
     lock = hold_worker_lock(settings.data_dir)  # held until this process exits, however it exits
     if lock is None:
         log.warning("could not take %s; a restarted server will wait out this worker's leases", settings.data_dir)
-    table = JobTable(settings.jobs_db, max_attempts=settings.max_attempts, poll_s=settings.poll_s)
+    table = JobTable(
+        settings.jobs_db, max_attempts=settings.max_attempts, poll_s=settings.poll_s, on_write=lambda: _post(wrote)
+    )
     store = ArtifactStore(settings.artifacts_dir, settings.max_artifact_bytes)
     warm = WarmState.create("cuda" if device is not None else "cpu", threads=threads)
     ready.release()
@@ -407,6 +427,14 @@ def _worker_main(
     table.close()
     logging.shutdown()
     os._exit(0)
+
+
+def _post(sem: MpSemaphore) -> None:
+    """Release ``sem`` unless a post is already pending (never blocks; the count stays small)."""
+    with contextlib.suppress(NotImplementedError):
+        if sem.get_value() > 0:
+            return
+    sem.release()
 
 
 def _watch_parent(parent: int, stopping: threading.Event, wake: MpSemaphore) -> None:
