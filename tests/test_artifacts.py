@@ -200,3 +200,61 @@ def test_concurrent_uploads_of_the_same_content(tmp_path: Path) -> None:
     assert store.read_bytes(digest) == data
     assert _files(tmp_path / "tmp") == []
     assert len(_files(tmp_path / "objects")) == 2
+
+
+class _FullDisk:
+    """A file whose writes fail after ``room`` bytes, as a full disk's do (ENOSPC)."""
+
+    def __init__(self, real: object, room: int) -> None:
+        self.real, self.room = real, room
+
+    def write(self, b: bytes | memoryview) -> int:
+        if len(b) > self.room:
+            raise OSError(28, "No space left on device")
+        self.room -= len(b)
+        return self.real.write(b)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+
+def test_disk_error_on_the_writing_thread_is_raised_and_leaves_nothing(tmp_path: Path) -> None:
+    # Chunks are written on a thread of the upload's own; its failure comes back to the caller, at
+    # commit or at a later write, as the store's "full" error, and nothing stays behind.
+    store = ArtifactStore(tmp_path, max_bytes=1 << 30)
+    data = os.urandom(64 << 10)
+    sha = hashlib.sha256(data).hexdigest()
+    up = store.begin_upload("a.ply", len(data), sha, "ply")
+    up._file = _FullDisk(up._file, room=16 << 10)  # type: ignore[assignment]
+    with pytest.raises(ArtifactStoreFull, match="no space left"):
+        with up:
+            for i in range(0, len(data), 4096):
+                up.write(data[i : i + 4096])
+            up.commit()
+    assert _files(tmp_path) == []
+    # Many chunks after the failure: each write returns (the thread keeps taking them) or raises;
+    # none blocks on the bounded queue.
+    up = store.begin_upload("b.ply", 1 << 20, hashlib.sha256(bytes(1 << 20)).hexdigest(), "ply")
+    up._file = _FullDisk(up._file, room=0)  # type: ignore[assignment]
+    with pytest.raises(ArtifactStoreFull):
+        with up:
+            for _ in range(256):
+                up.write(bytes(4096))
+            up.commit()
+    assert _files(tmp_path) == []
+
+
+def test_upload_of_views_over_many_writeback_ranges(tmp_path: Path) -> None:
+    # Views into received buffers (what the RPC layer passes), over more than one 8 MiB range that
+    # the writing thread starts on its way to the disk: the stored bytes and the id are the content's.
+    store = ArtifactStore(tmp_path, max_bytes=1 << 30)
+    data = os.urandom(20 << 20)
+    chunk = (1 << 20) + 5
+    with store.begin_upload("big.npy", len(data), hashlib.sha256(data).hexdigest(), "npy") as up:
+        buf = memoryview(data)
+        for i in range(0, len(data), chunk):
+            up.write(buf[i : i + chunk])
+        info = up.commit()
+    assert info.id == hashlib.sha256(data).hexdigest()
+    assert store.path(info.id).read_bytes() == data
+    assert [p.parent.name for p in _files(tmp_path)] == [info.id[:2], info.id[:2]]  # object + sidecar

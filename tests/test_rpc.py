@@ -216,6 +216,31 @@ def test_upload_stat_download_delete(app: App, stub: pb_grpc.VqpressStub, channe
     expect_error(channel, C.NOT_FOUND, lambda: stub.StatArtifact(pb.StatArtifactRequest(id=info.id), timeout=5))
 
 
+def test_artifact_streams_read_any_protobuf_encoding(
+    app: App, stub: pb_grpc.VqpressStub, channel: grpc.Channel
+) -> None:
+    # The server reads chunks through vqpress._wire: a chunk message that carries a field this
+    # version does not know, or a second header after the first, is read as protobuf reads it.
+    data = np.random.default_rng(7).bytes(300_000)
+    sha = hashlib.sha256(data).hexdigest()
+    header = pb.UploadHeader(name="odd.bin", kind="bin", size=len(data), sha256=sha)
+    unknown = b"\x98\x06\x01"  # field 99 = 1
+    raw_upload = channel.stream_unary(
+        "/vqpress.v1.Vqpress/UploadArtifact", response_deserializer=pb.ArtifactInfo.FromString
+    )
+    msgs = [pb.UploadArtifactRequest(header=header).SerializeToString()]
+    msgs += [pb.UploadArtifactRequest(chunk=data[i : i + 65536]).SerializeToString() + unknown
+             for i in range(0, len(data), 65536)]  # fmt: skip
+    info = raw_upload(iter(msgs), timeout=30)
+    assert info.id == sha and info.size == len(data)
+    # What the server sends is protobuf's encoding: the generated stub reads it.
+    chunks = [c.data for c in stub.DownloadArtifact(pb.DownloadArtifactRequest(id=sha), timeout=30)]
+    assert b"".join(chunks) == data
+    extra_header = [msgs[0], msgs[1], pb.UploadArtifactRequest(header=header).SerializeToString()]
+    expect_error(channel, C.INVALID_ARGUMENT, lambda: raw_upload(iter(extra_header), timeout=5), "one header")
+    stub.DeleteArtifact(pb.DeleteArtifactRequest(id=sha), timeout=5)
+
+
 def test_upload_with_wrong_hash_or_size_is_data_loss_and_stores_nothing(
     app: App, stub: pb_grpc.VqpressStub, channel: grpc.Channel
 ) -> None:

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Literal
 import grpc
 import numpy as np
 
-from . import _transport
+from . import _transport, _wire
 from .errors import (
     JobCancelled,
     JobFailed,
@@ -464,6 +464,13 @@ class Client:
         self.timeout = timeout
         self._channel = _transport.make_channel(address, token=token, tls=tls)
         self._stub = pb_grpc.VqpressStub(self._channel)
+        # The artifact streams carry their chunks through vqpress._wire (protobuf's bytes, fewer copies).
+        self._upload = self._channel.stream_unary(_wire.UPLOAD_METHOD, response_deserializer=pb.ArtifactInfo.FromString)
+        self._download = self._channel.unary_stream(
+            _wire.DOWNLOAD_METHOD,
+            request_serializer=pb.DownloadArtifactRequest.SerializeToString,
+            response_deserializer=_wire.decode_artifact_chunk,
+        )
 
     def close(self) -> None:
         self._channel.close()
@@ -530,14 +537,14 @@ class Client:
             name=name or path.name, size=size, sha256=sha256, kind=guess_kind(path) if kind is None else kind
         )
 
-        def requests() -> Iterator[pb.UploadArtifactRequest]:
-            yield pb.UploadArtifactRequest(header=header)
+        def requests() -> Iterator[bytes]:
+            yield _wire.encode_upload_header(header)
             with open(path, "rb", buffering=0) as f:
                 while chunk := f.read(_transport.CHUNK_BYTES):
-                    yield pb.UploadArtifactRequest(chunk=chunk)
+                    yield _wire.encode_upload_chunk(chunk)
 
         with translate_errors():
-            return _info(self._stub.UploadArtifact(requests()))
+            return _info(self._upload(requests()))
 
     def upload_bytes(self, data: bytes, name: str, kind: str | None = None) -> ArtifactInfo:
         """Store bytes held in memory as an artifact named ``name`` (not sent when already stored)."""
@@ -550,13 +557,13 @@ class Client:
         )
         view = memoryview(data)
 
-        def requests() -> Iterator[pb.UploadArtifactRequest]:
-            yield pb.UploadArtifactRequest(header=header)
+        def requests() -> Iterator[bytes]:
+            yield _wire.encode_upload_header(header)
             for i in range(0, len(view), _transport.CHUNK_BYTES):
-                yield pb.UploadArtifactRequest(chunk=bytes(view[i : i + _transport.CHUNK_BYTES]))
+                yield _wire.encode_upload_chunk(view[i : i + _transport.CHUNK_BYTES])
 
         with translate_errors():
-            return _info(self._stub.UploadArtifact(requests()))
+            return _info(self._upload(requests()))
 
     def _known(self, sha256: str, size: int) -> ArtifactInfo | None:
         """The stored artifact with this content (artifacts are named by their sha256), or None."""
@@ -568,10 +575,9 @@ class Client:
             raise
         return info if info.size == size else None
 
-    def _chunks(self, ref: ArtifactRef | str) -> Iterator[bytes]:
+    def _chunks(self, ref: ArtifactRef | str) -> Iterator[memoryview | bytes]:
         with translate_errors():
-            for msg in self._stub.DownloadArtifact(pb.DownloadArtifactRequest(id=_id(ref))):
-                yield msg.data
+            yield from self._download(pb.DownloadArtifactRequest(id=_id(ref)))
 
     def download(self, ref: ArtifactRef | str, path: str | os.PathLike) -> Path:
         """Write an artifact to ``path`` (a file, or an existing directory: then its stored name is used).
@@ -899,38 +905,60 @@ def _id(ref: ArtifactRef | str) -> str:
     return ref if isinstance(ref, str) else ref.id
 
 
-def _hash_and_write(chunks: Iterator[bytes], f: BinaryIO) -> tuple[int, str]:
-    """Write chunks to ``f`` and hash them on a second thread (both release the GIL), so receiving
-    the next chunk overlaps hashing and writing the last. Returns (bytes, sha256 hex)."""
-    q: queue.Queue[bytes | None] = queue.Queue(maxsize=_PIPELINE_DEPTH)
+def _hash_and_write(chunks: Iterator[memoryview | bytes], f: BinaryIO) -> tuple[int, str]:
+    """Write chunks to ``f`` and hash them, each on a thread of its own (both release the GIL), so
+    receiving the next chunk, hashing and writing overlap. Returns (bytes, sha256 hex)."""
     h = hashlib.sha256()
-    failure: list[BaseException] = []
-
-    def sink() -> None:
-        try:
-            while (chunk := q.get()) is not None:
-                h.update(chunk)
-                f.write(chunk)
-        except BaseException as e:  # a full disk: reported on the calling thread
-            failure.append(e)
-            while q.get() is not None:  # keep draining so the producer never blocks
-                pass
-
-    t = threading.Thread(target=sink, name="vqpress-download", daemon=True)
-    t.start()
     n = 0
-    try:
+    with _Sinks((h.update, f.write)) as sinks:
         for chunk in chunks:
-            if failure:
-                break
-            q.put(chunk)
+            sinks.put(chunk)
             n += len(chunk)
-    finally:
-        q.put(None)
-        t.join()
-    if failure:
-        raise failure[0]
     return n, h.hexdigest()
+
+
+class _Sinks:
+    """Feeds each item to every consumer, each on its own thread through a bounded queue. A consumer
+    that raises (a full disk) stops the feeding: ``put`` and leaving the block raise its error."""
+
+    def __init__(self, consumers: Sequence[Callable[[Any], object]]) -> None:
+        self._queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=_PIPELINE_DEPTH) for _ in consumers]
+        self._failure: list[BaseException] = []
+        self._threads = [
+            threading.Thread(target=self._run, args=(fn, q), name="vqpress-download", daemon=True)
+            for fn, q in zip(consumers, self._queues, strict=True)
+        ]
+
+    def _run(self, fn: Callable[[Any], object], q: queue.Queue[Any]) -> None:
+        while (item := q.get()) is not _END:
+            if self._failure:
+                continue  # keep draining so the feeder never blocks
+            try:
+                fn(item)
+            except BaseException as e:
+                self._failure.append(e)
+
+    def put(self, item: Any) -> None:
+        if self._failure:
+            raise self._failure[0]
+        for q in self._queues:
+            q.put(item)
+
+    def __enter__(self) -> _Sinks:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for q in self._queues:
+            q.put(_END)
+        for t in self._threads:
+            t.join()
+        if self._failure and exc[0] is None:
+            raise self._failure[0]
+
+
+_END = object()  # the end of a _Sinks queue
 
 
 def _file_sha256(path: Path) -> str:

@@ -16,13 +16,17 @@ first metadata written for an id is kept.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -38,6 +42,25 @@ _MAX_NAME_CHARS = 255
 _COPY_CHUNK = 1 << 20  # bytes per read when storing a file: 1 MiB
 _FREE_SPACE_MARGIN = 16 << 20  # bytes kept free on the store's filesystem: 16 MiB
 _STALE_TMP_S = 24 * 3600.0  # temp files older than this (seconds) are from a crash and removed
+_PIPELINE_DEPTH = 8  # chunks queued between an upload's receiver and its writing thread
+_WRITEBACK_BYTES = 8 << 20  # start the disk write of each 8 MiB as it is written, so commit's fsync is short
+
+
+def _sync_file_range() -> object | None:
+    """Linux's sync_file_range (start writing a range to disk, without waiting), or None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_START_WRITEBACK = _sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
 
 
 @dataclass(frozen=True)
@@ -101,8 +124,12 @@ def _check_meta(name: str, kind: str) -> tuple[str, str]:
 class Upload:
     """One artifact being written. Use as a context manager; it aborts on an exception.
 
-    ``write`` checks the declared size as bytes arrive (it fails at the first byte past it);
-    ``commit`` checks the size and the sha256, then renames the file into place.
+    ``write`` checks the declared size as bytes arrive (it fails at the first byte past it) and
+    hands the bytes to two threads, one hashing and one writing them (both release the GIL), so the
+    caller receives the next chunk meanwhile (a chunk must not change after ``write``: bytes, or a
+    view of them). The writer starts each 8 MiB on its way to the disk as it is written; ``commit``
+    waits for both, checks the size and the sha256, fsyncs the file and renames it into place. A
+    disk error is raised by the next ``write`` or by ``commit``.
     """
 
     def __init__(
@@ -125,12 +152,15 @@ class Upload:
         fd, tmp = tempfile.mkstemp(dir=store._tmp_dir, suffix=".part")
         self._file = os.fdopen(fd, "wb")
         self._tmp: Path | None = Path(tmp)
+        self._queues: list[queue.Queue[bytes | memoryview | None]] = []  # to the writer and the hasher
+        self._sinks: list[threading.Thread] = []  # started by the first write
+        self._failure: Exception | None = None  # what the sink thread hit, raised on the caller's thread
 
     @property
     def bytes_written(self) -> int:
         return self._written
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
         if self._tmp is None:
             raise RuntimeError("upload is already committed or aborted")
         if self._written + len(chunk) > self._size:
@@ -138,17 +168,56 @@ class Upload:
             raise ArtifactIntegrityError(
                 f"upload of {self._name!r} sent more than the {self._size} bytes its header declared"
             )
-        try:
-            self._file.write(chunk)
-        except OSError as e:
+        if self._failure is not None:
+            e = self._failure
             self.abort()
             raise _disk_error(e, self._name) from e
-        self._hash.update(chunk)
+        if not self._sinks:
+            for target in (self._write_all, self._hash_all):
+                q: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=_PIPELINE_DEPTH)
+                t = threading.Thread(target=target, args=(q,), name="vqpress-upload", daemon=True)
+                t.start()
+                self._queues.append(q)
+                self._sinks.append(t)
+        for q in self._queues:
+            q.put(chunk)
         self._written += len(chunk)
+
+    def _write_all(self, q: queue.Queue[bytes | memoryview | None]) -> None:
+        """The writing thread, until None: each 8 MiB written is started on its way to the disk."""
+        fd, started, offset = self._file.fileno(), 0, 0
+        while (chunk := q.get()) is not None:
+            if self._failure is not None:
+                continue  # keep taking chunks so the caller never blocks; it raises the failure
+            try:
+                self._file.write(chunk)
+                offset += len(chunk)
+                if _START_WRITEBACK is not None and offset - started >= _WRITEBACK_BYTES:
+                    self._file.flush()
+                    _START_WRITEBACK(fd, started, offset - started, _SYNC_FILE_RANGE_WRITE)  # type: ignore[operator]
+                    started = offset
+            except Exception as e:  # a full disk, mostly
+                self._failure = e
+
+    def _hash_all(self, q: queue.Queue[bytes | memoryview | None]) -> None:
+        while (chunk := q.get()) is not None:
+            self._hash.update(chunk)
+
+    def _join_sink(self) -> None:
+        for q in self._queues:
+            q.put(None)
+        for t in self._sinks:
+            t.join()
+        self._queues, self._sinks = [], []
 
     def commit(self) -> ArtifactInfo:
         if self._tmp is None:
             raise RuntimeError("upload is already committed or aborted")
+        self._join_sink()
+        if self._failure is not None:
+            e = self._failure
+            self.abort()
+            raise _disk_error(e, self._name) from e
         if self._written != self._size:
             self.abort()
             raise ArtifactIntegrityError(
@@ -177,6 +246,7 @@ class Upload:
         """Drop the upload; idempotent. Nothing is left behind."""
         if self._tmp is None:
             return
+        self._join_sink()
         with contextlib.suppress(OSError):
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
@@ -191,8 +261,8 @@ class Upload:
         self.abort()
 
 
-def _disk_error(e: OSError, name: str) -> Exception:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+def _disk_error(e: Exception, name: str) -> Exception:
+    if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
         return ArtifactStoreFull(f"no space left in the artifact store for {name!r}; free disk space")
     return e
 
@@ -233,7 +303,7 @@ class ArtifactStore:
         name, kind = _check_meta(name, kind)
         self._check_size(name, len(data))
         with Upload(self, name, len(data), None, kind, source_job) as up:
-            up.write(bytes(data))
+            up.write(bytes(data))  # a copy: the caller's buffer may change after we return
             return up.commit()
 
     def _check_size(self, name: str, size: int) -> None:

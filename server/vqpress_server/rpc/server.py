@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from vqpress import _wire
 from vqpress.v1 import vqpress_pb2 as pb
 from vqpress.v1 import vqpress_pb2_grpc as pb_grpc
 
@@ -81,7 +82,7 @@ def create_server(servicer: pb_grpc.VqpressServicer, settings: Settings) -> RpcS
         interceptors=interceptors,
         options=SERVER_OPTIONS,
     )
-    pb_grpc.add_VqpressServicer_to_server(servicer, server)
+    add_servicer(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
@@ -101,6 +102,40 @@ def create_server(servicer: pb_grpc.VqpressServicer, settings: Settings) -> RpcS
     if port == 0:
         raise OSError(errno.EADDRINUSE, f"cannot listen on {address}: the address is in use or not local")
     return RpcServer(server, health_servicer, port)
+
+
+# Methods whose messages go through vqpress._wire instead of protobuf: (request deserializer,
+# response serializer). The servicer's UploadArtifact gets a chunk as a memoryview (any other
+# message as protobuf); its DownloadArtifact yields the bytes of each chunk.
+_WIRE_CODECS: dict[str, tuple[Callable[[bytes], Any] | None, Callable[[Any], bytes] | None]] = {
+    "UploadArtifact": (_wire.decode_upload_request, None),
+    "DownloadArtifact": (None, _wire.encode_artifact_chunk),
+}
+_HANDLER_KINDS = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def add_servicer(servicer: pb_grpc.VqpressServicer, server: grpc.Server) -> None:
+    """Register every method of the Vqpress service (what the generated
+    ``add_VqpressServicer_to_server`` does), the artifact streams with the codecs of vqpress._wire."""
+    service = pb.DESCRIPTOR.services_by_name["Vqpress"]
+    handlers = {}
+    for m in service.methods:
+        decode: Callable[[bytes], Any] | None = getattr(pb, m.input_type.name).FromString
+        encode: Callable[[Any], bytes] | None = getattr(pb, m.output_type.name).SerializeToString
+        wire_decode, wire_encode = _WIRE_CODECS.get(m.name, (None, None))
+        kind = _HANDLER_KINDS[(m.client_streaming, m.server_streaming)]
+        handlers[m.name] = kind(
+            getattr(servicer, m.name),
+            request_deserializer=wire_decode or decode,
+            response_serializer=wire_encode or encode,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)
 
 
 def _bind(add_port: Callable[[], int]) -> int:

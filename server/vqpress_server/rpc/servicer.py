@@ -103,9 +103,13 @@ class VqpressServicer(pb_grpc.VqpressServicer):
         )
 
     # -- artifacts -------------------------------------------------------------------
-    def UploadArtifact(self, request_iterator: Iterator[pb.UploadArtifactRequest], context: Any) -> pb.ArtifactInfo:
+    def UploadArtifact(
+        self, request_iterator: Iterator[memoryview | pb.UploadArtifactRequest], context: Any
+    ) -> pb.ArtifactInfo:
+        # Messages come through vqpress._wire (server.add_servicer): a chunk as a view of its bytes,
+        # anything else as the protobuf message.
         first = next(request_iterator, None)
-        if first is None or first.WhichOneof("part") != "header":
+        if not isinstance(first, pb.UploadArtifactRequest) or first.WhichOneof("part") != "header":
             raise invalid_argument("an upload starts with its header (name, size, sha256, kind), then the chunks")
         h = first.header
         if not h.name:
@@ -120,15 +124,18 @@ class VqpressServicer(pb_grpc.VqpressServicer):
             raise invalid_argument(str(e)) from None
         with upload:  # aborts (leaving nothing) on any exception, a cancelled call included
             for msg in request_iterator:
-                if msg.WhichOneof("part") != "chunk":
+                if isinstance(msg, memoryview):
+                    upload.write(msg)
+                elif msg.WhichOneof("part") == "chunk":
+                    upload.write(msg.chunk)
+                else:
                     raise invalid_argument("an upload has one header, first; every later message is a chunk")
-                upload.write(msg.chunk)
             info = upload.commit()
         return convert.artifact_info(info)
 
-    def DownloadArtifact(self, request: pb.DownloadArtifactRequest, context: Any) -> Iterator[pb.ArtifactChunk]:
-        for chunk in self.store.iter_chunks(request.id, CHUNK_BYTES):
-            yield pb.ArtifactChunk(data=chunk)
+    def DownloadArtifact(self, request: pb.DownloadArtifactRequest, context: Any) -> Iterator[bytes]:
+        # Each chunk's bytes; vqpress._wire encodes them as ArtifactChunk messages (server.add_servicer).
+        yield from self.store.iter_chunks(request.id, CHUNK_BYTES)
 
     def StatArtifact(self, request: pb.StatArtifactRequest, context: Any) -> pb.ArtifactInfo:
         return convert.artifact_info(self.store.stat(request.id))
