@@ -491,6 +491,44 @@ def test_render_streams_the_workers_images(app: App, stub: pb_grpc.VqpressStub) 
         assert torch.from_numpy(got.copy()).std() > 0.01  # the scene is in view, not just background
     png = list(stub.Render(pb.RenderRequest(splats=splats_msg(arrays), cameras=cams[:1]), timeout=60))
     assert png[0].png.startswith(b"\x89PNG\r\n\x1a\n")
+    # The images came from the worker through the outbox, not through the artifact store: the jobs
+    # ran as streamed renders, have no results, stored no image, and left no outbox behind.
+    renders = [j for j in app.jobs.list(limit=10) if j.kind.value == "render"][:2]
+    assert [j.state.value for j in renders] == ["SUCCEEDED", "SUCCEEDED"]
+    assert all(spec_from_json(j.spec).stream and j.results == [] for j in renders)  # type: ignore[attr-defined]
+    assert not [i for i in app.store.list() if i.kind in ("png", "npy")]
+    assert not any(app.settings.outbox_dir.iterdir())
+
+
+def test_render_through_stored_results_when_workers_cannot_stream(tmp_path: Path) -> None:
+    # An executor whose workers do not share the data directory (Ray actors) hands a Render's
+    # images back as the job's stored results; the call reads them from the store, as before.
+    from vqpress_server.artifacts import ArtifactStore
+    from vqpress_server.jobs.table import JobTable
+    from vqpress_server.jobs.worker import WorkerPool
+    from vqpress_server.rpc.server import create_server
+    from vqpress_server.rpc.servicer import VqpressServicer
+
+    settings = Settings(data_dir=tmp_path / "data", port=0, workers=1)
+    store = ArtifactStore(settings.artifacts_dir, settings.max_artifact_bytes)
+    jobs = JobTable(settings.jobs_db)
+    pool = WorkerPool(settings)
+    servicer = VqpressServicer(settings, store, jobs, pool.notify, stream_renders=False)
+    rpc = create_server(servicer, settings)
+    pool.start()
+    rpc.server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{rpc.port}") as ch:
+            req = pb.RenderRequest(splats=splats_msg(small_scene()), cameras=[camera(16, 12, "a"), camera(8, 8, "b")])
+            images = list(pb_grpc.VqpressStub(ch).Render(req, timeout=120))
+        assert [(i.index, i.name, i.width, i.height) for i in images] == [(0, "a", 16, 12), (1, "b", 8, 8)]
+        (job,) = [j for j in jobs.list() if j.kind.value == "render"]
+        assert not spec_from_json(job.spec).stream  # type: ignore[attr-defined]
+        assert [store.read_bytes(r) for r in job.results] == [i.png for i in images]
+    finally:
+        rpc.server.stop(0).wait()
+        pool.stop()
+        jobs.close()
 
 
 def test_render_of_a_scene_the_worker_cannot_read_fails_as_invalid_argument_with_its_reason(

@@ -75,7 +75,9 @@ def build_app(settings: Settings) -> App:
         store = ArtifactStore(settings.artifacts_dir, settings.max_artifact_bytes)
         jobs = JobTable(settings.jobs_db, max_attempts=settings.max_attempts, poll_s=settings.poll_s)
         workers = build_executor(settings)
-        servicer = VqpressServicer(settings, store, jobs, workers.notify, devices=workers.devices)
+        servicer = VqpressServicer(
+            settings, store, jobs, workers.notify, devices=workers.devices, stream_renders=workers.streams_renders
+        )
         rpc = create_server(servicer, settings)
     except BaseException:
         release(lock)

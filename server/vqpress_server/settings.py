@@ -101,3 +101,8 @@ class Settings:
     @property
     def scratch_dir(self) -> Path:
         return self.data_dir / "scratch"
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Rendered images on their way from a worker to the Render call that asked for them."""
+        return self.data_dir / "outbox"

@@ -201,6 +201,7 @@ class JobContext:
         self.cancel_requested = threading.Event()  # set by the heartbeat thread on CANCELLING
         self.lease_lost = threading.Event()  # set by the heartbeat thread
         self._stopping = stopping
+        self.outbox: Path | None = None  # set for a render streamed to its Render call (save_view)
         self._last_write = 0.0
         self._last_stage = ""
 

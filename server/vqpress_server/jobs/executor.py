@@ -18,6 +18,10 @@ from ..settings import Settings
 class Executor(Protocol):
     """Runs the jobs of the table at ``settings.jobs_db`` until stopped."""
 
+    # Whether its workers can hand a Render call's images over through ``settings.outbox_dir``
+    # (they share the server's data directory) instead of storing them as artifacts.
+    streams_renders: bool
+
     def start(self) -> None:
         """Recover jobs a previous run left behind, then start taking jobs."""
 

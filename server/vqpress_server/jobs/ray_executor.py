@@ -317,6 +317,8 @@ class _Slot:
 class RayExecutor:
     """Actors of a Ray cluster serving the job table at ``settings.jobs_db`` (see the module docstring)."""
 
+    streams_renders = False  # actors write on their own nodes: a Render's images come back as results
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.config: RayConfig = settings.ray

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 
 from ..core.render.images import save_png
 from .context import JobContext, safe_name
-from .specs import CameraSpec
+from .specs import CameraSpec, outbox_name
 
 
 @dataclass(frozen=True)
@@ -29,16 +30,22 @@ class HandlerResult:
 
 
 def save_view(ctx: JobContext, index: int, cam: CameraSpec, img: torch.Tensor, encoding: str) -> Output:
-    """Write one rendered view (``img`` [H, W, 3]) into scratch as ``<index>_<camera name>.png`` or
-    ``.npy`` (float32)."""
+    """Write one rendered view (``img`` [H, W, 3]) as ``<index>_<camera name>.png`` or ``.npy``
+    (float32): into scratch, or, for a Render call waiting on it (``ctx.outbox``), into its outbox
+    as ``outbox_name(index, encoding)``, whole when it appears there (written, then renamed)."""
     stem = f"{index:04d}" + (f"_{safe_name(cam.name)}" if safe_name(cam.name) else "")
-    if encoding == "png":
-        path = ctx.scratch / f"{stem}.png"
+    kind = "png" if encoding == "png" else "npy"
+    path = ctx.scratch / f"{stem}.{kind}"
+    if kind == "png":
         save_png(img, path)
-        return Output(path, path.name, "png")
-    path = ctx.scratch / f"{stem}.npy"
-    np.save(path, img.detach().to("cpu", torch.float32).numpy())
-    return Output(path, path.name, "npy")
+    else:
+        np.save(path, img.detach().to("cpu", torch.float32).numpy())
+    if ctx.outbox is not None:
+        ctx.outbox.mkdir(parents=True, exist_ok=True)
+        delivered = ctx.outbox / outbox_name(index, encoding)
+        os.replace(path, delivered)  # scratch and outbox share the data directory's filesystem
+        return Output(delivered, path.name, kind)
+    return Output(path, path.name, kind)
 
 
 __all__ = ["HandlerResult", "Output", "save_view"]

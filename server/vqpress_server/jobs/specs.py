@@ -504,6 +504,12 @@ class ExportFieldSpec(JobSpec):
         return cls(source=_artifact_id(d["source"], "source"))
 
 
+def outbox_name(index: int, encoding: str) -> str:
+    """The file image ``index`` of a streamed render (``stream=True``) is delivered as, in its
+    job's outbox (``Settings.outbox_dir / job id``)."""
+    return f"{index:04d}.{'png' if encoding == 'png' else 'npy'}"
+
+
 @dataclass(frozen=True)
 class RenderSplatsSpec(JobSpec):
     """Images of a splat scene, one per camera in camera order (PNG, or float32 [H, W, 3] .npy)."""
@@ -514,25 +520,30 @@ class RenderSplatsSpec(JobSpec):
     cameras: Cameras
     background: RGB = (0.0, 0.0, 0.0)
     encoding: Encoding = "png"
+    # True: the images go to the Render call that asked for them (through the data directory's
+    # outbox, by a worker of this server), not into the artifact store; False: stored as results.
+    stream: bool = False
 
     def __post_init__(self) -> None:
         _artifact_id(self.source, "source")
         _check_cameras(self.cameras, required=True)
         _check_rgb(self.background, "background")
         _choice(self.encoding, RENDER_ENCODINGS, "encoding")
+        _bool(self.stream, "stream")
 
     def _fields_json(self) -> dict[str, Any]:
         return {"source": self.source, "cameras": _cameras_json(self.cameras), "background": list(self.background),
-                "encoding": self.encoding}  # fmt: skip
+                "encoding": self.encoding, "stream": self.stream}  # fmt: skip
 
     @classmethod
     def _from_fields(cls, d: Mapping[str, Any]) -> RenderSplatsSpec:
-        d = _object(d, cls.TYPE, ("source", "cameras", "background", "encoding"))
+        d = _object(d, cls.TYPE, ("source", "cameras", "background", "encoding"), ("stream",))
         return cls(
             source=_artifact_id(d["source"], "source"),
             cameras=_cameras_from(d["cameras"]) or (),
             background=_rgb_from(d["background"], "background") or (0.0, 0.0, 0.0),
             encoding=_choice(d["encoding"], RENDER_ENCODINGS, "encoding"),  # type: ignore[arg-type]
+            stream=_bool(d.get("stream", False), "stream"),
         )
 
 
@@ -546,26 +557,31 @@ class RenderFieldSpec(JobSpec):
     cameras: Cameras
     background: RGB | None = None  # None: the background the field was trained on
     encoding: Encoding = "png"
+    # True: the images go to the Render call that asked for them (through the data directory's
+    # outbox, by a worker of this server), not into the artifact store; False: stored as results.
+    stream: bool = False
 
     def __post_init__(self) -> None:
         _artifact_id(self.source, "source")
         _check_cameras(self.cameras, required=True)
         _check_rgb(self.background, "background")
         _choice(self.encoding, RENDER_ENCODINGS, "encoding")
+        _bool(self.stream, "stream")
 
     def _fields_json(self) -> dict[str, Any]:
         return {"source": self.source, "cameras": _cameras_json(self.cameras),
                 "background": None if self.background is None else list(self.background),
-                "encoding": self.encoding}  # fmt: skip
+                "encoding": self.encoding, "stream": self.stream}  # fmt: skip
 
     @classmethod
     def _from_fields(cls, d: Mapping[str, Any]) -> RenderFieldSpec:
-        d = _object(d, cls.TYPE, ("source", "cameras", "background", "encoding"))
+        d = _object(d, cls.TYPE, ("source", "cameras", "background", "encoding"), ("stream",))
         return cls(
             source=_artifact_id(d["source"], "source"),
             cameras=_cameras_from(d["cameras"]) or (),
             background=_rgb_from(d["background"], "background"),
             encoding=_choice(d["encoding"], RENDER_ENCODINGS, "encoding"),  # type: ignore[arg-type]
+            stream=_bool(d.get("stream", False), "stream"),
         )
 
 
@@ -722,5 +738,6 @@ __all__ = [
     "SpecError",
     "TrainFieldSpec",
     "TrainSplatsSpec",
+    "outbox_name",
     "spec_from_json",
 ]

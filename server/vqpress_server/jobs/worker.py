@@ -88,6 +88,8 @@ class WorkerPool:
     0 = no workers, jobs stay queued). With GPUs present, workers share them round-robin.
     """
 
+    streams_renders = True  # workers share the server's data directory: a Render's images go through its outbox
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         gpus = visible_gpus()
@@ -130,6 +132,7 @@ class WorkerPool:
         if n:
             log.info("recovered %d job(s) whose worker was lost", n)
         _clean_scratch(s.scratch_dir, self._table)
+        shutil.rmtree(s.outbox_dir, ignore_errors=True)  # images for Render calls of an earlier run
         with self._lock:
             for slot in range(len(self._procs)):
                 self._spawn(slot)
@@ -472,16 +475,21 @@ def _run_job(
     beat = threading.Thread(target=_heartbeat, args=(ctx, settings, done), name="vqpress-heartbeat", daemon=True)
     beat.start()
     t0 = time.perf_counter()
+    succeeded = False
     try:
         scratch.mkdir(parents=True, exist_ok=True)
         ctx.progress("start", 0.0)
-        result = run_spec(ctx, spec_from_json(job.spec, job.kind))
+        spec = spec_from_json(job.spec, job.kind)
+        if getattr(spec, "stream", False):  # a Render call reads the images from the outbox as they come
+            ctx.outbox = settings.outbox_dir / job.id
+        result = run_spec(ctx, spec)
         ids, names = [], []
-        for out in result.outputs:
+        for out in result.outputs if ctx.outbox is None else ():
             info = store.put_file(out.path, out.name, out.kind, source_job=job.id)
             ids.append(info.id)
             names.append(out.name)
         table.succeed(job.id, worker_id, ids, names, {**ctx.metrics, **result.metrics})
+        succeeded = True
         log.info("job %s (%s) succeeded in %.2f s", job.id, job.kind.value, time.perf_counter() - t0)
     except Cancelled:
         _end(table.mark_cancelled, job.id, worker_id)
@@ -515,6 +523,8 @@ def _run_job(
         done.set()
         beat.join()
         shutil.rmtree(scratch, ignore_errors=True)
+        if ctx.outbox is not None and not succeeded:
+            shutil.rmtree(ctx.outbox, ignore_errors=True)  # nobody reads the images of a job that did not succeed
         _drop_checkpoints_if_ended(table, job.id, settings.scratch_dir)
 
 

@@ -10,6 +10,7 @@ mapped to status codes by ``errors.translate_errors`` (one table, applied once t
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import re
@@ -40,6 +41,7 @@ from ..jobs.specs import (
     SpecError,
     TrainFieldSpec,
     TrainSplatsSpec,
+    outbox_name,
 )
 from ..jobs.table import JobTable
 from ..settings import CHUNK_BYTES, MAX_MESSAGE_BYTES, Settings
@@ -74,12 +76,16 @@ class VqpressServicer(pb_grpc.VqpressServicer):
         jobs: JobTable,
         notify: Callable[[], None],
         devices: Callable[[], Sequence[str]] = lambda: (),
+        stream_renders: bool = False,
     ) -> None:
         self.settings = settings
         self.store = store
         self.jobs = jobs
         self.notify = notify
         self.devices = devices  # each worker's device ("cuda:0", "cpu"), for GetServerInfo
+        # Whether a Render's images come from the workers through settings.outbox_dir (as each is
+        # rendered, never stored) or as the stored results of its job (Executor.streams_renders).
+        self.stream_renders = stream_renders
 
     def GetServerInfo(self, request: pb.GetServerInfoRequest, context: Any) -> pb.ServerInfo:
         from .. import __version__
@@ -272,13 +278,43 @@ class VqpressServicer(pb_grpc.VqpressServicer):
     def Render(self, request: pb.RenderRequest, context: Any) -> Iterator[pb.RenderedImage]:
         spec = self._render_spec(request, context, "Render")
         cameras, encoding = spec.cameras, spec.encoding
+        if self.stream_renders:
+            yield from self._render_streamed(dataclasses.replace(spec, stream=True), context)
+            return
         rec = self._run_to_end(self._submit(spec), context)
         if rec is None:
             return
         if len(rec.results) != len(cameras):
             raise RuntimeError(f"render job {rec.id} returned {len(rec.results)} images for {len(cameras)} cameras")
         for i, (artifact_id, cam) in enumerate(zip(rec.results, cameras, strict=True)):
-            yield self._rendered_image(i, artifact_id, cam, encoding)
+            yield self._rendered_image(i, self.store.read_bytes(artifact_id), cam, encoding, artifact_id)
+
+    def _render_streamed(self, spec: RenderSplatsSpec | RenderFieldSpec, context: Any) -> Iterator[pb.RenderedImage]:
+        """Each image as soon as the worker has put it in the job's outbox (whole: written, then
+        renamed), in camera order; the outbox goes when the call ends, however it ends."""
+        rec = self._submit(spec)
+        outbox = self.settings.outbox_dir / rec.id
+        sent = 0
+        try:
+            while True:
+                while sent < len(spec.cameras):
+                    try:
+                        data = (outbox / outbox_name(sent, spec.encoding)).read_bytes()
+                    except FileNotFoundError:
+                        break  # not rendered yet (or the job failed and its outbox went)
+                    yield self._rendered_image(sent, data, spec.cameras[sent], spec.encoding, rec.id)
+                    sent += 1
+                if rec.terminal:
+                    break
+                if not context.is_active():  # the client cancelled or its deadline passed
+                    self.jobs.request_cancel(rec.id)
+                    return
+                rec = self.jobs.wait_for_change(rec.id, rec.version, WATCH_SLICE_S)
+            self._check_outcome(rec)
+            if sent != len(spec.cameras):
+                raise RuntimeError(f"render job {rec.id} delivered {sent} images for {len(spec.cameras)} cameras")
+        finally:
+            shutil.rmtree(outbox, ignore_errors=True)
 
     def _source(self, request: Any, context: Any, *, strict: bool, rpc: str) -> SceneRef:
         """The request's scene; an inline field is built by a BUILD_FIELD job the call waits for."""
@@ -302,6 +338,12 @@ class VqpressServicer(pb_grpc.VqpressServicer):
                 self.jobs.request_cancel(rec.id)
                 return None
             rec = self.jobs.wait_for_change(rec.id, rec.version, WATCH_SLICE_S)
+        self._check_outcome(rec, what)
+        return rec
+
+    @staticmethod
+    def _check_outcome(rec: JobRecord, what: str = "") -> None:
+        """Raise the status a job that ended without succeeding answers with."""
         if rec.state is JobState.CANCELLED:
             raise ServiceError(grpc.StatusCode.CANCELLED, f"{rec.kind.value} job {rec.id} was cancelled: {rec.error}")
         if rec.state is not JobState.SUCCEEDED:
@@ -310,17 +352,17 @@ class VqpressServicer(pb_grpc.VqpressServicer):
             if what and rec.failure in ("input", "limit"):
                 raise ServiceError(code, f"{what}: {rec.error}")
             raise ServiceError(code, f"{rec.kind.value} job {rec.id} failed: {rec.error}")
-        return rec
 
-    def _rendered_image(self, index: int, artifact_id: str, cam: CameraSpec, encoding: str) -> pb.RenderedImage:
-        data = self.store.read_bytes(artifact_id)
+    def _rendered_image(self, index: int, data: bytes, cam: CameraSpec, encoding: str, origin: str) -> pb.RenderedImage:
+        """The message of image ``index`` (``data``: a PNG, or an .npy of float32 [H, W, 3]); ``origin``
+        names where it came from (an artifact or a job) in an error."""
         img = pb.RenderedImage(index=index, name=cam.name, width=cam.width, height=cam.height)
         if encoding == "png":
             img.png = data
         else:
             rgb = np.load(io.BytesIO(data), allow_pickle=False)
             if rgb.shape != (cam.height, cam.width, 3) or rgb.dtype != np.float32:
-                raise RuntimeError(f"render result {artifact_id} is {rgb.dtype} {rgb.shape}, not float32 [H, W, 3]")
+                raise RuntimeError(f"render result {origin} is {rgb.dtype} {rgb.shape}, not float32 [H, W, 3]")
             img.rgb.CopyFrom(convert.tensor_from_array(rgb))
         return img
 
