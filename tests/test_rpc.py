@@ -496,7 +496,7 @@ def test_render_streams_the_workers_images(app: App, stub: pb_grpc.VqpressStub) 
     renders = [j for j in app.jobs.list(limit=10) if j.kind.value == "render"][:2]
     assert [j.state.value for j in renders] == ["SUCCEEDED", "SUCCEEDED"]
     assert all(spec_from_json(j.spec).stream and j.results == [] for j in renders)  # type: ignore[attr-defined]
-    assert not [i for i in app.store.list() if i.kind in ("png", "npy")]
+    assert not [i for i in app.store.list() if i.source_job in {j.id for j in renders}]
     assert not any(app.settings.outbox_dir.iterdir())
 
 

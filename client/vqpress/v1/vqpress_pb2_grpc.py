@@ -182,8 +182,9 @@ class VqpressServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Render(self, request, context):
-        """Render on a warm worker and stream one image per camera once the render job has finished.
-        Cancelling the call cancels the job. A failed render job ends the call with UNKNOWN and the
+        """Render on a warm worker and stream one image per camera, in camera order, each as soon as it
+        is rendered; the images are not kept (SubmitRender keeps them as results). Cancelling the
+        call cancels the job. A failed render job ends the call with UNKNOWN and the
         job's error; a cancelled one with CANCELLED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
