@@ -33,7 +33,7 @@ class RayConfig:
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = Path("vqpress-data")  # artifacts/, jobs.sqlite3 and worker scratch live here
+    data_dir: Path = Path("vqpress-data")  # artifacts/, jobs.sqlite3, worker scratch/ and Render outbox/ live here
     host: str = "127.0.0.1"  # bind address; "0.0.0.0" in containers
     port: int = 50051  # 0 picks a free port (tests)
     workers: int | None = None  # worker processes; None = one per visible GPU, one on CPU

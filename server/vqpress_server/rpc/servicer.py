@@ -291,7 +291,8 @@ class VqpressServicer(pb_grpc.VqpressServicer):
 
     def _render_streamed(self, spec: RenderSplatsSpec | RenderFieldSpec, context: Any) -> Iterator[pb.RenderedImage]:
         """Each image as soon as the worker has put it in the job's outbox (whole: written, then
-        renamed), in camera order; the outbox goes when the call ends, however it ends."""
+        renamed), in camera order; the outbox goes when the call ends, however it ends, and the job
+        is cancelled when the call ends before it."""
         rec = self._submit(spec)
         outbox = self.settings.outbox_dir / rec.id
         sent = 0
@@ -314,6 +315,8 @@ class VqpressServicer(pb_grpc.VqpressServicer):
             if sent != len(spec.cameras):
                 raise RuntimeError(f"render job {rec.id} delivered {sent} images for {len(spec.cameras)} cameras")
         finally:
+            if not rec.terminal:  # the call ended first (a client gone mid-stream): the job goes too
+                self.jobs.request_cancel(rec.id)
             shutil.rmtree(outbox, ignore_errors=True)
 
     def _source(self, request: Any, context: Any, *, strict: bool, rpc: str) -> SceneRef:
