@@ -8,7 +8,8 @@ from vqpress_server.core.errors import ConfigError, VqpressInputError
 from vqpress_server.core.metrics import psnr
 from vqpress_server.core.render.cameras import orbit_cameras
 from vqpress_server.core.render.splats import rasterize, render_views
-from vqpress_server.core.splats.importance import CPU_MAX_VIEWS, importance_views, view_importance
+from vqpress_server.core.render.torch_raster import blend_weights_torch
+from vqpress_server.core.splats.importance import CPU_MAX_VIEWS, _gradient_weights, importance_views, view_importance
 from vqpress_server.core.splats.model import GaussianSplats
 from vqpress_server.core.splats.quantize import QuantizeConfig, decode_vqp_splats, quantize_splats
 
@@ -48,6 +49,31 @@ def test_view_importance_is_each_gaussians_share_of_the_alpha() -> None:
     assert float(view_importance(far, cams)[-1]) == 0.0
     with pytest.raises(VqpressInputError, match="camera"):
         view_importance(scene, [])
+
+
+@pytest.mark.parametrize("block_elements", [1 << 20, 8 * 256])
+def test_cpu_weights_equal_the_gradient_of_a_white_render(block_elements: int) -> None:
+    """The CPU sums the blending weights while compositing; the slow twin is the gradient of a
+    white scene's rendered sum with respect to the colors through the PyTorch rasterizer (what the
+    CUDA path computes with gsplat). Dense enough that pixels saturate and stop; the small block
+    makes every tile take many rounds."""
+    scene = _scene(600, 5)
+    scene.opacities[:] += 2.0  # mostly opaque: compositing stops early on many pixels
+    cams = orbit_cameras(scene, 3, 64, 48)
+    slow = torch.zeros(600, dtype=torch.float64)
+    fast = torch.zeros(600, dtype=torch.float64)
+    for c in cams:
+        viewmat, K = torch.tensor(c.viewmat, dtype=torch.float32), torch.tensor(c.K, dtype=torch.float32)
+        slow += _gradient_weights(
+            scene.means, scene.quats, scene.scales, scene.opacities, viewmat, K, c.width, c.height
+        )
+        fast += blend_weights_torch(
+            scene.means, scene.quats, torch.exp(scene.scales), torch.sigmoid(scene.opacities), viewmat, K,
+            c.width, c.height, block_elements=block_elements,
+        )  # fmt: skip
+    assert int((slow > 0).sum()) > 300 and float(slow.max()) > 20.0  # many Gaussians, many pixels each
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(view_importance(scene, cams).double(), slow.float().double(), rtol=1e-5, atol=1e-5)
 
 
 def test_the_cpu_weighs_by_a_few_evenly_spaced_views() -> None:

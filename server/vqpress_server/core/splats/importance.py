@@ -23,7 +23,8 @@ import torch
 from ..errors import VqpressInputError
 from ..progress import Progress
 from ..render.cameras import Camera
-from ..render.splats import rasterize
+from ..render.splats import EPS2D, NEAR_PLANE, rasterize
+from ..render.torch_raster import blend_weights_torch
 from .model import SH_C0, GaussianSplats
 
 CPU_MAX_VIEWS = 8  # views the CPU weighs a scene by (evenly spaced among the given ones)
@@ -37,6 +38,28 @@ def importance_views(cameras: Sequence[Camera], device: torch.device) -> list[Ca
         return cams
     step = len(cams) / CPU_MAX_VIEWS
     return [cams[int(i * step)] for i in range(CPU_MAX_VIEWS)]
+
+
+def _gradient_weights(
+    means: torch.Tensor,  # [N, 3]
+    quats: torch.Tensor,  # [N, 4]
+    scales: torch.Tensor,  # [N, 3] log scales
+    opacities: torch.Tensor,  # [N] logits
+    viewmat: torch.Tensor,  # [4, 4]
+    K: torch.Tensor,  # [3, 3]
+    width: int,
+    height: int,
+) -> torch.Tensor:  # [N] float64
+    """Summed blending weights of one view as the gradient of a white scene's rendered sum."""
+    N, dev = means.shape[0], means.device
+    sh0 = torch.full((N, 1, 3), 0.5 / SH_C0, device=dev, requires_grad=True)  # color 1.0: SH_C0 * dc + 0.5
+    no_rest = torch.zeros(N, 0, 3, device=dev)
+    rgb, _ = rasterize(
+        means, quats, scales, opacities, sh0, no_rest, viewmat, K, width, height, torch.zeros(3, device=dev)
+    )
+    rgb[..., 0].sum().backward()
+    assert sh0.grad is not None
+    return sh0.grad[:, 0, 0].double() / SH_C0
 
 
 def view_importance(
@@ -54,27 +77,16 @@ def view_importance(
     quats = splats.quats.float().detach()
     scales = splats.scales.float().detach()
     opacities = splats.opacities.float().detach()
-    no_rest = torch.zeros(N, 0, 3, device=dev)
-    black = torch.zeros(3, device=dev)
-    white = torch.full((N, 1, 3), 0.5 / SH_C0, device=dev)  # SH DC of color 1.0 (SH_C0 * dc + 0.5 = 1)
     for i, cam in enumerate(cameras):
-        sh0 = white.clone().requires_grad_(True)
-        rgb, _ = rasterize(
-            means,
-            quats,
-            scales,
-            opacities,
-            sh0,
-            no_rest,
-            torch.tensor(cam.viewmat, dtype=torch.float32, device=dev),
-            torch.tensor(cam.K, dtype=torch.float32, device=dev),
-            cam.width,
-            cam.height,
-            black,
-        )
-        rgb[..., 0].sum().backward()
-        assert sh0.grad is not None
-        total += sh0.grad[:, 0, 0].double() / SH_C0
+        viewmat = torch.tensor(cam.viewmat, dtype=torch.float32, device=dev)
+        K = torch.tensor(cam.K, dtype=torch.float32, device=dev)
+        if dev.type == "cuda":
+            total += _gradient_weights(means, quats, scales, opacities, viewmat, K, cam.width, cam.height)
+        else:
+            total += blend_weights_torch(
+                means, quats, torch.exp(scales), torch.sigmoid(opacities), viewmat, K, cam.width, cam.height,
+                near_plane=NEAR_PLANE, eps2d=EPS2D,
+            )  # fmt: skip
         if progress is not None:
             progress("importance", (i + 1) / len(cameras), {})
     return total.clamp_min(0.0).float()
