@@ -42,6 +42,7 @@ from ..progress import Progress
 U32 = 2.0**-24  # unit roundoff of float32
 MAX_ABS = 1e30  # inputs beyond this magnitude are rejected (their squares leave fp32 range)
 _CPU_BUDGET_BYTES = 256 << 20  # scratch memory per assignment chunk on CPU
+_CPU_SEED_CHUNK_BYTES = 4 << 20  # seeding distances per GEMM chunk on CPU
 _CPU_GEMM_CHUNK_BYTES = 32 << 20  # distance rows per GEMM chunk on CPU: fewer passes wait for memory
 _CUDA_BUDGET_FRACTION = 0.25  # of free device memory, per assignment chunk
 _CUDA_BUDGET_MAX = 2 << 30  # cap per chunk on CUDA (bytes)
@@ -71,7 +72,7 @@ _GEMM_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar("_GEM
 
 
 @contextlib.contextmanager
-def _intra_op_threads(n: int) -> Iterator[None]:
+def intra_op_threads(n: int) -> Iterator[None]:
     """Run torch's CPU ops on n threads inside, restore the setting after."""
     old = torch.get_num_threads()
     if n == old:
@@ -100,7 +101,7 @@ def _cpu_one_thread(device: torch.device) -> Iterator[None]:
         return
     token = _GEMM_THREADS.set(torch.get_num_threads())
     try:
-        with _intra_op_threads(1):
+        with intra_op_threads(1):
             yield
     finally:
         _GEMM_THREADS.reset(token)
@@ -271,7 +272,7 @@ def _assign_gemm(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
             # found, masked and the minimum taken again: on the CPU a row minimum with its index
             # plus one without took 0.2 s where topk(2) took 0.45 s (lego sh, K = 4096, one
             # thread); on CUDA topk is ~10x slower than two row minima (H100, K = 512..4096).
-            with _intra_op_threads(gemm_threads):
+            with intra_op_threads(gemm_threads):
                 if on_cpu:
                     xa = torch.cat([xc, torch.ones(len(xc), 1)], 1)  # [B, d + 1]
                     D = torch.mm(xa, c_aug.T, out=out)  # [B, K]
@@ -605,6 +606,8 @@ def _init_kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator, w: torch.Tenso
         # Distances for seeding need no exactness: one fp32 GEMM per round, clamped at zero.
         c = xs[new.to(x.device)]  # [b, d]
         step = _chunk_rows(8 * len(new) + 8 * x.shape[1], x.device)
+        if x.device.type == "cpu":  # rows whose distances stay in cache until their minimum is taken
+            step = max(1, min(step, _CPU_SEED_CHUNK_BYTES // (4 * len(new))))
         for s0 in range(0, m, step):
             rows = min(step, m - s0)
             if buf.numel() < rows * len(new):
