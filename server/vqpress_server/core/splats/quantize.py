@@ -24,7 +24,9 @@ positions 21.5 bits per Gaussian on the latter (BENCHMARKS §3b). See bench/benc
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,7 +36,7 @@ from vqpress.vqp import Section, VqpFormatError, bits_for, check_splats_layout, 
 
 from ..errors import FormatError, NonFiniteError, VqpressInputError
 from ..progress import Progress
-from ..vq.kmeans import MAX_ABS, kmeans
+from ..vq.kmeans import MAX_ABS, KMeansResult, intra_op_threads, kmeans
 from .model import GaussianSplats, num_sh_rest
 from .morton import morton_codes, morton_decode
 from .quantize_config import MAX_CODEBOOK, MAX_ITERS, PRESETS, QuantizeConfig
@@ -188,6 +190,73 @@ def _to_fp16(x: torch.Tensor) -> np.ndarray:
     return x.detach().float().clamp(-65504.0, 65504.0).to("cpu").numpy().astype(np.float16)
 
 
+def _cluster_attributes(
+    attrs: dict[str, torch.Tensor],  # attr -> [N, d] float32
+    sizes: dict[str, int],  # attr -> codebook entries
+    config: QuantizeConfig,
+    weights: torch.Tensor | None,  # [N]
+    progress: Progress | None,
+) -> dict[str, tuple[KMeansResult, float]]:  # attr -> (k-means result, seconds), in the order of attrs
+    """k-means of every attribute. On the CPU with n >= 2 intra-op threads, the attributes run side
+    by side on n threads of one intra-op thread each (the longest first), since k-means on the CPU
+    is a long series of mid-sized passes that the second thread of an op barely speeds up and, on a
+    loaded machine, keeps waiting (BENCHMARKS §2 CPU). Every op runs on one thread either way, so
+    the result is the same bits as one after the other on one thread.
+
+    Progress: stage ``quantize:<attr>`` of the attribute reporting, and the fraction of the whole
+    clustering done, each attribute counting in proportion to its k-means cost (~ N * K * d).
+    The first exception a progress call raises (``Cancelled``) stops the other attributes at their
+    next report and is raised here.
+    """
+    cost = {a: x.shape[1] * sizes[a] for a, x in attrs.items()}
+    total = float(sum(cost.values()))
+    frac = dict.fromkeys(attrs, 0.0)
+    lock = threading.Lock()
+    failed: list[BaseException] = []
+
+    def report(attr: str, f: float, metrics: Any = None) -> None:
+        if progress is None:
+            return
+        with lock:
+            if failed:
+                raise _Abandoned
+            frac[attr] = max(frac[attr], min(max(f, 0.0), 1.0))
+            try:
+                progress(f"quantize:{attr}", sum(cost[a] * frac[a] for a in attrs) / total, dict(metrics or {}))
+            except BaseException as exc:
+                failed.append(exc)
+                raise
+
+    def one(attr: str) -> tuple[KMeansResult, float]:
+        t0 = time.perf_counter()
+        report(attr, 0.0)
+        res = kmeans(
+            attrs[attr].contiguous(),
+            sizes[attr],
+            iters=config.kmeans_iters,
+            seed=config.seed,
+            weights=weights,
+            progress=lambda _stage, f, metrics: report(attr, f, metrics),
+        )
+        report(attr, 1.0, {"inertia": float(res.inertia)})
+        return res, time.perf_counter() - t0
+
+    on_cpu = next(iter(attrs.values())).device.type == "cpu"
+    workers = min(len(attrs), torch.get_num_threads()) if on_cpu else 1
+    if workers <= 1:
+        return {a: one(a) for a in attrs}
+    with intra_op_threads(1), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kmeans") as pool:
+        futures = {a: pool.submit(one, a) for a in sorted(attrs, key=lambda a: -cost[a])}
+        wait(futures.values())
+    if failed:
+        raise failed[0]
+    return {a: futures[a].result() for a in attrs}
+
+
+class _Abandoned(Exception):
+    """Raised in the other k-means threads once a progress call has raised."""
+
+
 def quantize_splats(
     splats: GaussianSplats,
     config: QuantizeConfig = QuantizeConfig(),
@@ -251,27 +320,8 @@ def quantize_splats(
         "scale": config.scale_codebook,
         "rot": config.rot_codebook,
     }
-    # progress: each attribute gets a share proportional to its dimension (k-means cost ~ N*K*d)
-    cost = {a: x.shape[1] * sizes[a] for a, x in attrs.items()}
-    total_w = float(sum(cost.values()))
-    done = 0.0
-    for attr, x in attrs.items():
-        stage = f"quantize:{attr}"
-        t0 = time.perf_counter()
-        share = cost[attr] / total_w
-        base = done
-
-        def sub(
-            _stage: str, f: float, metrics: Any = None, _s: str = stage, _b: float = base, _w: float = share
-        ) -> None:
-            if progress is not None:
-                progress(_s, _b + _w * min(max(f, 0.0), 1.0), dict(metrics or {}))
-
-        if progress is not None:
-            progress(stage, base, {})
-        res = kmeans(
-            x.contiguous(), sizes[attr], iters=config.kmeans_iters, seed=config.seed, weights=weights, progress=sub
-        )
+    results = _cluster_attributes(attrs, sizes, config, weights, progress)
+    for attr, (res, seconds) in results.items():
         cb = res.centroids
         if attr == "sh":
             codebooks[attr] = _to_fp16(cb).reshape(cb.shape[0], -1, 3)
@@ -279,10 +329,7 @@ def quantize_splats(
             codebooks[attr] = _to_fp16(cb)
         indices[attr] = res.labels.to("cpu").numpy().astype(np.uint32)
         inertia[attr] = float(res.inertia)
-        timings[stage] = time.perf_counter() - t0
-        done += share
-        if progress is not None:
-            progress(stage, done, {"inertia": inertia[attr]})
+        timings[f"quantize:{attr}"] = seconds
 
     return QuantizedSplats(
         config=config,
