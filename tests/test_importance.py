@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from vqpress_server.core.errors import ConfigError, VqpressInputError
+from vqpress_server.core.errors import Cancelled, ConfigError, VqpressInputError
 from vqpress_server.core.metrics import psnr
 from vqpress_server.core.render.cameras import orbit_cameras
 from vqpress_server.core.render.splats import rasterize, render_views
@@ -113,3 +113,27 @@ def test_importance_option_is_validated() -> None:
     assert QuantizeConfig().importance == "views" and QuantizeConfig(importance="none").validate().prune == 0.15
     with pytest.raises(ConfigError, match="importance"):
         QuantizeConfig(importance="most").validate()
+
+
+def test_cpu_views_side_by_side_give_the_one_thread_sums_and_stop_on_cancel() -> None:
+    scene = _scene(300, 6)
+    cams = orbit_cameras(scene, 5, 40, 32)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = view_importance(scene, cams)
+        torch.set_num_threads(2)
+        seen: list[float] = []
+        two = view_importance(scene, cams, progress=lambda s, f, m: seen.append(f))
+        assert torch.get_num_threads() == 2
+        assert torch.equal(one, two)
+        assert seen == [(i + 1) / 5 for i in range(5)]
+
+        def cancel(stage: str, fraction: float, metrics: object) -> None:
+            raise Cancelled()
+
+        with pytest.raises(Cancelled):
+            view_importance(scene, cams, progress=cancel)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(old)

@@ -16,7 +16,9 @@ opacity x the area of the two largest axes, measured 3.3 dB worse than this on t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -25,6 +27,7 @@ from ..progress import Progress
 from ..render.cameras import Camera
 from ..render.splats import EPS2D, NEAR_PLANE, rasterize
 from ..render.torch_raster import blend_weights_torch
+from ..vq.kmeans import intra_op_threads
 from .model import SH_C0, GaussianSplats
 
 CPU_MAX_VIEWS = 8  # views the CPU weighs a scene by (evenly spaced among the given ones)
@@ -77,18 +80,33 @@ def view_importance(
     quats = splats.quats.float().detach()
     scales = splats.scales.float().detach()
     opacities = splats.opacities.float().detach()
-    for i, cam in enumerate(cameras):
+
+    def one(cam: Camera) -> torch.Tensor:  # [N] float64
         viewmat = torch.tensor(cam.viewmat, dtype=torch.float32, device=dev)
         K = torch.tensor(cam.K, dtype=torch.float32, device=dev)
         if dev.type == "cuda":
-            total += _gradient_weights(means, quats, scales, opacities, viewmat, K, cam.width, cam.height)
+            return _gradient_weights(means, quats, scales, opacities, viewmat, K, cam.width, cam.height)
+        return blend_weights_torch(
+            means, quats, torch.exp(scales), torch.sigmoid(opacities), viewmat, K, cam.width, cam.height,
+            near_plane=NEAR_PLANE, eps2d=EPS2D,
+        )  # fmt: skip
+
+    # On the CPU the views run side by side, one intra-op thread each (as the k-means attributes
+    # do: the mid-sized passes gain little from a second thread and wait for it on a loaded
+    # machine); the sums are added in view order, so the result is that of one thread.
+    workers = min(len(cameras), torch.get_num_threads()) if dev.type == "cpu" else 1
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            stack.enter_context(intra_op_threads(1))
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="importance"))
+            stack.callback(pool.shutdown, cancel_futures=True)  # on a cancel, start no further view
+            per_view: Iterator[torch.Tensor] = pool.map(one, cameras)
         else:
-            total += blend_weights_torch(
-                means, quats, torch.exp(scales), torch.sigmoid(opacities), viewmat, K, cam.width, cam.height,
-                near_plane=NEAR_PLANE, eps2d=EPS2D,
-            )  # fmt: skip
-        if progress is not None:
-            progress("importance", (i + 1) / len(cameras), {})
+            per_view = map(one, cameras)
+        for i, w in enumerate(per_view):
+            total += w
+            if progress is not None:
+                progress("importance", (i + 1) / len(cameras), {})
     return total.clamp_min(0.0).float()
 
 
