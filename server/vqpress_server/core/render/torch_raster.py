@@ -33,10 +33,11 @@ TILE = 16  # tile side (pixels)
 ALPHA_MIN = 1.0 / 255.0  # a Gaussian contributes to a pixel only with alpha at or above this
 ALPHA_MAX = 0.999  # alpha is clamped to this, so one Gaussian never makes a pixel fully opaque
 T_MIN = 1e-4  # compositing stops before transmittance would fall to this
-BLOCK_ELEMENTS = 1 << 23  # alpha values evaluated per round (tiles x chunk x 256), bounds memory
-# blend_weights_torch's rounds: 4 MB arrays stay in a core's cache; on lego_7k (8 views of 400x400,
-# 2 threads) 1.54 s against 3.91 s with BLOCK_ELEMENTS, the same sums up to float rounding
-WEIGHTS_BLOCK_ELEMENTS = 1 << 20
+BLOCK_ELEMENTS = 1 << 23  # alpha values evaluated per round (tiles x chunk x 256) with autograd, bounds memory
+# Rounds without autograd (renders, blend weights): 4 MB arrays stay in a core's cache. lego_7k at
+# 400x400: 8 views' blend weights 1.54 s against 3.91 s with BLOCK_ELEMENTS (2 threads), 4 renders
+# 2.2 against 3.6-3.75 CPU s (1 thread); the same values up to float rounding (5e-7 in the images)
+CACHE_BLOCK_ELEMENTS = 1 << 20
 MAX_INTERSECTIONS = 1 << 25  # (Gaussian, tile) overlaps accepted in one image (~1.3 GB of bookkeeping)
 
 
@@ -269,7 +270,7 @@ def rasterize_torch(
     )
     while True:
         with torch.no_grad():
-            nxt = _next_chunk(tiles, pos, done, BLOCK_ELEMENTS)
+            nxt = _next_chunk(tiles, pos, done, BLOCK_ELEMENTS if differentiable else CACHE_BLOCK_ELEMENTS)
         if nxt is None:
             break
         active, valid, g = nxt
@@ -324,7 +325,7 @@ def blend_weights_torch(
     *,
     near_plane: float = 0.01,
     eps2d: float = 0.3,
-    block_elements: int = WEIGHTS_BLOCK_ELEMENTS,  # alpha values per round (tiles x chunk x 256)
+    block_elements: int = CACHE_BLOCK_ELEMENTS,  # alpha values per round (tiles x chunk x 256)
 ) -> torch.Tensor:  # [N] float64
     """Every Gaussian's blending weight ``alpha_i T_i`` summed over the pixels of one view.
 

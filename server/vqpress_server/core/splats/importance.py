@@ -6,28 +6,28 @@ the picture. Weighting each Gaussian's vector by its contribution moves the cent
 dB are (LightGaussian's global significance; c3dgs weights its k-means the same way).
 
 The measure, ``view_importance``: the blending weight a Gaussian receives, summed over every pixel
-of the given views, ``sum_views sum_pixels alpha_i T_i`` (occlusion included). Computed exactly with
-one backward pass per view: render a constant white scene on black; the image is
+of the given views, ``sum_views sum_pixels alpha_i T_i`` (occlusion included). On CUDA, computed
+with one gsplat backward pass per view: render a constant white scene on black; the image is
 ``sum_i w_i(p) * c_i``, so the gradient of its sum with respect to Gaussian i's color is its summed
-weight ``sum_p w_i(p)``. gsplat on CUDA, the PyTorch twin elsewhere. (A camera-free proxy,
+weight ``sum_p w_i(p)``. On the CPU, the PyTorch rasterizer's compositing sums the same weights
+directly (``blend_weights_torch``: no colors, no autograd graph), the views side by side on one
+intra-op thread each; a test holds it to the gradient of the PyTorch render. (A camera-free proxy,
 opacity x the area of the two largest axes, measured 3.3 dB worse than this on trained_lego30k_sh3,
 2.6 dB worse than no weights at all: it cannot see occlusion.)
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 
 import torch
 
+from ..cpu_threads import cpu_map
 from ..errors import VqpressInputError
 from ..progress import Progress
 from ..render.cameras import Camera
 from ..render.splats import EPS2D, NEAR_PLANE, rasterize
 from ..render.torch_raster import blend_weights_torch
-from ..vq.kmeans import intra_op_threads
 from .model import SH_C0, GaussianSplats
 
 CPU_MAX_VIEWS = 8  # views the CPU weighs a scene by (evenly spaced among the given ones)
@@ -35,7 +35,7 @@ CPU_MAX_VIEWS = 8  # views the CPU weighs a scene by (evenly spaced among the gi
 
 def importance_views(cameras: Sequence[Camera], device: torch.device) -> list[Camera]:
     """The views to weigh by: all of them on CUDA (100 views of 400x400 take 0.4 s on an H200); on the
-    CPU at most ``CPU_MAX_VIEWS`` evenly spaced ones, since the PyTorch twin takes seconds per view."""
+    CPU at most ``CPU_MAX_VIEWS`` evenly spaced ones (lego_7k: 8 views of 400x400 in ~1 s on 2 cores)."""
     cams = list(cameras)
     if device.type == "cuda" or len(cams) <= CPU_MAX_VIEWS:
         return cams
@@ -91,22 +91,12 @@ def view_importance(
             near_plane=NEAR_PLANE, eps2d=EPS2D,
         )  # fmt: skip
 
-    # On the CPU the views run side by side, one intra-op thread each (as the k-means attributes
-    # do: the mid-sized passes gain little from a second thread and wait for it on a loaded
-    # machine); the sums are added in view order, so the result is that of one thread.
-    workers = min(len(cameras), torch.get_num_threads()) if dev.type == "cpu" else 1
-    with contextlib.ExitStack() as stack:
-        if workers > 1:
-            stack.enter_context(intra_op_threads(1))
-            pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="importance"))
-            stack.callback(pool.shutdown, cancel_futures=True)  # on a cancel, start no further view
-            per_view: Iterator[torch.Tensor] = pool.map(one, cameras)
-        else:
-            per_view = map(one, cameras)
-        for i, w in enumerate(per_view):
-            total += w
-            if progress is not None:
-                progress("importance", (i + 1) / len(cameras), {})
+    # On the CPU the views run side by side, one intra-op thread each (cpu_threads.py); the sums are
+    # added in view order, so the result is that of one thread.
+    for i, w in enumerate(cpu_map(one, cameras, dev)):
+        total += w
+        if progress is not None:
+            progress("importance", (i + 1) / len(cameras), {})
     return total.clamp_min(0.0).float()
 
 

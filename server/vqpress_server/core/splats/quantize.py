@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,9 +33,10 @@ import numpy as np
 import torch
 from vqpress.vqp import Section, VqpFormatError, bits_for, check_splats_layout, position_bits, read_vqp, write_vqp
 
+from ..cpu_threads import cpu_map
 from ..errors import FormatError, NonFiniteError, VqpressInputError
 from ..progress import Progress
-from ..vq.kmeans import MAX_ABS, KMeansResult, intra_op_threads, kmeans
+from ..vq.kmeans import MAX_ABS, KMeansResult, kmeans
 from .model import GaussianSplats, num_sh_rest
 from .morton import morton_codes, morton_decode
 from .quantize_config import MAX_CODEBOOK, MAX_ITERS, PRESETS, QuantizeConfig
@@ -241,16 +241,13 @@ def _cluster_attributes(
         report(attr, 1.0, {"inertia": float(res.inertia)})
         return res, time.perf_counter() - t0
 
-    on_cpu = next(iter(attrs.values())).device.type == "cpu"
-    workers = min(len(attrs), torch.get_num_threads()) if on_cpu else 1
-    if workers <= 1:
-        return {a: one(a) for a in attrs}
-    with intra_op_threads(1), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kmeans") as pool:
-        futures = {a: pool.submit(one, a) for a in sorted(attrs, key=lambda a: -cost[a])}
-        wait(futures.values())
-    if failed:
-        raise failed[0]
-    return {a: futures[a].result() for a in attrs}
+    longest_first = sorted(attrs, key=lambda a: -cost[a])
+    device = next(iter(attrs.values())).device
+    try:
+        done = dict(zip(longest_first, cpu_map(one, longest_first, device), strict=True))
+    except _Abandoned:
+        raise failed[0] from None
+    return {a: done[a] for a in attrs}
 
 
 class _Abandoned(Exception):
