@@ -33,11 +33,21 @@ TILE = 16  # tile side (pixels)
 ALPHA_MIN = 1.0 / 255.0  # a Gaussian contributes to a pixel only with alpha at or above this
 ALPHA_MAX = 0.999  # alpha is clamped to this, so one Gaussian never makes a pixel fully opaque
 T_MIN = 1e-4  # compositing stops before transmittance would fall to this
-BLOCK_ELEMENTS = 1 << 23  # alpha values evaluated per round (tiles x chunk x 256) with autograd, bounds memory
-# Rounds without autograd (renders, blend weights): 4 MB arrays stay in a core's cache. lego_7k at
-# 400x400: 8 views' blend weights 1.54 s against 3.91 s with BLOCK_ELEMENTS (2 threads), 4 renders
-# 2.2 against 3.6-3.75 CPU s (1 thread); the same values up to float rounding (5e-7 in the images)
+BLOCK_ELEMENTS = 1 << 23  # alpha values evaluated per round (tiles x chunk x 256), bounds memory
+# Rounds without autograd (renders, blend weights) on one intra-op thread: 4 MB arrays stay in a
+# core's cache. lego_7k at 400x400: 4 renders 2.2 against 3.6-3.75 CPU s; the same values up to float
+# rounding (5e-7 in the images). With more intra-op threads the rounds stay at BLOCK_ELEMENTS: 8x
+# more, smaller ops each wait for the other threads, which on a loaded machine costs ~20 ms an op
+# (blend weights of one lego view on 2 threads at load 3: 8.4 s in 1M rounds, 3.3 s in 8M; on one
+# thread 0.37 s).
 CACHE_BLOCK_ELEMENTS = 1 << 20
+
+
+def _round_elements(differentiable: bool) -> int:
+    """Alpha values per compositing round: cache-sized on one thread without autograd."""
+    return CACHE_BLOCK_ELEMENTS if not differentiable and torch.get_num_threads() == 1 else BLOCK_ELEMENTS
+
+
 MAX_INTERSECTIONS = 1 << 25  # (Gaussian, tile) overlaps accepted in one image (~1.3 GB of bookkeeping)
 
 
@@ -270,7 +280,7 @@ def rasterize_torch(
     )
     while True:
         with torch.no_grad():
-            nxt = _next_chunk(tiles, pos, done, BLOCK_ELEMENTS if differentiable else CACHE_BLOCK_ELEMENTS)
+            nxt = _next_chunk(tiles, pos, done, _round_elements(differentiable))
         if nxt is None:
             break
         active, valid, g = nxt
@@ -325,7 +335,7 @@ def blend_weights_torch(
     *,
     near_plane: float = 0.01,
     eps2d: float = 0.3,
-    block_elements: int = CACHE_BLOCK_ELEMENTS,  # alpha values per round (tiles x chunk x 256)
+    block_elements: int | None = None,  # alpha values per round (tiles x chunk x 256); None: _round_elements
 ) -> torch.Tensor:  # [N] float64
     """Every Gaussian's blending weight ``alpha_i T_i`` summed over the pixels of one view.
 
@@ -345,7 +355,8 @@ def blend_weights_torch(
     T = torch.ones(n_tiles, TILE * TILE, device=device, dtype=dtype)
     done = torch.zeros(n_tiles, TILE * TILE, device=device, dtype=torch.bool)
     pos = torch.zeros(n_tiles, device=device, dtype=torch.long)
-    while (nxt := _next_chunk(tiles, pos, done, block_elements)) is not None:
+    block = block_elements if block_elements is not None else _round_elements(False)
+    while (nxt := _next_chunk(tiles, pos, done, block)) is not None:
         active, valid, g = nxt
         alpha = torch.matmul(_exponent_coefs(tiles, active, valid, g, tile_cx, tile_cy), basis)  # [A, C, 256]
         alpha.clamp_(_LOG_ALPHA_FLOOR, _LOG_ALPHA_MAX).exp_()
