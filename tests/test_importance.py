@@ -81,6 +81,8 @@ def test_the_cpu_weighs_by_a_few_evenly_spaced_views() -> None:
     picked = importance_views(cams, torch.device("cpu"))
     assert len(picked) == CPU_MAX_VIEWS and picked[0] is cams[0] and picked[1] is cams[40 // CPU_MAX_VIEWS]
     assert importance_views(cams[:3], torch.device("cpu")) == cams[:3]
+    # weights that also prune see every view: a Gaussian only the skipped views see would be dropped
+    assert importance_views(cams, torch.device("cpu"), prune=True) == cams
 
 
 def test_weighted_kmeans_keeps_the_visible_gaussians_sharper() -> None:

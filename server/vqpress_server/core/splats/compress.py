@@ -272,7 +272,7 @@ def compress_file(
         if views:
             stage("importance", 0.04)
             t0 = time.perf_counter()
-            views = importance_views(list(views), dev)
+            views = importance_views(list(views), dev, prune=config.prune > 0)
             weights = view_importance(splats, views, progress=sub_progress(progress, 0.04, 0.05))
             timings["importance"] = time.perf_counter() - t0
         else:

@@ -33,11 +33,14 @@ from .model import SH_C0, GaussianSplats
 CPU_MAX_VIEWS = 8  # views the CPU weighs a scene by (evenly spaced among the given ones)
 
 
-def importance_views(cameras: Sequence[Camera], device: torch.device) -> list[Camera]:
+def importance_views(cameras: Sequence[Camera], device: torch.device, *, prune: bool = False) -> list[Camera]:
     """The views to weigh by: all of them on CUDA (100 views of 400x400 take 0.4 s on an H200); on the
-    CPU at most ``CPU_MAX_VIEWS`` evenly spaced ones (lego_7k: 8 views of 400x400 in ~1 s on 2 cores)."""
+    CPU at most ``CPU_MAX_VIEWS`` evenly spaced ones (lego_7k: 8 views of 400x400 in ~1 s on 2 cores),
+    unless the weights will also ``prune``: then all of them, because a Gaussian that none of a few
+    views sees ranks last and is dropped though the other views see it (trained_lego30k_sh3, default
+    preset, 4 test views: 37.61 dB with 8 of its 100 train views, 41.22 dB with all, 41.28 unpruned)."""
     cams = list(cameras)
-    if device.type == "cuda" or len(cams) <= CPU_MAX_VIEWS:
+    if device.type == "cuda" or prune or len(cams) <= CPU_MAX_VIEWS:
         return cams
     step = len(cams) / CPU_MAX_VIEWS
     return [cams[int(i * step)] for i in range(CPU_MAX_VIEWS)]
