@@ -276,8 +276,9 @@ def test_change_count_wakes_its_waiters(tmp_path: Path) -> None:
 
 
 def test_wait_for_change_wakes_on_the_change_count(tmp_path: Path) -> None:
-    # A waiter whose polls double from 1 ms towards a poll_s of 10 minutes sleeps 4.1 s from 4.1 s
-    # on; a write at 4.5 s is seen long before that sleep ends only if its announcement woke it.
+    # A waiter whose polls double from 1 ms towards a poll_s of 10 minutes sleeps 8.2 s from 8.2 s on;
+    # a write at 9 s is seen before 15 s (that sleep ends at 16.4 s) only if its announcement woke it.
+    # The margins leave a loaded machine seconds of slack either side.
     t = JobTable(tmp_path / "jobs.sqlite3", poll_s=600.0)
     job = t.submit("render", {})
     woke = threading.Event()
@@ -289,9 +290,9 @@ def test_wait_for_change_wakes_on_the_change_count(tmp_path: Path) -> None:
 
     th = threading.Thread(target=wait, daemon=True)
     th.start()
-    assert not woke.wait(4.5)
+    assert not woke.wait(9.0)
     JobTable(tmp_path / "jobs.sqlite3").claim("w", 10)
-    assert woke.wait(3.0), "the waiter slept through an announced write"
+    assert woke.wait(6.0), "the waiter slept through an announced write"
     th.join()
     assert got[0].state is JobState.RUNNING  # type: ignore[attr-defined]
 
@@ -558,7 +559,7 @@ def test_pool_relays_its_workers_writes(tmp_path: Path, donut: Path) -> None:
         job = table.submit_spec(RenderSplatsSpec(npz_id, _orbit(small, 1, 8), (0.0, 0.0, 0.0), "png"))
         seen = table.changes.count  # after the submit: what follows is the worker's
         pool.notify()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 240  # a generous cap on the job state (the test times out at 300 s)
         while not table.get(job.id).terminal:  # polled, not waited on the count
             assert time.monotonic() < deadline, table.get(job.id)
             time.sleep(0.01)
