@@ -287,10 +287,19 @@ def test_compress_file_weighs_by_the_scenes_cameras_and_prunes_the_least_importa
     assert decode_vqp_splats((tmp_path / "w.vqp").read_bytes()).num_gaussians == 2400
     assert rep.psnr is not None and rep.psnr >= PSNR_FLOOR_DB - 2.0, rep.psnr
     assert "2,400 of 3,000" in rep.format_text()
+    # The report counts what none of the cameras sees (pruning drops those first): on a held-out view
+    # they are what moves away from the original's render.
+    from vqpress_server.core.splats.importance import view_importance
+
+    unseen = int((view_importance(donut, cams) == 0).sum())
+    assert 0 < unseen < 3000
+    assert rep.num_gaussians_unseen == unseen and rep.as_dict()["num_gaussians_unseen"] == unseen
+    assert f"{unseen:,} seen by none of its cameras" in rep.format_text()
     # Without cameras (orbit views only) nothing is weighted or dropped: orbit views of a scene seen
     # from inside would weigh its walls.
     bare = compress_file(DONUT, tmp_path / "b.vqp", cfg, evaluate=False, device="cpu")
     assert bare.importance == "none (no cameras)" and bare.num_gaussians == 3000
+    assert bare.num_gaussians_unseen == 0 and "seen by none" not in bare.format_text()
 
 
 def test_compress_cancel_leaves_nothing(tmp_path: Path) -> None:

@@ -54,6 +54,10 @@ class CompressReport:
     psnr_per_view: list[float] = field(default_factory=list)
     num_gaussians_input: int = 0  # after repair, before pruning
     importance: str = "none"  # which cameras weighed k-means: "given", "cameras.json:<split>", or "none ..."
+    # Gaussians that none of the importance cameras sees (weight 0; pruning drops these first). Nothing
+    # fitted them to a photo: on a held-out view they are often floaters, so dropping them can move that
+    # view away from the original's render and closer to its photo (BENCHMARKS 3b, lego_7k).
+    num_gaussians_unseen: int = 0
 
     @property
     def ratio(self) -> float:
@@ -76,6 +80,7 @@ class CompressReport:
             "num_gaussians": self.num_gaussians,
             "num_gaussians_input": self.num_gaussians_input,
             "importance": self.importance,
+            "num_gaussians_unseen": self.num_gaussians_unseen,
             "sh_degree": self.sh_degree,
             "section_bytes": dict(self.section_bytes),
             "bits_per_gaussian": self.bits_per_gaussian,
@@ -93,7 +98,8 @@ class CompressReport:
         lines = [
             f"{self.input_path} -> {self.output_path}",
             f"  Gaussians {self.num_gaussians:,} of {self.num_gaussians_input:,}  SH degree {self.sh_degree}  "
-            f"importance: {self.importance}",
+            f"importance: {self.importance}"
+            + (f" ({self.num_gaussians_unseen:,} seen by none of its cameras)" if not self.importance.startswith("none") else ""),
             f"  input {self.input_bytes:,} B   .vqp {self.output_bytes:,} B   ratio {self.ratio:.2f}x   "
             f"{self.bits_per_gaussian['total']:.2f} bits/Gaussian",
             "",
@@ -304,6 +310,7 @@ def compress_file(
         config=config,
         num_gaussians_input=splats.num_gaussians,
         importance=importance_source,
+        num_gaussians_unseen=int((weights == 0).sum()) if weights is not None else 0,
     )
     if evaluate:
         t0 = time.perf_counter()
