@@ -95,11 +95,12 @@ class CompressReport:
         }
 
     def format_text(self) -> str:
+        weighed = not self.importance.startswith("none")
         lines = [
             f"{self.input_path} -> {self.output_path}",
             f"  Gaussians {self.num_gaussians:,} of {self.num_gaussians_input:,}  SH degree {self.sh_degree}  "
             f"importance: {self.importance}"
-            + (f" ({self.num_gaussians_unseen:,} seen by none of its cameras)" if not self.importance.startswith("none") else ""),
+            + (f" ({self.num_gaussians_unseen:,} seen by none of its cameras)" if weighed else ""),
             f"  input {self.input_bytes:,} B   .vqp {self.output_bytes:,} B   ratio {self.ratio:.2f}x   "
             f"{self.bits_per_gaussian['total']:.2f} bits/Gaussian",
             "",
