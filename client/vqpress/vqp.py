@@ -240,6 +240,8 @@ def backref_codes(x: np.ndarray, window: int = BACKREF_WINDOW) -> np.ndarray:  #
     if not 1 <= window <= 255:
         raise ValueError(f"backref window must be in 1..255, got {window}")
     n = x.shape[0]
+    if x.dtype.kind == "u" and x.dtype.itemsize > 2 and n and int(x.max()) < 1 << 16:
+        x = x.astype(np.uint16)  # the same stable order, by a radix sort (codebook indices are < 2^16)
     order = np.argsort(x, kind="stable")  # equal values together, each run in file order
     repeat = x[order[1:]] == x[order[:-1]]  # order[k+1] holds the value that order[k] held before it
     dist = np.zeros(n, np.int64)
@@ -266,21 +268,51 @@ def backref_resolve(codes: np.ndarray, literals: np.ndarray) -> np.ndarray:
 _BITLEN_CHUNK = 1 << 18  # elements per chunk of the "bitlen" coder: bounds its [chunk, 64] bit matrix
 
 
+def _bit_lengths(v: np.ndarray) -> np.ndarray:  # [n] uint64 -> [n] uint8: 0 for 0, else floor(log2 v) + 1
+    lengths = np.zeros(v.size, np.uint8)
+    for s in (32, 16, 8, 4, 2, 1):
+        high = v >> np.uint64(s)
+        m = high != 0
+        v = np.where(m, high, v)
+        lengths += m.astype(np.uint8) * np.uint8(s)
+    return lengths + (v != 0).astype(np.uint8)
+
+
 def bitlen_encode(x: np.ndarray) -> bytes:
-    """The "bitlen" layout of a flat unsigned array: n length bytes, then the bits below each top bit."""
+    """The "bitlen" layout of a flat unsigned array: n length bytes, then the bits below each top bit.
+
+    The bits are laid into 64-bit words: element i's low L[i] - 1 bits start at bit offset
+    sum(L[:i] - 1) of the stream, so each lands in one word or straddles two (fields never overlap,
+    so a word is the sum of its fields)."""
     x = np.ascontiguousarray(x.reshape(-1), x.dtype.newbyteorder("<"))
-    width = 8 * x.dtype.itemsize
     lengths = np.zeros(x.size, np.uint8)
-    bits = []
-    for s in range(0, x.size, _BITLEN_CHUNK):
-        v = x[s : s + _BITLEN_CHUNK]
-        planes = np.unpackbits(v.view(np.uint8).reshape(-1, x.dtype.itemsize), axis=1, bitorder="little")  # [m, w]
-        top = width - np.argmax(planes[:, ::-1], axis=1)  # bit length; rows of zeros give width
-        top[~planes.any(axis=1)] = 0
-        lengths[s : s + v.size] = top
-        bits.append(planes[np.arange(width)[None, :] < (top.astype(np.int64) - 1)[:, None]])  # row-major: in order
-    stream = np.packbits(np.concatenate(bits) if bits else np.zeros(0, np.uint8), bitorder="little")
-    return lengths.tobytes() + stream.tobytes()
+    parts: list[np.ndarray] = []
+    carry = np.zeros(1, np.uint64)  # the word being filled (bits below ``start`` mod 64)
+    start = 0  # bits of the stream so far
+    for s0 in range(0, x.size, _BITLEN_CHUNK):
+        v = x[s0 : s0 + _BITLEN_CHUNK].astype(np.uint64)
+        top = _bit_lengths(v)
+        lengths[s0 : s0 + v.size] = top
+        low = np.maximum(top.astype(np.int64) - 1, 0)  # bits stored per element, 0..63
+        payload = v & ((np.uint64(1) << low.astype(np.uint64)) - np.uint64(1))
+        off = start + np.cumsum(low) - low  # each element's first bit in the stream
+        end = start + int(low.sum())
+        base = start >> 6
+        words = np.zeros(((end + 63) >> 6) - base + 1, np.uint64)
+        w = (off >> 6) - base
+        sh = (off & 63).astype(np.uint64)
+        first = np.flatnonzero(np.diff(w, prepend=-1))  # w is sorted: each word's elements are a run
+        words[w[first]] = np.add.reduceat(payload << sh, first) if v.size else 0
+        spill = np.flatnonzero(sh.astype(np.int64) + low > 64)  # at most one per word boundary
+        words[w[spill] + 1] += payload[spill] >> (np.uint64(64) - sh[spill])
+        words[0] += carry[0]
+        full = (end >> 6) - base  # words complete
+        parts.append(words[:full])
+        carry = words[full : full + 1]
+        start = end
+    parts.append(carry)
+    stream = np.concatenate(parts).astype("<u8").tobytes()[: (start + 7) // 8]
+    return lengths.tobytes() + stream
 
 
 def bitlen_stream_bytes(lengths: np.ndarray) -> int:
@@ -312,6 +344,27 @@ def bitlen_decode(lengths: np.ndarray, stream: bytes | np.ndarray, dtype: np.dty
 
 # -- writer ----------------------------------------------------------------------------------------
 def _encode_section(sec: Section, level: int) -> tuple[dict[str, Any], bytes]:
+    """Encode a section; one with "backref" or "bitlen" is also encoded without (on a second
+    thread when it is large) and stored the smaller way."""
+    if not ("backref" in sec.filters or "bitlen" in sec.filters):
+        return _encode_as(sec, level)
+    plain = tuple(f for f in sec.filters if f not in ("backref", "bitlen"))
+    if "bitlen" in sec.filters:
+        plain += ("shuffle",)
+    if int(np.asarray(sec.data).nbytes) > PARALLEL_ENCODE_BYTES:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            alt = pool.submit(_encode_as, replace(sec, filters=plain), level)
+            entry, stored = _encode_as(sec, level)
+            other = alt.result()
+    else:
+        entry, stored = _encode_as(sec, level)
+        other = _encode_as(replace(sec, filters=plain), level)
+    if other[0]["length"] <= len(stored):  # kept only where they make it smaller
+        return other
+    return entry, stored
+
+
+def _encode_as(sec: Section, level: int) -> tuple[dict[str, Any], bytes]:
     import zstandard
 
     if not sec.name or not isinstance(sec.name, str):
@@ -365,13 +418,6 @@ def _encode_section(sec: Section, level: int) -> tuple[dict[str, Any], bytes]:
             stored = comp
         else:
             codec = "raw"
-    if "backref" in sec.filters or "bitlen" in sec.filters:  # kept only where they make it smaller
-        plain = tuple(f for f in sec.filters if f not in ("backref", "bitlen"))
-        if "bitlen" in sec.filters:
-            plain += ("shuffle",)
-        other = _encode_section(replace(sec, filters=plain), level)
-        if other[0]["length"] <= len(stored):
-            return other
     entry = {
         "name": sec.name,
         "dtype": a.dtype.name,
@@ -386,6 +432,42 @@ def _encode_section(sec: Section, level: int) -> tuple[dict[str, Any], bytes]:
     return entry, stored
 
 
+@dataclass(frozen=True)
+class EncodedSection:
+    """A section as it is stored: its manifest entry (without ``offset``) and its payload bytes."""
+
+    entry: dict[str, Any]
+    payload: bytes
+
+
+def encode_section(sec: Section, level: int = ZSTD_LEVEL) -> EncodedSection:
+    """Encode one section exactly as ``write_vqp`` does (filters, bit-packing, zstd at ``level``,
+    sections over ``LARGE_SECTION_BYTES`` at most at ``LARGE_SECTION_LEVEL``). Sections are
+    independent: a writer may encode each as soon as its data is ready and ``assemble_vqp`` them."""
+    entry, stored = _encode_section(sec, level)
+    return EncodedSection(entry, stored)
+
+
+def assemble_vqp(kind: str, manifest: Mapping[str, Any], encoded: Sequence[EncodedSection]) -> bytes:
+    """The .vqp bytes of sections encoded by ``encode_section``, in the order given."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r} (expected one of {KINDS})")
+    names = [e.entry["name"] for e in encoded]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate section names in {names}")
+    entries, offset = [], 0
+    for e in encoded:
+        entries.append({**e.entry, "offset": offset})
+        offset += len(e.payload)
+    doc = {"kind": kind, "meta": dict(manifest), "sections": entries}
+    mbytes = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    if len(mbytes) > MAX_MANIFEST_BYTES:
+        raise ValueError(f"manifest of {len(mbytes)} bytes exceeds {MAX_MANIFEST_BYTES}")
+    version = max([1] + [FILTER_VERSION[f] for e in entries for f in e["filters"]])
+    header = _HEADER.pack(MAGIC, version, 0, len(mbytes), zlib.crc32(mbytes))
+    return b"".join([header, mbytes, *(e.payload for e in encoded)])
+
+
 def write_vqp(kind: str, manifest: Mapping[str, Any], sections: Sequence[Section], *, level: int = ZSTD_LEVEL) -> bytes:
     """Serialize sections plus a JSON-able ``manifest`` (stored as "meta") into .vqp bytes.
 
@@ -396,26 +478,14 @@ def write_vqp(kind: str, manifest: Mapping[str, Any], sections: Sequence[Section
     names = [s.name for s in sections]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate section names in {names}")
-    entries, payloads, offset = [], [], 0
     total = sum(int(np.asarray(s.data).nbytes) for s in sections)
     if len(sections) > 1 and total > PARALLEL_ENCODE_BYTES:
         # zstd and numpy release the GIL: sections encode side by side, each exactly as alone.
         with ThreadPoolExecutor(max_workers=min(len(sections), os.cpu_count() or 1)) as pool:
-            encoded = list(pool.map(lambda sec: _encode_section(sec, level), sections))
+            encoded = list(pool.map(lambda sec: encode_section(sec, level), sections))
     else:
-        encoded = [_encode_section(sec, level) for sec in sections]
-    for entry, stored in encoded:
-        entry["offset"] = offset
-        offset += len(stored)
-        entries.append(entry)
-        payloads.append(stored)
-    doc = {"kind": kind, "meta": dict(manifest), "sections": entries}
-    mbytes = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
-    if len(mbytes) > MAX_MANIFEST_BYTES:
-        raise ValueError(f"manifest of {len(mbytes)} bytes exceeds {MAX_MANIFEST_BYTES}")
-    version = max([1] + [FILTER_VERSION[f] for e in entries for f in e["filters"]])
-    header = _HEADER.pack(MAGIC, version, 0, len(mbytes), zlib.crc32(mbytes))
-    return b"".join([header, mbytes, *payloads])
+        encoded = [encode_section(sec, level) for sec in sections]
+    return assemble_vqp(kind, manifest, encoded)
 
 
 # -- reader ----------------------------------------------------------------------------------------
@@ -855,8 +925,11 @@ __all__ = [
     "backref_resolve",
     "bitlen_decode",
     "bitlen_encode",
+    "EncodedSection",
     "Section",
     "VqpFile",
+    "assemble_vqp",
+    "encode_section",
     "VqpFormatError",
     "VqpHeader",
     "bits_for",
