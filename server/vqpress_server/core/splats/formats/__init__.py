@@ -70,7 +70,7 @@ class WriteOptions:
 
 
 _READERS: dict[str, Callable[[Path, ReadOptions], GaussianSplats]] = {
-    "ply": lambda p, o: read_ply(p),
+    "ply": lambda p, o: read_ply(p),  # read_splats calls read_ply itself: it reads straight to a device
     "compressed_ply": lambda p, o: read_compressed_ply(p),
     "splat": lambda p, o: read_splat(p),
     "spz": lambda p, o: read_spz(p, o.spz_axes),
@@ -136,12 +136,18 @@ def detect_format(path: str | os.PathLike[str]) -> Format:
 
 
 def read_splats(
-    path: str | os.PathLike[str], fmt: Format | None = None, *, options: ReadOptions = ReadOptions()
+    path: str | os.PathLike[str],
+    fmt: Format | None = None,
+    *,
+    options: ReadOptions = ReadOptions(),
+    device: torch.device | str = "cpu",
 ) -> GaussianSplats:
-    """Read a scene file into float32 CPU ``GaussianSplats`` without repairing anything.
+    """Read a scene file into float32 ``GaussianSplats`` on ``device`` without repairing anything.
 
     ``fmt`` forces a format; by default it is detected from the content (``detect_format``).
     ``options``: the axes of a .spz and the LOD level of a streamed SOG (``ReadOptions``).
+    A .ply is read straight to ``device`` (for CUDA through pinned memory); the other formats are
+    decoded on the CPU and then moved.
     """
     path = Path(path)
     if fmt is None:
@@ -149,11 +155,15 @@ def read_splats(
     if fmt not in _READERS:
         raise FormatError(path, f"unknown format {fmt!r}; expected one of {list(FORMATS)}")
     try:
-        return _READERS[fmt](path, options)
+        if fmt == "ply":
+            return read_ply(path, device)
+        return _READERS[fmt](path, options).to(device)
     except FileNotFoundError:
         raise FormatError(path, "no such file") from None
     except MemoryError:
         raise FormatError(path, "not enough memory to read this scene") from None
+    except torch.OutOfMemoryError:
+        raise FormatError(path, f"not enough {device} memory to read this scene") from None
 
 
 def load_scene(

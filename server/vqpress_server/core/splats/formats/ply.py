@@ -18,9 +18,12 @@ Values are passed through unchanged: non-finite values are not repaired here (se
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ...errors import FormatError
 from ..model import GaussianSplats, num_sh_rest
@@ -48,9 +51,18 @@ def _rest_names(names: list[str], path: Path) -> list[str]:
     return want
 
 
-def read_ply(path: str | os.PathLike[str]) -> GaussianSplats:
-    """Read an INRIA binary little-endian PLY into ``GaussianSplats`` (float32, no repair)."""
+def read_ply(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> GaussianSplats:
+    """Read an INRIA binary little-endian PLY into ``GaussianSplats`` (float32, no repair) on ``device``.
+
+    The usual file (every property float32) is read in chunks of rows straight into where its
+    values go: on the CPU, each chunk into a reused buffer and from there into the six arrays (one
+    copy, the SH rest put coefficient-major on the way); for CUDA, each chunk into pinned memory and
+    from there asynchronously into one device matrix that is split on the device. Chunks are read
+    by a few threads side by side (``READ_THREADS``). Other property types go through a structured
+    array on the CPU.
+    """
     path = Path(path)
+    dev = torch.device(device)
     hdr = parse_header(path)
     vert = hdr.element("vertex")
     if vert is None:
@@ -67,42 +79,177 @@ def read_ply(path: str | os.PathLike[str]) -> GaussianSplats:
         )
     rest = _rest_names(names, path)
     N = vert.count
-    if all(np.dtype(t) == np.dtype("<f4") for _, t in vert.properties):
-        # The usual file: every property float32. Read the rows as one [N, P] matrix and take
-        # column blocks (a 3M-Gaussian scene reads in a fraction of the per-column time).
-        P = len(names)
-        m = np.fromfile(path, dtype="<f4", count=N * P, offset=hdr.offset_of("vertex"))
-        if m.size != N * P:  # the file changed under us
-            raise FormatError(path, f"element 'vertex': expected {N} rows, read {m.size // max(P, 1)}")
-        m = m.reshape(N, P)
-        col = {n: i for i, n in enumerate(names)}
-
-        def cols(ns: list[str]) -> np.ndarray:
-            idx = [col[n] for n in ns]
-            if idx == list(range(idx[0], idx[0] + len(idx))):
-                return np.ascontiguousarray(m[:, idx[0] : idx[0] + len(idx)], dtype=np.float32)
-            return np.ascontiguousarray(m[:, idx], dtype=np.float32)
-
-    else:
-        v = read_element(path, hdr, "vertex")
-
-        def cols(ns: list[str]) -> np.ndarray:
-            out = np.empty((N, len(ns)), np.float32)
-            for i, n in enumerate(ns):
-                out[:, i] = v[n]
-            return out
-
     K = len(rest) // 3
-    shN = cols(rest).reshape(N, 3, K).transpose(0, 2, 1) if K else np.zeros((N, 0, 3), np.float32)
+    col = {n: i for i, n in enumerate(names)}
+    blocks = {  # attribute -> the columns it takes, in order
+        "means": [col[n] for n in ("x", "y", "z")],
+        "quats": [col[f"rot_{i}"] for i in range(4)],
+        "scales": [col[f"scale_{i}"] for i in range(3)],
+        "opacities": [col["opacity"]],
+        "sh0": [col[f"f_dc_{i}"] for i in range(3)],
+        "shN": [col[n] for n in rest],
+    }
+    meta = {"source_format": "ply", "source_file": path.name}
+    if all(np.dtype(t) == np.dtype("<f4") for _, t in vert.properties):
+        offset = hdr.offset_of("vertex")
+        if dev.type == "cuda":
+            arrays = _read_f32_cuda(path, offset, N, len(names), blocks, K, dev)
+        else:
+            arrays = _read_f32_cpu(path, offset, N, len(names), blocks, K)
+        return GaussianSplats(**arrays, meta=meta).to(dev)
+    v = read_element(path, hdr, "vertex")
+
+    def cols(ns: list[int]) -> np.ndarray:
+        out = np.empty((N, len(ns)), np.float32)
+        for i, c in enumerate(ns):
+            out[:, i] = v[names[c]]
+        return out
+
+    shN = cols(blocks["shN"]).reshape(N, 3, K).transpose(0, 2, 1) if K else np.zeros((N, 0, 3), np.float32)
     return GaussianSplats.from_numpy(
-        means=cols(["x", "y", "z"]),
-        quats=cols([f"rot_{i}" for i in range(4)]),
-        scales=cols([f"scale_{i}" for i in range(3)]),
-        opacities=cols(["opacity"])[:, 0],
-        sh0=cols(["f_dc_0", "f_dc_1", "f_dc_2"]).reshape(N, 1, 3),
+        means=cols(blocks["means"]),
+        quats=cols(blocks["quats"]),
+        scales=cols(blocks["scales"]),
+        opacities=cols(blocks["opacities"])[:, 0],
+        sh0=cols(blocks["sh0"]).reshape(N, 1, 3),
         shN=shN,
-        meta={"source_format": "ply", "source_file": path.name},
-    )
+        meta=meta,
+    ).to(dev)
+
+
+READ_CHUNK_BYTES = 8 << 20  # rows read per chunk (a whole number of rows, at least one)
+READ_THREADS = 4  # chunks read side by side, by at most this many threads (and CPU cores)
+_PARALLEL_READ_BYTES = 32 << 20  # smaller bodies are read by one thread
+
+
+def _plan_chunks(N: int, row_bytes: int) -> tuple[int, list[list[tuple[int, int]]]]:
+    """(rows per chunk, per thread the [row0, row1) ranges it reads): contiguous stretches."""
+    rows = max(1, READ_CHUNK_BYTES // row_bytes)
+    chunks = [(r, min(r + rows, N)) for r in range(0, N, rows)]
+    nthreads = 1 if N * row_bytes < _PARALLEL_READ_BYTES else max(1, min(READ_THREADS, os.cpu_count() or 1))
+    nthreads = min(nthreads, len(chunks)) or 1
+    per = -(-len(chunks) // nthreads)
+    return rows, [chunks[i * per : (i + 1) * per] for i in range(nthreads) if chunks[i * per : (i + 1) * per]]
+
+
+def _pread_exact(fd: int, buf: np.ndarray, offset: int, path: Path, row0: int, rows: int) -> None:
+    """Fill ``buf`` (bytes viewed as uint8) from ``offset``; a short read is a file that changed."""
+    view = memoryview(buf).cast("B")
+    got = 0
+    while got < len(view):
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n <= 0:
+            raise FormatError(
+                path, f"element 'vertex': the file ended in rows {row0:,}..{row0 + rows:,} (it changed while read)"
+            )
+        got += n
+
+
+def _run_threads(fn: Callable[[list[tuple[int, int]], int], None], plan: list[list[tuple[int, int]]]) -> None:
+    if len(plan) <= 1:
+        for part in plan:  # none: an empty element
+            fn(part, 0)
+        return
+    with ThreadPoolExecutor(max_workers=len(plan), thread_name_prefix="ply-read") as pool:
+        for f in [pool.submit(fn, part, i) for i, part in enumerate(plan)]:
+            f.result()
+
+
+def _block_slices(blocks: dict[str, list[int]]) -> dict[str, slice | list[int]]:
+    """A block of consecutive columns as a slice (a view), others as a list (a gather)."""
+    out: dict[str, slice | list[int]] = {}
+    for k, idx in blocks.items():
+        contiguous = bool(idx) and idx == list(range(idx[0], idx[0] + len(idx)))
+        out[k] = slice(idx[0], idx[0] + len(idx)) if contiguous else idx
+    return out
+
+
+def _read_f32_cpu(
+    path: Path, offset: int, N: int, P: int, blocks: dict[str, list[int]], K: int
+) -> dict[str, torch.Tensor]:
+    out = {
+        "means": torch.empty(N, 3),
+        "quats": torch.empty(N, 4),
+        "scales": torch.empty(N, 3),
+        "opacities": torch.empty(N),
+        "sh0": torch.empty(N, 1, 3),
+        "shN": torch.empty(N, K, 3),
+    }
+    dst = {
+        "means": out["means"].numpy(),
+        "quats": out["quats"].numpy(),
+        "scales": out["scales"].numpy(),
+        "opacities": out["opacities"].numpy().reshape(N, 1),
+        "sh0": out["sh0"].numpy().reshape(N, 3),
+        "shN": out["shN"].numpy(),
+    }
+    cols = _block_slices(blocks)
+    rows, plan = _plan_chunks(N, 4 * P)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+
+        def work(part: list[tuple[int, int]], _: int) -> None:
+            buf = np.empty((rows, P), "<f4")
+            for r0, r1 in part:
+                b = buf[: r1 - r0]
+                _pread_exact(fd, b, offset + 4 * P * r0, path, r0, r1 - r0)
+                for k, c in cols.items():
+                    if k == "shN":  # channel-major in the file, coefficient-major in memory
+                        dst[k][r0:r1] = b[:, c].reshape(r1 - r0, 3, K).transpose(0, 2, 1)
+                    else:
+                        dst[k][r0:r1] = b[:, c]
+
+        _run_threads(work, plan)
+    finally:
+        os.close(fd)
+    return out
+
+
+def _read_f32_cuda(
+    path: Path, offset: int, N: int, P: int, blocks: dict[str, list[int]], K: int, dev: torch.device
+) -> dict[str, torch.Tensor]:
+    m = torch.empty(N, P, device=dev)  # the rows as in the file
+    rows, plan = _plan_chunks(N, 4 * P)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+
+        def work(part: list[tuple[int, int]], _: int) -> None:
+            stream = torch.cuda.Stream(dev)
+            staging = [torch.empty(rows, P, pin_memory=True) for _ in range(min(2, len(part)))]
+            done: list[torch.cuda.Event | None] = [None] * len(staging)
+            for j, (r0, r1) in enumerate(part):
+                s = j % len(staging)
+                if done[s] is not None:
+                    done[s].synchronize()  # its previous copy has left the buffer
+                host = staging[s][: r1 - r0]
+                _pread_exact(fd, host.numpy(), offset + 4 * P * r0, path, r0, r1 - r0)
+                with torch.cuda.stream(stream):
+                    m[r0:r1].copy_(host, non_blocking=True)
+                    ev = torch.cuda.Event()
+                    ev.record(stream)
+                done[s] = ev
+            stream.synchronize()
+
+        _run_threads(work, plan)
+    finally:
+        os.close(fd)
+    ix = {k: torch.tensor(v, dtype=torch.long, device=dev) for k, v in blocks.items()}
+
+    def take(k: str) -> torch.Tensor:
+        idx = blocks[k]
+        if idx and idx == list(range(idx[0], idx[0] + len(idx))):
+            return m[:, idx[0] : idx[0] + len(idx)].contiguous()
+        return m.index_select(1, ix[k])
+
+    shN = take("shN").reshape(N, 3, K).transpose(1, 2).contiguous() if K else torch.zeros(N, 0, 3, device=dev)
+    return {
+        "means": take("means"),
+        "quats": take("quats"),
+        "scales": take("scales"),
+        "opacities": take("opacities").reshape(N),
+        "sh0": take("sh0").reshape(N, 1, 3),
+        "shN": shN,
+    }
 
 
 def ply_property_names(sh_degree: int) -> list[str]:
