@@ -15,6 +15,7 @@ Colors follow the INRIA convention: ``rgb = 0.5 + SH_C0 * sh0`` for the DC term.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
@@ -190,6 +191,9 @@ class GaussianSplats:
         With ``strict=True`` any non-finite value raises ``NonFiniteError`` instead.
         """
         rep = RepairReport()
+        ranges, min_quat_l1 = self._value_ranges(with_quat_l1=True)
+        if min_quat_l1 > 0 and all(math.isfinite(lo) and math.isfinite(hi) for lo, hi in ranges.values()):
+            return self, rep  # the usual scene: one pass over each tensor, one transfer to the host
         bad_means = ~torch.isfinite(self.means).all(dim=1)
         bad_quats = ~torch.isfinite(self.quats).all(dim=1) | (self.quats.abs().sum(dim=1) == 0)
         huge = torch.isposinf(self.scales).any(dim=1) & ~bad_means  # dropped, not clamped
@@ -197,8 +201,8 @@ class GaussianSplats:
         bad_opac = ~torch.isfinite(self.opacities)
         bad_sh0 = ~torch.isfinite(self.sh0)
         bad_shN = ~torch.isfinite(self.shN)
-        counts = [int(m.sum()) for m in (bad_means, bad_quats, bad_scales, bad_opac, bad_sh0, bad_shN)]
-        n_huge = int(huge.sum())
+        masks = (bad_means, bad_quats, bad_scales, bad_opac, bad_sh0, bad_shN, huge)
+        *counts, n_huge = torch.stack([m.sum() for m in masks]).tolist()  # one transfer to the host
         if sum(counts) + n_huge == 0:
             return self, rep
         if strict:
@@ -221,6 +225,27 @@ class GaussianSplats:
             rep.means_dropped = counts[0]
             rep.scales_dropped = n_huge
         return out, rep
+
+    def _value_ranges(self, with_quat_l1: bool = False) -> tuple[dict[str, tuple[float, float]], float]:
+        """(min, max) of every non-empty tensor (NaN when it holds a NaN: min and max propagate it)
+        and, with ``with_quat_l1``, the smallest L1 norm of a rotation (0: a zero quaternion; inf
+        when there are no Gaussians): one reduction per tensor on its device, one transfer to the host."""
+        stats, names = [], []
+        for k, v in self.tensors().items():
+            if v.numel():
+                lo, hi = torch.aminmax(v.detach())
+                stats += [lo.float(), hi.float()]
+                names.append(k)
+        if with_quat_l1 and self.num_gaussians:
+            stats.append(self.quats.detach().abs().sum(dim=1).min().float())
+        vals = torch.stack(stats).tolist() if stats else []
+        ranges = {k: (vals[2 * i], vals[2 * i + 1]) for i, k in enumerate(names)}
+        return ranges, (vals[-1] if with_quat_l1 and self.num_gaussians else math.inf)
+
+    def value_ranges(self) -> dict[str, tuple[float, float]]:
+        """(min, max) of every non-empty tensor, NaN where it holds a NaN: one reduction per tensor
+        on its device and one transfer to the host (every value is finite when every bound is)."""
+        return self._value_ranges()[0]
 
     def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Robust scene bounds: the 1st and 99th percentile of positions per axis."""
