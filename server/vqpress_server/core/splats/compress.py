@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from vqpress.vqp import loads_json, read_vqp
+from vqpress.vqp import loads_json, parse_header
 
 from ..atomic import atomic_write_bytes
 from ..budgets import check_pixels
@@ -45,7 +45,8 @@ class CompressReport:
     sh_degree: int  # SH degree stored
     section_bytes: dict[str, int]  # stored bytes per .vqp section
     repaired: dict[str, int]  # counts of repaired values (model.RepairReport)
-    timings_s: dict[str, float]  # seconds per stage: read, repair, quantize:<attr>, encode, write, evaluate
+    timings_s: dict[str, float]  # seconds per stage: read, repair, sort, kmeans (all four), quantize:<attr>,
+    # encode (after k-means), encode_ahead (thread-seconds of all the encoding), write, evaluate
     config: QuantizeConfig
     psnr: float | None = None  # mean PSNR (dB) of decoded vs original renders; None without evaluation
     ssim: float | None = None  # mean SSIM of decoded vs original renders
@@ -205,6 +206,13 @@ def _train_cameras(src: Path) -> list[Any] | None:
     return read_cameras_json(path, split="train").cameras
 
 
+def _synced(dev: torch.device, t0: float) -> float:
+    """Seconds since ``t0`` once the device's queued work is done (a stage's own time on CUDA)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    return time.perf_counter() - t0
+
+
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -253,17 +261,15 @@ def compress_file(
         input_bytes = src.stat().st_size
     except OSError as exc:
         raise VqpressInputError(f"{src}: cannot read the input ({exc.strerror or exc})") from None
-    raw = read_splats(src)
-    timings["read"] = time.perf_counter() - t0
+    raw = read_splats(src, device=dev)  # a .ply goes straight to the device
+    timings["read"] = _synced(dev, t0)
 
     stage("repair", 0.02)
     t0 = time.perf_counter()
-    splats, repair = raw.repair_non_finite(strict=config.strict)
+    splats, repair = raw.repair_non_finite(strict=config.strict)  # on the device, one transfer of counts
     del raw
     check_clusterable(splats, src)
-    timings["repair"] = time.perf_counter() - t0
-
-    splats = splats.to(dev)
+    timings["repair"] = _synced(dev, t0)
     eval_cameras: list[Any] = []
     if evaluate or config.importance == "views":
         eval_cameras, eval_bg, eval_source = _evaluation_cameras(src, splats, cameras, background)
@@ -284,20 +290,24 @@ def compress_file(
             timings["importance"] = time.perf_counter() - t0
         else:
             importance_source = "none (no cameras)"
-    quantized = quantize_splats(splats, config, progress=sub_progress(progress, 0.05, q_end), weights=weights)
+    quantized = quantize_splats(
+        splats, config, progress=sub_progress(progress, 0.05, q_end), weights=weights, encode_ahead=True
+    )
     timings.update({k: v for k, v in quantized.timings_s.items()})
 
     stage("encode", q_end)
     t0 = time.perf_counter()
-    data = quantized.to_vqp_bytes()
-    timings["encode"] = time.perf_counter() - t0
+    data = quantized.to_vqp_bytes()  # the sections were encoded as their data came (encode_ahead)
+    timings["encode"] = time.perf_counter() - t0  # what was left after k-means
+    if quantized.encoder is not None:
+        timings["encode_ahead"] = quantized.encoder.thread_s  # thread-seconds of all the encoding
 
     stage("write", q_end + 0.02)
     t0 = time.perf_counter()
     atomic_write_bytes(dst, data)
     timings["write"] = time.perf_counter() - t0
 
-    section_bytes = read_vqp(data, name=str(dst)).section_bytes
+    section_bytes = {e["name"]: int(e["length"]) for e in parse_header(data, name=str(dst)).sections}
     report = CompressReport(
         input_path=str(src),
         output_path=str(dst),

@@ -24,14 +24,29 @@ positions 21.5 bits per Gaussian on the latter (BENCHMARKS §3b). See bench/benc
 
 from __future__ import annotations
 
+import math
+import os
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from vqpress.vqp import Section, VqpFormatError, bits_for, check_splats_layout, position_bits, read_vqp, write_vqp
+from vqpress.vqp import (
+    EncodedSection,
+    Section,
+    VqpFormatError,
+    assemble_vqp,
+    bits_for,
+    check_splats_layout,
+    encode_section,
+    position_bits,
+    read_vqp,
+    write_vqp,
+)
 
 from ..cpu_threads import cpu_map
 from ..errors import FormatError, NonFiniteError, VqpressInputError
@@ -42,6 +57,7 @@ from .morton import morton_codes, morton_decode
 from .quantize_config import MAX_CODEBOOK, MAX_ITERS, PRESETS, QuantizeConfig
 
 ATTRIBUTES = ("dc", "sh", "scale", "rot")  # quantized attributes, in the order they are clustered
+ENCODE_THREADS = 4  # threads encoding sections while k-means runs (quantize_splats(encode_ahead=True))
 
 
 @dataclass
@@ -77,34 +93,87 @@ class QuantizedSplats:
             "config": self.config.as_dict(),
         }
 
+    encoder: SectionEncoder | None = field(default=None, init=False, repr=False, compare=False)
+    # ^ the sections being encoded since their data was ready (quantize_splats(encode_ahead=True));
+    #   not carried by dataclasses.replace, so a changed copy encodes its own sections
+
     def sections(self) -> list[Section]:
         """The file's sections. With zstd, each codebook is renumbered by how many Gaussians use its
         entries (most used first: the index and codebook streams grow more skewed), the indices
         are stored with the "backref" filter (a Gaussian's index often repeats one of the previous
         255 Gaussians', in Morton order) and the Morton deltas with "bitlen"; every Gaussian decodes
         to the same values as without."""
-        entropy = self.config.entropy == "zstd"
-        codec: Literal["zstd", "raw"] = "zstd" if entropy else "raw"
-        out = []
-        if self.means.ndim == 1:
-            layout = "bitlen" if entropy else "shuffle"  # with zstd: the deltas' bit lengths apart from their bits
-            out.append(Section("means_morton", self.means, codec=codec, filters=("delta", layout)))
-        else:
-            out.append(Section("means", self.means, codec=codec, filters=("shuffle",)))
-        out.append(Section("opacities", self.opacities, codec=codec, filters=("shuffle",)))
+        out = geometry_sections(self.means, self.opacities, self.config)
         for attr in ATTRIBUTES:
             if attr in self.codebooks:
-                cb, idx = self.codebooks[attr], self.indices[attr]  # [K, ...], [N]
-                filters: tuple[str, ...] = ()
-                if entropy:
-                    cb, idx = renumber_by_use(cb, idx)
-                    filters = ("backref",)
-                out.append(Section(f"{attr}_codebook", cb, codec=codec, filters=("shuffle",)))
-                out.append(Section(f"{attr}_idx", idx, bits=bits_for(cb.shape[0]), codec=codec, filters=filters))
+                out += attribute_sections(attr, self.codebooks[attr], self.indices[attr], self.config)
         return out
 
+    def section_names(self) -> list[str]:
+        """The names of ``sections()``, in file order, without building them."""
+        names = ["means_morton" if self.means.ndim == 1 else "means", "opacities"]
+        return names + [f"{a}_{part}" for a in ATTRIBUTES if a in self.codebooks for part in ("codebook", "idx")]
+
     def to_vqp_bytes(self) -> bytes:
-        return write_vqp("splats", self.manifest(), self.sections())
+        if self.encoder is None:
+            return write_vqp("splats", self.manifest(), self.sections())
+        return assemble_vqp("splats", self.manifest(), [self.encoder.result(n) for n in self.section_names()])
+
+
+def geometry_sections(means: np.ndarray, opacities: np.ndarray, config: QuantizeConfig) -> list[Section]:
+    """The positions' and opacities' sections (``PackedGeometry.means`` / ``.opacities``)."""
+    entropy = config.entropy == "zstd"
+    codec: Literal["zstd", "raw"] = "zstd" if entropy else "raw"
+    if means.ndim == 1:
+        layout = "bitlen" if entropy else "shuffle"  # with zstd: the deltas' bit lengths apart from their bits
+        out = [Section("means_morton", means, codec=codec, filters=("delta", layout))]
+    else:
+        out = [Section("means", means, codec=codec, filters=("shuffle",))]
+    return out + [Section("opacities", opacities, codec=codec, filters=("shuffle",))]
+
+
+def attribute_sections(attr: str, codebook: np.ndarray, indices: np.ndarray, config: QuantizeConfig) -> list[Section]:
+    """One attribute's codebook and index sections (with zstd: renumbered by use, indices "backref")."""
+    entropy = config.entropy == "zstd"
+    codec: Literal["zstd", "raw"] = "zstd" if entropy else "raw"
+    filters: tuple[str, ...] = ()
+    if entropy:
+        codebook, indices = renumber_by_use(codebook, indices)
+        filters = ("backref",)
+    return [
+        Section(f"{attr}_codebook", codebook, codec=codec, filters=("shuffle",)),
+        Section(f"{attr}_idx", indices, bits=bits_for(codebook.shape[0]), codec=codec, filters=filters),
+    ]
+
+
+class SectionEncoder:
+    """Encodes .vqp sections on threads as their data becomes ready, each exactly as ``write_vqp``
+    would (``encode_section``): the positions while k-means runs, each attribute's sections while
+    the next attribute's k-means runs. ``thread_s``: the encoding's thread-seconds so far."""
+
+    def __init__(self, workers: int = ENCODE_THREADS) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(workers, os.cpu_count() or 1)), thread_name_prefix="vqp")
+        self._futures: dict[str, Future[EncodedSection]] = {}
+        self._lock = threading.Lock()
+        self.thread_s = 0.0
+
+    def submit(self, sections: list[Section]) -> None:
+        for sec in sections:
+            self._futures[sec.name] = self._pool.submit(self._encode, sec)
+
+    def _encode(self, sec: Section) -> EncodedSection:
+        t0 = time.perf_counter()
+        out = encode_section(sec)
+        with self._lock:
+            self.thread_s += time.perf_counter() - t0
+        return out
+
+    def result(self, name: str) -> EncodedSection:
+        return self._futures[name].result()
+
+    def close(self, cancel: bool = False) -> None:
+        """No more sections: the threads end once the submitted ones are done (or dropped: ``cancel``)."""
+        self._pool.shutdown(wait=False, cancel_futures=cancel)
 
 
 def renumber_by_use(codebook: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,16 +187,22 @@ def renumber_by_use(codebook: np.ndarray, indices: np.ndarray) -> tuple[np.ndarr
     return codebook[order], rank[indices]
 
 
-def check_clusterable(splats: GaussianSplats, where: object | None = None) -> None:
+def check_clusterable(
+    splats: GaussianSplats, where: object | None = None, ranges: dict[str, tuple[float, float]] | None = None
+) -> None:
     """Refuse values k-means cannot cluster (beyond ±1e30: their squares leave float32), naming the
-    attribute and, when ``where`` (a file) is given, the file (``FormatError``)."""
+    attribute and, when ``where`` (a file) is given, the file (``FormatError``). ``ranges``: the
+    scene's ``value_ranges()`` when the caller has them (else they are computed: one pass)."""
+    if ranges is None:
+        ranges = splats.value_ranges()
     for name in ("sh0", "shN", "scales"):
-        t = getattr(splats, name)
-        if not t.numel():
+        if name not in ranges:  # no values
             continue
-        big = float(t.detach().abs().max())
+        lo, hi = ranges[name]
+        big = max(abs(lo), abs(hi))
         if big > MAX_ABS:
-            n = int((t.detach().abs() > MAX_ABS).sum())
+            t = getattr(splats, name).detach()
+            n = int((t.abs() > MAX_ABS).sum())
             msg = (
                 f"'{name}' has {n} values beyond ±{MAX_ABS:g} (largest {big:g}), more than k-means can cluster: "
                 "the scene is corrupt; fix or drop those Gaussians"
@@ -196,6 +271,7 @@ def _cluster_attributes(
     config: QuantizeConfig,
     weights: torch.Tensor | None,  # [N]
     progress: Progress | None,
+    on_done: Callable[[str, KMeansResult], None] | None = None,
 ) -> dict[str, tuple[KMeansResult, float]]:  # attr -> (k-means result, seconds), in the order of attrs
     """k-means of every attribute. On the CPU with n >= 2 intra-op threads, the attributes run side
     by side on n threads of one intra-op thread each (the longest first), since k-means on the CPU
@@ -206,7 +282,8 @@ def _cluster_attributes(
     Progress: stage ``quantize:<attr>`` of the attribute reporting, and the fraction of the whole
     clustering done, each attribute counting in proportion to its k-means cost (~ N * K * d).
     The first exception a progress call raises (``Cancelled``) stops the other attributes at their
-    next report and is raised here.
+    next report and is raised here. ``on_done(attr, result)`` is called as each attribute finishes
+    (from the thread that ran it).
     """
     cost = {a: x.shape[1] * sizes[a] for a, x in attrs.items()}
     total = float(sum(cost.values()))
@@ -239,7 +316,10 @@ def _cluster_attributes(
             progress=lambda _stage, f, metrics: report(attr, f, metrics),
         )
         report(attr, 1.0, {"inertia": float(res.inertia)})
-        return res, time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        if on_done is not None:
+            on_done(attr, res)
+        return res, seconds
 
     longest_first = sorted(attrs, key=lambda a: -cost[a])
     device = next(iter(attrs.values())).device
@@ -260,12 +340,17 @@ def quantize_splats(
     progress: Progress | None = None,
     *,
     weights: torch.Tensor | None = None,  # [N] per-Gaussian k-means weights (``importance``), or None
+    encode_ahead: bool = False,
 ) -> QuantizedSplats:
     """Quantize a (repaired, finite) scene. k-means runs on the scene's device.
 
     ``weights``: how much each Gaussian counts in its codebooks' k-means (see ``importance.py``);
     None weighs every Gaussian alike. With weights, ``config.prune`` drops that fraction of the
     Gaussians first, the least weighted ones (``order`` then maps the kept ones to the input).
+
+    ``encode_ahead``: encode the .vqp sections on threads as soon as their data is ready (the
+    positions during k-means, each attribute after its k-means), so that ``to_vqp_bytes`` only
+    waits for the last; the bytes are the same.
 
     Raises ``VqpressInputError`` for an empty scene (there is nothing to compress: no .vqp is written)
     and ``NonFiniteError`` when a value is not finite (repair it first with ``load_scene``).
@@ -275,17 +360,19 @@ def quantize_splats(
     N = splats.num_gaussians
     if N == 0:
         raise VqpressInputError("the scene has no Gaussians; nothing to compress")
-    for name, t in splats.tensors().items():
-        if not bool(torch.isfinite(t).all()):
+    ranges = splats.value_ranges()  # one pass over the scene, one transfer to the host
+    for name, (lo, hi) in ranges.items():
+        if not (math.isfinite(lo) and math.isfinite(hi)):
             raise NonFiniteError(f"'{name}' has non-finite values; repair the scene first (load_scene)")
-    check_clusterable(splats)
+    check_clusterable(splats, ranges=ranges)
     if weights is not None:
         if weights.shape != (N,):
             raise VqpressInputError(f"weights must have shape ({N},) (one per Gaussian), got {tuple(weights.shape)}")
         weights = weights.detach().to(splats.device, torch.float32)
-        if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+        w_lo, w_hi = torch.stack(torch.aminmax(weights)).tolist()
+        if not (math.isfinite(w_lo) and math.isfinite(w_hi)) or w_lo < 0:
             raise VqpressInputError("weights must be finite and non-negative")
-        if not bool((weights > 0).any()):
+        if not w_hi > 0:
             weights = None  # nothing to prefer: plain k-means
     if config.sh_degree is not None and config.sh_degree < splats.sh_degree:
         splats = splats.with_sh_degree(config.sh_degree)
@@ -298,37 +385,54 @@ def quantize_splats(
         kept = torch.sort(torch.argsort(weights, stable=True)[drop:]).values
         splats, weights, N = splats.index(kept), weights[kept], int(kept.numel())
 
-    # Morton order: neighbours in space become neighbours in every stream.
-    t0 = time.perf_counter()
-    geo = pack_geometry(splats, config)
-    order = geo.order
-    splats = splats.index(order)
-    if weights is not None:
-        weights = weights[order]
-    timings["sort"] = time.perf_counter() - t0
+    encoder = SectionEncoder() if encode_ahead else None
+    try:
+        # Morton order: neighbours in space become neighbours in every stream.
+        t0 = time.perf_counter()
+        geo = pack_geometry(splats, config)
+        if encoder is not None:
+            encoder.submit(geometry_sections(geo.means, geo.opacities, config))
+        order = geo.order
+        splats = splats.index(order)
+        if weights is not None:
+            weights = weights[order]
+        timings["sort"] = time.perf_counter() - t0
 
-    attrs = _flat_attributes(splats)
+        attrs = _flat_attributes(splats)
+        sizes = {
+            "dc": config.dc_codebook,
+            "sh": config.sh_codebook,
+            "scale": config.scale_codebook,
+            "rot": config.rot_codebook,
+        }
+        host: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # attr -> (fp16 codebook, uint32 indices)
+
+        def finished(attr: str, res: KMeansResult) -> None:
+            cb = _to_fp16(res.centroids)
+            if attr == "sh":
+                cb = cb.reshape(cb.shape[0], -1, 3)
+            host[attr] = cb, res.labels.to("cpu").numpy().astype(np.uint32)
+            if encoder is not None:
+                encoder.submit(attribute_sections(attr, *host[attr], config))
+
+        t0 = time.perf_counter()
+        results = _cluster_attributes(attrs, sizes, config, weights, progress, on_done=finished)
+        timings["kmeans"] = time.perf_counter() - t0
+    except BaseException:
+        if encoder is not None:
+            encoder.close(cancel=True)
+        raise
+    if encoder is not None:
+        encoder.close()
     codebooks: dict[str, np.ndarray] = {}
     indices: dict[str, np.ndarray] = {}
     inertia: dict[str, float] = {}
-    sizes = {
-        "dc": config.dc_codebook,
-        "sh": config.sh_codebook,
-        "scale": config.scale_codebook,
-        "rot": config.rot_codebook,
-    }
-    results = _cluster_attributes(attrs, sizes, config, weights, progress)
     for attr, (res, seconds) in results.items():
-        cb = res.centroids
-        if attr == "sh":
-            codebooks[attr] = _to_fp16(cb).reshape(cb.shape[0], -1, 3)
-        else:
-            codebooks[attr] = _to_fp16(cb)
-        indices[attr] = res.labels.to("cpu").numpy().astype(np.uint32)
+        codebooks[attr], indices[attr] = host[attr]
         inertia[attr] = float(res.inertia)
         timings[f"quantize:{attr}"] = seconds
 
-    return QuantizedSplats(
+    out = QuantizedSplats(
         config=config,
         num_gaussians=N,
         sh_degree=splats.sh_degree,
@@ -342,6 +446,8 @@ def quantize_splats(
         timings_s=timings,
         inertia=inertia,
     )
+    out.encoder = encoder
+    return out
 
 
 def decode_vqp_splats(data: bytes, name: str = "<bytes>", device: torch.device | str = "cpu") -> GaussianSplats:
