@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
+import os
 import shutil
 import struct
 import tracemalloc
@@ -522,3 +524,68 @@ def test_npz_member_claiming_a_huge_shape(tmp_path: Path) -> None:
     e, peak = _probe(tmp_path / "huge.npz")
     assert "claims shape (1000000000000, 3)" in e.problem
     assert peak < NO_BIG_ALLOC
+
+
+def test_ply_read_in_chunks_on_threads_is_the_one_pass_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vqpress_server.core.splats.formats import ply
+
+    whole = read_splats(LEGO)  # 1,000 rows of 248 bytes: one chunk, one thread
+    monkeypatch.setattr(ply, "READ_CHUNK_BYTES", 248 * 37)  # 28 chunks, the last one short
+    monkeypatch.setattr(ply, "READ_THREADS", 3)
+    monkeypatch.setattr(ply, "_PARALLEL_READ_BYTES", 0)
+    assert len(ply._plan_chunks(1000, 248)[1]) == min(3, os.cpu_count() or 1)  # threads
+    _equal(read_splats(LEGO), whole)
+    for t in read_splats(LEGO).tensors().values():
+        assert t.is_contiguous()
+    # the same through the structured (mixed types) reader: a column of doubles
+    cols = _plyfile_columns(LEGO)
+    cols["opacity"] = cols["opacity"].astype(np.float64)
+    _write_ply(tmp_path / "mixed.ply", cols)
+    _equal(read_splats(tmp_path / "mixed.ply"), whole)
+
+
+def test_ply_that_shrinks_while_read_is_a_format_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vqpress_server.core.splats.formats import _plyheader, ply
+
+    path = tmp_path / "shrinks.ply"
+    shutil.copy(LEGO, path)
+    hdr = _plyheader.parse_header(path)  # checked against the whole file
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size - 1000)
+    monkeypatch.setattr(ply, "parse_header", lambda p: hdr)
+    monkeypatch.setattr(ply, "READ_CHUNK_BYTES", 248 * 100)
+    with pytest.raises(FormatError, match="ended in rows 900..1,000"):
+        ply.read_ply(path)  # format detection would see the short file first
+
+
+def test_repair_finds_each_kind_of_bad_value_alone() -> None:
+    s = read_splats(LEGO).index(torch.arange(50))
+    assert s.repair_non_finite()[0] is s  # nothing to repair: the scene itself
+    for name, row, whole_row, value, field_name in (
+        ("quats", 4, True, 0.0, "quats_reset"),  # finite, but no rotation
+        ("shN", 7, False, math.nan, "sh_zeroed"),
+        ("sh0", 8, False, -math.inf, "sh_zeroed"),
+        ("opacities", 9, False, math.nan, "opacities_clamped"),
+        ("scales", 10, False, math.inf, "scales_dropped"),
+        ("means", 11, False, math.inf, "means_dropped"),
+    ):
+        bad = s.index(torch.arange(50))
+        t = getattr(bad, name).view(50, -1)
+        t[row, slice(None) if whole_row else 0] = value
+        out, rep = bad.repair_non_finite()
+        assert rep.total == 1 and getattr(rep, field_name) == 1, (name, rep)
+        assert all(math.isfinite(lo) and math.isfinite(hi) for lo, hi in out.value_ranges().values()), name
+
+
+@pytest.mark.gpu
+def test_ply_read_straight_to_cuda_is_the_cpu_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vqpress_server.core.splats.formats import ply
+
+    cpu = read_splats(LEGO)
+    monkeypatch.setattr(ply, "READ_CHUNK_BYTES", 248 * 37)
+    monkeypatch.setattr(ply, "_PARALLEL_READ_BYTES", 0)
+    gpu = read_splats(LEGO, device="cuda")
+    assert gpu.device.type == "cuda"
+    _equal(cpu, gpu.to("cpu"))
+    fixed, rep = gpu.repair_non_finite()
+    assert fixed is gpu and rep.total == 0

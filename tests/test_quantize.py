@@ -329,3 +329,26 @@ def test_lego_default_meets_ratio_and_quality(shared_scene: Callable[..., Path],
     rep = compress_file(src, tmp_path / "lego.vqp", QuantizeConfig(), device="cuda").as_dict()
     assert rep["cameras_source"] == "cameras.json:test" and rep["num_cameras"] == 13
     assert rep["ratio"] >= 20.0 and rep["psnr"] >= 36.0, (rep["ratio"], rep["psnr"])
+
+
+def test_sections_encoded_during_kmeans_make_the_same_file(sh3_scene: GaussianSplats) -> None:
+    cfg = QuantizeConfig(dc_codebook=64, sh_codebook=32, scale_codebook=48, rot_codebook=100, kmeans_iters=2)
+    plain = quantize_splats(sh3_scene, cfg)
+    ahead = quantize_splats(sh3_scene, cfg, encode_ahead=True)
+    assert plain.encoder is None and ahead.encoder is not None
+    assert ahead.section_names() == [s.name for s in ahead.sections()]
+    data = ahead.to_vqp_bytes()
+    assert data == plain.to_vqp_bytes()
+    assert ahead.encoder.thread_s > 0
+    # a changed copy encodes its own sections, not the ones encoded for the original
+    raw = replace(ahead, config=replace(ahead.config, entropy="none"))
+    assert raw.encoder is None and raw.to_vqp_bytes() == replace(plain, config=raw.config).to_vqp_bytes() != data
+
+
+def test_cancel_during_kmeans_stops_the_encoding_ahead(sh3_scene: GaussianSplats) -> None:
+    def cancel(stage: str, frac: float, metrics) -> None:
+        if stage == "quantize:rot" and frac > 0:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        quantize_splats(sh3_scene, TINY, progress=cancel, encode_ahead=True)
