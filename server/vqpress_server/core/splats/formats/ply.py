@@ -219,8 +219,9 @@ def _read_f32_cuda(
             done: list[torch.cuda.Event | None] = [None] * len(staging)
             for j, (r0, r1) in enumerate(part):
                 s = j % len(staging)
-                if done[s] is not None:
-                    done[s].synchronize()  # its previous copy has left the buffer
+                prev = done[s]
+                if prev is not None:
+                    prev.synchronize()  # its previous copy has left the buffer
                 host = staging[s][: r1 - r0]
                 _pread_exact(fd, host.numpy(), offset + 4 * P * r0, path, r0, r1 - r0)
                 with torch.cuda.stream(stream):
