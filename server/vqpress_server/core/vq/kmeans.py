@@ -5,20 +5,25 @@ float64 brute force would choose it, the lowest index winning an exact tie. Two 
 the nearest centroid in fp32, and the rare points whose best and second-best distances are closer
 than the fp32 error bound are re-decided in float64 among their candidates:
 
-- small d (<= 8) on CUDA: a fused Triton kernel (``triton_assign``) that never writes the
-  N x K distance matrix;
+- small d (<= 8) on CUDA: a fused Triton kernel (``triton_assign``) of direct fp32 distances that
+  never writes the N x K distance matrix;
+- 8 < d <= 64 on CUDA: a fused Triton kernel on tensor cores (3xTF32 products, fp32-equivalent,
+  with a rigorous error bound; ``triton_assign.assign_dot``) that keeps each row's best two
+  distances in registers and never writes the N x K matrix either;
 - small d (<= 8) on the CPU: points and centroids sorted along a Z-order curve into boxes of 32
   points and 8 centroids, each block of points compared only with the groups of centroids that
   the boxes and an upper bound leave possible, by small GEMMs on coordinates centered at the
   block (no N x K matrix, typically 3-6 % of the pairs);
-- otherwise: chunked ``||c||^2 - 2 x c^T`` GEMMs in full fp32 (TF32 is switched off around them
-  whatever the global matmul precision is), on data centered and scaled by a power of two.
+- otherwise (and as the twin of the CUDA kernels, which hand it their ambiguous rows): chunked
+  ``||c||^2 - 2 x c^T`` GEMMs in full fp32 (TF32 is switched off around them whatever the global
+  matmul precision is), on data centered and scaled by a power of two.
 
 Exact copies of a centroid are left out of the comparison (their points go to the first copy),
 and k-means clusters the distinct rows of x weighted by their multiplicity, so repeated values
 cost nothing extra.
 
-Centroid updates accumulate in float64 with ``index_add_`` + ``bincount``; clusters left empty are
+Centroid updates accumulate in float64: on CUDA by a Triton kernel over the points sorted by label
+(fixed order, no atomics: deterministic), on the CPU with ``index_add_``; clusters left empty are
 re-seeded at the points farthest from their centroid. Initialization is k-means++ style D^2
 sampling on a random subset, drawing several centroids per round so that large K stays cheap. All
 random draws come from a CPU generator seeded by ``seed``, so CPU and CUDA start from the same
@@ -412,8 +417,16 @@ def _use_pruned(x: torch.Tensor, centroids: torch.Tensor) -> bool:
     return m <= 2.0**60  # squares of differences stay in fp32 range
 
 
+_TRITON_MAX_D = 8  # direct-distance Triton kernel up to this d on CUDA
+_TRITON_DOT_MAX_D = 64  # tensor-core Triton kernel above _TRITON_MAX_D up to this d on CUDA
+
+
 def _use_triton(x: torch.Tensor) -> bool:
-    return x.device.type == "cuda" and x.shape[1] <= 8
+    return x.device.type == "cuda" and x.shape[1] <= _TRITON_MAX_D
+
+
+def _use_triton_dot(x: torch.Tensor) -> bool:
+    return x.device.type == "cuda" and _TRITON_MAX_D < x.shape[1] <= _TRITON_DOT_MAX_D
 
 
 def _assign_exact(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
@@ -432,13 +445,23 @@ def _assign_distinct(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
 
         s = _pow2_scale(float(x.abs().max())) if x.numel() else 1.0
         labels, amb = assign_triton(x, centroids, s)
-        if bool(amb.any()):
-            ridx = amb.nonzero().squeeze(1)
-            labels[ridx] = _assign_gemm(x[ridx], centroids)
-        return labels
+        return _redecide(x, centroids, labels, amb)
+    if _use_triton_dot(x):
+        from .triton_assign import assign_dot
+
+        labels, amb = assign_dot(x, centroids)
+        return _redecide(x, centroids, labels, amb)
     if _use_pruned(x, centroids):
         return _assign_pruned(x, centroids)
     return _assign_gemm(x, centroids)
+
+
+def _redecide(x: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor, amb: torch.Tensor) -> torch.Tensor:
+    """Labels [N] with the rows flagged ambiguous [N] bool decided again by the exact GEMM path."""
+    ridx = amb.nonzero().squeeze(1)
+    if len(ridx):
+        labels[ridx] = _assign_gemm(x[ridx], centroids)
+    return labels
 
 
 def assign(
@@ -447,7 +470,7 @@ def assign(
 ) -> torch.Tensor:  # [N] int64
     """Index of the nearest centroid (Euclidean) of every point, exactly; lowest index on exact ties.
 
-    Uses the fused Triton kernel on CUDA for d <= 8 and chunked fp32 GEMMs otherwise; both
+    Uses the fused Triton kernels on CUDA for d <= 64 and chunked fp32 GEMMs otherwise; all
     re-decide near-ties in float64, so the labels equal a float64 brute force.
     """
     x = _check_points(x, "x")
@@ -468,31 +491,19 @@ def _sums_counts(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-cluster float64 sums [K, d] and counts [K] (with weights w [N]: weighted sums, weight totals).
 
-    On CUDA the points are sorted by label and each cluster is summed as one segment: no atomics,
-    so the sums are deterministic, and float64 atomics under heavy contention (few clusters, many
-    members) are what made the update slower than the assignment. On CPU, chunked index_add_.
+    On CUDA a Triton kernel sums the points sorted by label, each cluster in fixed chunks added in
+    a fixed order (``triton_assign.segment_sums``): no atomics, so the sums are deterministic, and
+    float64 atomics under heavy contention (few clusters, many members) were what made the update
+    slower than the assignment. On CPU, chunked index_add_.
     """
     d = x.shape[1]
+    if x.device.type == "cuda":
+        from .triton_assign import segment_sums
+
+        sums, counts, totals = segment_sums(x, labels, K, w)
+        return sums, (counts if totals is None else totals)
     counts = torch.bincount(labels, minlength=K)
     totals = counts if w is None else torch.bincount(labels, weights=w, minlength=K)
-    if x.device.type == "cuda":
-        order = torch.argsort(labels, stable=True)
-        sums = torch.empty(K, d, dtype=torch.float64, device=x.device)
-        # Bound the float64 copy: segments are contiguous in `order`, so cut at cluster boundaries.
-        ends = torch.cumsum(counts, 0)
-        step = _chunk_rows(16 * d, x.device)
-        k0 = 0
-        while k0 < K:
-            start = int(ends[k0 - 1]) if k0 else 0
-            k1 = int(torch.searchsorted(ends, start + step, right=True))
-            k1 = min(max(k1, k0 + 1), K)
-            stop = int(ends[k1 - 1])
-            part = x[order[start:stop]].double()
-            if w is not None:
-                part *= w[order[start:stop], None]
-            sums[k0:k1] = torch.segment_reduce(part, "sum", lengths=counts[k0:k1], axis=0, unsafe=True)
-            k0 = k1
-        return sums, totals
     sums = torch.zeros(K, d, dtype=torch.float64, device=x.device)
     step = _chunk_rows(16 * d, x.device)
     for s0 in range(0, x.shape[0], step):
@@ -514,20 +525,19 @@ def update_centroids(
     assert labels.shape == (N,), labels.shape
     assert centroids.shape == (K, d), centroids.shape
     x = x.detach().float()
-    if x.is_cuda:
-        # Called on every QAT step: float64 atomics and no host synchronization (the sorted
-        # segment sums of _sums_counts read segment bounds back to the host, and on a GPU shared
-        # by several trainings each such read waits for everyone's queued work).
-        sums = torch.zeros(K, d, dtype=torch.float64, device=x.device).index_add_(0, labels, x.double())
-        counts = torch.bincount(labels, minlength=K)
-    else:
-        sums, counts = _sums_counts(x, labels, K)
+    # Called on every QAT step: on CUDA the sorted segment sums need no host synchronization (on a
+    # GPU shared by several trainings each such read would wait for everyone's queued work).
+    sums, counts = _sums_counts(x, labels, K)
     mean = (sums / counts.clamp_min(1)[:, None].double()).float()
     return torch.where((counts > 0)[:, None], mean, centroids.detach().to(torch.float32))
 
 
 def _point_distances(x: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Float64 squared distance of every point to its own centroid [N], in chunks."""
+    """Float64 squared distance of every point to its own centroid [N], in chunks (one kernel on CUDA)."""
+    if x.device.type == "cuda":
+        from .triton_assign import point_distances
+
+        return point_distances(x, centroids, labels)
     out = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
     step = _chunk_rows(24 * x.shape[1], x.device)
     for s0 in range(0, x.shape[0], step):
