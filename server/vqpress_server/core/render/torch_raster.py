@@ -30,6 +30,7 @@ from ..errors import VqpressInputError
 from .sh import sh_to_rgb
 
 TILE = 16  # tile side (pixels)
+WEIGHTS_TILE = 8  # tile side of blend_weights_torch (pixels): less of each tile lies outside a small Gaussian
 ALPHA_MIN = 1.0 / 255.0  # a Gaussian contributes to a pixel only with alpha at or above this
 ALPHA_MAX = 0.999  # alpha is clamped to this, so one Gaussian never makes a pixel fully opaque
 T_MIN = 1e-4  # compositing stops before transmittance would fall to this
@@ -79,6 +80,26 @@ def project(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Perspective projection of Gaussians: pixel-space means [N, 2], 2D covariances [N, 2, 2]
     (with ``eps2d`` added) and their determinants [N]."""
+    fx, fy = K[0, 0], K[1, 1]
+    tx, ty, tz = means_c.unbind(-1)
+    u, v = _clamped_uv(means_c, K, width, height)
+    zero = torch.zeros_like(tz)
+    J = torch.stack([fx / tz, zero, -fx * u / tz, zero, fy / tz, -fy * v / tz], dim=-1).reshape(-1, 2, 3)
+    cov2d = J @ covars_c @ J.transpose(1, 2)
+    cov2d = cov2d + eps2d * torch.eye(2, dtype=cov2d.dtype, device=cov2d.device)
+    det = cov2d[:, 0, 0] * cov2d[:, 1, 1] - cov2d[:, 0, 1] * cov2d[:, 1, 0]
+    return _means2d(means_c, K), cov2d, det
+
+
+def _means2d(means_c: torch.Tensor, K: torch.Tensor) -> torch.Tensor:  # [N, 3] -> [N, 2] pixel-space means
+    tx, ty, tz = means_c.unbind(-1)
+    return torch.stack([K[0, 0] * tx / tz + K[0, 2] + K[0, 1] * ty / tz, K[1, 1] * ty / tz + K[1, 2]], dim=-1)
+
+
+def _clamped_uv(
+    means_c: torch.Tensor, K: torch.Tensor, width: int, height: int
+) -> tuple[torch.Tensor, torch.Tensor]:  # [N] each
+    """x/z and y/z of camera-space positions, as the projection's Jacobian takes them."""
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     tx, ty, tz = means_c.unbind(-1)
     # gsplat clamps the Jacobian's x/y to 1.3x the half field of view, for Gaussians far off-screen.
@@ -88,13 +109,48 @@ def project(
     lim_y_neg = cy / fy + 0.3 * (0.5 * height / fy)
     u = torch.minimum(torch.maximum(tx / tz, -lim_x_neg), lim_x_pos)
     v = torch.minimum(torch.maximum(ty / tz, -lim_y_neg), lim_y_pos)
-    zero = torch.zeros_like(tz)
-    J = torch.stack([fx / tz, zero, -fx * u / tz, zero, fy / tz, -fy * v / tz], dim=-1).reshape(-1, 2, 3)
-    cov2d = J @ covars_c @ J.transpose(1, 2)
-    cov2d = cov2d + eps2d * torch.eye(2, dtype=cov2d.dtype, device=cov2d.device)
-    det = cov2d[:, 0, 0] * cov2d[:, 1, 1] - cov2d[:, 0, 1] * cov2d[:, 1, 0]
-    means2d = torch.stack([fx * tx / tz + cx + K[0, 1] * ty / tz, fy * ty / tz + cy], dim=-1)
-    return means2d, cov2d, det
+    return u, v
+
+
+def world_covariances(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:  # [N, 4], [N, 3] -> [N, 6]
+    """The world-space 3D covariances ``R S S^T R^T`` as (xx, yy, zz, xy, xz, yz): what every view's
+    projection starts from, computed once for many views (``blend_weights_torch(covars=...)``)."""
+    M_ = quat_to_rotmat(quats) * scales[:, None, :]  # R S, [N, 3, 3]
+    r0, r1, r2 = M_.unbind(1)  # rows [N, 3]
+    pairs = ((r0, r0), (r1, r1), (r2, r2), (r0, r1), (r0, r2), (r1, r2))
+    return torch.stack([(p * q).sum(-1) for p, q in pairs], dim=-1)
+
+
+def _project_covariances(
+    means_c: torch.Tensor,  # [M, 3] camera-space positions, all with z > near plane
+    covars: torch.Tensor,  # [M, 6] world-space covariances (world_covariances)
+    R: torch.Tensor,  # [3, 3] world-to-camera rotation
+    K: torch.Tensor,  # [3, 3]
+    width: int,
+    height: int,
+    eps2d: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``project`` from precomputed world covariances: the 2D covariance ``(J R) Sigma (J R)^T`` as
+    three quadratic forms of the rows of ``J R``, elementwise (no batched 3x3 products)."""
+    fx, fy = K[0, 0], K[1, 1]
+    tz = means_c[:, 2:3]
+    u, v = _clamped_uv(means_c, K, width, height)
+    a = (fx / tz) * (R[0] - u[:, None] * R[2])  # [M, 3] first row of J R
+    b = (fy / tz) * (R[1] - v[:, None] * R[2])  # [M, 3] second row
+    sxx, syy, szz, sxy, sxz, syz = covars.unbind(-1)
+
+    def form(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:  # p^T Sigma q, [M]
+        px, py, pz = p.unbind(-1)
+        qx, qy, qz = q.unbind(-1)
+        return (
+            px * (sxx * qx + sxy * qy + sxz * qz)
+            + py * (sxy * qx + syy * qy + syz * qz)
+            + pz * (sxz * qx + syz * qy + szz * qz)
+        )
+
+    c00, c11, c01 = form(a, a) + eps2d, form(b, b) + eps2d, form(a, b)
+    cov2d = torch.stack([c00, c01, c01, c11], dim=-1).reshape(-1, 2, 2)
+    return _means2d(means_c, K), cov2d, c00 * c11 - c01 * c01
 
 
 @dataclass
@@ -110,6 +166,7 @@ class _Tiles:
     tile_start: torch.Tensor  # [n_tiles] int64, first overlap of each tile in isect_gauss
     W_t: int  # tiles per row
     H_t: int  # tile rows
+    tile: int  # tile side (pixels)
 
 
 def _tile_setup(
@@ -123,10 +180,13 @@ def _tile_setup(
     height: int,
     near_plane: float,
     eps2d: float,
+    tile: int = TILE,
+    covars: torch.Tensor | None = None,  # [N, 6] world_covariances(quats, scales), when precomputed
 ) -> _Tiles:
-    """Steps 1-5 of the module docstring: culling, projection, tile lists sorted by depth."""
+    """Steps 1-5 of the module docstring: culling, projection, tile lists (of ``tile`` x ``tile``
+    pixels) sorted by depth."""
     device = means.device
-    W_t, H_t = math.ceil(width / TILE), math.ceil(height / TILE)
+    W_t, H_t = math.ceil(width / tile), math.ceil(height / tile)
     n_tiles = W_t * H_t
 
     # 1. Camera space and near-plane culling (index, not mask, so dropped Gaussians get no NaN grads).
@@ -136,10 +196,13 @@ def _tile_setup(
     idx = keep.nonzero()[:, 0]
 
     # 2-3. Covariances and projection of the kept Gaussians.
-    rot = quat_to_rotmat(quats[idx])  # [M, 3, 3]
-    M_ = rot * scales[idx][:, None, :]  # R S
-    covars_c = R @ (M_ @ M_.transpose(1, 2)) @ R.T
-    means2d, cov2d, det = project(means_c[idx], covars_c, K, width, height, eps2d)
+    if covars is None:
+        rot = quat_to_rotmat(quats[idx])  # [M, 3, 3]
+        M_ = rot * scales[idx][:, None, :]  # R S
+        covars_c = R @ (M_ @ M_.transpose(1, 2)) @ R.T
+        means2d, cov2d, det = project(means_c[idx], covars_c, K, width, height, eps2d)
+    else:
+        means2d, cov2d, det = _project_covariances(means_c[idx], covars[idx], R, K, width, height, eps2d)
     opac = opacities[idx]
 
     # 4. Opacity-aware extent, culling of degenerate and off-screen Gaussians.
@@ -152,11 +215,11 @@ def _tile_setup(
         on &= torch.isfinite(means2d).all(-1) & torch.isfinite(rx) & torch.isfinite(ry)
         sel = on.nonzero()[:, 0]
         # Depth order first; the stable sort by tile below keeps it within each tile.
-        sel = sel[torch.sort(means_c[idx[sel], 2], stable=True).indices]
-        x0 = ((mx[sel] - rx[sel]) / TILE).floor().clamp(0, W_t - 1).long()
-        x1 = ((mx[sel] + rx[sel]) / TILE).floor().clamp(0, W_t - 1).long()
-        y0 = ((my[sel] - ry[sel]) / TILE).floor().clamp(0, H_t - 1).long()
-        y1 = ((my[sel] + ry[sel]) / TILE).floor().clamp(0, H_t - 1).long()
+        sel = sel[torch.sort(_sort_key(means_c[idx[sel], 2]), stable=True).indices]
+        box = torch.stack([mx - rx, mx + rx, my - ry, my + ry])[:, sel].div_(tile).floor_()  # [4, S] in tiles
+        box[:2].clamp_(0, W_t - 1)
+        box[2:].clamp_(0, H_t - 1)
+        x0, x1, y0, y1 = box.long()
         tw = x1 - x0 + 1
         counts = tw * (y1 - y0 + 1)
         total = int(counts.sum())
@@ -166,9 +229,10 @@ def _tile_setup(
                 f"{MAX_INTERSECTIONS}; render smaller images or use the CUDA backend"
             )
         owner = torch.repeat_interleave(torch.arange(sel.numel(), device=device), counts)  # [I]
-        first = torch.cumsum(counts, 0) - counts
-        k = torch.arange(total, device=device) - first[owner]
-        tile_of = (y0[owner] + k // tw[owner]) * W_t + x0[owner] + k % tw[owner]
+        # per overlap: its Gaussian's first overlap, box width and first tile, in one gather
+        first, tw_o, base = torch.stack([torch.cumsum(counts, 0) - counts, tw, y0 * W_t + x0])[:, owner]
+        k = torch.arange(total, device=device) - first
+        tile_of = base + (k // tw_o) * W_t + k % tw_o
         order = torch.sort(tile_of, stable=True).indices
         isect_gauss = sel[owner[order]]  # [I] indices into the kept set, by tile then depth
         tile_count = torch.bincount(tile_of, minlength=n_tiles)  # [n_tiles]
@@ -181,19 +245,29 @@ def _tile_setup(
     ca = cov2d[:, 1, 1] * inv_det
     cb = -0.5 * (cov2d[:, 0, 1] + cov2d[:, 1, 0]) * inv_det
     cc = cov2d[:, 0, 0] * inv_det
-    return _Tiles(idx, means2d, (ca, cb, cc), torch.log(opac), isect_gauss, tile_count, tile_start, W_t, H_t)
+    return _Tiles(idx, means2d, (ca, cb, cc), torch.log(opac), isect_gauss, tile_count, tile_start, W_t, H_t, tile)
+
+
+def _sort_key(depth: torch.Tensor) -> torch.Tensor:  # [S] positive depths -> [S], the same order
+    """Positive floats order as their bit patterns do, and integers sort ~10x faster on the CPU."""
+    depth = depth.detach()
+    if depth.dtype == torch.float32:
+        return depth.view(torch.int32)
+    if depth.dtype == torch.float64:
+        return depth.view(torch.int64)
+    return depth
 
 
 def _pixel_basis(tiles: _Tiles, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The quadratic basis of the pixel offsets in a tile [6, 256] and the tile centers [n_tiles] x, y."""
+    """The quadratic basis of the pixel offsets in a tile [6, tile^2] and the tile centers [n_tiles] x, y."""
     device = tiles.means2d.device
-    n_tiles = tiles.W_t * tiles.H_t
-    pix = torch.arange(TILE * TILE, device=device)
-    pu = (pix % TILE).to(dtype) - (TILE - 1) / 2  # pixel center offset from the tile center
-    pv = (pix // TILE).to(dtype) - (TILE - 1) / 2
-    basis = torch.stack([pu * pu, pv * pv, pu * pv, pu, pv, torch.ones_like(pu)])  # [6, 256]
-    tile_cx = (torch.arange(n_tiles, device=device) % tiles.W_t).to(dtype) * TILE + TILE / 2
-    tile_cy = (torch.arange(n_tiles, device=device) // tiles.W_t).to(dtype) * TILE + TILE / 2
+    n_tiles, ts = tiles.W_t * tiles.H_t, tiles.tile
+    pix = torch.arange(ts * ts, device=device)
+    pu = (pix % ts).to(dtype) - (ts - 1) / 2  # pixel center offset from the tile center
+    pv = (pix // ts).to(dtype) - (ts - 1) / 2
+    basis = torch.stack([pu * pu, pv * pv, pu * pv, pu, pv, torch.ones_like(pu)])  # [6, tile^2]
+    tile_cx = (torch.arange(n_tiles, device=device) % tiles.W_t).to(dtype) * ts + ts / 2
+    tile_cy = (torch.arange(n_tiles, device=device) // tiles.W_t).to(dtype) * ts + ts / 2
     return basis, tile_cx, tile_cy
 
 
@@ -206,7 +280,7 @@ def _next_chunk(
     if active.numel() == 0:
         return None
     remaining = int((tiles.tile_count[active] - pos[active]).max())
-    chunk = min(remaining, max(8, block_elements // (active.numel() * TILE * TILE)))
+    chunk = min(remaining, max(8, block_elements // (active.numel() * tiles.tile * tiles.tile)))
     slot = pos[active, None] + torch.arange(chunk, device=pos.device)  # [A, C]
     count = tiles.tile_count[active, None]
     valid = slot < count
@@ -335,43 +409,68 @@ def blend_weights_torch(
     *,
     near_plane: float = 0.01,
     eps2d: float = 0.3,
-    block_elements: int | None = None,  # alpha values per round (tiles x chunk x 256); None: _round_elements
+    block_elements: int | None = None,  # alpha values per round (tiles x chunk x tile^2); None: _round_elements
+    tile: int = WEIGHTS_TILE,  # tile side (pixels)
+    covars: torch.Tensor | None = None,  # [N, 6] world_covariances(quats, scales), for many views of one scene
 ) -> torch.Tensor:  # [N] float64
     """Every Gaussian's blending weight ``alpha_i T_i`` summed over the pixels of one view.
 
     The compositing of ``rasterize_torch`` without colors or images: the weights that
     ``rasterize_torch`` multiplies the colors by, summed per Gaussian (equal, up to float rounding,
     to the gradient of the rendered image's sum with respect to each Gaussian's color, which
-    ``tests/test_importance.py`` checks)."""
+    ``tests/test_importance.py`` checks). The tile size changes no weight: a Gaussian left off a
+    smaller tile's list has alpha below ``ALPHA_MIN`` on all its pixels."""
     N = means.shape[0]
     device, dtype = means.device, means.dtype
     out = torch.zeros(N, dtype=torch.float64, device=device)
     if N == 0:
         return out
-    tiles = _tile_setup(means, quats, scales, opacities, viewmat, K, width, height, near_plane, eps2d)
-    n_tiles = tiles.W_t * tiles.H_t
+    tiles = _tile_setup(means, quats, scales, opacities, viewmat, K, width, height, near_plane, eps2d, tile, covars)
+    n_tiles, P = tiles.W_t * tiles.H_t, tile * tile
+    n_isect, M = tiles.isect_gauss.numel(), tiles.idx.numel()
     basis, tile_cx, tile_cy = _pixel_basis(tiles, dtype)
-    acc = torch.zeros(tiles.idx.numel(), dtype=torch.float64, device=device)  # per kept Gaussian
-    T = torch.ones(n_tiles, TILE * TILE, device=device, dtype=dtype)
-    done = torch.zeros(n_tiles, TILE * TILE, device=device, dtype=torch.bool)
+    # The exponent coefficients of every (Gaussian, tile) overlap, once, in list order; the slots of a
+    # round past a tile's list read the extra last row (alpha 0) and add to the extra last Gaussian.
+    tile_of = torch.repeat_interleave(torch.arange(n_tiles, device=device), tiles.tile_count)  # [I]
+    listed = torch.ones(n_isect, 1, dtype=torch.bool, device=device)
+    coef = torch.zeros(n_isect + 1, 6, device=device, dtype=dtype)
+    coef[:n_isect] = _exponent_coefs(tiles, tile_of, listed, tiles.isect_gauss[:, None], tile_cx, tile_cy)[:, 0]
+    coef[n_isect, 5] = -1e4
+    gauss = torch.cat([tiles.isect_gauss, torch.full((1,), M, device=device, dtype=torch.long)])  # [I + 1]
+    acc = torch.zeros(M + 1, dtype=torch.float64, device=device)  # per kept Gaussian, and the padding one
+    # Pixels of the edge tiles beyond the image have no transmittance to give: they weigh nothing.
+    pix = torch.arange(P, device=device)
+    tid = torch.arange(n_tiles, device=device)
+    outside = (((tid % tiles.W_t) * tile)[:, None] + (pix % tile) >= width) | (
+        ((tid // tiles.W_t) * tile)[:, None] + (pix // tile) >= height
+    )  # [n_tiles, P]
+    T = torch.ones(n_tiles, P, device=device, dtype=dtype).masked_fill_(outside, 0.0)
+    count, start = tiles.tile_count, tiles.tile_start
     pos = torch.zeros(n_tiles, device=device, dtype=torch.long)
     block = block_elements if block_elements is not None else _round_elements(False)
-    while (nxt := _next_chunk(tiles, pos, done, block)) is not None:
-        active, valid, g = nxt
-        alpha = torch.matmul(_exponent_coefs(tiles, active, valid, g, tile_cx, tile_cy), basis)  # [A, C, 256]
+    active = ((count > 0) & ~outside.all(dim=1)).nonzero()[:, 0]
+    while active.numel() > 0:
+        count_a, pos_a = count[active], pos[active]
+        chunk = min(int((count_a - pos_a).max()), max(8, block // (active.numel() * P)))
+        slot = pos_a[:, None] + torch.arange(chunk, device=device)  # [A, C]
+        row = torch.where(slot < count_a[:, None], start[active, None] + slot, n_isect)  # [A, C]
+        alpha = torch.matmul(coef[row], basis)  # [A, C, P] log(alpha)
         alpha.clamp_(_LOG_ALPHA_FLOOR, _LOG_ALPHA_MAX).exp_()
         alpha.masked_fill_(alpha < ALPHA_MIN, 0.0)
-        T_a = T[active]  # [A, 256]
         one_minus = torch.sub(1.0, alpha)
-        T_after = torch.cumprod(one_minus, dim=1).mul_(T_a[:, None, :])
+        T_after = torch.cumprod(one_minus, dim=1).mul_(T[active][:, None, :])
         included = T_after > T_MIN  # a prefix along C for each pixel
         weight = alpha.mul_(T_after).div_(one_minus).mul_(included)
-        acc.index_add_(0, g.reshape(-1), weight.sum(2).reshape(-1).double())  # invalid slots add 0
-        stop = ~included[:, -1, :]  # [A, 256]
-        T[active] = T_after[:, -1, :]  # at or below T_MIN where a pixel stopped: it includes nothing more
-        done[active] |= stop
-    out[tiles.idx] = acc
+        acc.index_add_(0, gauss[row].reshape(-1), weight.sum(2).reshape(-1).double())
+        # At or below T_MIN where a pixel stopped: it includes nothing more; a tile whose pixels
+        # all stopped, or whose list ended, leaves the rounds.
+        T_last = T_after[:, -1, :]
+        T[active] = T_last
+        pos_a += chunk
+        pos[active] = pos_a
+        active = active[(pos_a < count_a) & (T_last > T_MIN).any(dim=1)]
+    out[tiles.idx] = acc[:M]
     return out
 
 
-__all__ = ["blend_weights_torch", "quat_to_rotmat", "rasterize_torch"]
+__all__ = ["blend_weights_torch", "quat_to_rotmat", "rasterize_torch", "world_covariances"]
