@@ -8,8 +8,15 @@ from vqpress_server.core.errors import Cancelled, ConfigError, VqpressInputError
 from vqpress_server.core.metrics import psnr
 from vqpress_server.core.render.cameras import orbit_cameras
 from vqpress_server.core.render.splats import rasterize, render_views
-from vqpress_server.core.render.torch_raster import blend_weights_torch
-from vqpress_server.core.splats.importance import CPU_MAX_VIEWS, _gradient_weights, importance_views, view_importance
+from vqpress_server.core.render.torch_raster import blend_weights_torch, world_covariances
+from vqpress_server.core.splats.importance import (
+    CPU_MAX_VIEWS,
+    _gradient_weights,
+    cpu_downscale,
+    importance_views,
+    reduced_blend_weights,
+    view_importance,
+)
 from vqpress_server.core.splats.model import GaussianSplats
 from vqpress_server.core.splats.quantize import QuantizeConfig, decode_vqp_splats, quantize_splats
 
@@ -74,6 +81,54 @@ def test_cpu_weights_equal_the_gradient_of_a_white_render(block_elements: int) -
     assert int((slow > 0).sum()) > 300 and float(slow.max()) > 20.0  # many Gaussians, many pixels each
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(view_importance(scene, cams).double(), slow.float().double(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("tile", [4, 16])
+def test_cpu_weights_on_images_that_tiles_do_not_fill(tile: int) -> None:
+    """50x30 pixels: the edge tiles reach past the image; their outside pixels weigh nothing, as in
+    the cropped render the gradient comes from, and the tile size changes no weight."""
+    scene = _scene(300, 9)
+    cams = orbit_cameras(scene, 2, 50, 30)
+    for c in cams:
+        viewmat, K = torch.tensor(c.viewmat, dtype=torch.float32), torch.tensor(c.K, dtype=torch.float32)
+        slow = _gradient_weights(scene.means, scene.quats, scene.scales, scene.opacities, viewmat, K, 50, 30)
+        scales, opac = torch.exp(scene.scales), torch.sigmoid(scene.opacities)
+        fast = blend_weights_torch(scene.means, scene.quats, scales, opac, viewmat, K, 50, 30, tile=tile)
+        projected = blend_weights_torch(
+            scene.means, scene.quats, scales, opac, viewmat, K, 50, 30, tile=tile,
+            covars=world_covariances(scene.quats, scales),
+        )  # fmt: skip
+        assert float(slow.sum()) > 100.0
+        torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(projected, slow, rtol=1e-4, atol=1e-4)
+
+
+def test_reduced_resolution_weights_stay_close_to_the_full_ones() -> None:
+    """The CPU weighs views at 1/4 of their size: per Gaussian about the full-size sums (the filter
+    kept in full-size pixels, the sums scaled by the area ratio), and nearly the same least
+    important 15%, the ones a prune drops."""
+    scene = _scene(500, 7)
+    cams = orbit_cameras(scene, 3, 200, 160)
+    scales, opac = torch.exp(scene.scales), torch.sigmoid(scene.opacities)
+    covars = world_covariances(scene.quats, scales)
+    sums = {f: torch.zeros(500, dtype=torch.float64) for f in (1, 2, 4)}
+    for c in cams:
+        viewmat, K = torch.tensor(c.viewmat, dtype=torch.float32), torch.tensor(c.K, dtype=torch.float32)
+        for f, total in sums.items():
+            total += reduced_blend_weights(scene.means, scene.quats, scales, opac, viewmat, K, 200, 160, f, covars)
+    full = sums[1]
+    assert int((full > 0).sum()) == 500
+    drop = 75
+    least = set(torch.argsort(full, stable=True)[:drop].tolist())
+    top_half = full > full.median()
+    for f, tol in ((2, 0.01), (4, 0.1)):
+        w = sums[f]
+        assert float(w.sum() / full.sum()) == pytest.approx(1.0, abs=0.005)
+        rel = ((w - full).abs() / full)[top_half]
+        assert float(rel.median()) < 0.01 and float(rel.max()) < tol, (f, rel.median(), rel.max())
+        assert len(least & set(torch.argsort(w, stable=True)[:drop].tolist())) >= 0.95 * drop
+    sizes = ((400, 400), (400, 399), (250, 300), (48, 48))
+    assert [cpu_downscale(w, h) for w, h in sizes] == [4, 2, 2, 1]
 
 
 def test_the_cpu_weighs_by_a_few_evenly_spaced_views() -> None:
