@@ -598,6 +598,11 @@ class FieldTrainConfig:
     random_background: bool | None = None  # 3D photos with alpha [True for 3D]
     time_budget_s: float | None = None  # seconds of training, 0 = none [360 for 3D]
     candidate_refresh_every: int | None = None  # VQ-AD candidates: steps between re-choosing [16]
+    # Speed options; each trains what the default does (same losses to float tolerance).
+    march_box_bound: bool | None = None  # march: steps bounded by the box diagonal [False]
+    fused_grid: bool | None = None  # all grid levels in one lookup [False]
+    fused_adam: bool | None = None  # torch's fused Adam [False]
+    torch_compile: str | None = None  # "none" | "inductor" | "aot_eager" [none]
 
     def validate(self) -> FieldTrainConfig:
         _check_fields(self)

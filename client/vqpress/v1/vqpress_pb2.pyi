@@ -500,7 +500,7 @@ class DatasetOptions(_message.Message):
     def __init__(self, downscale: _Optional[int] = ..., background: _Optional[_Union[Color, _Mapping]] = ..., test_every: _Optional[int] = ...) -> None: ...
 
 class FieldTrainConfig(_message.Message):
-    __slots__ = ("field", "steps", "batch_size", "lr", "seed", "mlp_lr", "samples_per_ray", "occupancy_resolution", "occupancy_update_every", "occupancy_warmup", "occupancy_threshold", "log_every", "dataset", "sampler", "march_steps", "target_samples", "early_stop_eps", "lr_warmup", "lr_decay", "weight_decay", "loss", "huber_delta", "random_background", "time_budget_s", "candidate_refresh_every")
+    __slots__ = ("field", "steps", "batch_size", "lr", "seed", "mlp_lr", "samples_per_ray", "occupancy_resolution", "occupancy_update_every", "occupancy_warmup", "occupancy_threshold", "log_every", "dataset", "sampler", "march_steps", "target_samples", "early_stop_eps", "lr_warmup", "lr_decay", "weight_decay", "loss", "huber_delta", "random_background", "time_budget_s", "candidate_refresh_every", "march_box_bound", "fused_grid", "fused_adam", "torch_compile")
     FIELD_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -526,6 +526,10 @@ class FieldTrainConfig(_message.Message):
     RANDOM_BACKGROUND_FIELD_NUMBER: _ClassVar[int]
     TIME_BUDGET_S_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_REFRESH_EVERY_FIELD_NUMBER: _ClassVar[int]
+    MARCH_BOX_BOUND_FIELD_NUMBER: _ClassVar[int]
+    FUSED_GRID_FIELD_NUMBER: _ClassVar[int]
+    FUSED_ADAM_FIELD_NUMBER: _ClassVar[int]
+    TORCH_COMPILE_FIELD_NUMBER: _ClassVar[int]
     field: FieldConfig
     steps: int
     batch_size: int
@@ -551,7 +555,11 @@ class FieldTrainConfig(_message.Message):
     random_background: bool
     time_budget_s: float
     candidate_refresh_every: int
-    def __init__(self, field: _Optional[_Union[FieldConfig, _Mapping]] = ..., steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., seed: _Optional[int] = ..., mlp_lr: _Optional[float] = ..., samples_per_ray: _Optional[int] = ..., occupancy_resolution: _Optional[int] = ..., occupancy_update_every: _Optional[int] = ..., occupancy_warmup: _Optional[int] = ..., occupancy_threshold: _Optional[float] = ..., log_every: _Optional[int] = ..., dataset: _Optional[_Union[DatasetOptions, _Mapping]] = ..., sampler: _Optional[str] = ..., march_steps: _Optional[int] = ..., target_samples: _Optional[int] = ..., early_stop_eps: _Optional[float] = ..., lr_warmup: _Optional[int] = ..., lr_decay: _Optional[str] = ..., weight_decay: _Optional[float] = ..., loss: _Optional[str] = ..., huber_delta: _Optional[float] = ..., random_background: _Optional[bool] = ..., time_budget_s: _Optional[float] = ..., candidate_refresh_every: _Optional[int] = ...) -> None: ...
+    march_box_bound: bool
+    fused_grid: bool
+    fused_adam: bool
+    torch_compile: str
+    def __init__(self, field: _Optional[_Union[FieldConfig, _Mapping]] = ..., steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., lr: _Optional[float] = ..., seed: _Optional[int] = ..., mlp_lr: _Optional[float] = ..., samples_per_ray: _Optional[int] = ..., occupancy_resolution: _Optional[int] = ..., occupancy_update_every: _Optional[int] = ..., occupancy_warmup: _Optional[int] = ..., occupancy_threshold: _Optional[float] = ..., log_every: _Optional[int] = ..., dataset: _Optional[_Union[DatasetOptions, _Mapping]] = ..., sampler: _Optional[str] = ..., march_steps: _Optional[int] = ..., target_samples: _Optional[int] = ..., early_stop_eps: _Optional[float] = ..., lr_warmup: _Optional[int] = ..., lr_decay: _Optional[str] = ..., weight_decay: _Optional[float] = ..., loss: _Optional[str] = ..., huber_delta: _Optional[float] = ..., random_background: _Optional[bool] = ..., time_budget_s: _Optional[float] = ..., candidate_refresh_every: _Optional[int] = ..., march_box_bound: _Optional[bool] = ..., fused_grid: _Optional[bool] = ..., fused_adam: _Optional[bool] = ..., torch_compile: _Optional[str] = ...) -> None: ...
 
 class DatasetSource(_message.Message):
     __slots__ = ("archive",)

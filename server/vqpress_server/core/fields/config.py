@@ -184,6 +184,9 @@ class FieldConfig:
         self.decoder.validate()
 
 
+TORCH_COMPILE_BACKENDS = ("none", "inductor", "aot_eager")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings shared by the 2D and 3D fits."""
@@ -217,6 +220,20 @@ class TrainConfig:
     random_background: bool = False  # 3D, photos with alpha: a fresh random background per ray and step
     time_budget_s: float = 0.0  # > 0: stop after this many seconds; the schedule follows elapsed time
     candidate_refresh_every: int = 16  # VQ-AD with candidates < 2^b: steps between re-choosing each vertex's codes
+    # Speed: each computes what the default does (same samples; same losses to float tolerance), at a
+    # cost or gain that only a GPU shows. march_box_bound: march every ray over the steps of the box
+    # diagonal (``render.volume.march_steps_bound``) rather than the batch's longest ray, so the step
+    # never waits for the device to report that length (bounded boxes; more candidate tests).
+    # fused_grid: the grid lookup of all levels at once (``MultiResGrid.features_and_support_fused``:
+    # one gather, gradients by index_add_) instead of a loop of small kernels per level.
+    # fused_adam: torch's fused Adam kernel (one launch for all parameters). torch_compile: the
+    # backend that ``torch.compile``s the grid lookup + MLP with dynamic shapes ("inductor" fuses the
+    # per-level kernels; "aot_eager" traces without code generation, for checks), VQ-AD's table
+    # decode staying outside the compiled graph; its compile time is spent in the first steps.
+    march_box_bound: bool = False  # march: marched steps bounded by the box diagonal, no read-back
+    fused_grid: bool = False  # all grid levels in one lookup
+    fused_adam: bool = False  # Adam(fused=True)
+    torch_compile: str = "none"  # "none" | "inductor" | "aot_eager"
 
     def validate(self) -> None:
         if not 1 <= self.steps <= 10_000_000:
@@ -251,6 +268,10 @@ class TrainConfig:
             )
         if not 1 <= self.candidate_refresh_every <= 1_000_000:
             raise ConfigError(f"candidate_refresh_every must be in [1, 1e6], got {self.candidate_refresh_every}")
+        if self.torch_compile not in TORCH_COMPILE_BACKENDS:
+            raise ConfigError(f"torch_compile must be one of {TORCH_COMPILE_BACKENDS}, got {self.torch_compile!r}")
+        if not all(isinstance(v, bool) for v in (self.march_box_bound, self.fused_grid, self.fused_adam)):
+            raise ConfigError("march_box_bound, fused_grid and fused_adam must be booleans")
         if not 0.0 <= self.time_budget_s <= 1e6:
             raise ConfigError(f"time_budget_s must be in [0, 1e6], got {self.time_budget_s}")
 

@@ -81,6 +81,9 @@ class MultiResGrid(nn.Module):
         # Sparse levels hold a buffer rows_<l> [m] int32: each vertex's row in the level's compact
         # arrays, -1 for a vertex without one (feature 0). Set by the sparse grids.
         self.sparse = [False] * len(self.resolutions)
+        # True: ``features_and_support`` takes the all-levels path (``features_and_support_fused``;
+        # grids with training tables only). A run-time choice of the trainer, not part of the state.
+        self.fused_lookup = False
 
     @property
     def levels(self) -> int:
@@ -105,8 +108,15 @@ class MultiResGrid(nn.Module):
             ids = ids + corners[..., j] * stride
         return ids
 
-    def level_features(self, level: int, ids: Tensor) -> Tensor:  # [B, 2^d, k]
+    def level_features(self, level: int, ids: Tensor, table: Tensor | None = None) -> Tensor:  # [B, 2^d, k]
+        """Features of vertex ids; ``table`` is the level's ``level_tables()`` entry when the
+        caller computed them (a compiled lookup takes them as inputs), else the grid's own."""
         raise NotImplementedError
+
+    def level_tables(self) -> list[Tensor | None]:
+        """Per level, the table ``level_features`` gathers from (None: no such table; the
+        inference grids read their buffers). Passed back through ``features_and_support``."""
+        return [None] * self.levels
 
     def support_level(self) -> int | None:
         """The sparse level whose allocated vertices bound the field (None: the whole cube)."""
@@ -122,9 +132,14 @@ class MultiResGrid(nn.Module):
             return torch.ones_like(ids, dtype=torch.bool)
         return self.level_rows(level)[ids] >= 0
 
-    def features_and_support(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    def features_and_support(
+        self, x: Tensor, tables: list[Tensor | None] | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         """Grid features [B, out_dim] of x [B, d] in [0, 1], and for sparse grids which points lie
-        in the allocated region (any corner of their cell in ``support_level()`` allocated) [B]."""
+        in the allocated region (any corner of their cell in ``support_level()`` allocated) [B].
+        ``tables``: the grid's ``level_tables()``, computed by the caller (None: here)."""
+        if self.fused_lookup and not getattr(self, "reference", False):
+            return self.features_and_support_fused(x, tables)
         assert x.ndim == 2 and x.shape[1] == self.dims, x.shape
         outs = []
         support = None
@@ -132,7 +147,7 @@ class MultiResGrid(nn.Module):
         for level, n in enumerate(self.resolutions):
             corners, w = cell_corners(x, n)
             ids = self.vertex_ids(level, corners)
-            f = self.level_features(level, ids)  # [B, 2^d, k]
+            f = self.level_features(level, ids, None if tables is None else tables[level])  # [B, 2^d, k]
             outs.append((f * w[..., None].to(f.dtype)).sum(1))
             if level == sl:
                 support = self.level_active(level, ids).any(-1)
@@ -142,6 +157,68 @@ class MultiResGrid(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # x [B, d] in [0, 1] -> [B, out_dim]
         return self.features_and_support(x)[0]
+
+    def _level_geometry(self, device: torch.device) -> dict[str, Tensor]:
+        """Per-level constants of the all-levels lookup, made once per device (a host-to-device
+        copy in the loop would wait for the device)."""
+        cache: dict[torch.device, dict[str, Tensor]] = self.__dict__.setdefault("_geometry_cache", {})
+        if device not in cache:
+            n = torch.tensor(self.resolutions, dtype=torch.int64)
+            strides = torch.stack([n**j for j in range(self.dims)], -1)  # [L, d]
+            primes = torch.tensor(HASH_PRIMES[: self.dims], dtype=torch.int64)
+            cache[device] = {
+                k: v.to(device)
+                for k, v in {
+                    "scale": (n - 1).to(torch.float32),  # [L]
+                    "top": (n - 2).to(torch.float32),  # [L]
+                    "strides": strides,  # [L, d]
+                    "primes": primes,  # [d]
+                    "hashed": torch.tensor(self.hashed),  # [L]
+                    "mask": torch.tensor(self.rows, dtype=torch.int64) - 1,  # [L]
+                }.items()
+            }
+        return cache[device]
+
+    def level_ids(self, x: Tensor) -> tuple[Tensor, Tensor]:  # x [B, d] -> ids [B, L, 2^d], w [B, L, 2^d]
+        """``cell_corners`` + ``vertex_ids`` of every level at once: the same integers and weights
+        as the per-level loop, in a handful of kernels instead of a few dozen per level."""
+        g = self._level_geometry(x.device)
+        p = x.clamp(0.0, 1.0)[:, None, :] * g["scale"][None, :, None]  # [B, L, d]
+        i0 = torch.minimum(p.floor(), g["top"][None, :, None]).clamp(min=0).to(torch.int64)
+        frac = p - i0.to(p.dtype)
+        offs = corner_offsets(self.dims, x.device)  # [2^d, d]
+        corners = i0[:, :, None, :] + offs  # [B, L, 2^d, d]
+        w = torch.where(offs.bool(), frac[:, :, None, :], 1.0 - frac[:, :, None, :]).prod(-1)  # [B, L, 2^d]
+        linear = (corners * g["strides"][:, None, :]).sum(-1)
+        if not any(self.hashed):
+            return linear, w
+        h = corners * g["primes"]
+        hashed = h[..., 0]
+        for j in range(1, self.dims):
+            hashed = hashed ^ h[..., j]
+        ids = torch.where(g["hashed"][:, None], hashed & g["mask"][:, None], linear)
+        return ids, w
+
+    def fused_rows(self, ids: Tensor, tables: list[Tensor | None]) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(one table of every level's rows [R, k], the rows of ids [B, L, 2^d] in it, the support [B]
+        or None): what ``features_and_support_fused`` gathers. Grids with training tables only."""
+        raise NotImplementedError(f"{type(self).__name__} has no fused lookup")
+
+    def features_and_support_fused(
+        self, x: Tensor, tables: list[Tensor | None] | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """``features_and_support`` with every level at once: the ids of all levels in one pass
+        (``level_ids``), one gather from the levels' tables concatenated, and a backward that adds
+        the gradient rows with ``index_add_`` (atomics on a GPU) rather than sorting the ids. The
+        same features to float rounding (sums in another order); the per-level loop is its twin."""
+        assert x.ndim == 2 and x.shape[1] == self.dims, x.shape
+        ids, w = self.level_ids(x)
+        table, rows, support = self.fused_rows(ids, self.level_tables() if tables is None else tables)
+        f = gather_table_rows(table, rows)  # [B, L, 2^d, k]
+        out = (f * w[..., None].to(f.dtype)).sum(2)  # [B, L, k]
+        if self.combine == "concat":
+            return out.reshape(x.shape[0], -1), support
+        return out.sum(1), support
 
     def geometry(self) -> dict[str, Any]:
         """What a decoder of this grid needs besides its arrays (written to the .vqp manifest)."""
@@ -153,6 +230,31 @@ class MultiResGrid(nn.Module):
             "rows": self.rows,
             "hashed": self.hashed,
         }
+
+
+class _GatherRows(torch.autograd.Function):
+    """table[rows] with a backward by ``index_add_`` (atomic adds on a GPU, no sort of the rows)."""
+
+    @staticmethod
+    def forward(ctx: Any, table: Tensor, rows: Tensor) -> Tensor:  # table [R, k], rows [...] -> [..., k]
+        ctx.save_for_backward(rows)
+        ctx.table_shape = table.shape
+        return table.index_select(0, rows.reshape(-1)).reshape(*rows.shape, table.shape[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (rows,) = ctx.saved_tensors
+        out = torch.zeros(ctx.table_shape, dtype=grad.dtype, device=grad.device)
+        return out.index_add_(0, rows.reshape(-1), grad.reshape(-1, ctx.table_shape[1])), None
+
+
+def gather_table_rows(table: Tensor, rows: Tensor) -> Tensor:  # table [R, k], rows [...] int64 -> [..., k]
+    """Rows of a table, gradient by ``index_add_`` (``_GatherRows``)."""
+    return _GatherRows.apply(table, rows)
+
+
+def _level_offsets(counts: list[int], device: torch.device) -> Tensor:  # [L] first row of each level
+    return torch.tensor([sum(counts[:i]) for i in range(len(counts))], dtype=torch.int64).to(device)
 
 
 class DenseGrid(MultiResGrid):
@@ -170,8 +272,18 @@ class DenseGrid(MultiResGrid):
             nn.Parameter(torch.randn(r, cfg.features, generator=generator) * cfg.init_std) for r in self.rows
         )
 
-    def level_features(self, level: int, ids: Tensor) -> Tensor:
-        return self.tables[level][ids]
+    def level_features(self, level: int, ids: Tensor, table: Tensor | None = None) -> Tensor:
+        return (self.tables[level] if table is None else table)[ids]
+
+    def level_tables(self) -> list[Tensor | None]:
+        return list(self.tables)
+
+    def fused_rows(self, ids: Tensor, tables: list[Tensor | None]) -> tuple[Tensor, Tensor, Tensor | None]:
+        cache: dict[torch.device, Tensor] = self.__dict__.setdefault("_offsets_cache", {})
+        if ids.device not in cache:
+            cache[ids.device] = _level_offsets(self.rows, ids.device)
+        table = torch.cat([t for t in tables if t is not None])
+        return table, ids + cache[ids.device][:, None], None
 
 
 class _VqadTable(torch.autograd.Function):
@@ -394,12 +506,48 @@ class VqadGrid(MultiResGrid):
         self._tables[level] = (key, table)
         return table
 
-    def level_features(self, level: int, ids: Tensor) -> Tensor:
+    def level_features(self, level: int, ids: Tensor, table: Tensor | None = None) -> Tensor:
         rows = self.level_rows(level)[ids] if self.sparse[level] else ids
         if self.reference:
             cand = self.level_candidates(level)
             return vqad_features_reference(self.logits[level], self.codebooks[level], rows, self.hard, cand)
-        return gather_rows(self.level_table(level), rows)
+        return gather_rows(self.level_table(level) if table is None else table, rows)
+
+    def level_tables(self) -> list[Tensor | None]:
+        """Every level's ``level_table`` (with gradient when grad is enabled, else the cached ones)."""
+        return [self.level_table(level) for level in range(self.levels)]
+
+    def fused_rows(self, ids: Tensor, tables: list[Tensor | None]) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Each level's table has its zero row first; a sparse level maps vertex ids to rows by
+        its ``rows_<l>`` (-1: that zero row). The sparse levels' maps are concatenated once per
+        allocation (cached on their storage and version)."""
+        ts = [t for t in tables if t is not None]
+        assert len(ts) == self.levels, "every VQ-AD level has a table"
+        dev = ids.device
+        sizes = tuple(t.shape[0] for t in ts)
+        hit_offsets = self.__dict__.get("_table_offsets")
+        if hit_offsets is None or hit_offsets[0] != sizes or hit_offsets[1].device != dev:
+            hit_offsets = (sizes, _level_offsets(list(sizes), dev))
+            self.__dict__["_table_offsets"] = hit_offsets
+        table_offsets = hit_offsets[1]  # [L]
+        rows = ids
+        sl = self.support_level()
+        support = None
+        if any(self.sparse):
+            maps = [self.level_rows(l) for l in range(self.levels) if self.sparse[l]]
+            key = tuple((m.data_ptr(), m._version) for m in maps)
+            hit = self.__dict__.get("_rows_cache")
+            if hit is None or hit[0] != key or hit[1].device != dev:
+                counts = [m if sp else 0 for m, sp in zip(self.vertex_counts, self.sparse, strict=True)]
+                cat = torch.cat([m.to(torch.int64) for m in maps])
+                hit = (key, cat, _level_offsets(counts, dev), torch.tensor(self.sparse, device=dev))
+                self.__dict__["_rows_cache"] = hit
+            _, cat, map_offsets, sparse = hit
+            mapped = cat[(ids + map_offsets[:, None]).where(sparse[:, None], torch.zeros_like(ids))]
+            rows = torch.where(sparse[:, None], mapped, ids)
+            if sl is not None:
+                support = (rows[:, sl] >= 0).any(-1)
+        return torch.cat(ts), rows + 1 + table_offsets[:, None], support
 
     def allocated_vertices(self) -> list[int]:
         """Rows of logits per level (all vertices for dense levels)."""
@@ -572,7 +720,7 @@ class VqGrid(MultiResGrid):
     def level_codebook(self, level: int) -> Tensor:  # [K, k]
         return getattr(self, f"codebook_{level}")
 
-    def level_features(self, level: int, ids: Tensor) -> Tensor:
+    def level_features(self, level: int, ids: Tensor, table: Tensor | None = None) -> Tensor:
         if self.sparse[level]:
             rows = self.level_rows(level)[ids]
             cb = self.level_codebook(level)
@@ -606,7 +754,7 @@ class LowRankGrid(MultiResGrid):
             self.register_buffer(f"basis_{level}", b.float())
             self.register_buffer(f"mean_{level}", mu.float())
 
-    def level_features(self, level: int, ids: Tensor) -> Tensor:
+    def level_features(self, level: int, ids: Tensor, table: Tensor | None = None) -> Tensor:
         a = getattr(self, f"coeffs_{level}")[ids]  # [B, 2^d, r]
         return a @ getattr(self, f"basis_{level}") + getattr(self, f"mean_{level}")
 

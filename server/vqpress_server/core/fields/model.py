@@ -60,24 +60,28 @@ class NeuralField(nn.Module):
         assert xy.ndim == 2 and xy.shape[1] == 2, xy.shape
         return torch.sigmoid(self.mlp(self.grid(xy)))
 
-    def _density_head(self, p: Tensor) -> tuple[Tensor, Tensor]:  # -> density [B], h [B, 1 + geo]
-        """Density and the MLP output; a sparse grid's field is empty outside its allocated region."""
-        feats, support = self.grid.features_and_support(p)
+    def _density_head(
+        self, p: Tensor, tables: list[Tensor | None] | None = None
+    ) -> tuple[Tensor, Tensor]:  # -> density [B], h [B, 1 + geo]
+        """Density and the MLP output; a sparse grid's field is empty outside its allocated region.
+        ``tables``: the grid's ``level_tables()`` when the caller computed them (a compiled call
+        takes them as inputs: the VQ-AD table decode stays outside the compiled graph)."""
+        feats, support = self.grid.features_and_support(p, tables)
         h = self.mlp(feats)
         density = torch.exp(h[:, 0].clamp(max=MAX_LOG_DENSITY))
         if support is not None:
             density = torch.where(support, density, torch.zeros((), dtype=density.dtype, device=density.device))
         return density, h
 
-    def density(self, p: Tensor) -> Tensor:  # p [B, 3] in [0, 1] -> density [B]
+    def density(self, p: Tensor, tables: list[Tensor | None] | None = None) -> Tensor:  # p [B, 3] in [0, 1] -> [B]
         assert self.config.dims == 3, "density() needs a 3D field"
-        return self._density_head(p)[0]
+        return self._density_head(p, tables)[0]
 
-    def radiance(self, p: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+    def radiance(self, p: Tensor, dirs: Tensor, tables: list[Tensor | None] | None = None) -> tuple[Tensor, Tensor]:
         """p [B, 3] in [0, 1], dirs [B, 3] unit -> (density [B], rgb [B, 3])."""
         assert self.config.dims == 3 and self.color_mlp is not None, "radiance() needs a 3D field"
         assert p.ndim == 2 and p.shape[1] == 3 and dirs.shape == p.shape, (p.shape, dirs.shape)
-        density, h = self._density_head(p)
+        density, h = self._density_head(p, tables)
         enc = sh_encoding(dirs, self.config.decoder.dir_degree)
         rgb = torch.sigmoid(self.color_mlp(torch.cat([h[:, 1:], enc], -1)))
         return density, rgb

@@ -26,6 +26,7 @@ from ..progress import Progress
 from ..render.volume import (
     OccupancyGrid,
     camera_rays,
+    march_steps_bound,
     render_image,
     render_image_marched,
     render_rays,
@@ -133,7 +134,8 @@ def _optimizer(model: NeuralField, train: TrainConfig) -> torch.optim.Adam:
     ]
     if logits:
         groups.append({"params": logits, "lr": train.lr * VQAD_LOGITS_LR_SCALE, "weight_decay": 0.0})
-    return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, weight_decay=train.weight_decay)
+    fused = True if train.fused_adam else None  # None: torch's default (foreach on a GPU)
+    return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, weight_decay=train.weight_decay, fused=fused)
 
 
 def _set_hard_forward(model: NeuralField, step: int, steps: int) -> None:
@@ -270,6 +272,7 @@ def fit_image(
     target = img.reshape(-1, 3).to(dev)
     coords = pixel_coords(H, W, dev)
     model = NeuralField(config, seed=train.seed).to(dev)
+    model.grid.fused_lookup = train.fused_grid
     opt, start = _resume(model, train, resume)
     gen = torch.Generator(device=dev).manual_seed(train.seed + start)
     n = target.shape[0]
@@ -377,6 +380,26 @@ def _density_fn(model: NeuralField, aabb: Tensor, unbounded: bool):  # noqa: ANN
     return lambda x: model.density(unit_coords(x, aabb, unbounded))
 
 
+def compiled_field_fns(
+    model: NeuralField, aabb: Tensor, unbounded: bool, backend: str
+) -> tuple[Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], Callable[[Tensor], Tensor]]:
+    """``radiance_fn`` and the density function with the grid lookup and the MLP ``torch.compile``d
+    (``backend``, dynamic shapes: the sample count changes every step). The grid's
+    ``level_tables()`` are computed outside the compiled graph on every call (for VQ-AD, the table
+    decode with its own autograd and chunk loop) and passed in as inputs; the graph only gathers."""
+    grid = model.grid
+
+    def radiance(x: Tensor, d: Tensor, tables: list[Tensor | None]) -> tuple[Tensor, Tensor]:
+        return model.radiance(unit_coords(x, aabb, unbounded), d, tables)
+
+    def density(x: Tensor, tables: list[Tensor | None]) -> Tensor:
+        return model.density(unit_coords(x, aabb, unbounded), tables)
+
+    c_radiance = torch.compile(radiance, backend=backend, dynamic=True)
+    c_density = torch.compile(density, backend=backend, dynamic=True)
+    return (lambda x, d: c_radiance(x, d, grid.level_tables())), (lambda x: c_density(x, grid.level_tables()))
+
+
 def fit_radiance(
     images: Sequence[Tensor | np.ndarray],  # each [H, W, 3] (or [H, W, 4]: alpha composited on background)
     cameras: Sequence[Camera],
@@ -428,6 +451,7 @@ def fit_radiance(
     march_step = float((aabb[1] - aabb[0]).norm()) / train.march_steps
 
     model = NeuralField(config, seed=train.seed).to(dev)
+    model.grid.fused_lookup = train.fused_grid
     opt, start = _resume(model, train, resume)
     occ = OccupancyGrid(
         aabb,
@@ -442,8 +466,13 @@ def fit_radiance(
     gen = torch.Generator(device=dev).manual_seed(train.seed + start)
     n = ray_o.shape[0]
     history: list[dict[str, float]] = []
-    fn = radiance_fn(model, aabb, box.unbounded)
-    density = _density_fn(model, aabb, box.unbounded)
+    if train.torch_compile == "none":
+        fn, density = radiance_fn(model, aabb, box.unbounded), _density_fn(model, aabb, box.unbounded)
+    else:
+        fn, density = compiled_field_fns(model, aabb, box.unbounded, train.torch_compile)
+    # Bounded: march every ray over the box diagonal's steps, known here, rather than wait each step
+    # for the device to report the batch's longest ray (the same samples either way).
+    max_steps = march_steps_bound(aabb, march_step) if march and train.march_box_bound and not box.unbounded else None
     grid = model.grid
     sparse = grid if isinstance(grid, VqadGrid) and any(grid.sparse) else None
     rays = min(train.batch_size, n)  # march: adapted to the sample budget every step
@@ -489,6 +518,7 @@ def fit_radiance(
                 background=ray_bg,
                 generator=gen,
                 unbounded=box.unbounded,
+                max_steps=max_steps,
             )
         else:
             rgb, _, _ = render_rays(

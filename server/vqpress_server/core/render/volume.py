@@ -290,12 +290,23 @@ def _march_edges(
     return torch.where(k <= k1, lin, geo)
 
 
+def march_steps_bound(aabb: Tensor, step: float) -> int:
+    """Steps K that cover the longest possible ray of a bounded box (its diagonal): a bound that
+    ``march_rays`` can use without reading the rays' lengths back from the device. A ray's extra
+    steps beyond its own far end are never kept, so the samples are those of the exact K."""
+    diag = float((aabb[1] - aabb[0]).double().norm())
+    return int(math.ceil(diag / step * (1.0 + 1e-6))) + 2
+
+
 def _march_ranges(
-    origins: Tensor, dirs: Tensor, aabb: Tensor, step: float, unbounded: bool
+    origins: Tensor, dirs: Tensor, aabb: Tensor, step: float, unbounded: bool, max_steps: int | None = None
 ) -> tuple[Tensor, Tensor, Tensor | None, int]:
-    """(near [N], far [N], t_box [N] or None, steps K of the longest ray)."""
+    """(near [N], far [N], t_box [N] or None, steps K of the longest ray, or ``max_steps`` when given
+    for a bounded box: then nothing is read back from the device)."""
     if not unbounded:
         near, far = ray_box(origins, dirs, aabb)
+        if max_steps is not None:
+            return near, far, None, max_steps
         span = float((far - near).max()) if far.numel() else 0.0
         return near, far, None, int(math.ceil(span / step)) + 1
     center, half = 0.5 * (aabb[0] + aabb[1]), 0.5 * (aabb[1] - aabb[0])
@@ -319,11 +330,15 @@ def march_rays(
     occupancy: OccupancyGrid | None = None,
     generator: torch.Generator | None = None,  # given: a random offset per ray; None: offset 0.5
     unbounded: bool = False,
+    max_steps: int | None = None,  # bounded: march this many steps (>= ``march_steps_bound``), no read-back
 ) -> tuple[Tensor, Tensor, Tensor]:  # ray_ids [S] int64, t_mid [S], delta [S]
-    """The intervals of each ray that lie in occupied space (block comment above)."""
+    """The intervals of each ray that lie in occupied space (block comment above).
+
+    One host synchronisation: the ``nonzero`` that packs the kept intervals (two with the exact K
+    of a bounded box, which reads the longest ray back; ``max_steps`` avoids that read)."""
     N, dev = origins.shape[0], origins.device
     assert origins.shape == (N, 3) and dirs.shape == (N, 3), (origins.shape, dirs.shape)
-    near, far, t_box, K = _march_ranges(origins, dirs, aabb, step, unbounded)
+    near, far, t_box, K = _march_ranges(origins, dirs, aabb, step, unbounded, max_steps)
     if generator is not None:
         u = torch.rand(N, 1, device=dev, generator=generator)
     else:
@@ -335,7 +350,7 @@ def march_rays(
         k = torch.arange(c0, min(K, c0 + C), device=dev, dtype=torch.float32)[None] + u  # [N, c]
         e0, e1 = _march_edges(k, nr, step, tb), _march_edges(k + 1.0, nr, step, tb)
         ok = e1 <= fr
-        if occupancy is not None and bool(ok.any()):
+        if occupancy is not None:  # no test of ok.any() first: that would wait for the device
             mid = 0.5 * (e0 + e1)
             x = origins[:, None, :] + mid[..., None] * dirs[:, None, :]
             ok &= occupancy.occupied(x.reshape(-1, 3)).reshape(ok.shape)
@@ -349,11 +364,12 @@ def march_rays(
 
 def transmittance_packed(ray_ids: Tensor, n_rays: int, tau: Tensor) -> Tensor:  # [S]
     """Transmittance in front of each packed sample, exp(-sum of the optical depths tau before it
-    on its ray). The running sum is in float64 so that a batch of many rays loses no precision."""
+    on its ray). The running sum is in float64 so that a batch of many rays loses no precision.
+    ``ray_ids`` is non-decreasing, so a ray's first sample is found by binary search (a bincount
+    would read its largest id back from the device)."""
     cs = torch.cumsum(tau.double(), 0)
     excl = cs - tau.double()
-    counts = torch.bincount(ray_ids, minlength=n_rays)
-    starts = torch.cumsum(counts, 0) - counts  # [N] first sample of each ray
+    starts = torch.searchsorted(ray_ids, torch.arange(n_rays, device=ray_ids.device, dtype=ray_ids.dtype))  # [N]
     base = excl[starts.clamp(max=max(excl.shape[0] - 1, 0))] if excl.numel() else excl
     return torch.exp(-(excl - base[ray_ids])).to(tau.dtype)
 
@@ -385,18 +401,20 @@ def march_and_cull(
     generator: torch.Generator | None = None,
     unbounded: bool = False,
     chunk: int = 1 << 20,
+    max_steps: int | None = None,  # ``march_rays``
 ) -> tuple[Tensor, Tensor, Tensor]:  # ray_ids [S'], t [S'], delta [S']
     """``march_rays``, then drop the samples behind which the transmittance is below early_stop_eps
-    (density evaluated without gradient) and those of zero density."""
+    (density evaluated without gradient) and those of zero density (one more host sync: the
+    ``nonzero`` of the samples kept, shared by the three arrays)."""
     ray_ids, t, delta = march_rays(
-        origins, dirs, aabb, step, occupancy=occupancy, generator=generator, unbounded=unbounded
+        origins, dirs, aabb, step, occupancy=occupancy, generator=generator, unbounded=unbounded, max_steps=max_steps
     )
     if ray_ids.numel() == 0:
         return ray_ids, t, delta
     x = origins[ray_ids] + t[:, None] * dirs[ray_ids]
     sig = torch.cat([density_fn(x[s : s + chunk]).float() for s in range(0, x.shape[0], chunk)])
     trans = transmittance_packed(ray_ids, origins.shape[0], sig * delta)
-    keep = (trans >= early_stop_eps) & (sig > 0)
+    keep = ((trans >= early_stop_eps) & (sig > 0)).nonzero()[:, 0]
     return ray_ids[keep], t[keep], delta[keep]
 
 
@@ -413,6 +431,7 @@ def render_rays_marched(
     background: Tensor | None = None,  # [3] or [N, 3]; None = black
     generator: torch.Generator | None = None,
     unbounded: bool = False,
+    max_steps: int | None = None,  # ``march_rays``
 ) -> tuple[Tensor, Tensor, Tensor, int]:  # rgb [N, 3], opacity [N], depth [N], samples evaluated
     """Render rays with the occupancy-grid marcher and early termination (block comment above)."""
     N = origins.shape[0]
@@ -426,6 +445,7 @@ def render_rays_marched(
         early_stop_eps=early_stop_eps,
         generator=generator,
         unbounded=unbounded,
+        max_steps=max_steps,
     )
     if ray_ids.numel():
         x = origins[ray_ids] + t[:, None] * dirs[ray_ids]
