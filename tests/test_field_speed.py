@@ -5,6 +5,7 @@ against the exact one, and whole fits with every option, the compiled lookup amo
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -144,3 +145,23 @@ def test_compiled_lookup_trains_the_same_field() -> None:
 def test_bad_speed_options_are_config_errors(bad: dict) -> None:
     with pytest.raises(ConfigError):
         dataclasses.replace(BASE, **bad).validate()
+
+
+def test_a_run_with_the_speed_options_resumes_as_the_default_one_does() -> None:
+    # A resumed run restarts its ray count and batch sampling from the checkpoint's step, so it is
+    # held against the default path resumed the same way (the fused optimizer's state round trip).
+    imgs, cams, box = _scene(3, 10)
+    cfg = FieldConfig(dims=3, grid=GRIDS["vqad-2"], decoder=DecoderConfig(hidden=16, layers=1, color_layers=1))
+    finals = []
+    for options in ({}, ALL_OPTIONS):
+        train = dataclasses.replace(BASE, steps=8, **options)
+        saved: list[dict] = []
+        hook = saved.append
+        fit_radiance(imgs, cams, cfg, train, box=box, checkpoint_every=4,
+                     on_checkpoint=lambda r, keep=hook: keep(copy.deepcopy(r.checkpoint())))  # fmt: skip
+        assert len(saved) == 1 and saved[0]["step"] == 4
+        resumed = fit_radiance(imgs, cams, cfg, train, box=box, resume=saved[0])
+        assert resumed.step == 8 and resumed.history[-1]["step"] == 8
+        finals.append(resumed.history[-1])
+    assert finals[1]["samples"] == finals[0]["samples"]
+    assert finals[1]["loss"] == pytest.approx(finals[0]["loss"], rel=1e-4)

@@ -23,6 +23,8 @@ from .config import Combine, DenseGridConfig, GridConfig, HashGridConfig, VqadGr
 
 # Instant-NGP's spatial-hash primes (the first is 1 so that x is not scrambled).
 HASH_PRIMES = (1, 2654435761, 805459861)
+# The all-levels lookup's per-level constants, in the order ``MultiResGrid.lookup_inputs`` passes them.
+GEOMETRY_KEYS = ("scale", "top", "strides", "primes", "hashed", "mask")
 # Rows of logits processed at once by the VQ-AD lookup: bounds its transient memory to
 # about VQAD_CHUNK_ELEMS floats whatever the codebook size.
 VQAD_CHUNK_ELEMS = 1 << 24
@@ -137,7 +139,7 @@ class MultiResGrid(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """Grid features [B, out_dim] of x [B, d] in [0, 1], and for sparse grids which points lie
         in the allocated region (any corner of their cell in ``support_level()`` allocated) [B].
-        ``tables``: the grid's ``level_tables()``, computed by the caller (None: here)."""
+        ``tables``: the grid's ``lookup_inputs()``, computed by the caller (None: here)."""
         if self.fused_lookup and not getattr(self, "reference", False):
             return self.features_and_support_fused(x, tables)
         assert x.ndim == 2 and x.shape[1] == self.dims, x.shape
@@ -158,48 +160,60 @@ class MultiResGrid(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # x [B, d] in [0, 1] -> [B, out_dim]
         return self.features_and_support(x)[0]
 
-    def _level_geometry(self, device: torch.device) -> dict[str, Tensor]:
-        """Per-level constants of the all-levels lookup, made once per device (a host-to-device
-        copy in the loop would wait for the device)."""
-        cache: dict[torch.device, dict[str, Tensor]] = self.__dict__.setdefault("_geometry_cache", {})
+    def _level_geometry(self, device: torch.device) -> list[Tensor]:
+        """Per-level constants of the all-levels lookup (GEOMETRY_KEYS), made once per device:
+        a host-to-device copy in the loop would wait for the device."""
+        cache: dict[torch.device, list[Tensor]] = self.__dict__.setdefault("_geometry_cache", {})
         if device not in cache:
             n = torch.tensor(self.resolutions, dtype=torch.int64)
-            strides = torch.stack([n**j for j in range(self.dims)], -1)  # [L, d]
-            primes = torch.tensor(HASH_PRIMES[: self.dims], dtype=torch.int64)
-            cache[device] = {
-                k: v.to(device)
-                for k, v in {
-                    "scale": (n - 1).to(torch.float32),  # [L]
-                    "top": (n - 2).to(torch.float32),  # [L]
-                    "strides": strides,  # [L, d]
-                    "primes": primes,  # [d]
-                    "hashed": torch.tensor(self.hashed),  # [L]
-                    "mask": torch.tensor(self.rows, dtype=torch.int64) - 1,  # [L]
-                }.items()
+            geo = {
+                "scale": (n - 1).to(torch.float32),  # [L]
+                "top": (n - 2).to(torch.float32),  # [L]
+                "strides": torch.stack([n**j for j in range(self.dims)], -1),  # [L, d]
+                "primes": torch.tensor(HASH_PRIMES[: self.dims], dtype=torch.int64),  # [d]
+                "hashed": torch.tensor(self.hashed),  # [L]
+                "mask": torch.tensor(self.rows, dtype=torch.int64) - 1,  # [L]
             }
+            cache[device] = [geo[k].to(device) for k in GEOMETRY_KEYS]
         return cache[device]
 
-    def level_ids(self, x: Tensor) -> tuple[Tensor, Tensor]:  # x [B, d] -> ids [B, L, 2^d], w [B, L, 2^d]
+    def lookup_inputs(self) -> list[Tensor | None]:
+        """What ``features_and_support`` takes as ``tables``: ``level_tables()``, and with
+        ``fused_lookup`` the all-levels path's constants after them (``_level_geometry``, then the
+        grid's own, ``fused_inputs``), so that a compiled lookup reads no cache of its own."""
+        tables = self.level_tables()
+        if not self.fused_lookup:
+            return tables
+        dev = next(t for t in tables if t is not None).device
+        return [*tables, *self._level_geometry(dev), *self.fused_inputs(tables, dev)]
+
+    def level_ids(self, x: Tensor, geometry: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """``cell_corners`` + ``vertex_ids`` of every level at once: the same integers and weights
-        as the per-level loop, in a handful of kernels instead of a few dozen per level."""
-        g = self._level_geometry(x.device)
-        p = x.clamp(0.0, 1.0)[:, None, :] * g["scale"][None, :, None]  # [B, L, d]
-        i0 = torch.minimum(p.floor(), g["top"][None, :, None]).clamp(min=0).to(torch.int64)
+        as the per-level loop, in a handful of kernels instead of a few dozen per level.
+        x [B, d] -> ids [B, L, 2^d], w [B, L, 2^d]."""
+        scale, top, strides, primes, hashed_level, mask = geometry or self._level_geometry(x.device)
+        p = x.clamp(0.0, 1.0)[:, None, :] * scale[None, :, None]  # [B, L, d]
+        i0 = torch.minimum(p.floor(), top[None, :, None]).clamp(min=0).to(torch.int64)
         frac = p - i0.to(p.dtype)
         offs = corner_offsets(self.dims, x.device)  # [2^d, d]
         corners = i0[:, :, None, :] + offs  # [B, L, 2^d, d]
         w = torch.where(offs.bool(), frac[:, :, None, :], 1.0 - frac[:, :, None, :]).prod(-1)  # [B, L, 2^d]
-        linear = (corners * g["strides"][:, None, :]).sum(-1)
+        linear = (corners * strides[:, None, :]).sum(-1)
         if not any(self.hashed):
             return linear, w
-        h = corners * g["primes"]
+        h = corners * primes
         hashed = h[..., 0]
         for j in range(1, self.dims):
             hashed = hashed ^ h[..., j]
-        ids = torch.where(g["hashed"][:, None], hashed & g["mask"][:, None], linear)
-        return ids, w
+        return torch.where(hashed_level[:, None], hashed & mask[:, None], linear), w
 
-    def fused_rows(self, ids: Tensor, tables: list[Tensor | None]) -> tuple[Tensor, Tensor, Tensor | None]:
+    def fused_inputs(self, tables: list[Tensor | None], device: torch.device) -> list[Tensor]:
+        """The grid's own constants of the all-levels lookup (``fused_rows`` reads them)."""
+        raise NotImplementedError(f"{type(self).__name__} has no fused lookup")
+
+    def fused_rows(
+        self, ids: Tensor, tables: list[Tensor], inputs: list[Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         """(one table of every level's rows [R, k], the rows of ids [B, L, 2^d] in it, the support [B]
         or None): what ``features_and_support_fused`` gathers. Grids with training tables only."""
         raise NotImplementedError(f"{type(self).__name__} has no fused lookup")
@@ -210,10 +224,15 @@ class MultiResGrid(nn.Module):
         """``features_and_support`` with every level at once: the ids of all levels in one pass
         (``level_ids``), one gather from the levels' tables concatenated, and a backward that adds
         the gradient rows with ``index_add_`` (atomics on a GPU) rather than sorting the ids. The
-        same features to float rounding (sums in another order); the per-level loop is its twin."""
+        same features to float rounding (sums in another order); the per-level loop is its twin.
+        ``tables``: ``lookup_inputs()`` (None: made here)."""
         assert x.ndim == 2 and x.shape[1] == self.dims, x.shape
-        ids, w = self.level_ids(x)
-        table, rows, support = self.fused_rows(ids, self.level_tables() if tables is None else tables)
+        inputs = self.lookup_inputs() if tables is None else tables
+        L, G = self.levels, len(GEOMETRY_KEYS)
+        assert len(inputs) > L + G, "fused lookup needs lookup_inputs() with fused_lookup set"
+        level_tables = [t for t in inputs[:L] if t is not None]
+        ids, w = self.level_ids(x, [t for t in inputs[L : L + G] if t is not None])
+        table, rows, support = self.fused_rows(ids, level_tables, [t for t in inputs[L + G :] if t is not None])
         f = gather_table_rows(table, rows)  # [B, L, 2^d, k]
         out = (f * w[..., None].to(f.dtype)).sum(2)  # [B, L, k]
         if self.combine == "concat":
@@ -278,12 +297,17 @@ class DenseGrid(MultiResGrid):
     def level_tables(self) -> list[Tensor | None]:
         return list(self.tables)
 
-    def fused_rows(self, ids: Tensor, tables: list[Tensor | None]) -> tuple[Tensor, Tensor, Tensor | None]:
+    def fused_inputs(self, tables: list[Tensor | None], device: torch.device) -> list[Tensor]:
         cache: dict[torch.device, Tensor] = self.__dict__.setdefault("_offsets_cache", {})
-        if ids.device not in cache:
-            cache[ids.device] = _level_offsets(self.rows, ids.device)
-        table = torch.cat([t for t in tables if t is not None])
-        return table, ids + cache[ids.device][:, None], None
+        if device not in cache:
+            cache[device] = _level_offsets(self.rows, device)
+        return [cache[device]]  # [L] each level's first row in the concatenated table
+
+    def fused_rows(
+        self, ids: Tensor, tables: list[Tensor], inputs: list[Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        (offsets,) = inputs
+        return torch.cat(tables), ids + offsets[:, None], None
 
 
 class _VqadTable(torch.autograd.Function):
@@ -517,37 +541,44 @@ class VqadGrid(MultiResGrid):
         """Every level's ``level_table`` (with gradient when grad is enabled, else the cached ones)."""
         return [self.level_table(level) for level in range(self.levels)]
 
-    def fused_rows(self, ids: Tensor, tables: list[Tensor | None]) -> tuple[Tensor, Tensor, Tensor | None]:
+    def fused_inputs(self, tables: list[Tensor | None], device: torch.device) -> list[Tensor]:
+        """[each level's first row in the concatenated tables [L]], and with sparse levels [their
+        ``rows_<l>`` maps concatenated [sum m] int64, each level's first entry in it [L], which
+        levels are sparse [L] bool]; cached on the tables' sizes and the maps' storage and version."""
+        sizes = tuple(t.shape[0] for t in tables if t is not None)
+        assert len(sizes) == self.levels, "every VQ-AD level has a table"
+        hit = self.__dict__.get("_table_offsets")
+        if hit is None or hit[0] != (sizes, device):
+            hit = ((sizes, device), _level_offsets(list(sizes), device))
+            self.__dict__["_table_offsets"] = hit
+        if not any(self.sparse):
+            return [hit[1]]
+        maps = [self.level_rows(l) for l in range(self.levels) if self.sparse[l]]
+        key = (tuple((m.data_ptr(), m._version) for m in maps), device)
+        rows_hit = self.__dict__.get("_rows_cache")
+        if rows_hit is None or rows_hit[0] != key:
+            counts = [m if sp else 0 for m, sp in zip(self.vertex_counts, self.sparse, strict=True)]
+            cat = torch.cat([m.to(torch.int64) for m in maps]).to(device)
+            rows_hit = (key, [cat, _level_offsets(counts, device), torch.tensor(self.sparse).to(device)])
+            self.__dict__["_rows_cache"] = rows_hit
+        return [hit[1], *rows_hit[1]]
+
+    def fused_rows(
+        self, ids: Tensor, tables: list[Tensor], inputs: list[Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Each level's table has its zero row first; a sparse level maps vertex ids to rows by
-        its ``rows_<l>`` (-1: that zero row). The sparse levels' maps are concatenated once per
-        allocation (cached on their storage and version)."""
-        ts = [t for t in tables if t is not None]
-        assert len(ts) == self.levels, "every VQ-AD level has a table"
-        dev = ids.device
-        sizes = tuple(t.shape[0] for t in ts)
-        hit_offsets = self.__dict__.get("_table_offsets")
-        if hit_offsets is None or hit_offsets[0] != sizes or hit_offsets[1].device != dev:
-            hit_offsets = (sizes, _level_offsets(list(sizes), dev))
-            self.__dict__["_table_offsets"] = hit_offsets
-        table_offsets = hit_offsets[1]  # [L]
+        its ``rows_<l>`` (-1: that zero row)."""
+        table_offsets, *maps = inputs
         rows = ids
-        sl = self.support_level()
         support = None
-        if any(self.sparse):
-            maps = [self.level_rows(l) for l in range(self.levels) if self.sparse[l]]
-            key = tuple((m.data_ptr(), m._version) for m in maps)
-            hit = self.__dict__.get("_rows_cache")
-            if hit is None or hit[0] != key or hit[1].device != dev:
-                counts = [m if sp else 0 for m, sp in zip(self.vertex_counts, self.sparse, strict=True)]
-                cat = torch.cat([m.to(torch.int64) for m in maps])
-                hit = (key, cat, _level_offsets(counts, dev), torch.tensor(self.sparse, device=dev))
-                self.__dict__["_rows_cache"] = hit
-            _, cat, map_offsets, sparse = hit
+        if maps:
+            cat, map_offsets, sparse = maps
             mapped = cat[(ids + map_offsets[:, None]).where(sparse[:, None], torch.zeros_like(ids))]
             rows = torch.where(sparse[:, None], mapped, ids)
+            sl = self.support_level()
             if sl is not None:
                 support = (rows[:, sl] >= 0).any(-1)
-        return torch.cat(ts), rows + 1 + table_offsets[:, None], support
+        return torch.cat(tables), rows + 1 + table_offsets[:, None], support
 
     def allocated_vertices(self) -> list[int]:
         """Rows of logits per level (all vertices for dense levels)."""

@@ -64,7 +64,7 @@ class NeuralField(nn.Module):
         self, p: Tensor, tables: list[Tensor | None] | None = None
     ) -> tuple[Tensor, Tensor]:  # -> density [B], h [B, 1 + geo]
         """Density and the MLP output; a sparse grid's field is empty outside its allocated region.
-        ``tables``: the grid's ``level_tables()`` when the caller computed them (a compiled call
+        ``tables``: the grid's ``lookup_inputs()`` when the caller computed them (a compiled call
         takes them as inputs: the VQ-AD table decode stays outside the compiled graph)."""
         feats, support = self.grid.features_and_support(p, tables)
         h = self.mlp(feats)

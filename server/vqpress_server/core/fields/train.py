@@ -385,8 +385,9 @@ def compiled_field_fns(
 ) -> tuple[Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], Callable[[Tensor], Tensor]]:
     """``radiance_fn`` and the density function with the grid lookup and the MLP ``torch.compile``d
     (``backend``, dynamic shapes: the sample count changes every step). The grid's
-    ``level_tables()`` are computed outside the compiled graph on every call (for VQ-AD, the table
-    decode with its own autograd and chunk loop) and passed in as inputs; the graph only gathers."""
+    ``lookup_inputs()`` are computed outside the compiled graph on every call (for VQ-AD, the table
+    decode with its own autograd and chunk loop; the all-levels lookup's constants) and passed in
+    as inputs; the graph only gathers."""
     grid = model.grid
 
     def radiance(x: Tensor, d: Tensor, tables: list[Tensor | None]) -> tuple[Tensor, Tensor]:
@@ -397,7 +398,7 @@ def compiled_field_fns(
 
     c_radiance = torch.compile(radiance, backend=backend, dynamic=True)
     c_density = torch.compile(density, backend=backend, dynamic=True)
-    return (lambda x, d: c_radiance(x, d, grid.level_tables())), (lambda x: c_density(x, grid.level_tables()))
+    return (lambda x, d: c_radiance(x, d, grid.lookup_inputs())), (lambda x: c_density(x, grid.lookup_inputs()))
 
 
 def fit_radiance(
