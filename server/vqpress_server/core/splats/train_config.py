@@ -44,7 +44,7 @@ class QatConfig:
     # (QuantizeConfig.preset("default"), weighted by view importance on the training cameras) and
     # finetune_steps of training through the quantized scene with its indices fixed
     # (core/splats/finetune.py); the codebook sizes and step fields below do not apply to it.
-    # Measured on lego at 30k: 0.45 dB under the plain scene at 25.0x (BENCHMARKS.md 6b).
+    # Measured on lego at 30k: 0.45 dB under the plain scene at 25.8x (BENCHMARKS.md 6b).
     # compact3d: codebooks through the straight-through forward from start_step on (Compact3D, the
     # fields below); measured at 7k: 0.87 dB under plain at 25.9x.
     mode: Literal["compact3d", "finetune"] = "finetune"
