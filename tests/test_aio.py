@@ -4,6 +4,7 @@ coroutines; concurrent jobs through one channel."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import json
 from pathlib import Path
@@ -47,6 +48,10 @@ def test_async_client_end_to_end(tmp_path: Path) -> None:
             assert (await c.server_info()).version == vqpress.__version__
             first = await c.upload(DATA / "donut_small.ply")
             assert (await c.upload(DATA / "donut_small.ply")).id == first.id
+            # Sent at once and hashed as it goes, the digest last: the same artifact.
+            assert (await c.server_info()).upload_sha256_last
+            again = await c.upload(DATA / "donut_small.ply", hash_first=False)
+            assert again.id == first.id == hashlib.sha256((DATA / "donut_small.ply").read_bytes()).hexdigest()
             jobs = [await c.quantize(DATA / n, FAST, evaluate=False) for n in ("donut_small.ply", "tarot_small.splat")]
             done = await asyncio.gather(*(j.wait(timeout=240) for j in jobs))
             assert [st.state for st in done] == [JobState.SUCCEEDED] * 2

@@ -241,6 +241,38 @@ def test_artifact_streams_read_any_protobuf_encoding(
     stub.DeleteArtifact(pb.DeleteArtifactRequest(id=sha), timeout=5)
 
 
+def test_upload_with_its_sha256_last(app: App, stub: pb_grpc.VqpressStub, channel: grpc.Channel) -> None:
+    """A header with an empty sha256 is followed by the bytes and then the digest: the sender hashes
+    while it sends. A wrong, missing, misplaced or doubled digest stores nothing."""
+    assert stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=5).upload_sha256_last
+    data = np.random.default_rng(11).bytes(200_000)
+    sha = hashlib.sha256(data).hexdigest()
+    chunks = [pb.UploadArtifactRequest(chunk=data[i : i + 65536]) for i in range(0, len(data), 65536)]
+
+    def msgs(header_sha: str, *tail: pb.UploadArtifactRequest, body: list | None = None) -> Iterator:
+        header = pb.UploadHeader(name="t.bin", kind="bin", size=len(data), sha256=header_sha)
+        head = pb.UploadArtifactRequest(header=header)
+        return iter([head, *(chunks if body is None else body), *tail])
+
+    before = stored_files(app)
+    for case, code, match in (
+        (msgs("", pb.UploadArtifactRequest(sha256=hashlib.sha256(b"x").hexdigest())), C.DATA_LOSS, "last message"),
+        (msgs(""), C.INVALID_ARGUMENT, "must carry the sha256"),
+        (msgs("", pb.UploadArtifactRequest(sha256="zz")), C.INVALID_ARGUMENT, "64 hex digits"),
+        (msgs(sha, pb.UploadArtifactRequest(sha256=sha)), C.INVALID_ARGUMENT, "takes no sha256 message"),
+        (msgs("", pb.UploadArtifactRequest(sha256=sha), chunks[0]), C.INVALID_ARGUMENT, "nothing may follow"),
+        (msgs("", pb.UploadArtifactRequest(sha256=sha), body=chunks[:-1]), C.DATA_LOSS, "ended after"),
+    ):
+        expect_error(channel, code, lambda case=case: stub.UploadArtifact(case, timeout=10), match)
+        assert stored_files(app) == before
+    info = stub.UploadArtifact(msgs("", pb.UploadArtifactRequest(sha256=sha.upper())), timeout=30)
+    assert info.id == sha and info.size == len(data)
+    again = stub.UploadArtifact(msgs("", pb.UploadArtifactRequest(sha256=sha)), timeout=30)  # stored content
+    assert again.id == sha
+    assert b"".join(c.data for c in stub.DownloadArtifact(pb.DownloadArtifactRequest(id=sha), timeout=30)) == data
+    stub.DeleteArtifact(pb.DeleteArtifactRequest(id=sha), timeout=5)
+
+
 def test_upload_with_wrong_hash_or_size_is_data_loss_and_stores_nothing(
     app: App, stub: pb_grpc.VqpressStub, channel: grpc.Channel
 ) -> None:

@@ -115,6 +115,38 @@ def test_upload_download_large_file_byte_identical(service: Service, tmp_path: P
     assert e.value.code == "NOT_FOUND"
 
 
+def test_upload_reads_the_file_once_and_sends_its_sha256_last(
+    service: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``hash_first=False`` the client hashes while it sends (one read of the file); against a
+    server that does not take the digest last it hashes first. Both store the same; the default
+    hashes first, so that content the server holds is not sent again."""
+    import vqpress.client as vc
+
+    data = np.random.default_rng(5).bytes((3 << 20) + 777)
+    src = tmp_path / "once.bin"
+    src.write_bytes(data)
+    assert service.client.server_info().upload_sha256_last
+
+    def no_second_read(path: Path) -> str:
+        raise AssertionError(f"{path} was read a second time to hash it first")
+
+    monkeypatch.setattr(vc, "_file_sha256", no_second_read)
+    info = service.client.upload(src, kind="bin", hash_first=False)
+    assert info.id == hashlib.sha256(data).hexdigest() and info.size == len(data)
+    with pytest.raises(AssertionError, match="read a second time"):
+        service.client.upload(src, kind="bin")  # the default reads it to hash it first
+    service.client.delete(info)
+    monkeypatch.undo()
+    old_server = Client(service.address, timeout=30)
+    old_server._sha256_last = False  # what a server without upload_sha256_last answers
+    try:
+        assert old_server.upload(src, kind="bin", hash_first=False).id == info.id
+    finally:
+        old_server.close()
+    service.client.delete(info)
+
+
 def test_corrupt_upload_is_data_loss_and_stores_nothing(service: Service, tmp_path: Path) -> None:
     data = os.urandom(3 << 20)
     src = tmp_path / "scene.ply"

@@ -59,6 +59,12 @@ def encode_upload_header(header: pb.UploadHeader) -> bytes:
     return pb.UploadArtifactRequest(header=header).SerializeToString()
 
 
+def encode_upload_sha256(hexdigest: str) -> bytes:
+    """The serialized ``UploadArtifactRequest(sha256=hexdigest)`` (the last message of an upload whose
+    header left its sha256 empty)."""
+    return pb.UploadArtifactRequest(sha256=hexdigest).SerializeToString()
+
+
 def decode_upload_request(buf: bytes) -> memoryview | pb.UploadArtifactRequest:
     """A chunk's bytes (a view into ``buf``), or the parsed message when it is anything else."""
     view = _single_field(buf, _UPLOAD_CHUNK_TAG)

@@ -106,6 +106,7 @@ class Client:
             self._channel = grpc.aio.insecure_channel(address, options=options)
         self._md = (("authorization", f"Bearer {token}"),) if token else None
         self._stub = pb_grpc.VqpressStub(self._channel)
+        self._sha256_last: bool | None = None  # the server takes an upload's sha256 after its bytes (asked once)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -135,7 +136,14 @@ class Client:
             auth_required=m.auth_required,
             tls=m.tls,
             limits={f.name: int(getattr(lim, f.name)) for f in lim.DESCRIPTOR.fields},
+            upload_sha256_last=m.upload_sha256_last,
         )
+
+    async def _takes_sha256_last(self) -> bool:
+        """Whether the server takes an upload's sha256 as its last message (servers before it do not)."""
+        if self._sha256_last is None:
+            self._sha256_last = (await self.server_info()).upload_sha256_last
+        return self._sha256_last
 
     # -- artifacts ---------------------------------------------------------------------
     async def stat(self, ref: ArtifactRef | str) -> ArtifactInfo:
@@ -152,12 +160,22 @@ class Client:
         return info if info.size == size else None
 
     async def upload(
-        self, path: str | os.PathLike, kind: str | None = None, *, name: str | None = None, sha256: str | None = None
+        self,
+        path: str | os.PathLike,
+        kind: str | None = None,
+        *,
+        name: str | None = None,
+        sha256: str | None = None,
+        hash_first: bool = True,
     ) -> ArtifactInfo:
-        """Store a file (not sent when the server already holds its content)."""
+        """Store a file; ``sha256`` and ``hash_first`` as in ``Client.upload`` (nothing is sent when the
+        server already holds the content, except with ``hash_first=False``: one read, digest last)."""
         path = Path(path)
         try:
             size = path.stat().st_size
+            if sha256 is None and not hash_first and await self._takes_sha256_last():
+                kind = guess_kind(path) if kind is None else kind
+                return await self._upload_hashing(path, name or path.name, size, kind)
             if sha256 is None:
                 sha256 = await asyncio.to_thread(_file_sha256, path)
         except OSError as e:
@@ -176,6 +194,26 @@ class Client:
                     yield pb.UploadArtifactRequest(chunk=chunk)
 
         return _info(await _call(self._stub.UploadArtifact(requests(), metadata=self._md)))
+
+    async def _upload_hashing(self, path: Path, name: str, size: int, kind: str) -> ArtifactInfo:
+        f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below, after the call
+        h = hashlib.sha256()
+
+        def read_and_hash() -> bytes:
+            chunk = f.read(_transport.CHUNK_BYTES)
+            h.update(chunk)
+            return chunk
+
+        async def requests() -> AsyncIterator[pb.UploadArtifactRequest]:
+            yield pb.UploadArtifactRequest(header=pb.UploadHeader(name=name, size=size, sha256="", kind=kind))
+            while chunk := await asyncio.to_thread(read_and_hash):
+                yield pb.UploadArtifactRequest(chunk=chunk)
+            yield pb.UploadArtifactRequest(sha256=h.hexdigest())
+
+        try:
+            return _info(await _call(self._stub.UploadArtifact(requests(), metadata=self._md)))
+        finally:
+            f.close()
 
     async def upload_bytes(self, data: bytes, name: str, kind: str | None = None) -> ArtifactInfo:
         sha256 = hashlib.sha256(data).hexdigest()

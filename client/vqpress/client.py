@@ -466,6 +466,7 @@ class Client:
         self._stub = pb_grpc.VqpressStub(self._channel)
         # The artifact streams carry their chunks through vqpress._wire (protobuf's bytes, fewer copies).
         self._upload = self._channel.stream_unary(_wire.UPLOAD_METHOD, response_deserializer=pb.ArtifactInfo.FromString)
+        self._sha256_last: bool | None = None  # the server takes an upload's sha256 after its bytes (asked once)
         self._download = self._channel.unary_stream(
             _wire.DOWNLOAD_METHOD,
             request_serializer=pb.DownloadArtifactRequest.SerializeToString,
@@ -505,7 +506,14 @@ class Client:
             auth_required=m.auth_required,
             tls=m.tls,
             limits={f.name: int(getattr(lim, f.name)) for f in lim.DESCRIPTOR.fields},
+            upload_sha256_last=m.upload_sha256_last,
         )
+
+    def _takes_sha256_last(self) -> bool:
+        """Whether the server takes an upload's sha256 as its last message (servers before it do not)."""
+        if self._sha256_last is None:
+            self._sha256_last = self.server_info().upload_sha256_last
+        return self._sha256_last
 
     # -- artifacts ---------------------------------------------------------------------
 
@@ -516,16 +524,26 @@ class Client:
         *,
         name: str | None = None,
         sha256: str | None = None,
+        hash_first: bool = True,
     ) -> ArtifactInfo:
         """Store a file on the server and return its artifact (an ArtifactRef with size, kind, ...).
 
-        ``kind`` defaults to a guess from the file suffix. The sha256 is computed by reading the file
-        once before streaming it (the header that carries it goes first); pass ``sha256`` when it is
-        already known to skip that pass. The server verifies size and hash (DATA_LOSS on mismatch).
+        ``kind`` defaults to a guess from the file suffix. The server verifies size and sha256
+        (DATA_LOSS on a mismatch) and stores nothing on a failure. How the sha256 is had:
+        - given (``sha256``, known from an earlier upload or a manifest): nothing is sent when the
+          server already holds the content;
+        - ``hash_first`` (the default): the file is read once to hash it, then, unless the server
+          already holds it, read again and sent;
+        - ``hash_first=False``: the file is sent at once, hashed on another thread as it goes, and
+          the digest sent last: one read of the file, but content the server holds is sent again (a
+          server without ``upload_sha256_last`` is hashed for first).
         """
         path = Path(path)
+        kind = guess_kind(path) if kind is None else kind
         try:
             size = path.stat().st_size
+            if sha256 is None and not hash_first and self._takes_sha256_last():
+                return self._upload_hashing(path, name or path.name, size, kind)
             if sha256 is None:
                 sha256 = _file_sha256(path)
         except OSError as e:
@@ -533,9 +551,7 @@ class Client:
         known = self._known(sha256, size)
         if known is not None:  # the server already holds these bytes: nothing to send
             return known
-        header = pb.UploadHeader(
-            name=name or path.name, size=size, sha256=sha256, kind=guess_kind(path) if kind is None else kind
-        )
+        header = pb.UploadHeader(name=name or path.name, size=size, sha256=sha256, kind=kind)
 
         def requests() -> Iterator[bytes]:
             yield _wire.encode_upload_header(header)
@@ -545,6 +561,26 @@ class Client:
 
         with translate_errors():
             return _info(self._upload(requests()))
+
+    def _upload_hashing(self, path: Path, name: str, size: int, kind: str) -> ArtifactInfo:
+        """Send the file at once and its sha256 last: each chunk read is hashed on another thread
+        while it goes out, so the file is read once and the hash costs the stream no time."""
+        opened = open(path, "rb", buffering=0)  # before the call: a file we cannot open is invalid input
+
+        def requests() -> Iterator[bytes]:
+            yield _wire.encode_upload_header(pb.UploadHeader(name=name, size=size, sha256="", kind=kind))
+            h = hashlib.sha256()
+            with opened as f, _Sinks((h.update,), name="vqpress-upload-hash") as sinks:
+                while chunk := f.read(_transport.CHUNK_BYTES):
+                    sinks.put(chunk)
+                    yield _wire.encode_upload_chunk(chunk)
+            yield _wire.encode_upload_sha256(h.hexdigest())
+
+        try:
+            with translate_errors():
+                return _info(self._upload(requests()))
+        finally:
+            opened.close()
 
     def upload_bytes(self, data: bytes, name: str, kind: str | None = None) -> ArtifactInfo:
         """Store bytes held in memory as an artifact named ``name`` (not sent when already stored)."""
@@ -921,11 +957,11 @@ class _Sinks:
     """Feeds each item to every consumer, each on its own thread through a bounded queue. A consumer
     that raises (a full disk) stops the feeding: ``put`` and leaving the block raise its error."""
 
-    def __init__(self, consumers: Sequence[Callable[[Any], object]]) -> None:
+    def __init__(self, consumers: Sequence[Callable[[Any], object]], name: str = "vqpress-download") -> None:
         self._queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=_PIPELINE_DEPTH) for _ in consumers]
         self._failure: list[BaseException] = []
         self._threads = [
-            threading.Thread(target=self._run, args=(fn, q), name="vqpress-download", daemon=True)
+            threading.Thread(target=self._run, args=(fn, q), name=name, daemon=True)
             for fn, q in zip(consumers, self._queues, strict=True)
         ]
 

@@ -706,6 +706,7 @@ class ServerInfo:
     auth_required: bool
     tls: bool
     limits: dict[str, int]  # max_message_bytes, chunk_bytes, max_artifact_bytes, max_queued_jobs, ...
+    upload_sha256_last: bool = False  # uploads may send the sha256 after the bytes (hashed while sent)
 
     @property
     def gpus(self) -> tuple[str, ...]:

@@ -602,12 +602,14 @@ class UploadHeader(_message.Message):
     def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class UploadArtifactRequest(_message.Message):
-    __slots__ = ("header", "chunk")
+    __slots__ = ("header", "chunk", "sha256")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
     header: UploadHeader
     chunk: bytes
-    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+    sha256: str
+    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class DownloadArtifactRequest(_message.Message):
     __slots__ = ("id",)
@@ -867,7 +869,7 @@ class ServerLimits(_message.Message):
     def __init__(self, max_message_bytes: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., max_artifact_bytes: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., max_render_cameras: _Optional[int] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "executor", "workers", "devices", "auth_required", "tls", "limits")
+    __slots__ = ("version", "executor", "workers", "devices", "auth_required", "tls", "limits", "upload_sha256_last")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     EXECUTOR_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
@@ -875,6 +877,7 @@ class ServerInfo(_message.Message):
     AUTH_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     TLS_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_SHA256_LAST_FIELD_NUMBER: _ClassVar[int]
     version: str
     executor: str
     workers: int
@@ -882,4 +885,5 @@ class ServerInfo(_message.Message):
     auth_required: bool
     tls: bool
     limits: ServerLimits
-    def __init__(self, version: _Optional[str] = ..., executor: _Optional[str] = ..., workers: _Optional[int] = ..., devices: _Optional[_Iterable[str]] = ..., auth_required: _Optional[bool] = ..., tls: _Optional[bool] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ...) -> None: ...
+    upload_sha256_last: bool
+    def __init__(self, version: _Optional[str] = ..., executor: _Optional[str] = ..., workers: _Optional[int] = ..., devices: _Optional[_Iterable[str]] = ..., auth_required: _Optional[bool] = ..., tls: _Optional[bool] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., upload_sha256_last: _Optional[bool] = ...) -> None: ...

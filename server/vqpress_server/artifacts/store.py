@@ -210,9 +210,20 @@ class Upload:
             t.join()
         self._queues, self._sinks = [], []
 
-    def commit(self) -> ArtifactInfo:
+    def commit(self, sha256: str | None = None) -> ArtifactInfo:
+        """Store the bytes; ``sha256``: the hex digest they must have, when it was not known at
+        ``begin_upload`` (an upload whose last message carries it)."""
         if self._tmp is None:
             raise RuntimeError("upload is already committed or aborted")
+        declared_by = "header"
+        if sha256 is not None:
+            if self._sha256 is not None:
+                self.abort()
+                raise VqpressInputError(f"upload of {self._name!r} declared its sha256 twice")
+            if not isinstance(sha256, str) or _ID_RE.fullmatch(sha256.lower()) is None:
+                self.abort()
+                raise VqpressInputError(f"declared sha256 {str(sha256)[:80]!r} is not 64 hex digits")
+            self._sha256, declared_by = sha256.lower(), "last message"
         self._join_sink()
         if self._failure is not None:
             e = self._failure
@@ -227,7 +238,7 @@ class Upload:
         if self._sha256 is not None and digest != self._sha256:
             self.abort()
             raise ArtifactIntegrityError(
-                f"upload of {self._name!r} has sha256 {digest}, not the {self._sha256} its header declared "
+                f"upload of {self._name!r} has sha256 {digest}, not the {self._sha256} its {declared_by} declared "
                 "(the data was corrupted in transit, or the header is wrong)"
             )
         try:
@@ -280,13 +291,16 @@ class ArtifactStore:
         self._remove_stale_temp_files()
 
     # -- writing ---------------------------------------------------------------------
-    def begin_upload(self, name: str, size: int, sha256: str, kind: str, source_job: str | None = None) -> Upload:
-        """Start an upload of exactly ``size`` bytes whose sha256 hex digest is ``sha256``."""
+    def begin_upload(
+        self, name: str, size: int, sha256: str | None, kind: str, source_job: str | None = None
+    ) -> Upload:
+        """Start an upload of exactly ``size`` bytes whose sha256 hex digest is ``sha256`` (None: given
+        to ``Upload.commit`` once the bytes are in)."""
         name, kind = _check_meta(name, kind)
-        if not isinstance(sha256, str) or _ID_RE.fullmatch(sha256.lower()) is None:
+        if sha256 is not None and (not isinstance(sha256, str) or _ID_RE.fullmatch(sha256.lower()) is None):
             raise VqpressInputError(f"declared sha256 {str(sha256)[:80]!r} is not 64 hex digits")
         self._check_size(name, size)
-        return Upload(self, name, size, sha256.lower(), kind, source_job)
+        return Upload(self, name, size, None if sha256 is None else sha256.lower(), kind, source_job)
 
     def put_file(self, src: Path, name: str, kind: str, source_job: str | None = None) -> ArtifactInfo:
         """Store a copy of the file ``src`` (hashed while copied)."""

@@ -106,6 +106,7 @@ class VqpressServicer(pb_grpc.VqpressServicer):
                 max_queued_jobs=s.max_queued_jobs,
                 max_render_cameras=MAX_RENDER_CAMERAS,
             ),
+            upload_sha256_last=True,
         )
 
     # -- artifacts -------------------------------------------------------------------
@@ -120,23 +121,43 @@ class VqpressServicer(pb_grpc.VqpressServicer):
         h = first.header
         if not h.name:
             raise invalid_argument("UploadHeader.name is empty; give the file's name, e.g. 'scene.ply'")
-        if _SHA256.fullmatch(h.sha256) is None:
-            raise invalid_argument("UploadHeader.sha256 must be the content's sha256 as 64 hex digits")
+        last = not h.sha256  # the sha256 comes as the last message, after the bytes
+        if not last and _SHA256.fullmatch(h.sha256) is None:
+            raise invalid_argument(
+                "UploadHeader.sha256 must be the content's sha256 as 64 hex digits, or empty when the "
+                "upload's last message carries it"
+            )
         try:
-            upload = self.store.begin_upload(h.name, h.size, h.sha256.lower(), h.kind)
+            upload = self.store.begin_upload(h.name, h.size, None if last else h.sha256.lower(), h.kind)
         except (ArtifactIntegrityError, ArtifactTooLarge):
             raise
         except ValueError as e:  # a name or kind the store refuses; the message says which
             raise invalid_argument(str(e)) from None
         with upload:  # aborts (leaving nothing) on any exception, a cancelled call included
+            trailer: str | None = None
             for msg in request_iterator:
+                if trailer is not None:
+                    raise invalid_argument("an upload's sha256 message is its last; nothing may follow it")
                 if isinstance(msg, memoryview):
                     upload.write(msg)
                 elif msg.WhichOneof("part") == "chunk":
                     upload.write(msg.chunk)
+                elif msg.WhichOneof("part") == "sha256" and last:
+                    if _SHA256.fullmatch(msg.sha256) is None:
+                        raise invalid_argument("the upload's sha256 message must be 64 hex digits")
+                    trailer = msg.sha256.lower()
+                elif msg.WhichOneof("part") == "sha256":
+                    raise invalid_argument("this upload's header gave its sha256; it takes no sha256 message")
                 else:
-                    raise invalid_argument("an upload has one header, first; every later message is a chunk")
-            info = upload.commit()
+                    raise invalid_argument(
+                        "an upload has one header, first, then chunks (and its sha256 last when the header's is empty)"
+                    )
+            if last and trailer is None:
+                raise invalid_argument(
+                    "this upload's header left sha256 empty, so its last message must carry the sha256; "
+                    "it ended without one"
+                )
+            info = upload.commit(sha256=trailer)
         return convert.artifact_info(info)
 
     def DownloadArtifact(self, request: pb.DownloadArtifactRequest, context: Any) -> Iterator[bytes]:
