@@ -275,25 +275,31 @@ def test_change_count_wakes_its_waiters(tmp_path: Path) -> None:
     assert got == [True]
 
 
-def test_wait_for_change_wakes_on_the_change_count(tmp_path: Path) -> None:
-    # A waiter whose polls double from 1 ms towards a poll_s of 10 minutes sleeps 8.2 s from 8.2 s on;
-    # a write at 9 s is seen before 15 s (that sleep ends at 16.4 s) only if its announcement woke it.
-    # The margins leave a loaded machine seconds of slack either side.
+def test_wait_for_change_wakes_on_the_change_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The waiter's polls are made to never end on their own (every wait asks for 10 minutes), so
+    # the only thing that can return it is the write's announcement: no timing is assumed.
     t = JobTable(tmp_path / "jobs.sqlite3", poll_s=600.0)
     job = t.submit("render", {})
-    woke = threading.Event()
+    changes = t.changes
+    real_wait = changes.wait
+    asleep = threading.Event()
+
+    def long_wait(seen: int, timeout: float) -> bool:
+        asleep.set()
+        return real_wait(seen, 600.0)
+
+    monkeypatch.setattr(changes, "wait", long_wait)
     got: list[object] = []
 
     def wait() -> None:
         got.append(t.wait_for_change(job.id, job.version, timeout=1200.0))
-        woke.set()
 
     th = threading.Thread(target=wait, daemon=True)
     th.start()
-    assert not woke.wait(9.0)
-    JobTable(tmp_path / "jobs.sqlite3").claim("w", 10)
-    assert woke.wait(6.0), "the waiter slept through an announced write"
-    th.join()
+    assert asleep.wait(120.0), "the waiter never went to sleep"
+    JobTable(tmp_path / "jobs.sqlite3").claim("w", 10)  # another table on the file: it bumps the same count
+    th.join(120.0)
+    assert not th.is_alive(), "the waiter slept through an announced write"
     assert got[0].state is JobState.RUNNING  # type: ignore[attr-defined]
 
 
