@@ -64,9 +64,15 @@ def lra_field(field: NeuralField, rank: int) -> NeuralField:
     coeffs, bases, means = [], [], []
     for t in tables:
         mu = t.mean(0)
-        u, s, vh = torch.linalg.svd(t - mu, full_matrices=False)
-        coeffs.append(u[:, :rank] * s[:rank])
-        bases.append(vh[:rank])
+        c = t - mu
+        # The principal axes from the k x k Gram matrix in float64 rather than an SVD of the
+        # [vertices, k] table: the same subspace, and no solver workspace that grows with the table
+        # (cuSOLVER's gesvdj refuses a 256^3-vertex level's 16.7M rows as an invalid size).
+        gram = c.double().T @ c.double()
+        _, vecs = torch.linalg.eigh(gram)  # ascending eigenvalues
+        basis = vecs[:, -rank:].flip(-1).to(t.dtype)  # [k, rank], the largest first
+        coeffs.append(c @ basis)
+        bases.append(basis.T.contiguous())
         means.append(mu)
     g = field.grid
     return _with_grid(field, LowRankGrid(g.dims, g.resolutions, g.combine, coeffs, bases, means))
