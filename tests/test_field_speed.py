@@ -141,6 +141,33 @@ def test_compiled_lookup_trains_the_same_field() -> None:
         assert h["loss"] == pytest.approx(r["loss"], rel=1e-4)
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_compiled_lookup_is_not_compiled_again_when_the_sparse_allocation_changes(fused: bool) -> None:
+    # Every re-fit of a sparse VQ-AD grid resizes its logits. A lookup whose graph read their shapes
+    # was guarded on them and compiled again at each re-fit (on the GPU the run hit dynamo's
+    # recompile limit and fell back to eager for the rest of the run): one graph must serve them all.
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    grid = build_grid(3, GRIDS["vqad-sparse"])
+    grid.fused_lookup = fused
+    lookup = torch.compile(lambda x, t: grid.features_and_support(x, t), backend="aot_eager", dynamic=True)
+    x = torch.rand(500, 3, generator=torch.Generator().manual_seed(0))
+    sizes = []
+    for r in (2, 3, 4, 5, 6):
+        occupied = torch.zeros(16, 16, 16, dtype=torch.bool)
+        occupied[:r, :r, :r] = True
+        grid.allocate(occupied)
+        sizes.append(grid.allocated_vertices()[-1])
+        out, support = lookup(x, grid.lookup_inputs())
+        ref, ref_support = grid.features_and_support(x, grid.lookup_inputs())
+        assert torch.allclose(out, ref) and torch.equal(support, ref_support)
+    assert len(set(sizes)) == 5
+    assert counters["stats"]["unique_graphs"] == 1
+    torch._dynamo.reset()
+
+
 @pytest.mark.parametrize("bad", [{"torch_compile": "max"}, {"fused_adam": 1}, {"march_box_bound": "yes"}])
 def test_bad_speed_options_are_config_errors(bad: dict) -> None:
     with pytest.raises(ConfigError):

@@ -511,9 +511,15 @@ class VqadGrid(MultiResGrid):
     def support_level(self) -> int | None:
         """The finest allocated sparse level. An allocation is never empty (``allocate`` skips an
         empty mask, and the dilated mask of an occupied cell holds vertices), so a sparse level is
-        allocated exactly when it has logits rows."""
+        allocated exactly when it has logits rows. Kept as a plain attribute, set where the
+        allocation changes: a compiled lookup that read the logits' shapes here would be guarded on
+        them and compiled again after every re-fit of the allocation."""
+        return self.__dict__.get("_support_level")
+
+    def _allocation_changed(self) -> None:
         done = [l for l in range(self.levels) if self.sparse[l] and self.logits[l].shape[0] > 0]
-        return done[-1] if done else None
+        self.__dict__["_support_level"] = done[-1] if done else None
+        self._tables.clear()
 
     def level_table(self, level: int) -> Tensor:  # [rows + 1, k]
         """The level's feature table (``vqad_table``), cached for no-grad calls."""
@@ -664,7 +670,7 @@ class VqadGrid(MultiResGrid):
                 new_cand[new_idx] = cand[old_idx]
                 self.register_buffer(f"cand_{level}", new_cand)
             moved[level] = (old, old_idx, new_idx)
-        self._tables.clear()
+        self._allocation_changed()
         return moved
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
@@ -686,8 +692,8 @@ class VqadGrid(MultiResGrid):
             self.register_buffer(f"rows_{level}", torch.empty(m, dtype=torch.int32, device=dev))
             if self.uses_candidates:
                 self.register_buffer(f"cand_{level}", torch.empty(n_alloc, M, dtype=torch.int16, device=dev))
-        self._tables.clear()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._allocation_changed()
 
     def bake(self) -> VqGrid:
         """The inference grid: V = the code of argmax C per (allocated) vertex (b bits) and the codebooks D."""
