@@ -396,6 +396,10 @@ def compiled_field_fns(
     def density(x: Tensor, tables: list[Tensor | None]) -> Tensor:
         return model.density(unit_coords(x, aabb, unbounded), tables)
 
+    # A fresh compile cache per run: dynamo keys its cache on the code object, so every fit's
+    # closures add guarded entries to the same one, and past its recompile limit (8) a worker's
+    # later fits would quietly run eager.
+    torch._dynamo.reset()
     c_radiance = torch.compile(radiance, backend=backend, dynamic=True)
     c_density = torch.compile(density, backend=backend, dynamic=True)
     return (lambda x, d: c_radiance(x, d, grid.lookup_inputs())), (lambda x: c_density(x, grid.lookup_inputs()))
@@ -467,10 +471,13 @@ def fit_radiance(
     gen = torch.Generator(device=dev).manual_seed(train.seed + start)
     n = ray_o.shape[0]
     history: list[dict[str, float]] = []
-    if train.torch_compile == "none":
+    backend = train.torch_compile
+    if backend == "auto":
+        backend = "inductor" if dev.type == "cuda" else "none"
+    if backend == "none":
         fn, density = radiance_fn(model, aabb, box.unbounded), _density_fn(model, aabb, box.unbounded)
     else:
-        fn, density = compiled_field_fns(model, aabb, box.unbounded, train.torch_compile)
+        fn, density = compiled_field_fns(model, aabb, box.unbounded, backend)
     # Bounded: march every ray over the box diagonal's steps, known here, rather than wait each step
     # for the device to report the batch's longest ray (the same samples either way).
     max_steps = march_steps_bound(aabb, march_step) if march and train.march_box_bound and not box.unbounded else None
