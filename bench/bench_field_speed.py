@@ -3,7 +3,7 @@
 Each method (the grids of ``bench_fields.py``: dense, vqad-4, hash-16, ... under its Instant-NGP-class
 decoder and schedule) trains on lego's photos with each variant of ``TrainConfig``'s speed options:
 
-- ``default``: the options off (the trainer's default path);
+- ``default``: the options off (the trainer's path before the preset turned them on);
 - ``box``: ``march_box_bound`` (no read-back of the longest ray each step);
 - ``fused-grid``: ``fused_grid`` (all levels in one lookup);
 - ``fused-adam``: ``fused_adam``;
@@ -46,21 +46,14 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "server"), str(REPO / "client"), str(REPO / "bench")]
 
+from bench_fields import SPEED_VARIANTS as ALL_VARIANTS  # noqa: E402
 from bench_fields import _rgba, grid_for, load_scene, train_config  # noqa: E402
 from vqpress_server.core.atomic import atomic_write_bytes  # noqa: E402
 from vqpress_server.core.errors import Cancelled  # noqa: E402
 from vqpress_server.core.fields.config import FieldConfig, instant_ngp_field  # noqa: E402
 from vqpress_server.core.fields.train import FitResult, fit_radiance  # noqa: E402
 
-FAST = {"march_box_bound": True, "fused_grid": True, "fused_adam": True}
-VARIANTS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "box": {"march_box_bound": True},
-    "fused-grid": {"fused_grid": True},
-    "fused-adam": {"fused_adam": True},
-    "fast": FAST,
-    "compile": {**FAST, "torch_compile": "inductor"},
-}
+VARIANTS = {k: v for k, v in ALL_VARIANTS.items() if k != "preset"}  # "preset" is "compile"
 DEFAULT_METHODS = ("dense", "vqad-4", "hash-16")
 LOG_EVERY = 25  # steps between loss reads (each one waits for the device; the trainer's default is 500)
 ALARM_GRACE_S = 15.0  # a run still inside one step this long after its share is interrupted

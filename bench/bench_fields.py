@@ -63,8 +63,20 @@ from vqpress_server.core.fields.posthoc import kmvq_field, lra_field  # noqa: E4
 from vqpress_server.core.fields.serialize import decode_field, encode_field, field_report  # noqa: E402
 from vqpress_server.core.fields.train import SceneBox, field_occupancy, fit_radiance, render_field  # noqa: E402
 from vqpress_server.core.metrics import psnr, ssim  # noqa: E402
+from vqpress_server.core.render.volume import OccupancyGrid  # noqa: E402
 
 DEFAULT_METHODS = ("ngp", "dense", "vqad-4", "vqad-8", "hash-15", "hash-16")
+# TrainConfig's speed options by name (``--speed``; bench_field_speed.py times each against "default").
+FAST = {"march_box_bound": True, "fused_grid": True, "fused_adam": True}
+SPEED_VARIANTS: dict[str, dict[str, Any]] = {
+    "preset": {},  # instant_ngp_train's own (every option on, compiled on a GPU)
+    "default": {"march_box_bound": False, "fused_grid": False, "fused_adam": False, "torch_compile": "none"},
+    "box": {"march_box_bound": True, "fused_grid": False, "fused_adam": False, "torch_compile": "none"},
+    "fused-grid": {"march_box_bound": False, "fused_grid": True, "fused_adam": False, "torch_compile": "none"},
+    "fused-adam": {"march_box_bound": False, "fused_grid": False, "fused_adam": True, "torch_compile": "none"},
+    "fast": {**FAST, "torch_compile": "none"},
+    "compile": {**FAST, "torch_compile": "inductor"},
+}
 SCENE_DIRS = {"lego": "nerf_synthetic_lego_400", "fox": "instant_ngp_fox"}
 
 
@@ -93,11 +105,22 @@ def _rgba(ds: Any, i: int) -> torch.Tensor:  # [H, W, 4] straight rgb + alpha, o
     return torch.cat([rgb, a], -1)
 
 
-def evaluate(model: NeuralField, scene: dict[str, Any], train: TrainConfig) -> dict[str, Any]:
+def evaluate(
+    model: NeuralField, scene: dict[str, Any], train: TrainConfig, trained_grid: torch.Tensor | None = None
+) -> dict[str, Any]:
     """PSNR / SSIM over every held-out view, on the photos' own background, rendered by the
-    marcher on an occupancy grid estimated from the (decoded) field."""
+    marcher on an occupancy grid estimated from the (decoded) field, or with ``trained_grid`` (the
+    trainer's occupancy density, ``FitResult.occupancy``) on the grid the training marched."""
     t0 = time.perf_counter()
-    occ = field_occupancy(model, scene["box"], resolution=train.occupancy_resolution, march_steps=train.march_steps)
+    if trained_grid is None:
+        occ = field_occupancy(model, scene["box"], resolution=train.occupancy_resolution, march_steps=train.march_steps)
+    else:
+        dev = next(iter(model.state_dict().values())).device
+        aabb = scene["box"].tensor(dev)
+        occ = OccupancyGrid(aabb, train.occupancy_resolution, train.samples_per_ray, train.occupancy_threshold,
+                            unbounded=scene["box"].unbounded,
+                            step_size=float((aabb[1] - aabb[0]).norm()) / train.march_steps)  # fmt: skip
+        occ.load(trained_grid.to(dev))
     ps, ss = [], []
     for img, cam in scene["ds"].split("test"):
         out = render_field(
@@ -144,6 +167,7 @@ def grid_for(method: str, args: argparse.Namespace) -> Any:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     train = instant_ngp_train(steps=args.steps, time_budget_s=args.time_budget)
+    train = dataclasses.replace(train, **SPEED_VARIANTS[getattr(args, "speed", "preset")])
     if args.quick:  # a CPU check of the whole pipeline, not a measurement
         train = dataclasses.replace(
             train, batch_size=128, target_samples=1 << 12, march_steps=128, occupancy_resolution=32,
@@ -165,6 +189,10 @@ def measure(
     data = encode_field(model, {"box": [scene["box"].lo, scene["box"].hi]})
     decoded, _ = decode_field(data, device=next(iter(model.state_dict().values())).device)
     q = evaluate(decoded, scene, train)
+    trained_grid = metrics.pop("trained_grid", None)
+    if trained_grid is not None:  # the same file rendered on the training's own occupancy grid
+        g = evaluate(decoded, scene, train, trained_grid)
+        metrics.update(psnr_trained_grid=g["psnr"], ssim_trained_grid=g["ssim"])
     known = ("train_time_s", "peak_memory_bytes")
     rep = field_report(name, data, model, psnr=q["psnr"], ssim=q["ssim"], **{k: metrics.get(k) for k in known})
     row = {"scene": scene["name"], **rep.as_dict(), "views": q["views"], "eval_s": q["eval_s"]}
@@ -175,7 +203,12 @@ def measure(
         f" {rep.total_bytes / 1024:.1f} KiB (grid {rep.grid_bytes / 1024:.1f})"
         f" train {metrics.get('train_time_s') or 0:.0f} s"
         f" steps {metrics.get('steps', '-')} peak {(metrics.get('peak_memory_bytes') or 0) / 2**30:.2f} GiB"
-        f" eval {q['eval_s']:.0f} s",
+        f" eval {q['eval_s']:.0f} s"
+        + (
+            f"; on the training's occupancy grid {metrics['psnr_trained_grid']:.2f} dB"
+            if "psnr_trained_grid" in metrics
+            else ""
+        ),
         flush=True,
     )
     return row
@@ -216,11 +249,12 @@ def run_method(args: argparse.Namespace) -> None:
     )
     last = res.history[-1] if res.history else {}
     print(f"trained {res.step} steps in {res.train_time_s:.0f} s, last {json.dumps(last)}", flush=True)
-    m = {"train_time_s": res.train_time_s, "peak_memory_bytes": res.peak_memory_bytes, "steps": res.step}
+    m = {"train_time_s": res.train_time_s, "peak_memory_bytes": res.peak_memory_bytes, "steps": res.step,
+         "speed": args.speed, "speed_options": SPEED_VARIANTS[args.speed]}  # fmt: skip
     if isinstance(res.field.grid, VqadGrid):
         m["allocated_vertices"] = sum(res.field.grid.allocated_vertices())
         m["vqad_state_bytes"] = res.field.grid.state_bytes()
-    measure(args.method, res.field, scene, train, args.out_dir, **m, history=res.history)
+    measure(args.method, res.field, scene, train, args.out_dir, **m, history=res.history, trained_grid=res.occupancy)
     if args.method == "dense":
         for name, fn in (("kmvq-4", lambda: kmvq_field(res.field, bits=4)), ("lra-1", lambda: lra_field(res.field, 1))):
             t1 = time.perf_counter()
@@ -245,7 +279,8 @@ def orchestrate(args: argparse.Namespace) -> None:
             cmd = [sys.executable, "-u", str(Path(__file__).resolve()), "--method", method, "--scene", scene,
                    "--data", str(args.data), "--out-dir", str(args.out_dir), "--time-budget", str(args.time_budget),
                    "--steps", str(args.steps), "--max-res", str(args.max_res), "--features", str(args.features),
-                   "--sparse-from", str(args.sparse_from), "--downscale", str(args.downscale)]  # fmt: skip
+                   "--sparse-from", str(args.sparse_from), "--downscale", str(args.downscale),
+                   "--speed", args.speed]  # fmt: skip
             if args.quick:
                 cmd.append("--quick")
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
@@ -348,6 +383,10 @@ def main() -> None:
     ap.add_argument("--features", type=int, default=2, help="features per level of dense and VQ-AD (default 2)")
     ap.add_argument("--sparse-from", type=int, default=32, help="VQ-AD levels this fine and finer are sparse (32)")
     ap.add_argument("--downscale", type=int, default=1, help="reduce the photos by this factor (default 1)")
+    ap.add_argument(
+        "--speed", choices=tuple(SPEED_VARIANTS), default="preset",
+        help="TrainConfig's speed options by name, as bench_field_speed.py names them (default: the preset's own)",
+    )  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="tiny grids, steps and photos on the CPU: checks the pipeline")
     ap.add_argument("--method", help="run this one method here (what the orchestrator starts)")
     ap.add_argument("--scene", choices=tuple(SCENE_DIRS), default="lego", help="with --method: the scene")
