@@ -224,6 +224,61 @@ def test_tiny_field_trains_with_the_marcher_and_renders_from_its_file() -> None:
     assert float(((out - ref) ** 2).mean()) < 0.05
 
 
+def test_the_trained_occupancy_grid_travels_in_the_file_and_bounds_the_render() -> None:
+    # Cells the marcher skipped in training never learned to be empty; the file keeps the grid the
+    # field was trained through, and a render marches only its cells.
+    imgs, cams, box = _scene(3, 10)
+    cfg = FieldConfig(
+        dims=3,
+        grid=HashGridConfig(levels=2, base_resolution=8, max_resolution=16, features=2, log2_table_size=10),
+        decoder=DecoderConfig(hidden=16, layers=1, color_layers=1),
+    )
+    train = TrainConfig(
+        steps=12, batch_size=96, sampler="march", march_steps=40, target_samples=768, occupancy_resolution=16,
+        occupancy_warmup=4, occupancy_update_every=4, log_every=4,
+    )  # fmt: skip
+    res = fit_radiance(imgs, cams, cfg, train, box=box)
+    field = res.field
+    grid = OccupancyGrid(box.tensor("cpu"), 16, 1, step_size=float(box.tensor("cpu").diff(dim=0).norm()) / 40)
+    assert res.occupancy is not None
+    grid.load(res.occupancy)
+    assert field.occupancy_mask is not None and torch.equal(field.occupancy_mask, grid.mask)
+    # A grid that marks part of the box empty survives the file as it is.
+    partial = torch.zeros(16, 16, 16, dtype=torch.bool)
+    partial[3:13, 2:11, 5:14] = True
+    field.occupancy_mask = partial
+    model, _ = decode_field(encode_field(field))
+    assert model.occupancy_mask is not None and torch.equal(model.occupancy_mask, partial)
+    assert torch.equal(field_occupancy(model, box, resolution=32, march_steps=40).mask, partial)
+    # An empty stored grid renders nothing but the background; without one the density decides.
+    model.occupancy_mask = torch.zeros_like(partial)
+    empty = render_field(model, cams[0], box=box, background=(0.25, 0.5, 0.75), march_steps=40)
+    assert torch.allclose(empty, torch.tensor([0.25, 0.5, 0.75]).expand_as(empty))
+    model.occupancy_mask = None
+    estimated = render_field(model, cams[0], box=box, background=(0.25, 0.5, 0.75), march_steps=40)
+    assert not torch.allclose(estimated, empty)
+
+
+def test_a_stored_occupancy_grid_that_lies_about_its_size_is_a_format_error() -> None:
+    from vqpress.vqp import Section, read_vqp, write_vqp
+    from vqpress_server.core.errors import FormatError
+
+    cfg = FieldConfig(
+        dims=3,
+        grid=HashGridConfig(levels=2, base_resolution=4, max_resolution=8, features=2, log2_table_size=8),
+        decoder=DecoderConfig(hidden=8, layers=1, color_layers=1),
+    )
+    field = NeuralField(cfg)
+    field.occupancy_mask = torch.ones(8, 8, 8, dtype=torch.bool)
+    vqp = read_vqp(encode_field(field))
+    assert vqp.manifest["occupancy"] == {"resolution": 8}
+    for bad in ({"resolution": 9}, {"resolution": 10_000}, {"resolution": "8"}, [8]):
+        manifest = {**vqp.manifest, "occupancy": bad}
+        sections = [Section(k, np.asarray(v)) for k, v in vqp.sections.items()]
+        with pytest.raises(FormatError, match="occupancy"):
+            decode_field(write_vqp("field", manifest, sections))
+
+
 def test_random_background_is_learned_as_transparency() -> None:
     # Trained on random backgrounds, the empty corners of the photos become transparent: rendered
     # on black and on white they take (mostly) the background's colour.

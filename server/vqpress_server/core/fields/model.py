@@ -54,6 +54,11 @@ class NeuralField(nn.Module):
             self.mlp = mlp(self.grid.out_dim, dec.hidden, dec.layers, 1 + dec.geo_features)
             sh_dim = (dec.dir_degree + 1) ** 2
             self.color_mlp = mlp(dec.geo_features + sh_dim, dec.hidden, dec.color_layers, 3)
+        # 3D: the occupancy grid's cells the trainer marched [R, R, R] bool (CPU), set by the trainer
+        # and stored in the .vqp; rendering marches only these cells. Space the training skipped
+        # never learned to be empty, so an occupancy grid estimated afresh from the density can mark
+        # such cells occupied and render them as floaters. None: estimate one (older files).
+        self.occupancy_mask: Tensor | None = None
 
     def image(self, xy: Tensor) -> Tensor:  # xy [B, 2] in [0, 1] -> rgb [B, 3]
         assert self.config.dims == 2, "image() needs a 2D field"

@@ -9,6 +9,9 @@ Sections (all float arrays fp16):
 - low-rank grids (LRA): ``grid.<l>.coeffs`` [m, r], ``grid.<l>.basis`` [r, k], ``grid.<l>.mean`` [k].
 - decoder: ``mlp.<i>.weight`` / ``mlp.<i>.bias`` (and ``color_mlp.<i>.*`` in 3D), the Linear layers in order,
   ReLU between them; 2D ends with a sigmoid.
+- 3D fields trained with the occupancy-grid marcher: ``occupancy``, one bit per cell of the grid the
+  training marched (x-major over the unit cube, manifest ``occupancy.resolution`` R per axis); a
+  renderer marches only those cells. Files without it have one estimated from the density.
 The manifest holds the field config, the grid geometry and storage, and the layer names in order.
 """
 
@@ -27,6 +30,8 @@ from .config import DenseGridConfig, HashGridConfig, field_config_from_dict, fie
 from .grid import DenseGrid, LowRankGrid, MultiResGrid, VqadGrid, VqGrid
 from .manifest import FIELD_FORMAT
 from .model import NeuralField
+
+MAX_OCCUPANCY_RESOLUTION = 512  # cells per axis of a stored occupancy grid (the trainer's own bound)
 
 
 def _f16(t: torch.Tensor) -> np.ndarray:
@@ -89,13 +94,18 @@ def encode_field(model: NeuralField, extra: dict[str, Any] | None = None) -> byt
             lin = _linear(model, name)
             sections.append(Section(f"{name}.weight", _f16(lin.weight)))
             sections.append(Section(f"{name}.bias", _f16(lin.bias)))
-    manifest = {
+    mask = model.occupancy_mask
+    if mask is not None and model.config.dims == 3:
+        sections.append(Section("occupancy", mask.reshape(-1).cpu().numpy().astype(np.uint8), bits=1))
+    manifest: dict[str, Any] = {
         "format": FIELD_FORMAT,
         "config": field_config_to_dict(model.config),
         "grid": geo,
         "layers": layers,
         "extra": extra or {},
     }
+    if mask is not None and model.config.dims == 3:
+        manifest["occupancy"] = {"resolution": int(mask.shape[0])}
     return write_vqp("field", manifest, sections)
 
 
@@ -175,6 +185,15 @@ def _build(
                 lin = _linear(model, name)
                 lin.weight.copy_(t(f"{name}.weight"))
                 lin.bias.copy_(t(f"{name}.bias"))
+    occ = man.get("occupancy")
+    if occ is not None:
+        r = occ.get("resolution") if isinstance(occ, dict) else None
+        if dims != 3 or isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= MAX_OCCUPANCY_RESOLUTION:
+            raise ValueError(f"occupancy.resolution must be an integer in [1, {MAX_OCCUPANCY_RESOLUTION}] (3D fields)")
+        bits = np.asarray(sec["occupancy"]).reshape(-1)
+        if bits.shape[0] != r**3:
+            raise ValueError(f"occupancy holds {bits.shape[0]} cells, not {r}^3")
+        model.occupancy_mask = torch.from_numpy(bits.astype(bool)).reshape(r, r, r)
     return model.to(device).eval(), dict(man.get("extra", {}))
 
 

@@ -555,7 +555,9 @@ def fit_radiance(
         _log_step(step, mse.detach(), train, history, progress, force=step == train.steps or done >= 1.0, fraction=done,
                   **extra)  # fmt: skip
         if _checkpoint_due(step, train, on_checkpoint, checkpoint_every):
+            model.occupancy_mask = occ.mask.cpu()
             on_checkpoint(_result(model, step, history, t0, dev, opt, occ.density.detach().cpu()))  # type: ignore[misc]
+    model.occupancy_mask = occ.mask.cpu()  # where the field was trained: what it is rendered through
     return _result(model, step, history, t0, dev, opt, occ.density.detach().cpu())
 
 
@@ -591,10 +593,16 @@ def _as_rgba(image: Tensor | np.ndarray, name: str) -> Tensor:  # -> [H, W, 4]
 def field_occupancy(
     model: NeuralField, box: SceneBox = SceneBox(), resolution: int = 128, march_steps: int = 1024, seed: int = 0
 ) -> OccupancyGrid:
-    """An occupancy grid estimated from a trained field's density (``OccupancyGrid.fill``): what the
-    marcher needs to render a field that was stored without one."""
+    """The occupancy grid the marcher renders a field with: the one it was trained with when it
+    carries it (``NeuralField.occupancy_mask``, at its own resolution), else one estimated from its
+    density (``OccupancyGrid.fill``), for a field stored without one."""
     dev = next(iter(model.state_dict().values())).device
     aabb = box.tensor(dev)
+    stored = model.occupancy_mask
+    if stored is not None:
+        occ = OccupancyGrid(aabb, int(stored.shape[0]), march_steps, unbounded=box.unbounded)
+        occ.load_mask(stored)
+        return occ
     occ = OccupancyGrid(aabb, resolution, march_steps, unbounded=box.unbounded)
     occ.fill(_density_fn(model, aabb, box.unbounded), generator=torch.Generator(device=dev).manual_seed(seed))
     return occ

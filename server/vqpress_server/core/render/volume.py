@@ -132,6 +132,13 @@ class OccupancyGrid:
         self.density = density
         self._mask = None
 
+    def load_mask(self, mask: Tensor) -> None:  # [res, res, res] bool
+        """Use a stored mask as is (a trained field's, ``NeuralField.occupancy_mask``)."""
+        assert mask.shape == self.density.shape and mask.dtype == torch.bool, (mask.shape, mask.dtype)
+        mask = mask.to(self.density.device)
+        self.density = torch.where(mask, float("inf"), 0.0)
+        self._mask = mask
+
     @property
     def mask(self) -> Tensor:  # [res, res, res] bool, indexed (x, y, z) over the unit cube
         if self._mask is None:
