@@ -5,6 +5,10 @@ compares the file's sha256 with the digest recorded before the request path was 
 a refactoring that changes one byte of any stream (order, codebooks, indices, positions, opacity,
 manifest) fails here. Skipped without the shared data. The digests hold for the pinned torch; a
 new torch version may change k-means' floating-point sums and needs the digests recorded again.
+Each case runs in its own process on one thread with MKL's CPU-independent code path
+(MKL_CBWR=COMPATIBLE): MKL otherwise picks its kernels by CPU model, and the view importance's
+matrix products round differently on an AVX2/AVX-512 Intel path than on the generic one (the
+pruned case came out one byte apart on two machines with the same code).
 A change of the coding by design records them again too, after checking that every case decodes to
 the same scene as the file it replaces (as when codebooks came to be numbered by use, indices
 stored with "backref" and Morton deltas with "bitlen": the same decoded values per Gaussian,
@@ -14,6 +18,10 @@ stored with "backref" and Morton deltas with "bitlen": the same decoded values p
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,25 +55,37 @@ DIGESTS = {  # recorded with torch 2.13.0 (CPU); "was": the size before the codi
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_vqp_bytes_unchanged(case: str, shared_data: Path, tmp_path: Path) -> None:
-    if not torch.__version__.startswith(RECORDED_TORCH):
-        pytest.skip(f"digests recorded with torch {RECORDED_TORCH}, this is {torch.__version__}")
-    rel, config, orbit = CASES[case]
-    src = shared_data / rel
-    if not src.is_file():
-        pytest.skip(f"{rel} is not in the shared data")
+def _compress(case: str, src: Path, dst: Path) -> dict[str, object]:
+    """Quantize one case into dst (run in the child process this module starts)."""
+    _, config, orbit = CASES[case]
     cams = None
     if orbit is not None:
         n, w, h = orbit
         cams = orbit_cameras(read_splats(src), n, w, h)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread: the same float sums on any machine
-    try:
-        dst = tmp_path / "scene.vqp"
-        report = compress_file(src, dst, config, importance_cameras=cams, evaluate=False, device="cpu")
-    finally:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(1)  # one thread: the same float sums however many cores there are
+    report = compress_file(src, dst, config, importance_cameras=cams, evaluate=False, device="cpu")
+    return {"kept": report.num_gaussians, "input": report.num_gaussians_input}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_vqp_bytes_unchanged(case: str, shared_data: Path, tmp_path: Path) -> None:
+    if not torch.__version__.startswith(RECORDED_TORCH):
+        pytest.skip(f"digests recorded with torch {RECORDED_TORCH}, this is {torch.__version__}")
+    rel, _, orbit = CASES[case]
+    src = shared_data / rel
+    if not src.is_file():
+        pytest.skip(f"{rel} is not in the shared data")
+    dst = tmp_path / "scene.vqp"
+    env = dict(os.environ, MKL_CBWR="COMPATIBLE", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, __file__, case, str(src), str(dst)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    counts = json.loads(proc.stdout.strip().splitlines()[-1])
     if orbit is not None:
-        assert report.num_gaussians < report.num_gaussians_input  # the pruning path ran
+        assert counts["kept"] < counts["input"]  # the pruning path ran
     assert hashlib.sha256(dst.read_bytes()).hexdigest() == DIGESTS[case], f"{case}: the .vqp bytes changed"
+
+
+if __name__ == "__main__":
+    print(json.dumps(_compress(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]))))
