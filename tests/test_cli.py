@@ -74,9 +74,9 @@ class Run:
     err: str
 
 
-def run(*argv: str) -> Run:
+def run(*argv: str, err: io.StringIO | None = None) -> Run:
     """The CLI in this process (its stdout and stderr captured)."""
-    out, err = io.StringIO(), io.StringIO()
+    out, err = io.StringIO(), err if err is not None else io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         rc = main(list(argv))
     return Run(rc, out.getvalue(), err.getvalue())
@@ -269,16 +269,32 @@ def test_download_of_an_unfinished_job_is_retryable(tmp_path: Path) -> None:
 # -- re-attaching across a restart ---------------------------------------------------------
 
 
+class _Heard(io.StringIO):
+    """A captured stream that tells when a given text has been written to it."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text, self.heard = text, threading.Event()
+
+    def write(self, s: str) -> int:
+        n = super().write(s)
+        if self.text in self.getvalue():
+            self.heard.set()
+        return n
+
+
 def test_wait_survives_a_server_restart(tmp_path: Path) -> None:
     first = _start(tmp_path, workers=0)  # the job waits in the queue of a server without workers
     port = first.port
     a = f"127.0.0.1:{port}"
     job_id = run("export", str(DONUT), "-o", str(tmp_path / "d.splat"), "--detach", "--server", a).out.strip()
     result: list[Run] = []
-    waiter = threading.Thread(target=lambda: result.append(run("wait", job_id, "--server", a, "--reconnect", "120")))
+    err = _Heard("queued")  # the waiter has seen the job from the first server once it prints its state
+    waiter = threading.Thread(
+        target=lambda: result.append(run("wait", job_id, "--server", a, "--reconnect", "120", err=err))
+    )
     waiter.start()
-    with Client(a) as c:  # the waiter is attached once the job is watched; a status read is enough here
-        assert c.job(job_id).status().state is JobState.QUEUED
+    assert err.heard.wait(120), err.getvalue()
     first.stop(0)  # type: ignore[attr-defined]
     second = _start(tmp_path, port=port)  # the same data dir and port, now with a worker
     try:
