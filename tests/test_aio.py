@@ -4,7 +4,6 @@ coroutines; concurrent jobs through one channel."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
 import json
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import vqpress
 import vqpress.aio
-from vqpress import JobState, QuantizeConfig, VqpressError
+from vqpress import JobState, QuantizeConfig, VqpressError, digests
 from vqpress.vqp import read_vqp
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,9 +48,9 @@ def test_async_client_end_to_end(tmp_path: Path) -> None:
             first = await c.upload(DATA / "donut_small.ply")
             assert (await c.upload(DATA / "donut_small.ply")).id == first.id
             # Sent at once and hashed as it goes, the digest last: the same artifact.
-            assert (await c.server_info()).upload_sha256_last
+            assert (await c.server_info()).upload_digest_last
             again = await c.upload(DATA / "donut_small.ply", hash_first=False)
-            assert again.id == first.id == hashlib.sha256((DATA / "donut_small.ply").read_bytes()).hexdigest()
+            assert again.id == first.id == digests.id_of_bytes((DATA / "donut_small.ply").read_bytes())
             jobs = [await c.quantize(DATA / n, FAST, evaluate=False) for n in ("donut_small.ply", "tarot_small.splat")]
             done = await asyncio.gather(*(j.wait(timeout=240) for j in jobs))
             assert [st.state for st in done] == [JobState.SUCCEEDED] * 2

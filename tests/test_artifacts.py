@@ -1,4 +1,7 @@
-"""The artifact store: content addressing, verified uploads, nothing left behind on failure."""
+"""The artifact store: content addressing, verified uploads, nothing left behind on failure.
+
+New content is named by BLAKE3 (``blake3:<hex>``), the store's default; sha256 ids (stores written
+before BLAKE3) keep working beside them."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from blake3 import blake3
 from vqpress_server.artifacts import (
     ArtifactIntegrityError,
     ArtifactNotFound,
@@ -19,12 +23,17 @@ from vqpress_server.artifacts import (
 from vqpress_server.core.errors import VqpressInputError
 
 
+def _b3(data: bytes) -> str:
+    """The BLAKE3 hex digest of data (what b3sum prints)."""
+    return blake3(data).hexdigest()
+
+
 def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
 def _upload(store: ArtifactStore, data: bytes, name: str = "a.ply", chunk: int = 7):
-    with store.begin_upload(name, len(data), hashlib.sha256(data).hexdigest(), "ply") as up:
+    with store.begin_upload(name, len(data), _b3(data), "ply") as up:
         for i in range(0, len(data), chunk):
             up.write(data[i : i + chunk])
         return up.commit()
@@ -34,7 +43,7 @@ def test_round_trip(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path, max_bytes=1 << 20)
     data = os.urandom(10_000)
     info = _upload(store, data, "scene.ply")
-    assert info.id == hashlib.sha256(data).hexdigest()
+    assert info.id == "blake3:" + _b3(data)
     assert (info.name, info.kind, info.size, info.source_job) == ("scene.ply", "ply", 10_000, None)
     assert store.path(info.id).read_bytes() == data
     assert b"".join(store.iter_chunks(info.id, 4096)) == data
@@ -42,8 +51,8 @@ def test_round_trip(tmp_path: Path) -> None:
     assert store.stat(info.id) == info
     # A second store on the same directory (another process) sees the same artifact.
     assert ArtifactStore(tmp_path, max_bytes=1 << 20).stat(info.id) == info
-    # Object files are sharded by the first two hex digits.
-    assert store.path(info.id).parent.name == info.id[:2]
+    # Object files are sharded by the first two hex digits, BLAKE3's apart from sha256's.
+    assert store.path(info.id).parent == tmp_path / "objects" / "blake3" / _b3(data)[:2]
 
 
 def test_put_bytes_file_list_delete(tmp_path: Path) -> None:
@@ -89,7 +98,7 @@ def test_same_content_is_idempotent(tmp_path: Path) -> None:
 )
 def test_lying_upload_leaves_nothing(tmp_path: Path, declared_size, sent, declared_data) -> None:
     store = ArtifactStore(tmp_path, max_bytes=1 << 20)
-    up = store.begin_upload("a.ply", declared_size, hashlib.sha256(declared_data).hexdigest(), "ply")
+    up = store.begin_upload("a.ply", declared_size, _b3(declared_data), "ply")
     with pytest.raises(ArtifactIntegrityError):
         with up:
             for i in range(0, len(sent), 10):
@@ -110,18 +119,18 @@ def test_long_upload_stops_at_first_extra_byte(tmp_path: Path) -> None:
 
 def test_abort_and_exception_leave_nothing(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path, max_bytes=1 << 20)
-    up = store.begin_upload("a.ply", 4, hashlib.sha256(b"abcd").hexdigest(), "ply")
+    up = store.begin_upload("a.ply", 4, _b3(b"abcd"), "ply")
     up.write(b"ab")
     up.abort()
     up.abort()  # idempotent
     with pytest.raises(RuntimeError):
         up.write(b"cd")
     with pytest.raises(ConnectionError):
-        with store.begin_upload("b.ply", 4, hashlib.sha256(b"abcd").hexdigest(), "ply") as up2:
+        with store.begin_upload("b.ply", 4, _b3(b"abcd"), "ply") as up2:
             up2.write(b"ab")
             raise ConnectionError("client went away")
     # Leaving the block without commit() is an abort too.
-    with store.begin_upload("c.ply", 4, hashlib.sha256(b"abcd").hexdigest(), "ply") as up3:
+    with store.begin_upload("c.ply", 4, _b3(b"abcd"), "ply") as up3:
         up3.write(b"abcd")
     assert _files(tmp_path) == []
 
@@ -154,6 +163,10 @@ def test_size_limits(tmp_path: Path) -> None:
         "..",
         "",
         "0" * 64 + "\n",
+        "blake3:" + "0" * 63,
+        "blake3:../" + "0" * 61,
+        "sha256:" + "0" * 64,  # the sha256 form is the bare digits
+        "BLAKE3:" + "0" * 64,
     ],
 )
 def test_ids_cannot_escape_the_store(tmp_path: Path, bad_id: str) -> None:
@@ -171,15 +184,17 @@ def test_bad_metadata_is_rejected(tmp_path: Path) -> None:
         store.put_bytes(b"x", "a", "../evil")
     with pytest.raises(VqpressInputError, match="name"):
         store.put_bytes(b"x", "a\x00b", "ply")
-    with pytest.raises(VqpressInputError, match="sha256"):
+    with pytest.raises(VqpressInputError, match="blake3 digest 'not-a-hash' is not 64 hex digits"):
         store.begin_upload("a.ply", 1, "not-a-hash", "ply")
+    with pytest.raises(VqpressInputError, match="unknown digest function 'md5'; use one of blake3, sha256"):
+        store.begin_upload("a.ply", 1, "0" * 64, "ply", digest_function="md5")
     assert _files(tmp_path) == []
 
 
 def test_concurrent_uploads_of_the_same_content(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path, max_bytes=1 << 22)
     data = os.urandom(1 << 20)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = _b3(data)
     barrier = threading.Barrier(4)
     results: list[object] = []
 
@@ -197,7 +212,7 @@ def test_concurrent_uploads_of_the_same_content(tmp_path: Path) -> None:
         t.join()
     assert len(results) == 4
     assert len({r.id for r in results}) == 1 and len({r.name for r in results}) == 1  # type: ignore[attr-defined]
-    assert store.read_bytes(digest) == data
+    assert store.read_bytes("blake3:" + digest) == data
     assert _files(tmp_path / "tmp") == []
     assert len(_files(tmp_path / "objects")) == 2
 
@@ -223,7 +238,7 @@ def test_disk_error_on_the_writing_thread_is_raised_and_leaves_nothing(tmp_path:
     # commit or at a later write, as the store's "full" error, and nothing stays behind.
     store = ArtifactStore(tmp_path, max_bytes=1 << 30)
     data = os.urandom(64 << 10)
-    sha = hashlib.sha256(data).hexdigest()
+    sha = _b3(data)
     up = store.begin_upload("a.ply", len(data), sha, "ply")
     up._file = _FullDisk(up._file, room=16 << 10)  # type: ignore[assignment]
     with pytest.raises(ArtifactStoreFull, match="no space left"):
@@ -234,7 +249,7 @@ def test_disk_error_on_the_writing_thread_is_raised_and_leaves_nothing(tmp_path:
     assert _files(tmp_path) == []
     # Many chunks after the failure: each write returns (the thread keeps taking them) or raises;
     # none blocks on the bounded queue.
-    up = store.begin_upload("b.ply", 1 << 20, hashlib.sha256(bytes(1 << 20)).hexdigest(), "ply")
+    up = store.begin_upload("b.ply", 1 << 20, _b3(bytes(1 << 20)), "ply")
     up._file = _FullDisk(up._file, room=0)  # type: ignore[assignment]
     with pytest.raises(ArtifactStoreFull):
         with up:
@@ -250,11 +265,38 @@ def test_upload_of_views_over_many_writeback_ranges(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path, max_bytes=1 << 30)
     data = os.urandom(20 << 20)
     chunk = (1 << 20) + 5
-    with store.begin_upload("big.npy", len(data), hashlib.sha256(data).hexdigest(), "npy") as up:
+    with store.begin_upload("big.npy", len(data), _b3(data), "npy") as up:
         buf = memoryview(data)
         for i in range(0, len(data), chunk):
             up.write(buf[i : i + chunk])
         info = up.commit()
-    assert info.id == hashlib.sha256(data).hexdigest()
+    assert info.id == "blake3:" + _b3(data)
     assert store.path(info.id).read_bytes() == data
-    assert [p.parent.name for p in _files(tmp_path)] == [info.id[:2], info.id[:2]]  # object + sidecar
+    assert [p.parent.name for p in _files(tmp_path)] == [_b3(data)[:2]] * 2  # object + sidecar
+
+
+def test_sha256_ids_of_an_older_store_keep_working(tmp_path: Path) -> None:
+    # A store written before BLAKE3 named everything by sha256 under objects/ab/<hex>: those ids still
+    # resolve, list and delete beside the new ones, and content may still be stored under sha256.
+    old = ArtifactStore(tmp_path, max_bytes=1 << 20, digest_function="sha256")
+    legacy = old.put_bytes(b"old scene", "old.ply", "ply")
+    assert legacy.id == hashlib.sha256(b"old scene").hexdigest()
+    assert old.path(legacy.id) == tmp_path / "objects" / legacy.id[:2] / legacy.id
+    store = ArtifactStore(tmp_path, max_bytes=1 << 20)  # today's default
+    new = store.put_bytes(b"new scene", "new.ply", "ply")
+    assert new.id == "blake3:" + _b3(b"new scene")
+    assert store.read_bytes(legacy.id) == b"old scene" and store.stat(legacy.id) == legacy
+    assert {i.id for i in store.list()} == {legacy.id, new.id}
+    # The same bytes under the other function are another artifact (each id is checked on its own).
+    both = store.put_bytes(b"old scene", "again.ply", "ply")
+    assert both.id == "blake3:" + _b3(b"old scene") and both.id != legacy.id
+    sha = hashlib.sha256(b"abc").hexdigest()
+    with store.begin_upload("abc.bin", 3, sha, "bin", digest_function="sha256") as up:
+        up.write(b"abc")
+        assert up.commit().id == sha
+    with pytest.raises(ArtifactIntegrityError, match="has sha256 .* not the 0+ its header declared"):
+        with store.begin_upload("abc.bin", 3, "0" * 64, "bin", digest_function="sha256") as up:
+            up.write(b"abc")
+            up.commit()
+    store.delete(legacy.id)
+    assert {i.id for i in store.list()} == {new.id, both.id, sha}

@@ -74,7 +74,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[pb_grpc.
     channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
     stub = pb_grpc.VqpressStub(channel)
     data = DONUT.read_bytes()
-    header = pb.UploadHeader(name="donut.ply", kind="ply", size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    header = pb.UploadHeader(name="donut.ply", kind="ply", size=len(data), digest=hashlib.sha256(data).hexdigest())
     ref = stub.UploadArtifact(iter([pb.UploadArtifactRequest(header=header), pb.UploadArtifactRequest(chunk=data)]))
     try:
         yield stub, ref.id
@@ -423,7 +423,7 @@ def test_an_interrupted_upload_logs_one_line(tmp_path: Path, caplog: pytest.LogC
         "from vqpress.v1 import vqpress_pb2 as pb, vqpress_pb2_grpc as pbg\n"
         f"stub = pbg.VqpressStub(grpc.insecure_channel('127.0.0.1:{app.port}'))\n"
         "def gen():\n"
-        "    yield pb.UploadArtifactRequest(header=pb.UploadHeader(name='a.ply', size=10 << 20, sha256='0' * 64))\n"
+        "    yield pb.UploadArtifactRequest(header=pb.UploadHeader(name='a.ply', size=10 << 20, digest='0' * 64))\n"
         "    for _ in range(3):\n"
         "        yield pb.UploadArtifactRequest(chunk=bytes(1 << 20))\n"
         "    sys.stdin.read()\n"  # until the test has seen the upload begin

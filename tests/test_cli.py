@@ -332,11 +332,17 @@ def test_upload_of_content_the_server_holds_sends_nothing(service: Service, tmp_
     src = tmp_path / "scene.npy"
     src.write_bytes(data)
     first = service.client.upload(src)
-    # Same size, other bytes, but the known sha256: had the bytes been streamed, the server would
+    # Same size, other bytes, but the known id: had the bytes been streamed, the server would
     # refuse them (DATA_LOSS). Asked first, the server answers from what it holds.
     src.write_bytes(os.urandom(len(data)))
-    again = service.client.upload(src, sha256=hashlib.sha256(data).hexdigest())
+    again = service.client.upload(src, digest=first.id)
     assert again.id == first.id and again.size == len(data)
+    # A sha256 known from elsewhere names the content too (here: content the server does not hold
+    # under it, so the new bytes are sent and checked against it).
+    by_sha = service.client.upload(src, sha256=hashlib.sha256(src.read_bytes()).hexdigest())
+    assert by_sha.id == hashlib.sha256(src.read_bytes()).hexdigest()
+    with pytest.raises(vqpress.VqpressError, match="not an artifact id"):
+        service.client.upload(src, digest="sha256:" + by_sha.id)
 
 
 def test_no_eval_skips_the_renders(service: Service, tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ naming the tensor, with the server still serving after each. Plus the core build
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,7 +12,7 @@ import pytest
 import torch
 import vqpress
 from test_service_e2e import Service, service  # noqa: F401  (the loopback server fixture)
-from vqpress import ArtifactRef, Camera, VqpressError
+from vqpress import ArtifactRef, Camera, VqpressError, digests
 from vqpress.types import DecoderConfig, DenseGridConfig, NeuralField, VqadGridConfig
 from vqpress.vqp import read_vqp
 from vqpress_server.core.errors import ConfigError, NonFiniteError, VqpressInputError
@@ -66,11 +65,11 @@ def test_inline_field_is_stored_renders_and_exports_as_the_stored_field(service:
     got = render(service, trained.inline(), trained.camera)
     # The server stored exactly what encode_field writes for this field (the store is content-addressed).
     data = encode_field(trained.model)
-    assert service.client.stat(ArtifactRef(hashlib.sha256(data).hexdigest())).kind == "vqp"
+    assert service.client.stat(ArtifactRef(digests.id_of_bytes(data))).kind == "vqp"
 
     # The same field as a training job stores it (its image size in the manifest): another artifact.
     stored = service.client.upload_bytes(encode_field(trained.model, {"height": H, "width": W}), "field.vqp", "vqp")
-    assert stored.id != hashlib.sha256(data).hexdigest()
+    assert stored.id != digests.id_of_bytes(data)
     want = render(service, stored.ref, trained.camera)
     assert got.shape == (H, W, 3) and got.dtype == np.float32
     np.testing.assert_array_equal(got, want)

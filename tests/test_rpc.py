@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from blake3 import blake3
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from vqpress.v1 import vqpress_pb2 as pb
@@ -82,11 +83,13 @@ def expect_error(channel: grpc.Channel, code: grpc.StatusCode, call: Callable[[]
 def upload_messages(
     data: bytes, name: str, kind: str, *, sha256: str | None = None, size: int | None = None, chunk: int = 1 << 20
 ) -> Iterator[pb.UploadArtifactRequest]:
+    """An upload as a client before digest functions sends it: the sha256 in the header's field 3
+    and no digest_function (the server takes it as sha256; the artifact's id is the sha256)."""
     header = pb.UploadHeader(
         name=name,
         kind=kind,
         size=len(data) if size is None else size,
-        sha256=hashlib.sha256(data).hexdigest() if sha256 is None else sha256,
+        digest=hashlib.sha256(data).hexdigest() if sha256 is None else sha256,
     )
     yield pb.UploadArtifactRequest(header=header)
     for i in range(0, len(data), chunk):
@@ -223,7 +226,7 @@ def test_artifact_streams_read_any_protobuf_encoding(
     # version does not know, or a second header after the first, is read as protobuf reads it.
     data = np.random.default_rng(7).bytes(300_000)
     sha = hashlib.sha256(data).hexdigest()
-    header = pb.UploadHeader(name="odd.bin", kind="bin", size=len(data), sha256=sha)
+    header = pb.UploadHeader(name="odd.bin", kind="bin", size=len(data), digest=sha)
     unknown = b"\x98\x06\x01"  # field 99 = 1
     raw_upload = channel.stream_unary(
         "/vqpress.v1.Vqpress/UploadArtifact", response_deserializer=pb.ArtifactInfo.FromString
@@ -241,33 +244,33 @@ def test_artifact_streams_read_any_protobuf_encoding(
     stub.DeleteArtifact(pb.DeleteArtifactRequest(id=sha), timeout=5)
 
 
-def test_upload_with_its_sha256_last(app: App, stub: pb_grpc.VqpressStub, channel: grpc.Channel) -> None:
-    """A header with an empty sha256 is followed by the bytes and then the digest: the sender hashes
+def test_upload_with_its_digest_last(app: App, stub: pb_grpc.VqpressStub, channel: grpc.Channel) -> None:
+    """A header with an empty digest is followed by the bytes and then the digest: the sender hashes
     while it sends. A wrong, missing, misplaced or doubled digest stores nothing."""
-    assert stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=5).upload_sha256_last
+    assert stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=5).upload_digest_last
     data = np.random.default_rng(11).bytes(200_000)
     sha = hashlib.sha256(data).hexdigest()
     chunks = [pb.UploadArtifactRequest(chunk=data[i : i + 65536]) for i in range(0, len(data), 65536)]
 
     def msgs(header_sha: str, *tail: pb.UploadArtifactRequest, body: list | None = None) -> Iterator:
-        header = pb.UploadHeader(name="t.bin", kind="bin", size=len(data), sha256=header_sha)
+        header = pb.UploadHeader(name="t.bin", kind="bin", size=len(data), digest=header_sha)
         head = pb.UploadArtifactRequest(header=header)
         return iter([head, *(chunks if body is None else body), *tail])
 
     before = stored_files(app)
     for case, code, match in (
-        (msgs("", pb.UploadArtifactRequest(sha256=hashlib.sha256(b"x").hexdigest())), C.DATA_LOSS, "last message"),
-        (msgs(""), C.INVALID_ARGUMENT, "must carry the sha256"),
-        (msgs("", pb.UploadArtifactRequest(sha256="zz")), C.INVALID_ARGUMENT, "64 hex digits"),
-        (msgs(sha, pb.UploadArtifactRequest(sha256=sha)), C.INVALID_ARGUMENT, "takes no sha256 message"),
-        (msgs("", pb.UploadArtifactRequest(sha256=sha), chunks[0]), C.INVALID_ARGUMENT, "nothing may follow"),
-        (msgs("", pb.UploadArtifactRequest(sha256=sha), body=chunks[:-1]), C.DATA_LOSS, "ended after"),
+        (msgs("", pb.UploadArtifactRequest(digest=hashlib.sha256(b"x").hexdigest())), C.DATA_LOSS, "last message"),
+        (msgs(""), C.INVALID_ARGUMENT, "must carry the digest"),
+        (msgs("", pb.UploadArtifactRequest(digest="zz")), C.INVALID_ARGUMENT, "64 hex digits"),
+        (msgs(sha, pb.UploadArtifactRequest(digest=sha)), C.INVALID_ARGUMENT, "takes no digest message"),
+        (msgs("", pb.UploadArtifactRequest(digest=sha), chunks[0]), C.INVALID_ARGUMENT, "nothing may follow"),
+        (msgs("", pb.UploadArtifactRequest(digest=sha), body=chunks[:-1]), C.DATA_LOSS, "ended after"),
     ):
         expect_error(channel, code, lambda case=case: stub.UploadArtifact(case, timeout=10), match)
         assert stored_files(app) == before
-    info = stub.UploadArtifact(msgs("", pb.UploadArtifactRequest(sha256=sha.upper())), timeout=30)
+    info = stub.UploadArtifact(msgs("", pb.UploadArtifactRequest(digest=sha.upper())), timeout=30)
     assert info.id == sha and info.size == len(data)
-    again = stub.UploadArtifact(msgs("", pb.UploadArtifactRequest(sha256=sha)), timeout=30)  # stored content
+    again = stub.UploadArtifact(msgs("", pb.UploadArtifactRequest(digest=sha)), timeout=30)  # stored content
     assert again.id == sha
     assert b"".join(c.data for c in stub.DownloadArtifact(pb.DownloadArtifactRequest(id=sha), timeout=30)) == data
     stub.DeleteArtifact(pb.DeleteArtifactRequest(id=sha), timeout=5)
@@ -620,3 +623,42 @@ def test_spec_config_builds_the_quantizers_config() -> None:
     ):
         with pytest.raises(ConfigError, match=field):
             convert.quantize_config(bad)
+
+
+def test_uploads_named_by_blake3(app: App, stub: pb_grpc.VqpressStub, channel: grpc.Channel) -> None:
+    """A server names new content by BLAKE3 and says so; an upload in BLAKE3 is checked in BLAKE3,
+    its id is "blake3:<hex>", and a digest function the server does not know stores nothing."""
+    info = stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=5)
+    assert list(info.digest_functions) == ["blake3", "sha256"]
+    data = np.random.default_rng(5).bytes(150_000)
+    b3 = blake3(data).hexdigest()
+    chunks = [pb.UploadArtifactRequest(chunk=data[i : i + 65536]) for i in range(0, len(data), 65536)]
+
+    def msgs(digest: str, function: str = "blake3", *tail: pb.UploadArtifactRequest) -> Iterator:
+        header = pb.UploadHeader(name="b.bin", kind="bin", size=len(data), digest=digest, digest_function=function)
+        return iter([pb.UploadArtifactRequest(header=header), *chunks, *tail])
+
+    before = stored_files(app)
+    for case, code, match in (
+        (msgs(blake3(b"x").hexdigest()), C.DATA_LOSS, "has blake3 "),
+        (msgs(hashlib.sha256(data).hexdigest()), C.DATA_LOSS, "has blake3 "),  # a sha256 declared as blake3
+        (msgs(b3, "md5"), C.INVALID_ARGUMENT, "digest_function 'md5' is not one this server takes: blake3, sha256"),
+        (msgs("", "blake3", pb.UploadArtifactRequest(digest="zz")), C.INVALID_ARGUMENT, "its blake3 as 64 hex"),
+    ):
+        expect_error(channel, code, lambda case=case: stub.UploadArtifact(case, timeout=10), match)
+        assert stored_files(app) == before
+    stored = stub.UploadArtifact(msgs(b3), timeout=30)
+    assert stored.id == "blake3:" + b3 and stored.size == len(data)
+    last = stub.UploadArtifact(msgs("", "blake3", pb.UploadArtifactRequest(digest=b3)), timeout=30)
+    assert last.id == stored.id
+    assert stub.StatArtifact(pb.StatArtifactRequest(id=stored.id), timeout=5) == stored
+    got = b"".join(c.data for c in stub.DownloadArtifact(pb.DownloadArtifactRequest(id=stored.id), timeout=30))
+    assert got == data
+    # The same bytes sent the old way are stored under their sha256 too, and each id lists.
+    old = upload(stub, data, "b.bin", "bin")
+    assert old.id == hashlib.sha256(data).hexdigest()
+    assert {stored.id, old.id} <= {a.id for a in stub.ListArtifacts(pb.ListArtifactsRequest(), timeout=5).artifacts}
+    for bad in ("blake3:" + b3[:-1], "sha256:" + old.id, "blake3:../" + b3[3:]):
+        expect_error(channel, C.NOT_FOUND, lambda bad=bad: stub.StatArtifact(pb.StatArtifactRequest(id=bad), timeout=5))
+    for aid in (stored.id, old.id):
+        stub.DeleteArtifact(pb.DeleteArtifactRequest(id=aid), timeout=5)

@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 import vqpress
 import vqpress.client
+from blake3 import blake3
 from vqpress import Camera, Client, JobState, QuantizeConfig, VqpressError
 from vqpress.errors import translate_errors
 from vqpress.png import decode_png
+from vqpress.types import ServerInfo
 from vqpress.v1 import vqpress_pb2 as pb
 from vqpress.vqp import decode_splats, read_vqp
 
@@ -103,7 +105,7 @@ def test_upload_download_large_file_byte_identical(service: Service, tmp_path: P
     src = tmp_path / "blob.npy"
     src.write_bytes(data)
     info = service.client.upload(src)
-    assert info.id == hashlib.sha256(data).hexdigest() and info.size == len(data) and info.name == "blob.npy"
+    assert info.id == "blake3:" + blake3(data).hexdigest() and info.size == len(data) and info.name == "blob.npy"
     assert service.client.stat(info).size == len(data)
     assert info.id in {a.id for a in service.client.list_artifacts()}
     out = service.client.download(info, tmp_path / "back.npy")
@@ -115,36 +117,64 @@ def test_upload_download_large_file_byte_identical(service: Service, tmp_path: P
     assert e.value.code == "NOT_FOUND"
 
 
-def test_upload_reads_the_file_once_and_sends_its_sha256_last(
+def test_upload_reads_the_file_once_and_sends_its_digest_last(
     service: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With ``hash_first=False`` the client hashes while it sends (one read of the file); against a
     server that does not take the digest last it hashes first. Both store the same; the default
-    hashes first, so that content the server holds is not sent again."""
+    hashes first, so that content the server holds is not sent again. A server before digest
+    functions gets sha256 and names the content by it."""
     import vqpress.client as vc
 
     data = np.random.default_rng(5).bytes((3 << 20) + 777)
     src = tmp_path / "once.bin"
     src.write_bytes(data)
-    assert service.client.server_info().upload_sha256_last
+    assert service.client.server_info().upload_digest_last
 
-    def no_second_read(path: Path) -> str:
+    def no_second_read(path: Path, function: str) -> str:
         raise AssertionError(f"{path} was read a second time to hash it first")
 
-    monkeypatch.setattr(vc, "_file_sha256", no_second_read)
+    monkeypatch.setattr(vc.digests, "id_of_file", no_second_read)
     info = service.client.upload(src, kind="bin", hash_first=False)
-    assert info.id == hashlib.sha256(data).hexdigest() and info.size == len(data)
+    assert info.id == "blake3:" + blake3(data).hexdigest() and info.size == len(data)
     with pytest.raises(AssertionError, match="read a second time"):
         service.client.upload(src, kind="bin")  # the default reads it to hash it first
     service.client.delete(info)
     monkeypatch.undo()
     old_server = Client(service.address, timeout=30)
-    old_server._sha256_last = False  # what a server without upload_sha256_last answers
+    old_server._digests = ("sha256", False)  # what a server before digest functions answers
     try:
-        assert old_server.upload(src, kind="bin", hash_first=False).id == info.id
+        old = old_server.upload(src, kind="bin", hash_first=False)
+        assert old.id == hashlib.sha256(data).hexdigest()
+        assert old_server.download(old, tmp_path / "back.bin").read_bytes() == data  # checked in sha256
     finally:
         old_server.close()
-    service.client.delete(info)
+    service.client.delete(old)
+
+
+def test_a_client_may_name_its_uploads_by_sha256(service: Service, tmp_path: Path) -> None:
+    """``digest_function="sha256"`` names uploads by sha256 (ids a pipeline's own manifests may key
+    on); a function this client does not know, or one the server does not take, is refused."""
+    data = np.random.default_rng(9).bytes(200_000)
+    src = tmp_path / "s.bin"
+    src.write_bytes(data)
+    with Client(service.address, timeout=30, digest_function="sha256") as c:
+        info = c.upload(src, kind="bin")
+        assert info.id == hashlib.sha256(data).hexdigest()
+        assert c.upload_bytes(b"abc", "abc.bin").id == hashlib.sha256(b"abc").hexdigest()
+        assert c.download_bytes(info) == data
+        c.delete(info)
+    with pytest.raises(VqpressError, match="unknown digest function 'md5'") as e:
+        Client(service.address, digest_function="md5")
+    assert e.value.code == "INVALID_ARGUMENT"
+    old_server = Client(service.address, timeout=30, digest_function="blake3")
+    try:
+        old_server._digests = None
+        old_server.server_info = lambda: ServerInfo("0.1", "local", 1, ("cpu",), False, False, {})  # type: ignore[method-assign]
+        with pytest.raises(VqpressError, match="takes uploads in sha256, not blake3"):
+            old_server.upload(src, kind="bin")
+    finally:
+        old_server.close()
 
 
 def test_corrupt_upload_is_data_loss_and_stores_nothing(service: Service, tmp_path: Path) -> None:
@@ -154,9 +184,10 @@ def test_corrupt_upload_is_data_loss_and_stores_nothing(service: Service, tmp_pa
     with pytest.raises(VqpressError) as e:
         service.client.upload(src, sha256="0" * 64)
     assert e.value.code == "DATA_LOSS"
-    with pytest.raises(VqpressError) as e2:
-        service.client.stat(hashlib.sha256(data).hexdigest())
-    assert e2.value.code == "NOT_FOUND"
+    for aid in (hashlib.sha256(data).hexdigest(), "blake3:" + blake3(data).hexdigest()):
+        with pytest.raises(VqpressError) as e2:
+            service.client.stat(aid)
+        assert e2.value.code == "NOT_FOUND"
 
 
 def test_download_unknown_artifact_is_not_found(service: Service, tmp_path: Path) -> None:
@@ -321,7 +352,7 @@ def test_splats_arrays_are_quantized(
     if inline_limit == 0:  # the client's .npz upload is stored under its content hash
         buf = io.BytesIO()
         np.savez(buf, **splats.arrays())
-        assert service.client.stat(hashlib.sha256(buf.getvalue()).hexdigest()).kind == "npz"
+        assert service.client.stat("blake3:" + blake3(buf.getvalue()).hexdigest()).kind == "npz"
 
 
 # -- job lifecycle -----------------------------------------------------------------------

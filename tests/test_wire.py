@@ -33,7 +33,7 @@ def test_decode_matches_protobuf(n: int) -> None:
 
 
 def test_header_round_trips() -> None:
-    header = pb.UploadHeader(name="scene.ply", size=12, sha256="ab" * 32, kind="ply")
+    header = pb.UploadHeader(name="scene.ply", size=12, digest="ab" * 32, kind="ply", digest_function="blake3")
     buf = _wire.encode_upload_header(header)
     assert buf == pb.UploadArtifactRequest(header=header).SerializeToString()
     msg = _wire.decode_upload_request(buf)

@@ -59,10 +59,10 @@ def encode_upload_header(header: pb.UploadHeader) -> bytes:
     return pb.UploadArtifactRequest(header=header).SerializeToString()
 
 
-def encode_upload_sha256(hexdigest: str) -> bytes:
-    """The serialized ``UploadArtifactRequest(sha256=hexdigest)`` (the last message of an upload whose
-    header left its sha256 empty)."""
-    return pb.UploadArtifactRequest(sha256=hexdigest).SerializeToString()
+def encode_upload_digest(hexdigest: str) -> bytes:
+    """The serialized ``UploadArtifactRequest(digest=hexdigest)`` (the last message of an upload whose
+    header left its digest empty)."""
+    return pb.UploadArtifactRequest(digest=hexdigest).SerializeToString()
 
 
 def decode_upload_request(buf: bytes) -> memoryview | pb.UploadArtifactRequest:

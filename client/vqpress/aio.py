@@ -15,7 +15,6 @@ calls differ. Errors are ``VqpressError`` (``JobFailed``, ``JobCancelled``, ``Jo
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import tempfile
 import time
@@ -27,7 +26,7 @@ import grpc
 import grpc.aio
 import numpy as np
 
-from . import _transport
+from . import _transport, digests
 from .client import (
     _RETRY_CODES,
     _RETRY_WAIT_S,
@@ -35,10 +34,13 @@ from .client import (
     Encoding,
     ExportFormatName,
     Source,
+    _check_digest_function,
     _check_finetune,
+    _checked_id,
     _export_fields,
-    _file_sha256,
     _finetune_pb,
+    _given_id,
+    _header,
     _id,
     _info,
     _init_plan,
@@ -49,6 +51,7 @@ from .client import (
     _status,
     _train_which,
     _umask,
+    _upload_function,
     guess_kind,
 )
 from .errors import JobCancelled, JobFailed, JobTimeout, VqpressError, invalid
@@ -94,9 +97,11 @@ class Client:
         tls: _transport.TlsConfig | None = None,
         *,
         timeout: float = 60.0,
+        digest_function: str | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
+        self.digest_function = _check_digest_function(digest_function)  # as in vqpress.Client
         options = list(_transport.CHANNEL_OPTIONS)
         if tls is not None:
             if tls.server_name:
@@ -106,7 +111,7 @@ class Client:
             self._channel = grpc.aio.insecure_channel(address, options=options)
         self._md = (("authorization", f"Bearer {token}"),) if token else None
         self._stub = pb_grpc.VqpressStub(self._channel)
-        self._sha256_last: bool | None = None  # the server takes an upload's sha256 after its bytes (asked once)
+        self._digests: tuple[str, bool] | None = None  # (digest function, digest may come last), asked once
 
     async def close(self) -> None:
         await self._channel.close()
@@ -136,23 +141,26 @@ class Client:
             auth_required=m.auth_required,
             tls=m.tls,
             limits={f.name: int(getattr(lim, f.name)) for f in lim.DESCRIPTOR.fields},
-            upload_sha256_last=m.upload_sha256_last,
+            upload_digest_last=m.upload_digest_last,
+            digest_functions=tuple(m.digest_functions),
         )
 
-    async def _takes_sha256_last(self) -> bool:
-        """Whether the server takes an upload's sha256 as its last message (servers before it do not)."""
-        if self._sha256_last is None:
-            self._sha256_last = (await self.server_info()).upload_sha256_last
-        return self._sha256_last
+    async def _server_digests(self) -> tuple[str, bool]:
+        """As ``Client._server_digests``: the function to name uploads by, and whether the digest
+        may come last."""
+        if self._digests is None:
+            info = await self.server_info()
+            self._digests = (_upload_function(self.digest_function, info), info.upload_digest_last)
+        return self._digests
 
     # -- artifacts ---------------------------------------------------------------------
     async def stat(self, ref: ArtifactRef | str) -> ArtifactInfo:
         req = pb.StatArtifactRequest(id=_id(ref))
         return _info(await _call(self._stub.StatArtifact(req, timeout=self.timeout, metadata=self._md)))
 
-    async def _known(self, sha256: str, size: int) -> ArtifactInfo | None:
+    async def _known(self, artifact_id: str, size: int) -> ArtifactInfo | None:
         try:
-            info = await self.stat(sha256.lower())
+            info = await self.stat(artifact_id)
         except VqpressError as e:
             if e.code == "NOT_FOUND":
                 return None
@@ -165,27 +173,29 @@ class Client:
         kind: str | None = None,
         *,
         name: str | None = None,
+        digest: str | None = None,
         sha256: str | None = None,
         hash_first: bool = True,
     ) -> ArtifactInfo:
-        """Store a file; ``sha256`` and ``hash_first`` as in ``Client.upload`` (nothing is sent when the
-        server already holds the content, except with ``hash_first=False``: one read, digest last)."""
+        """Store a file; ``digest``, ``sha256`` and ``hash_first`` as in ``Client.upload`` (nothing is
+        sent when the server already holds the content, except with ``hash_first=False``: one read,
+        digest last)."""
         path = Path(path)
+        artifact_id = _given_id(digest, sha256)
         try:
             size = path.stat().st_size
-            if sha256 is None and not hash_first and await self._takes_sha256_last():
+            function, digest_last = (await self._server_digests()) if artifact_id is None else (None, False)
+            if function is not None and not hash_first and digest_last:
                 kind = guess_kind(path) if kind is None else kind
-                return await self._upload_hashing(path, name or path.name, size, kind)
-            if sha256 is None:
-                sha256 = await asyncio.to_thread(_file_sha256, path)
+                return await self._upload_hashing(path, name or path.name, size, kind, function)
+            if artifact_id is None:
+                artifact_id = await asyncio.to_thread(digests.id_of_file, path, function or digests.SHA256)
         except OSError as e:
             raise invalid(f"{path}: cannot read: {e.strerror or e}") from None
-        known = await self._known(sha256, size)
+        known = await self._known(artifact_id, size)
         if known is not None:
             return known
-        header = pb.UploadHeader(
-            name=name or path.name, size=size, sha256=sha256, kind=guess_kind(path) if kind is None else kind
-        )
+        header = _header(name or path.name, size, artifact_id, guess_kind(path) if kind is None else kind)
 
         async def requests() -> AsyncIterator[pb.UploadArtifactRequest]:
             yield pb.UploadArtifactRequest(header=header)
@@ -195,9 +205,9 @@ class Client:
 
         return _info(await _call(self._stub.UploadArtifact(requests(), metadata=self._md)))
 
-    async def _upload_hashing(self, path: Path, name: str, size: int, kind: str) -> ArtifactInfo:
+    async def _upload_hashing(self, path: Path, name: str, size: int, kind: str, function: str) -> ArtifactInfo:
         f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below, after the call
-        h = hashlib.sha256()
+        h = digests.new(function)
 
         def read_and_hash() -> bytes:
             chunk = f.read(_transport.CHUNK_BYTES)
@@ -205,10 +215,11 @@ class Client:
             return chunk
 
         async def requests() -> AsyncIterator[pb.UploadArtifactRequest]:
-            yield pb.UploadArtifactRequest(header=pb.UploadHeader(name=name, size=size, sha256="", kind=kind))
+            header = pb.UploadHeader(name=name, size=size, digest="", kind=kind, digest_function=function)
+            yield pb.UploadArtifactRequest(header=header)
             while chunk := await asyncio.to_thread(read_and_hash):
                 yield pb.UploadArtifactRequest(chunk=chunk)
-            yield pb.UploadArtifactRequest(sha256=h.hexdigest())
+            yield pb.UploadArtifactRequest(digest=h.hexdigest())
 
         try:
             return _info(await _call(self._stub.UploadArtifact(requests(), metadata=self._md)))
@@ -216,13 +227,11 @@ class Client:
             f.close()
 
     async def upload_bytes(self, data: bytes, name: str, kind: str | None = None) -> ArtifactInfo:
-        sha256 = hashlib.sha256(data).hexdigest()
-        known = await self._known(sha256, len(data))
+        artifact_id = digests.id_of_bytes(data, (await self._server_digests())[0])
+        known = await self._known(artifact_id, len(data))
         if known is not None:
             return known
-        header = pb.UploadHeader(
-            name=name, size=len(data), sha256=sha256, kind=guess_kind(name) if kind is None else kind
-        )
+        header = _header(name, len(data), artifact_id, guess_kind(name) if kind is None else kind)
 
         async def requests() -> AsyncIterator[pb.UploadArtifactRequest]:
             yield pb.UploadArtifactRequest(header=header)
@@ -240,20 +249,21 @@ class Client:
 
     async def download(self, ref: ArtifactRef | str, path: str | os.PathLike) -> Path:
         """Write an artifact to ``path`` (or into a directory under its stored name), checked against
-        its size and sha256 and renamed into place; the file's mode follows the umask."""
+        its size and digest (its id) and renamed into place; the file's mode follows the umask."""
         info = await self.stat(ref)
         path = Path(path)
         if path.is_dir():
             path = path / (Path(info.name).name or info.id)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
         try:
-            h, n = hashlib.sha256(), 0
+            function = digests.function_of(info.id)
+            h, n = digests.new(function), 0
             with os.fdopen(fd, "wb") as f:
                 async for chunk in self._chunks(info):
                     h.update(chunk)
                     await asyncio.to_thread(f.write, chunk)
                     n += len(chunk)
-            if n != info.size or h.hexdigest() != info.id:
+            if n != info.size or digests.make_id(function, h.hexdigest()) != info.id:
                 raise VqpressError(
                     "DATA_LOSS", f"download of {info.id} got {n} bytes with a different hash (expected {info.size})"
                 )
@@ -265,9 +275,10 @@ class Client:
         return path
 
     async def download_bytes(self, ref: ArtifactRef | str) -> bytes:
-        data = b"".join([c async for c in self._chunks(ref)])
-        if hashlib.sha256(data).hexdigest() != _id(ref):
-            raise VqpressError("DATA_LOSS", f"download of {_id(ref)} does not match its sha256")
+        aid = _checked_id(ref)
+        data = b"".join([c async for c in self._chunks(aid)])
+        if digests.id_of_bytes(data, digests.function_of(aid)) != aid:
+            raise VqpressError("DATA_LOSS", f"download of {aid} does not match its digest")
         return data
 
     async def list_artifacts(self, kind: str | None = None, limit: int = 1000) -> list[ArtifactInfo]:

@@ -7,7 +7,6 @@ and read in this module only, and every ``grpc.RpcError`` becomes a ``VqpressErr
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import queue
@@ -21,7 +20,7 @@ from typing import Any, BinaryIO, Literal
 import grpc
 import numpy as np
 
-from . import _transport, _wire
+from . import _transport, _wire, digests
 from .errors import (
     JobCancelled,
     JobFailed,
@@ -449,7 +448,9 @@ class Client:
 
     ``address`` is HOST:PORT; ``token`` is sent as ``authorization: Bearer <token>`` on every call;
     ``tls`` enables TLS (``TlsConfig(ca_cert=...)``). ``timeout`` (seconds, default 60) bounds each
-    short call; streams and job waits have their own limits. Use as a context manager or ``close()``.
+    short call; streams and job waits have their own limits. ``digest_function`` ("blake3" or
+    "sha256") names uploads by that digest; None (the default) takes the server's preference.
+    Use as a context manager or ``close()``.
     """
 
     def __init__(
@@ -459,14 +460,16 @@ class Client:
         tls: _transport.TlsConfig | None = None,
         *,
         timeout: float = 60.0,
+        digest_function: str | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
+        self.digest_function = _check_digest_function(digest_function)
         self._channel = _transport.make_channel(address, token=token, tls=tls)
         self._stub = pb_grpc.VqpressStub(self._channel)
         # The artifact streams carry their chunks through vqpress._wire (protobuf's bytes, fewer copies).
         self._upload = self._channel.stream_unary(_wire.UPLOAD_METHOD, response_deserializer=pb.ArtifactInfo.FromString)
-        self._sha256_last: bool | None = None  # the server takes an upload's sha256 after its bytes (asked once)
+        self._digests: tuple[str, bool] | None = None  # (digest function, digest may come last), asked once
         self._download = self._channel.unary_stream(
             _wire.DOWNLOAD_METHOD,
             request_serializer=pb.DownloadArtifactRequest.SerializeToString,
@@ -506,14 +509,18 @@ class Client:
             auth_required=m.auth_required,
             tls=m.tls,
             limits={f.name: int(getattr(lim, f.name)) for f in lim.DESCRIPTOR.fields},
-            upload_sha256_last=m.upload_sha256_last,
+            upload_digest_last=m.upload_digest_last,
+            digest_functions=tuple(m.digest_functions),
         )
 
-    def _takes_sha256_last(self) -> bool:
-        """Whether the server takes an upload's sha256 as its last message (servers before it do not)."""
-        if self._sha256_last is None:
-            self._sha256_last = self.server_info().upload_sha256_last
-        return self._sha256_last
+    def _server_digests(self) -> tuple[str, bool]:
+        """The digest function to name uploads by with this server (its preference among those this
+        client knows; sha256 with a server before digest functions) and whether the digest may come
+        last (servers before that do not take it). Asked once."""
+        if self._digests is None:
+            info = self.server_info()
+            self._digests = (_upload_function(self.digest_function, info), info.upload_digest_last)
+        return self._digests
 
     # -- artifacts ---------------------------------------------------------------------
 
@@ -523,35 +530,41 @@ class Client:
         kind: str | None = None,
         *,
         name: str | None = None,
+        digest: str | None = None,
         sha256: str | None = None,
         hash_first: bool = True,
     ) -> ArtifactInfo:
         """Store a file on the server and return its artifact (an ArtifactRef with size, kind, ...).
 
-        ``kind`` defaults to a guess from the file suffix. The server verifies size and sha256
-        (DATA_LOSS on a mismatch) and stores nothing on a failure. How the sha256 is had:
-        - given (``sha256``, known from an earlier upload or a manifest): nothing is sent when the
+        ``kind`` defaults to a guess from the file suffix. The server verifies size and digest
+        (DATA_LOSS on a mismatch) and stores nothing on a failure. The artifact is named by the
+        server's digest function (BLAKE3 on servers that offer it, sha256 before), unless ``digest``
+        names the content. How the digest is had:
+        - given (``digest``: the content's artifact id, ``blake3:<hex>`` or ``<hex>``, known from an
+          earlier upload or a manifest; or ``sha256``: its sha256 in hex): nothing is sent when the
           server already holds the content;
         - ``hash_first`` (the default): the file is read once to hash it, then, unless the server
           already holds it, read again and sent;
         - ``hash_first=False``: the file is sent at once, hashed on another thread as it goes, and
           the digest sent last: one read of the file, but content the server holds is sent again (a
-          server without ``upload_sha256_last`` is hashed for first).
+          server without ``upload_digest_last`` is hashed for first).
         """
         path = Path(path)
         kind = guess_kind(path) if kind is None else kind
+        artifact_id = _given_id(digest, sha256)
         try:
             size = path.stat().st_size
-            if sha256 is None and not hash_first and self._takes_sha256_last():
-                return self._upload_hashing(path, name or path.name, size, kind)
-            if sha256 is None:
-                sha256 = _file_sha256(path)
+            function, digest_last = self._server_digests() if artifact_id is None else (None, False)
+            if function is not None and not hash_first and digest_last:
+                return self._upload_hashing(path, name or path.name, size, kind, function)
+            if artifact_id is None:
+                artifact_id = digests.id_of_file(path, function or digests.SHA256)
         except OSError as e:
             raise invalid(f"{path}: cannot read: {e.strerror or e}") from None
-        known = self._known(sha256, size)
+        known = self._known(artifact_id, size)
         if known is not None:  # the server already holds these bytes: nothing to send
             return known
-        header = pb.UploadHeader(name=name or path.name, size=size, sha256=sha256, kind=kind)
+        header = _header(name or path.name, size, artifact_id, kind)
 
         def requests() -> Iterator[bytes]:
             yield _wire.encode_upload_header(header)
@@ -562,19 +575,20 @@ class Client:
         with translate_errors():
             return _info(self._upload(requests()))
 
-    def _upload_hashing(self, path: Path, name: str, size: int, kind: str) -> ArtifactInfo:
-        """Send the file at once and its sha256 last: each chunk read is hashed on another thread
+    def _upload_hashing(self, path: Path, name: str, size: int, kind: str, function: str) -> ArtifactInfo:
+        """Send the file at once and its digest last: each chunk read is hashed on another thread
         while it goes out, so the file is read once and the hash costs the stream no time."""
         opened = open(path, "rb", buffering=0)  # before the call: a file we cannot open is invalid input
 
         def requests() -> Iterator[bytes]:
-            yield _wire.encode_upload_header(pb.UploadHeader(name=name, size=size, sha256="", kind=kind))
-            h = hashlib.sha256()
+            header = pb.UploadHeader(name=name, size=size, digest="", kind=kind, digest_function=function)
+            yield _wire.encode_upload_header(header)
+            h = digests.new(function)
             with opened as f, _Sinks((h.update,), name="vqpress-upload-hash") as sinks:
                 while chunk := f.read(_transport.CHUNK_BYTES):
                     sinks.put(chunk)
                     yield _wire.encode_upload_chunk(chunk)
-            yield _wire.encode_upload_sha256(h.hexdigest())
+            yield _wire.encode_upload_digest(h.hexdigest())
 
         try:
             with translate_errors():
@@ -584,13 +598,11 @@ class Client:
 
     def upload_bytes(self, data: bytes, name: str, kind: str | None = None) -> ArtifactInfo:
         """Store bytes held in memory as an artifact named ``name`` (not sent when already stored)."""
-        sha256 = hashlib.sha256(data).hexdigest()
-        known = self._known(sha256, len(data))
+        artifact_id = digests.id_of_bytes(data, self._server_digests()[0])
+        known = self._known(artifact_id, len(data))
         if known is not None:
             return known
-        header = pb.UploadHeader(
-            name=name, size=len(data), sha256=sha256, kind=guess_kind(name) if kind is None else kind
-        )
+        header = _header(name, len(data), artifact_id, guess_kind(name) if kind is None else kind)
         view = memoryview(data)
 
         def requests() -> Iterator[bytes]:
@@ -601,10 +613,10 @@ class Client:
         with translate_errors():
             return _info(self._upload(requests()))
 
-    def _known(self, sha256: str, size: int) -> ArtifactInfo | None:
-        """The stored artifact with this content (artifacts are named by their sha256), or None."""
+    def _known(self, artifact_id: str, size: int) -> ArtifactInfo | None:
+        """The stored artifact with this content (artifacts are named by their digest), or None."""
         try:
-            info = self.stat(sha256.lower())
+            info = self.stat(artifact_id)
         except VqpressError as e:
             if e.code == "NOT_FOUND":
                 return None
@@ -619,7 +631,7 @@ class Client:
         """Write an artifact to ``path`` (a file, or an existing directory: then its stored name is used).
 
         The bytes go to a temporary file next to it, are checked against the artifact's size and
-        sha256, and only then renamed into place; a failed download leaves nothing behind.
+        digest (its id), and only then renamed into place; a failed download leaves nothing behind.
         """
         info = self.stat(ref)
         path = Path(path)
@@ -628,8 +640,8 @@ class Client:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                n, digest = _hash_and_write(self._chunks(info), f)
-            if n != info.size or digest != info.id:
+                n, got = _hash_and_write(self._chunks(info), f, digests.function_of(info.id))
+            if n != info.size or got != info.id:
                 raise VqpressError(
                     "DATA_LOSS", f"download of {info.id} got {n} bytes with a different hash (expected {info.size})"
                 )
@@ -641,10 +653,11 @@ class Client:
         return path
 
     def download_bytes(self, ref: ArtifactRef | str) -> bytes:
-        """An artifact's content in memory, checked against its sha256 (for small results)."""
-        data = b"".join(self._chunks(ref))
-        if hashlib.sha256(data).hexdigest() != _id(ref):
-            raise VqpressError("DATA_LOSS", f"download of {_id(ref)} does not match its sha256")
+        """An artifact's content in memory, checked against its digest (for small results)."""
+        aid = _checked_id(ref)
+        data = b"".join(self._chunks(aid))
+        if digests.id_of_bytes(data, digests.function_of(aid)) != aid:
+            raise VqpressError("DATA_LOSS", f"download of {aid} does not match its digest")
         return data
 
     def stat(self, ref: ArtifactRef | str) -> ArtifactInfo:
@@ -941,16 +954,63 @@ def _id(ref: ArtifactRef | str) -> str:
     return ref if isinstance(ref, str) else ref.id
 
 
-def _hash_and_write(chunks: Iterator[memoryview | bytes], f: BinaryIO) -> tuple[int, str]:
-    """Write chunks to ``f`` and hash them, each on a thread of its own (both release the GIL), so
-    receiving the next chunk, hashing and writing overlap. Returns (bytes, sha256 hex)."""
-    h = hashlib.sha256()
+def _check_digest_function(function: str | None) -> str | None:
+    if function is None:
+        return None
+    try:
+        return digests.check_function(function)
+    except ValueError as e:
+        raise invalid(str(e)) from None
+
+
+def _upload_function(wanted: str | None, info: ServerInfo) -> str:
+    """The digest function to name uploads by: ``wanted`` if the server takes it (a server before
+    digest functions takes sha256 only), else the server's preference among those this client knows."""
+    if wanted is None:
+        return digests.choose(info.digest_functions)
+    if wanted not in (info.digest_functions or (digests.SHA256,)):
+        offered = ", ".join(info.digest_functions or (digests.SHA256,))
+        raise invalid(f"the server takes uploads in {offered}, not {wanted}: drop digest_function or pick one of those")
+    return wanted
+
+
+def _given_id(digest: str | None, sha256: str | None) -> str | None:
+    """The artifact id an upload's caller gave for its content (``digest``: an id of either form;
+    ``sha256``: a sha256 in hex), checked; None when neither is given."""
+    if digest is not None and sha256 is not None:
+        raise invalid("give the content's digest or its sha256, not both")
+    if sha256 is not None:
+        digest = sha256.lower()
+    if digest is None:
+        return None
+    if not digests.is_id(digest):
+        raise invalid(f"{digest[:80]!r} is not an artifact id: 'blake3:' and 64 lowercase hex digits, or 64 (sha256)")
+    return digest
+
+
+def _checked_id(ref: ArtifactRef | str) -> str:
+    aid = _id(ref)
+    if not digests.is_id(aid):
+        raise invalid(f"{str(aid)[:80]!r} is not an artifact id: 'blake3:' and 64 lowercase hex digits, or 64 (sha256)")
+    return aid
+
+
+def _header(name: str, size: int, artifact_id: str, kind: str) -> pb.UploadHeader:
+    """The upload header of content whose id is ``artifact_id``."""
+    function, hexdigest = digests.parse_id(artifact_id)
+    return pb.UploadHeader(name=name, size=size, digest=hexdigest, kind=kind, digest_function=function)
+
+
+def _hash_and_write(chunks: Iterator[memoryview | bytes], f: BinaryIO, function: str) -> tuple[int, str]:
+    """Write chunks to ``f`` and hash them in ``function``, each on a thread of its own (both release
+    the GIL), so receiving the next chunk, hashing and writing overlap. Returns (bytes, artifact id)."""
+    h = digests.new(function)
     n = 0
     with _Sinks((h.update, f.write)) as sinks:
         for chunk in chunks:
             sinks.put(chunk)
             n += len(chunk)
-    return n, h.hexdigest()
+    return n, digests.make_id(function, h.hexdigest())
 
 
 class _Sinks:
@@ -995,14 +1055,6 @@ class _Sinks:
 
 
 _END = object()  # the end of a _Sinks queue
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(8 * _transport.CHUNK_BYTES):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 __all__ = ["Background", "Client", "Job", "guess_kind"]

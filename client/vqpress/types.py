@@ -640,7 +640,7 @@ class FieldQuantizeConfig:
 
 @dataclass(frozen=True)
 class ArtifactRef:
-    """A stored artifact, by its id (the sha256 of its bytes, 64 lowercase hex digits)."""
+    """A stored artifact, by its id: its bytes' digest, ``blake3:<hex>`` (BLAKE3-256) or ``<hex>`` (sha256)."""
 
     id: str
 
@@ -706,7 +706,14 @@ class ServerInfo:
     auth_required: bool
     tls: bool
     limits: dict[str, int]  # max_message_bytes, chunk_bytes, max_artifact_bytes, max_queued_jobs, ...
-    upload_sha256_last: bool = False  # uploads may send the sha256 after the bytes (hashed while sent)
+    upload_digest_last: bool = False  # uploads may send their digest after the bytes (hashed while sent)
+    # the digest functions uploads may use, the server's own first; () = a server before them (sha256)
+    digest_functions: tuple[str, ...] = ()
+
+    @property
+    def upload_sha256_last(self) -> bool:
+        """``upload_digest_last`` by its name before digest functions."""
+        return self.upload_digest_last
 
     @property
     def gpus(self) -> tuple[str, ...]:

@@ -72,7 +72,7 @@ def build_app(settings: Settings) -> App:
     server has it, before anything in it is touched; OSError when the port is taken)."""
     lock = hold_server_lock(settings.data_dir)
     try:
-        store = ArtifactStore(settings.artifacts_dir, settings.max_artifact_bytes)
+        store = ArtifactStore(settings.artifacts_dir, settings.max_artifact_bytes, settings.digest_function)
         jobs = JobTable(settings.jobs_db, max_attempts=settings.max_attempts, poll_s=settings.poll_s)
         workers = build_executor(settings)
         servicer = VqpressServicer(

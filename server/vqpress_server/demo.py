@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import vqpress
+from vqpress import digests
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SCENE = REPO / "tests" / "data" / "donut.ply"  # 45,624 Gaussians of a real trained scene (MIT)
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         with vqpress.Client(address) as client:
             print(f"server at {address}: {client.health()}", file=sys.stderr)
             ref = client.upload(args.scene)
-            print(f"uploaded {args.scene.name}: {ref.size:,} bytes, artifact {ref.id[:12]}", file=sys.stderr)
+            print(f"uploaded {args.scene.name}: {ref.size:,} bytes, artifact {digests.short(ref.id)}", file=sys.stderr)
 
             job = client.quantize(ref, vqpress.QuantizeConfig(preset=args.preset), cameras=cameras, background=white)
             t0 = time.monotonic()

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from vqpress import digests
+
 # Transport limits live here and nowhere else on the server side.
 CHUNK_BYTES = 1 << 20  # artifact stream chunk size: 1 MiB
 MAX_MESSAGE_BYTES = 64 << 20  # largest single gRPC message accepted or sent: 64 MiB
@@ -42,6 +44,9 @@ class Settings:
     tls_cert: Path | None = None  # PEM certificate chain; with tls_key enables TLS
     tls_key: Path | None = None  # PEM private key
     max_artifact_bytes: int = 8 << 30  # largest upload accepted: 8 GiB
+    # Digest function new content is named by ("blake3" or "sha256"); uploads may use either, and
+    # stored ids of both stay valid. "sha256" serves clients before BLAKE3 ids results they can verify.
+    digest_function: str = digests.DEFAULT
     max_queued_jobs: int = 1000  # Quantize/Export/Train/Render beyond this -> RESOURCE_EXHAUSTED
     min_free_bytes: int = 64 << 20  # submits refused (RESOURCE_EXHAUSTED) below this free disk space: 64 MiB
     max_streams: int = 48  # streaming calls open at once (WatchJob, Render, up/downloads); more -> RESOURCE_EXHAUSTED
@@ -73,6 +78,8 @@ class Settings:
             vals["tls_cert"] = Path(env["VQPRESS_TLS_CERT"])
         if env.get("VQPRESS_TLS_KEY"):
             vals["tls_key"] = Path(env["VQPRESS_TLS_KEY"])
+        if env.get("VQPRESS_DIGEST"):
+            vals["digest_function"] = env["VQPRESS_DIGEST"]
         if env.get("VQPRESS_EXECUTOR"):
             vals["executor"] = env["VQPRESS_EXECUTOR"]
         ray_address = overrides.pop("ray_address", None) or env.get("VQPRESS_RAY_ADDRESS") or None
@@ -89,6 +96,8 @@ class Settings:
             raise ValueError(f"executor must be one of {list(EXECUTORS)}, got {self.executor!r}")
         if self.ray.cpu_slots < 0:
             raise ValueError(f"ray.cpu_slots must be >= 0, got {self.ray.cpu_slots}")
+        if self.digest_function not in digests.FUNCTIONS:
+            raise ValueError(f"digest_function must be one of {list(digests.FUNCTIONS)}, got {self.digest_function!r}")
 
     @property
     def artifacts_dir(self) -> Path:

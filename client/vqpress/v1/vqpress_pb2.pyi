@@ -590,26 +590,28 @@ class ArtifactInfo(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., size: _Optional[int] = ..., created_at: _Optional[float] = ..., source_job: _Optional[str] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
-    __slots__ = ("name", "size", "sha256", "kind")
+    __slots__ = ("name", "size", "digest", "kind", "digest_function")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
-    SHA256_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FUNCTION_FIELD_NUMBER: _ClassVar[int]
     name: str
     size: int
-    sha256: str
+    digest: str
     kind: str
-    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
+    digest_function: str
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., digest: _Optional[str] = ..., kind: _Optional[str] = ..., digest_function: _Optional[str] = ...) -> None: ...
 
 class UploadArtifactRequest(_message.Message):
-    __slots__ = ("header", "chunk", "sha256")
+    __slots__ = ("header", "chunk", "digest")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
-    SHA256_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
     header: UploadHeader
     chunk: bytes
-    sha256: str
-    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ..., sha256: _Optional[str] = ...) -> None: ...
+    digest: str
+    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class DownloadArtifactRequest(_message.Message):
     __slots__ = ("id",)
@@ -869,7 +871,7 @@ class ServerLimits(_message.Message):
     def __init__(self, max_message_bytes: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., max_artifact_bytes: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., max_render_cameras: _Optional[int] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "executor", "workers", "devices", "auth_required", "tls", "limits", "upload_sha256_last")
+    __slots__ = ("version", "executor", "workers", "devices", "auth_required", "tls", "limits", "upload_digest_last", "digest_functions")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     EXECUTOR_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
@@ -877,7 +879,8 @@ class ServerInfo(_message.Message):
     AUTH_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     TLS_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
-    UPLOAD_SHA256_LAST_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_DIGEST_LAST_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     version: str
     executor: str
     workers: int
@@ -885,5 +888,6 @@ class ServerInfo(_message.Message):
     auth_required: bool
     tls: bool
     limits: ServerLimits
-    upload_sha256_last: bool
-    def __init__(self, version: _Optional[str] = ..., executor: _Optional[str] = ..., workers: _Optional[int] = ..., devices: _Optional[_Iterable[str]] = ..., auth_required: _Optional[bool] = ..., tls: _Optional[bool] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., upload_sha256_last: _Optional[bool] = ...) -> None: ...
+    upload_digest_last: bool
+    digest_functions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[str] = ..., executor: _Optional[str] = ..., workers: _Optional[int] = ..., devices: _Optional[_Iterable[str]] = ..., auth_required: _Optional[bool] = ..., tls: _Optional[bool] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., upload_digest_last: _Optional[bool] = ..., digest_functions: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -124,8 +124,8 @@ class VqpressServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UploadArtifact(self, request_iterator, context):
-        """Store a file: a header, then the bytes in chunks (then the sha256, when the header left it
-        empty). Size and sha256 are verified (DATA_LOSS on a mismatch); an interrupted or mismatched
+        """Store a file: a header, then the bytes in chunks (then the digest, when the header left it
+        empty). Size and digest are verified (DATA_LOSS on a mismatch); an interrupted or mismatched
         upload stores nothing. Uploading content that is already stored returns the existing artifact.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -1,4 +1,4 @@
-"""Content-addressed artifact store (sha256-named files with JSON metadata)."""
+"""Content-addressed artifact store (files named by their BLAKE3 or sha256 digest, with JSON metadata)."""
 
 from .store import (
     ArtifactInfo,

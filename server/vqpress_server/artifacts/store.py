@@ -1,15 +1,18 @@
-"""Content-addressed artifact store: immutable files named by their sha256, with a JSON sidecar.
+"""Content-addressed artifact store: immutable files named by their digest, with a JSON sidecar.
 
-Layout under ``root``::
+An artifact's id is its content's digest (``vqpress.digests``): ``blake3:<hex>`` for BLAKE3-256, the
+default for new content, or ``<hex>`` for sha256 (the ids of stores written before BLAKE3, which
+keep working). Layout under ``root``::
 
-    objects/ab/<sha256>        the bytes (read-only once committed)
-    objects/ab/<sha256>.json   metadata: name, kind, size, created_at, source_job
-    tmp/<random>.part          uploads in progress (same filesystem, renamed into place)
+    objects/ab/<hex>                sha256 ids: the bytes (read-only once committed)
+    objects/ab/<hex>.json           metadata: name, kind, size, created_at, source_job
+    objects/blake3/ab/<hex>[.json]  the same for blake3 ids
+    tmp/<random>.part               uploads in progress (same filesystem, renamed into place)
 
 Every write goes to a temp file first and is renamed into place, so a reader sees a whole
 artifact or none. An upload that is aborted, short, long, or whose hash does not match leaves
-nothing behind. Ids are validated (64 lowercase hex digits) before they touch a path, so no id
-can name a file outside the store. Storing content that is already present is idempotent: the
+nothing behind. Ids are validated (either form above) before they touch a path, so no id can
+name a file outside the store. Storing content that is already present is idempotent: the
 first metadata written for an id is kept.
 """
 
@@ -18,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import hashlib
 import json
 import os
 import queue
@@ -33,10 +35,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 
+from vqpress import digests
+
 from ..core.atomic import fsync_dir
 from ..core.errors import VqpressInputError
 
-_ID_RE = re.compile(r"[0-9a-f]{64}")
+_HEX_RE = re.compile(r"[0-9a-f]{64}")
 _KIND_RE = re.compile(r"[a-z0-9][a-z0-9_.+-]{0,31}")
 _MAX_NAME_CHARS = 255
 _COPY_CHUNK = 1 << 20  # bytes per read when storing a file: 1 MiB
@@ -65,7 +69,7 @@ _SYNC_FILE_RANGE_WRITE = 2
 
 @dataclass(frozen=True)
 class ArtifactInfo:
-    id: str  # sha256 hex of the content
+    id: str  # the content's digest: "blake3:<hex>" or "<hex>" (sha256)
     name: str  # file name the artifact was stored under (metadata only, never a path)
     kind: str  # ply, compressed_ply, splat, spz, npz, vqp, png, npy, json, ...
     size: int  # bytes
@@ -77,11 +81,11 @@ class ArtifactInfo:
 
 
 class ArtifactNotFound(LookupError):
-    """No artifact with this id (or the id is not a sha256 hex digest)."""
+    """No artifact with this id (or the id is not an artifact id)."""
 
 
 class ArtifactIntegrityError(ValueError):
-    """An upload's size or sha256 does not match what its header declared."""
+    """An upload's size or digest does not match what it declared."""
 
 
 class ArtifactTooLarge(ValueError):
@@ -93,12 +97,28 @@ class ArtifactStoreFull(ArtifactTooLarge):
 
 
 def validate_id(artifact_id: str) -> str:
-    """Return ``artifact_id`` if it is 64 lowercase hex digits, else raise ArtifactNotFound."""
-    if not isinstance(artifact_id, str) or _ID_RE.fullmatch(artifact_id) is None:
-        raise ArtifactNotFound(
-            f"artifact id {str(artifact_id)[:80]!r} is not a sha256 digest (64 lowercase hex digits)"
-        )
+    """Return ``artifact_id`` if it is an artifact id (either form), else raise ArtifactNotFound."""
+    try:
+        digests.parse_id(artifact_id)
+    except ValueError as e:
+        raise ArtifactNotFound(str(e)) from None
     return artifact_id
+
+
+def _expected_digest(expected: str | None, function: str) -> str | None:
+    """A declared digest (64 hex digits, any case) lowercased, or VqpressInputError."""
+    if expected is None:
+        return None
+    if not isinstance(expected, str) or _HEX_RE.fullmatch(expected.lower()) is None:
+        raise VqpressInputError(f"declared {function} digest {str(expected)[:80]!r} is not 64 hex digits")
+    return expected.lower()
+
+
+def _function(function: str | None, default: str) -> str:
+    try:
+        return digests.check_function(default if function is None else function)
+    except ValueError as e:
+        raise VqpressInputError(str(e)) from None
 
 
 def kind_from_name(name: str) -> str:
@@ -125,11 +145,11 @@ class Upload:
     """One artifact being written. Use as a context manager; it aborts on an exception.
 
     ``write`` checks the declared size as bytes arrive (it fails at the first byte past it) and
-    hands the bytes to two threads, one hashing and one writing them (both release the GIL), so the
-    caller receives the next chunk meanwhile (a chunk must not change after ``write``: bytes, or a
-    view of them). The writer starts each 8 MiB on its way to the disk as it is written; ``commit``
-    waits for both, checks the size and the sha256, fsyncs the file and renames it into place. A
-    disk error is raised by the next ``write`` or by ``commit``.
+    hands the bytes to two threads, one hashing (in the upload's digest function) and one writing
+    them (both release the GIL), so the caller receives the next chunk meanwhile (a chunk must not
+    change after ``write``: bytes, or a view of them). The writer starts each 8 MiB on its way to
+    the disk as it is written; ``commit`` waits for both, checks the size and the digest, fsyncs the
+    file and renames it into place. A disk error is raised by the next ``write`` or by ``commit``.
     """
 
     def __init__(
@@ -137,17 +157,19 @@ class Upload:
         store: ArtifactStore,
         name: str,
         size: int,
-        sha256: str | None,
+        digest: str | None,
         kind: str,
         source_job: str | None,
+        function: str,
     ) -> None:
         self._store = store
         self._name = name
         self._size = size
-        self._sha256 = sha256
+        self._digest = digest  # declared, 64 lowercase hex digits in ``function``; None: given to commit
+        self._function = function
         self._kind = kind
         self._source_job = source_job
-        self._hash = hashlib.sha256()
+        self._hash = digests.new(function)
         self._written = 0
         fd, tmp = tempfile.mkstemp(dir=store._tmp_dir, suffix=".part")
         self._file = os.fdopen(fd, "wb")
@@ -210,20 +232,26 @@ class Upload:
             t.join()
         self._queues, self._sinks = [], []
 
-    def commit(self, sha256: str | None = None) -> ArtifactInfo:
-        """Store the bytes; ``sha256``: the hex digest they must have, when it was not known at
-        ``begin_upload`` (an upload whose last message carries it)."""
+    @property
+    def digest_function(self) -> str:
+        return self._function
+
+    def commit(self, digest: str | None = None) -> ArtifactInfo:
+        """Store the bytes; ``digest``: the hex digest (in the upload's function) they must have,
+        when it was not known at ``begin_upload`` (an upload whose last message carries it)."""
         if self._tmp is None:
             raise RuntimeError("upload is already committed or aborted")
         declared_by = "header"
-        if sha256 is not None:
-            if self._sha256 is not None:
+        if digest is not None:
+            if self._digest is not None:
                 self.abort()
-                raise VqpressInputError(f"upload of {self._name!r} declared its sha256 twice")
-            if not isinstance(sha256, str) or _ID_RE.fullmatch(sha256.lower()) is None:
+                raise VqpressInputError(f"upload of {self._name!r} declared its digest twice")
+            try:
+                self._digest = _expected_digest(digest, self._function)
+            except VqpressInputError:
                 self.abort()
-                raise VqpressInputError(f"declared sha256 {str(sha256)[:80]!r} is not 64 hex digits")
-            self._sha256, declared_by = sha256.lower(), "last message"
+                raise
+            declared_by = "last message"
         self._join_sink()
         if self._failure is not None:
             e = self._failure
@@ -234,19 +262,20 @@ class Upload:
             raise ArtifactIntegrityError(
                 f"upload of {self._name!r} ended after {self._written} bytes; its header declared {self._size}"
             )
-        digest = self._hash.hexdigest()
-        if self._sha256 is not None and digest != self._sha256:
+        got = self._hash.hexdigest()
+        if self._digest is not None and got != self._digest:
             self.abort()
             raise ArtifactIntegrityError(
-                f"upload of {self._name!r} has sha256 {digest}, not the {self._sha256} its {declared_by} declared "
-                "(the data was corrupted in transit, or the header is wrong)"
+                f"upload of {self._name!r} has {self._function} {got}, not the {self._digest} its "
+                f"{declared_by} declared (the data was corrupted in transit, or the declaration is wrong)"
             )
         try:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
             os.chmod(self._tmp, 0o444)
-            info = self._store._install(self._tmp, digest, self._name, self._kind, self._size, self._source_job)
+            artifact_id = digests.make_id(self._function, got)
+            info = self._store._install(self._tmp, artifact_id, self._name, self._kind, self._size, self._source_job)
         except OSError as e:
             self.abort()
             raise _disk_error(e, self._name) from e
@@ -279,11 +308,13 @@ def _disk_error(e: Exception, name: str) -> Exception:
 
 
 class ArtifactStore:
-    """Content-addressed files under ``root``; ``max_bytes`` caps a single artifact (bytes)."""
+    """Content-addressed files under ``root``; ``max_bytes`` caps a single artifact (bytes);
+    ``digest_function`` names what it stores unless a caller names another ("blake3" or "sha256")."""
 
-    def __init__(self, root: Path, max_bytes: int) -> None:
+    def __init__(self, root: Path, max_bytes: int, digest_function: str = digests.DEFAULT) -> None:
         self.root = Path(root)
         self.max_bytes = int(max_bytes)
+        self.digest_function = digests.check_function(digest_function)
         self._objects = self.root / "objects"
         self._tmp_dir = self.root / "tmp"
         self._objects.mkdir(parents=True, exist_ok=True)
@@ -292,31 +323,43 @@ class ArtifactStore:
 
     # -- writing ---------------------------------------------------------------------
     def begin_upload(
-        self, name: str, size: int, sha256: str | None, kind: str, source_job: str | None = None
+        self,
+        name: str,
+        size: int,
+        digest: str | None,
+        kind: str,
+        source_job: str | None = None,
+        digest_function: str | None = None,
     ) -> Upload:
-        """Start an upload of exactly ``size`` bytes whose sha256 hex digest is ``sha256`` (None: given
-        to ``Upload.commit`` once the bytes are in)."""
+        """Start an upload of exactly ``size`` bytes whose hex digest in ``digest_function`` (None:
+        the store's) is ``digest`` (None: given to ``Upload.commit`` once the bytes are in)."""
         name, kind = _check_meta(name, kind)
-        if sha256 is not None and (not isinstance(sha256, str) or _ID_RE.fullmatch(sha256.lower()) is None):
-            raise VqpressInputError(f"declared sha256 {str(sha256)[:80]!r} is not 64 hex digits")
+        function = _function(digest_function, self.digest_function)
+        expected = _expected_digest(digest, function)
         self._check_size(name, size)
-        return Upload(self, name, size, None if sha256 is None else sha256.lower(), kind, source_job)
+        return Upload(self, name, size, expected, kind, source_job, function)
 
-    def put_file(self, src: Path, name: str, kind: str, source_job: str | None = None) -> ArtifactInfo:
+    def put_file(
+        self, src: Path, name: str, kind: str, source_job: str | None = None, digest_function: str | None = None
+    ) -> ArtifactInfo:
         """Store a copy of the file ``src`` (hashed while copied)."""
         src = Path(src)
         size = src.stat().st_size
         name, kind = _check_meta(name, kind)
         self._check_size(name, size)
-        with open(src, "rb") as f, Upload(self, name, size, None, kind, source_job) as up:
+        function = _function(digest_function, self.digest_function)
+        with open(src, "rb") as f, Upload(self, name, size, None, kind, source_job, function) as up:
             while chunk := f.read(_COPY_CHUNK):
                 up.write(chunk)
             return up.commit()
 
-    def put_bytes(self, data: bytes, name: str, kind: str, source_job: str | None = None) -> ArtifactInfo:
+    def put_bytes(
+        self, data: bytes, name: str, kind: str, source_job: str | None = None, digest_function: str | None = None
+    ) -> ArtifactInfo:
         name, kind = _check_meta(name, kind)
         self._check_size(name, len(data))
-        with Upload(self, name, len(data), None, kind, source_job) as up:
+        function = _function(digest_function, self.digest_function)
+        with Upload(self, name, len(data), None, kind, source_job, function) as up:
             up.write(bytes(data))  # a copy: the caller's buffer may change after we return
             return up.commit()
 
@@ -333,12 +376,14 @@ class ArtifactStore:
                 f"{name!r} needs {size} bytes but the artifact store has {free} bytes free; free disk space"
             )
 
-    def _install(self, tmp: Path, digest: str, name: str, kind: str, size: int, source_job: str | None) -> ArtifactInfo:
-        obj = self._object_path(digest)
+    def _install(
+        self, tmp: Path, artifact_id: str, name: str, kind: str, size: int, source_job: str | None
+    ) -> ArtifactInfo:
+        obj = self._object_path(artifact_id)
         obj.parent.mkdir(parents=True, exist_ok=True)
-        meta = ArtifactInfo(digest, name, kind, size, time.time(), source_job)
+        meta = ArtifactInfo(artifact_id, name, kind, size, time.time(), source_job)
         os.replace(tmp, obj)  # same content either way, so a concurrent writer of it is harmless
-        sidecar = self._sidecar_path(digest)
+        sidecar = self._sidecar_path(artifact_id)
         if not sidecar.exists():
             fd, mtmp = tempfile.mkstemp(dir=self._tmp_dir, suffix=".json.part")
             try:
@@ -354,7 +399,7 @@ class ArtifactStore:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(mtmp)
         fsync_dir(obj.parent)
-        return self.stat(digest)
+        return self.stat(artifact_id)
 
     # -- reading ---------------------------------------------------------------------
     def stat(self, artifact_id: str) -> ArtifactInfo:
@@ -407,14 +452,16 @@ class ArtifactStore:
     def list(self, kind: str | None = None, limit: int = 1000) -> list[ArtifactInfo]:
         """Artifacts, newest first, optionally only of one kind."""
         out: list[ArtifactInfo] = []
-        for shard in sorted(self._objects.iterdir()):
-            if not shard.is_dir():
-                continue
+        blake3_dir = self._objects / digests.BLAKE3
+        shards = [(s, "") for s in sorted(self._objects.iterdir()) if s.is_dir() and s != blake3_dir]
+        if blake3_dir.is_dir():
+            shards += [(s, "blake3:") for s in sorted(blake3_dir.iterdir()) if s.is_dir()]
+        for shard, prefix in shards:
             for entry in shard.iterdir():
-                if _ID_RE.fullmatch(entry.name) is None:
+                if _HEX_RE.fullmatch(entry.name) is None:
                     continue
                 try:
-                    info = self.stat(entry.name)
+                    info = self.stat(prefix + entry.name)
                 except (ArtifactNotFound, FileNotFoundError):
                     continue  # deleted while listing
                 if kind is None or info.kind == kind:
@@ -430,11 +477,13 @@ class ArtifactStore:
             self._sidecar_path(artifact_id).unlink()
 
     # -- paths -----------------------------------------------------------------------
-    def _object_path(self, digest: str) -> Path:
-        return self._objects / digest[:2] / digest
+    def _object_path(self, artifact_id: str) -> Path:
+        function, hexdigest = digests.parse_id(artifact_id)
+        base = self._objects if function == digests.SHA256 else self._objects / function
+        return base / hexdigest[:2] / hexdigest
 
-    def _sidecar_path(self, digest: str) -> Path:
-        return self._objects / digest[:2] / f"{digest}.json"
+    def _sidecar_path(self, artifact_id: str) -> Path:
+        return self._object_path(artifact_id).with_suffix(".json")
 
     def _remove_stale_temp_files(self) -> None:
         cutoff = time.time() - _STALE_TMP_S

@@ -11,9 +11,9 @@ Roles::
 Only the front-end touches the job table and the content-addressed store, so no node needs a
 shared disk and a dying node cannot leave a half-written record. The data path is Ray's object
 store: a job's input artifacts are ``ray.put`` once by the front-end (kept for re-use up to
-``RayConfig.object_cache_bytes``), fetched by a node only when its cache lacks them (sha256
+``RayConfig.object_cache_bytes``), fetched by a node only when its cache lacks them (their digest
 verified as they are stored there); result files come back as the actor call's return value and
-are stored by the front-end under the same sha256. Training checkpoints written on a node come back
+are stored by the front-end under the same id. Training checkpoints written on a node come back
 with the progress polls and are kept in the front-end's scratch folder (the same
 ``<job id>-checkpoints`` folder local workers use), and go out again with the job when it is re-run
 on any node, so it resumes from there.
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import socket
 import threading
@@ -46,6 +45,7 @@ from typing import Any
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from vqpress import digests
 
 from ..artifacts import ArtifactNotFound, ArtifactStore
 from ..settings import RayConfig, Settings
@@ -60,7 +60,6 @@ WORKER_PREFIX = "ray/"  # every worker id of this executor starts so; the rest n
 _RECONCILE_S = 1.0  # how often the front-end compares the actors with the cluster's nodes (seconds)
 _SCRATCH_CLEAN_S = 60.0  # how often the front-end's scratch folder is cleaned (seconds)
 _ACTOR_BACKOFF_S = (1.0, 60.0)  # delay before re-creating an actor that failed on a node: first, max (s)
-_ID_RE = re.compile(r"[0-9a-f]{64}")
 _ACTOR_CONCURRENCY = 4  # threads of an actor: one runs the job, the others answer polls and stop requests
 
 
@@ -165,7 +164,7 @@ class NodeWorker:
         self.settings = replace(settings, data_dir=node_root / f"a{slot}")
         shutil.rmtree(self.settings.scratch_dir, ignore_errors=True)
         self.settings.scratch_dir.mkdir(parents=True, exist_ok=True)
-        self.cache = ArtifactStore(node_root / "artifacts", settings.max_artifact_bytes)
+        self.cache = ArtifactStore(node_root / "artifacts", settings.max_artifact_bytes, settings.digest_function)
         self.warm = WarmState.create("cuda" if gpus else "cpu", threads=threads)
         self._stopping = threading.Event()
         self._relay: _RelayTable | None = None
@@ -193,10 +192,16 @@ class NodeWorker:
             if self.cache.exists(aid):
                 continue
             data = ray.get(ref)
-            stored = self.cache.put_bytes(data, info["name"], info["kind"], source_job=info.get("source_job"))
+            stored = self.cache.put_bytes(
+                data,
+                info["name"],
+                info["kind"],
+                source_job=info.get("source_job"),
+                digest_function=digests.function_of(aid),
+            )
             if stored.id != aid:  # the bytes are not what the front-end's store named: drop them
                 self.cache.delete(stored.id)
-                raise ValueError(f"artifact {aid} arrived with sha256 {stored.id}; refusing it")
+                raise ValueError(f"artifact {aid} arrived as {stored.id}; refusing it")
             fetched += len(data)
         return fetched
 
@@ -350,7 +355,7 @@ class RayExecutor:
                 ray.init(address=c.address, namespace=c.namespace)
             self._owns_ray = True
         self._table = JobTable(s.jobs_db, max_attempts=s.max_attempts, poll_s=s.poll_s)
-        self._store = ArtifactStore(s.artifacts_dir, s.max_artifact_bytes)
+        self._store = ArtifactStore(s.artifacts_dir, s.max_artifact_bytes, s.digest_function)
         n = self._release_orphans()
         n += self._table.requeue_expired()
         if n:
@@ -645,9 +650,11 @@ class RayExecutor:
         elif state == JobState.SUCCEEDED.value:
             try:
                 for aid, name, kind, data in outcome["files"]:
-                    stored = self._store.put_bytes(data, name, kind, source_job=job.id)
+                    stored = self._store.put_bytes(
+                        data, name, kind, source_job=job.id, digest_function=digests.function_of(aid)
+                    )
                     if stored.id != aid:
-                        raise ValueError(f"result {name!r} arrived with sha256 {stored.id}, not {aid}")
+                        raise ValueError(f"result {name!r} arrived as {stored.id}, not {aid}")
             except Exception as e:
                 _end(table.fail, job.id, wid, f"could not store the results: {_short(e)}")
             else:
@@ -697,9 +704,9 @@ class RayExecutor:
 
 
 def _artifact_ids(spec: Any) -> Iterator[str]:
-    """Every sha256 id in a job spec, whatever its shape (dicts, lists, dataclasses)."""
+    """Every artifact id in a job spec, whatever its shape (dicts, lists, dataclasses)."""
     if isinstance(spec, str):
-        if _ID_RE.fullmatch(spec):
+        if digests.is_id(spec):
             yield spec
     elif isinstance(spec, Mapping):
         for v in spec.values():

@@ -8,7 +8,7 @@ type with a ``SpecError`` naming the key, so no later layer checks a field again
 
 Whether a source is a splat scene or a neural field is decided once, at the RPC, from the stored
 artifact's header: it is the spec's class (``QuantizeSplatsSpec`` or ``QuantizeFieldSpec``, ...).
-Artifacts are named by their sha256 id. Torch-free: the gRPC process imports this module.
+Artifacts are named by their content digest (vqpress.digests). Torch-free: the gRPC process imports this module.
 """
 
 from __future__ import annotations

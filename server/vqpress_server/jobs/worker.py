@@ -400,7 +400,7 @@ def _worker_main(
     table = JobTable(
         settings.jobs_db, max_attempts=settings.max_attempts, poll_s=settings.poll_s, on_write=lambda: _post(wrote)
     )
-    store = ArtifactStore(settings.artifacts_dir, settings.max_artifact_bytes)
+    store = ArtifactStore(settings.artifacts_dir, settings.max_artifact_bytes, settings.digest_function)
     warm = WarmState.create("cuda" if device is not None else "cpu", threads=threads)
     ready.release()
     log.info("worker %s ready (%s)", worker_id, warm.device)

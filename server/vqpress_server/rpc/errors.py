@@ -8,8 +8,8 @@ exception                      status               why
 =============================  ===================  =============================================
 ServiceError                   its own code         raised by the RPC layer with a chosen code
 ArtifactNotFound, JobNotFound  NOT_FOUND            unknown id
-ArtifactIntegrityError         DATA_LOSS            upload bytes do not match the header's size or
-                                                    sha256 (corrupted or cut in transit); nothing
+ArtifactIntegrityError         DATA_LOSS            upload bytes do not match the declared size or
+                                                    digest (corrupted or cut in transit); nothing
                                                     was stored; send it again
 ArtifactTooLarge, QueueFull,   RESOURCE_EXHAUSTED   over the server's size limit, disk full, queue full,
 StorageFull, LimitExceeded                          a request over a budget (core/budgets.py)

@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from vqpress import digests
 from vqpress.v1 import vqpress_pb2 as pb
 from vqpress.v1 import vqpress_pb2_grpc as pb_grpc
 
@@ -55,7 +56,7 @@ RPC_NAMES = list(pb.DESCRIPTOR.services_by_name["Vqpress"].methods_by_name)
 WATCH_SLICE_S = 1.0  # longest wait between checks that a watching or rendering client is still there (s)
 DEFAULT_JOB_LIMIT, MAX_JOB_LIMIT = 100, 1000
 DEFAULT_ARTIFACT_LIMIT, MAX_ARTIFACT_LIMIT = 1000, 10000
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 # The status of a Render whose job failed, by whose fault it was (jobs.model.FAILURES); a job whose
 # workers were lost ("") is INTERNAL too.
 _FAILURE_CODES = {
@@ -106,7 +107,10 @@ class VqpressServicer(pb_grpc.VqpressServicer):
                 max_queued_jobs=s.max_queued_jobs,
                 max_render_cameras=MAX_RENDER_CAMERAS,
             ),
-            upload_sha256_last=True,
+            upload_digest_last=True,
+            # the store's own function first: what its job results are named by
+            digest_functions=[self.store.digest_function]
+            + [f for f in digests.FUNCTIONS if f != self.store.digest_function],
         )
 
     # -- artifacts -------------------------------------------------------------------
@@ -117,18 +121,28 @@ class VqpressServicer(pb_grpc.VqpressServicer):
         # anything else as the protobuf message.
         first = next(request_iterator, None)
         if not isinstance(first, pb.UploadArtifactRequest) or first.WhichOneof("part") != "header":
-            raise invalid_argument("an upload starts with its header (name, size, sha256, kind), then the chunks")
+            raise invalid_argument(
+                "an upload starts with its header (name, size, digest, kind, digest_function), then the chunks"
+            )
         h = first.header
         if not h.name:
             raise invalid_argument("UploadHeader.name is empty; give the file's name, e.g. 'scene.ply'")
-        last = not h.sha256  # the sha256 comes as the last message, after the bytes
-        if not last and _SHA256.fullmatch(h.sha256) is None:
+        function = h.digest_function or digests.SHA256  # senders before digest functions send sha256
+        if function not in digests.FUNCTIONS:
             raise invalid_argument(
-                "UploadHeader.sha256 must be the content's sha256 as 64 hex digits, or empty when the "
+                f"UploadHeader.digest_function {function[:40]!r} is not one this server takes: "
+                f"{', '.join(digests.FUNCTIONS)}"
+            )
+        last = not h.digest  # the digest comes as the last message, after the bytes
+        if not last and _HEX64.fullmatch(h.digest) is None:
+            raise invalid_argument(
+                f"UploadHeader.digest must be the content's {function} as 64 hex digits, or empty when the "
                 "upload's last message carries it"
             )
         try:
-            upload = self.store.begin_upload(h.name, h.size, None if last else h.sha256.lower(), h.kind)
+            upload = self.store.begin_upload(
+                h.name, h.size, None if last else h.digest.lower(), h.kind, digest_function=function
+            )
         except (ArtifactIntegrityError, ArtifactTooLarge):
             raise
         except ValueError as e:  # a name or kind the store refuses; the message says which
@@ -137,27 +151,27 @@ class VqpressServicer(pb_grpc.VqpressServicer):
             trailer: str | None = None
             for msg in request_iterator:
                 if trailer is not None:
-                    raise invalid_argument("an upload's sha256 message is its last; nothing may follow it")
+                    raise invalid_argument("an upload's digest message is its last; nothing may follow it")
                 if isinstance(msg, memoryview):
                     upload.write(msg)
                 elif msg.WhichOneof("part") == "chunk":
                     upload.write(msg.chunk)
-                elif msg.WhichOneof("part") == "sha256" and last:
-                    if _SHA256.fullmatch(msg.sha256) is None:
-                        raise invalid_argument("the upload's sha256 message must be 64 hex digits")
-                    trailer = msg.sha256.lower()
-                elif msg.WhichOneof("part") == "sha256":
-                    raise invalid_argument("this upload's header gave its sha256; it takes no sha256 message")
+                elif msg.WhichOneof("part") == "digest" and last:
+                    if _HEX64.fullmatch(msg.digest) is None:
+                        raise invalid_argument(f"the upload's digest message must be its {function} as 64 hex digits")
+                    trailer = msg.digest.lower()
+                elif msg.WhichOneof("part") == "digest":
+                    raise invalid_argument("this upload's header gave its digest; it takes no digest message")
                 else:
                     raise invalid_argument(
-                        "an upload has one header, first, then chunks (and its sha256 last when the header's is empty)"
+                        "an upload has one header, first, then chunks (and its digest last when the header's is empty)"
                     )
             if last and trailer is None:
                 raise invalid_argument(
-                    "this upload's header left sha256 empty, so its last message must carry the sha256; "
+                    "this upload's header left its digest empty, so its last message must carry the digest; "
                     "it ended without one"
                 )
-            info = upload.commit(sha256=trailer)
+            info = upload.commit(digest=trailer)
         return convert.artifact_info(info)
 
     def DownloadArtifact(self, request: pb.DownloadArtifactRequest, context: Any) -> Iterator[bytes]:
