@@ -45,3 +45,13 @@ def test_a_client_names_uploads_by_what_the_server_offers() -> None:
     assert digests.choose(["k12", "sha256"]) == "sha256"  # one this client does not know is skipped
     assert digests.short("blake3:" + BLAKE3_EMPTY) == "blake3:af1349b9f5f9"
     assert digests.short(SHA256_ABC, 8) == "ba7816bf"
+
+
+def test_an_id_as_a_file_name_has_no_colon() -> None:
+    # A result saved under its id (it has no name) or a worker's scratch link must be a valid file
+    # name on every system, Windows included.
+    assert digests.file_name("blake3:" + BLAKE3_EMPTY) == "blake3-" + BLAKE3_EMPTY
+    assert digests.file_name("blake3:" + BLAKE3_EMPTY, 16) == "blake3-af1349b9f5f9a1a6"
+    assert digests.file_name(SHA256_ABC) == SHA256_ABC
+    with pytest.raises(ValueError, match="neither"):
+        digests.file_name("blake3:../../etc/passwd")

@@ -253,7 +253,7 @@ class Client:
         info = await self.stat(ref)
         path = Path(path)
         if path.is_dir():
-            path = path / (Path(info.name).name or info.id)
+            path = path / (Path(info.name).name or digests.file_name(info.id))
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
         try:
             function = digests.function_of(info.id)
@@ -492,7 +492,10 @@ class Job:
     async def download_results(self, directory: str | os.PathLike) -> list[Path]:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        return [await self._client.download(r, d / (Path(r.name).name or r.id)) for r in await self.results()]
+        return [
+            await self._client.download(r, d / (Path(r.name).name or digests.file_name(r.id)))
+            for r in await self.results()
+        ]
 
 
 __all__ = ["Client", "Job"]

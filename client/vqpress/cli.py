@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import digests
 from ._transport import TOKEN_ENV, TlsConfig
 from ._version import __version__
 from .client import Client, Job
@@ -410,7 +411,7 @@ def _beside(out: Path, r: ArtifactInfo) -> Path:
     """Where a secondary result goes next to ``out``: scene.vqp -> scene.ply, scene.report.json, ..."""
     if r.kind == "ply":
         return out.with_name(f"{out.stem}.ply")
-    return out.with_name(f"{out.stem}.{Path(r.name).name or r.id}")
+    return out.with_name(f"{out.stem}.{Path(r.name).name or digests.file_name(r.id)}")
 
 
 def _save(client: Client, st: JobStatus, out: Path, *, everything: bool) -> tuple[list[Path], dict[str, Any]]:
@@ -429,7 +430,7 @@ def _save(client: Client, st: JobStatus, out: Path, *, everything: bool) -> tupl
         if out.is_dir() or str(out).endswith(os.sep) or st.kind == "render":  # a render's images need a folder
             out.mkdir(parents=True, exist_ok=True)
             for r in st.results:
-                written.append(client.download(r, out / (Path(r.name).name or r.id)))
+                written.append(client.download(r, out / (Path(r.name).name or digests.file_name(r.id))))
         else:
             written.append(client.download(main, out))
             if everything:

@@ -636,7 +636,7 @@ class Client:
         info = self.stat(ref)
         path = Path(path)
         if path.is_dir():
-            path = path / (Path(info.name).name or info.id)
+            path = path / (Path(info.name).name or digests.file_name(info.id))
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -936,7 +936,7 @@ class Job:
         """Download every result into ``directory`` (created if needed) under its stored name."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        return [self._client.download(r, d / (Path(r.name).name or r.id)) for r in self.results]
+        return [self._client.download(r, d / (Path(r.name).name or digests.file_name(r.id))) for r in self.results]
 
 
 _UMASK_LOCK = threading.Lock()

@@ -98,6 +98,12 @@ def short(artifact_id: str, digits: int = 12) -> str:
     return _PREFIX[function] + hexdigest[:digits]
 
 
+def file_name(artifact_id: str, digits: int = 64) -> str:
+    """An id as a file name on every system (no ':'): 'blake3-<hex>' or '<hex>', ``digits`` long."""
+    function, hexdigest = parse_id(artifact_id)
+    return _PREFIX[function].replace(":", "-") + hexdigest[:digits]
+
+
 def choose(offered: list[str] | tuple[str, ...]) -> str:
     """The function to use with a server that offers ``offered`` (its preference first): the first
     one this version knows; sha256 when it offers none (a server before digest functions)."""
@@ -115,6 +121,7 @@ __all__ = [
     "SHA256",
     "check_function",
     "choose",
+    "file_name",
     "function_of",
     "id_of_bytes",
     "id_of_file",

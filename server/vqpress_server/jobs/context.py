@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vqpress import digests
+
 from ..artifacts import ArtifactInfo, ArtifactStore
 from ..core.errors import Cancelled, FormatError, VqpressInputError
 from ..core.magic import read_head, scene_format
@@ -83,7 +85,7 @@ class Source:
         except FormatError as e:
             if Path(e.path).name != self.path.name:
                 raise
-            raise FormatError(f"{self.info.name} (artifact {self.id[:12]})", e.problem) from None
+            raise FormatError(f"{self.info.name} (artifact {digests.short(self.id)})", e.problem) from None
 
 
 class WarmState:
@@ -261,7 +263,7 @@ class JobContext:
                 f"upload one of {', '.join(SOURCE_SUFFIX)}"
             )
         self.scratch.mkdir(parents=True, exist_ok=True)
-        link = self.scratch / f"{what}-{info.id[:12]}{SOURCE_SUFFIX[kind]}"
+        link = self.scratch / f"{what}-{digests.file_name(info.id, 16)}{SOURCE_SUFFIX[kind]}"
         if not link.exists():
             _link_or_copy(self.store.path(info.id), link)
         return Source(ArtifactInfo(info.id, info.name, kind, info.size, info.created_at, info.source_job), link)
