@@ -17,7 +17,6 @@ path); MiB/s of each, median of 3.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
@@ -29,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "client"), str(REPO / "server")]
 
+from vqpress import digests  # noqa: E402
 from vqpress_server.cluster_demo import loopback_cluster, use_loopback  # noqa: E402
 
 SCENE = REPO / "tests" / "data" / "donut_small.ply"
@@ -108,7 +108,7 @@ def data_path(cluster, mib: int) -> dict:  # noqa: ANN001
         ins, outs = [], []
         for _ in range(3):
             data = os.urandom(mib << 20)
-            aid = hashlib.sha256(data).hexdigest()
+            aid = digests.id_of_bytes(data)
             info = {"name": "blob.bin", "kind": "bin", "source_job": None}
             t0 = time.perf_counter()
             ref = ray.put(data)
@@ -118,7 +118,7 @@ def data_path(cluster, mib: int) -> dict:  # noqa: ANN001
             t0 = time.perf_counter()
             back = ray.get(actor.read_artifact.remote(aid))
             outs.append(time.perf_counter() - t0)
-            assert hashlib.sha256(back).hexdigest() == aid
+            assert digests.id_of_bytes(back) == aid
             del ref, back
         ray.kill(actor)
     finally:
