@@ -22,6 +22,12 @@ CPU run of a large tiled scene short). --repeats: quantize every scene that many
 run on CUDA includes kernel compilation; the table shows each). --no-importance: quantize lego
 unweighted (no renders, so no rasterizer is needed). Exits nonzero when a run fails or a .vqp's
 header does not hold the reported number of Gaussians.
+
+--profile DIR: after a scene's timed runs, one more under torch.profiler (not in the table: the
+profiler slows it), written to DIR as <scene>.ops.txt (the operators by self device time and by
+self CPU time), <scene>.trace.json (a Chrome trace: chrome://tracing or ui.perfetto.dev) and, on
+CUDA, <scene>.syncs.txt: every host synchronization the run made, counted by the line of Python
+that made it (torch's sync debug mode), which is where a loop waits for the GPU.
 """
 
 from __future__ import annotations
@@ -141,6 +147,61 @@ def run_one(src: Path, dst: Path, iters: int, device: str, label: str, no_import
     }
 
 
+def _all_threads() -> object | None:
+    """The profiler's setting that records the operators of every thread (the four k-means run on
+    threads of their own), or None where this torch lacks it (then only the calling thread's)."""
+    try:
+        return torch._C._profiler._ExperimentalConfig(profile_all_threads=True)
+    except (AttributeError, TypeError):
+        print("this torch's profiler records the calling thread only", file=sys.stderr)
+        return None
+
+
+def profile_one(
+    src: Path, dst: Path, iters: int, device: str, label: str, no_importance: bool, out_dir: Path
+) -> list[Path]:
+    """One more run under torch.profiler; returns the files written (see --profile)."""
+    import collections
+    import warnings
+
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    slug = "".join(c if c.isalnum() else "_" for c in label).strip("_")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    syncs: collections.Counter[str] = collections.Counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if device == "cuda":
+            torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with profile(activities=activities, record_shapes=False, experimental_config=_all_threads()) as prof:
+                run_one(src, dst, iters, device, label, no_importance)
+        finally:
+            if device == "cuda":
+                torch.cuda.set_sync_debug_mode("default")
+    for w in caught:
+        if "synchroniz" in str(w.message):
+            syncs[f"{w.filename}:{w.lineno}"] += 1
+    files = [out_dir / f"{slug}.ops.txt", out_dir / f"{slug}.trace.json"]
+    sort_device = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    table = prof.key_averages()
+    files[0].write_text(
+        f"{label}: torch.profiler, {device}, {iters} iterations\n\nby {sort_device}:\n"
+        + table.table(sort_by=sort_device, row_limit=40)
+        + "\n\nby self_cpu_time_total:\n"
+        + table.table(sort_by="self_cpu_time_total", row_limit=40)
+    )
+    prof.export_chrome_trace(str(files[1]))
+    if device == "cuda":
+        files.append(out_dir / f"{slug}.syncs.txt")
+        files[2].write_text(
+            f"{label}: {sum(syncs.values())} host synchronizations, by the line that made them\n\n"
+            + "".join(f"{n:8d}  {where}\n" for where, n in syncs.most_common())
+        )
+    return files
+
+
 def print_table(rows: list[dict], device: str) -> None:
     cols = ["read", "repair", "importance", "sort", "k-means dc / sh / scale / rot", "encode", "write", "other"]
     print(f"\nquantize end to end on {device} (torch {torch.__version__}), default preset, no evaluation\n")
@@ -174,6 +235,7 @@ def main() -> int:
     ap.add_argument(
         "--no-importance", action="store_true", help="quantize unweighted (no renders: lego's cameras are not used)"
     )
+    ap.add_argument("--profile", type=Path, help="profile one more run of each scene into this directory")
     ap.add_argument("--out-dir", help="write bench_quantize.json into this directory (created)")
     ap.add_argument("--out", help="write the rows as JSON to this file")
     args = ap.parse_args()
@@ -209,6 +271,10 @@ def main() -> int:
                     break
                 r = rows[-1]
                 print(f"{label} run {i + 1}: {r['total_s']:.2f} s, {r['output_bytes']:,} B", file=sys.stderr)
+            if args.profile is not None and not failed:
+                dst = Path(tmp) / f"{path.stem}.vqp"
+                written = profile_one(path, dst, iters, args.device, label, args.no_importance, args.profile)
+                print(f"{label}: profile in {', '.join(str(f) for f in written)}", file=sys.stderr)
     print_table(rows, args.device)
     print(f"\nwall time of the whole script: {time.perf_counter() - t_start:.1f} s")
     doc = {
