@@ -237,6 +237,8 @@ def main() -> int:
                 # until the job is queued, queued until a worker claims it, the job in the worker
                 # beside the handler's render-and-encode time, and the job's end until the call ends.
                 stages: dict[str, list[tuple[float, ...]]] = {"png": [], "float32": []}
+                # The job's own render and encode times: the RPC minus both is what the service adds.
+                in_worker: dict[str, list[tuple[float, float, float]]] = {"png": [], "float32": []}
 
                 def rpc(encoding: str) -> float:
                     t0 = time.time()
@@ -248,6 +250,8 @@ def main() -> int:
                     stages[encoding].append(
                         (job.created_at - t0, job.started_at - job.created_at, run, t1 - job.finished_at)
                     )
+                    r, e = job.metrics.get("render_s", float("nan")), job.metrics.get("encode_s", float("nan"))
+                    in_worker[encoding].append((r, e, wall - r - e))
                     return wall
 
                 for _ in range(args.renders):  # back to back, so drift in the machine's load cancels
@@ -263,6 +267,11 @@ def main() -> int:
                 for enc, rows in stages.items():
                     for name, col in zip(
                         ("submit", "queued", "worker_bookkeeping", "delivery"), zip(*rows, strict=True), strict=True
+                    ):
+                        results[f"render_{enc}_{name}_ms"] = 1e3 * statistics.median(col)
+                for enc, rows in in_worker.items():
+                    for name, col in zip(
+                        ("worker_render", "worker_encode", "beside_render"), zip(*rows, strict=True), strict=True
                     ):
                         results[f"render_{enc}_{name}_ms"] = 1e3 * statistics.median(col)
                 results["render_size"] = f"{cam.width}x{cam.height}"
@@ -320,6 +329,12 @@ def main() -> int:
     for enc in ("png", "float32"):
         cols = [float(results[f"render_{enc}_{n}_ms"]) for n in ("submit", "queued", "worker_bookkeeping", "delivery")]  # type: ignore[arg-type]
         print(f"| {enc} | " + " | ".join(f"{c:.1f}" for c in cols) + " |")
+    print("\n| Render RPC (median ms) | in-process render | render in the worker | encode in the worker "
+          "| RPC - the worker's render and encode |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|")
+    for enc in ("png", "float32"):
+        cols = [float(results[f"render_{enc}_{n}_ms"]) for n in ("worker_render", "worker_encode", "beside_render")]  # type: ignore[arg-type]
+        print(f"| {enc} | {results['render_direct_ms']:.1f} | " + " | ".join(f"{c:.1f}" for c in cols) + " |")
     print(f"\nsmall quantize jobs through the queue: {results['quantize_jobs_per_s']:.1f} jobs/s")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

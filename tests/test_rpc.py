@@ -533,6 +533,10 @@ def test_render_streams_the_workers_images(app: App, stub: pb_grpc.VqpressStub) 
     assert all(spec_from_json(j.spec).stream and j.results == [] for j in renders)  # type: ignore[attr-defined]
     assert not [i for i in app.store.list() if i.source_job in {j.id for j in renders}]
     assert not any(app.settings.outbox_dir.iterdir())
+    # Each job says where its time went: the renders and the image files, within its own seconds.
+    for j in renders:
+        m = j.metrics
+        assert m["render_s"] > 0 and m["encode_s"] > 0 and m["render_s"] + m["encode_s"] <= m["seconds"], m
 
 
 def test_render_through_stored_results_when_workers_cannot_stream(tmp_path: Path) -> None:
