@@ -142,7 +142,7 @@ def test_upload_reads_the_file_once_and_sends_its_digest_last(
     service.client.delete(info)
     monkeypatch.undo()
     old_server = Client(service.address, timeout=30)
-    old_server._digests = ("sha256", False)  # what a server before digest functions answers
+    old_server._digests = ("sha256", False, ("sha256",))  # what a server before digest functions answers
     try:
         old = old_server.upload(src, kind="bin", hash_first=False)
         assert old.id == hashlib.sha256(data).hexdigest()
@@ -173,6 +173,16 @@ def test_a_client_may_name_its_uploads_by_sha256(service: Service, tmp_path: Pat
         old_server.server_info = lambda: ServerInfo("0.1", "local", 1, ("cpu",), False, False, {})  # type: ignore[method-assign]
         with pytest.raises(VqpressError, match="takes uploads in sha256, not blake3"):
             old_server.upload(src, kind="bin")
+        # A BLAKE3 id given for the content is refused before anything is sent, not as DATA_LOSS
+        # after: such a server would take its hex digits for a sha256.
+        old_server.digest_function = None
+        old_server._digests = None
+        with pytest.raises(VqpressError, match="takes uploads in sha256, not blake3: name the content") as e:
+            old_server.upload(src, kind="bin", digest="blake3:" + blake3(data).hexdigest())
+        assert e.value.code == "INVALID_ARGUMENT"
+        by_sha256 = old_server.upload(src, kind="bin", sha256=hashlib.sha256(data).hexdigest())
+        assert by_sha256.id == hashlib.sha256(data).hexdigest()
+        old_server.delete(by_sha256)
     finally:
         old_server.close()
 

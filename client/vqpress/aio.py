@@ -36,7 +36,9 @@ from .client import (
     Source,
     _check_digest_function,
     _check_finetune,
+    _check_taken,
     _checked_id,
+    _digest_plan,
     _export_fields,
     _finetune_pb,
     _given_id,
@@ -51,7 +53,6 @@ from .client import (
     _status,
     _train_which,
     _umask,
-    _upload_function,
     guess_kind,
 )
 from .errors import JobCancelled, JobFailed, JobTimeout, VqpressError, invalid
@@ -111,7 +112,7 @@ class Client:
             self._channel = grpc.aio.insecure_channel(address, options=options)
         self._md = (("authorization", f"Bearer {token}"),) if token else None
         self._stub = pb_grpc.VqpressStub(self._channel)
-        self._digests: tuple[str, bool] | None = None  # (digest function, digest may come last), asked once
+        self._digests: tuple[str, bool, tuple[str, ...]] | None = None  # as Client._digests, asked once
 
     async def close(self) -> None:
         await self._channel.close()
@@ -145,12 +146,12 @@ class Client:
             digest_functions=tuple(m.digest_functions),
         )
 
-    async def _server_digests(self) -> tuple[str, bool]:
-        """As ``Client._server_digests``: the function to name uploads by, and whether the digest
-        may come last."""
+    async def _server_digests(self) -> tuple[str, bool, tuple[str, ...]]:
+        """As ``Client._server_digests``: the function to name uploads by, whether the digest may
+        come last, and the functions the server takes."""
         if self._digests is None:
             info = await self.server_info()
-            self._digests = (_upload_function(self.digest_function, info), info.upload_digest_last)
+            self._digests = _digest_plan(self.digest_function, info)
         return self._digests
 
     # -- artifacts ---------------------------------------------------------------------
@@ -184,12 +185,14 @@ class Client:
         artifact_id = _given_id(digest, sha256)
         try:
             size = path.stat().st_size
-            function, digest_last = (await self._server_digests()) if artifact_id is None else (None, False)
-            if function is not None and not hash_first and digest_last:
+            function, digest_last, taken = await self._server_digests()
+            if artifact_id is not None:
+                _check_taken(digests.function_of(artifact_id), taken)
+            elif not hash_first and digest_last:
                 kind = guess_kind(path) if kind is None else kind
                 return await self._upload_hashing(path, name or path.name, size, kind, function)
-            if artifact_id is None:
-                artifact_id = await asyncio.to_thread(digests.id_of_file, path, function or digests.SHA256)
+            else:
+                artifact_id = await asyncio.to_thread(digests.id_of_file, path, function)
         except OSError as e:
             raise invalid(f"{path}: cannot read: {e.strerror or e}") from None
         known = await self._known(artifact_id, size)

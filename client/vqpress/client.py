@@ -469,7 +469,8 @@ class Client:
         self._stub = pb_grpc.VqpressStub(self._channel)
         # The artifact streams carry their chunks through vqpress._wire (protobuf's bytes, fewer copies).
         self._upload = self._channel.stream_unary(_wire.UPLOAD_METHOD, response_deserializer=pb.ArtifactInfo.FromString)
-        self._digests: tuple[str, bool] | None = None  # (digest function, digest may come last), asked once
+        # (digest function to name uploads by, digest may come last, the functions taken), asked once
+        self._digests: tuple[str, bool, tuple[str, ...]] | None = None
         self._download = self._channel.unary_stream(
             _wire.DOWNLOAD_METHOD,
             request_serializer=pb.DownloadArtifactRequest.SerializeToString,
@@ -513,13 +514,13 @@ class Client:
             digest_functions=tuple(m.digest_functions),
         )
 
-    def _server_digests(self) -> tuple[str, bool]:
+    def _server_digests(self) -> tuple[str, bool, tuple[str, ...]]:
         """The digest function to name uploads by with this server (its preference among those this
-        client knows; sha256 with a server before digest functions) and whether the digest may come
-        last (servers before that do not take it). Asked once."""
+        client knows; sha256 with a server before digest functions), whether the digest may come
+        last (servers before that do not take it) and the functions it takes. Asked once."""
         if self._digests is None:
             info = self.server_info()
-            self._digests = (_upload_function(self.digest_function, info), info.upload_digest_last)
+            self._digests = _digest_plan(self.digest_function, info)
         return self._digests
 
     # -- artifacts ---------------------------------------------------------------------
@@ -554,11 +555,13 @@ class Client:
         artifact_id = _given_id(digest, sha256)
         try:
             size = path.stat().st_size
-            function, digest_last = self._server_digests() if artifact_id is None else (None, False)
-            if function is not None and not hash_first and digest_last:
+            function, digest_last, taken = self._server_digests()
+            if artifact_id is not None:
+                _check_taken(digests.function_of(artifact_id), taken)
+            elif not hash_first and digest_last:
                 return self._upload_hashing(path, name or path.name, size, kind, function)
-            if artifact_id is None:
-                artifact_id = digests.id_of_file(path, function or digests.SHA256)
+            else:
+                artifact_id = digests.id_of_file(path, function)
         except OSError as e:
             raise invalid(f"{path}: cannot read: {e.strerror or e}") from None
         known = self._known(artifact_id, size)
@@ -963,15 +966,19 @@ def _check_digest_function(function: str | None) -> str | None:
         raise invalid(str(e)) from None
 
 
-def _upload_function(wanted: str | None, info: ServerInfo) -> str:
-    """The digest function to name uploads by: ``wanted`` if the server takes it (a server before
-    digest functions takes sha256 only), else the server's preference among those this client knows."""
-    if wanted is None:
-        return digests.choose(info.digest_functions)
-    if wanted not in (info.digest_functions or (digests.SHA256,)):
-        offered = ", ".join(info.digest_functions or (digests.SHA256,))
-        raise invalid(f"the server takes uploads in {offered}, not {wanted}: drop digest_function or pick one of those")
-    return wanted
+def _digest_plan(wanted: str | None, info: ServerInfo) -> tuple[str, bool, tuple[str, ...]]:
+    """(the digest function to name uploads by, whether the digest may come last, the functions the
+    server takes): ``wanted`` if the server takes it, else the server's preference among those this
+    client knows. A server before digest functions takes sha256 only."""
+    taken = info.digest_functions or (digests.SHA256,)
+    if wanted is not None:
+        _check_taken(wanted, taken, "drop digest_function or pick one of those")
+    return wanted or digests.choose(info.digest_functions), info.upload_digest_last, taken
+
+
+def _check_taken(function: str, taken: tuple[str, ...], fix: str = "name the content by one of those") -> None:
+    if function not in taken:
+        raise invalid(f"the server takes uploads in {', '.join(taken)}, not {function}: {fix}")
 
 
 def _given_id(digest: str | None, sha256: str | None) -> str | None:
