@@ -95,28 +95,47 @@ def test_cancel_queued_and_running(tmp_path: Path) -> None:
         t.request_cancel("missing")
 
 
-def test_lease_expiry_requeue_and_max_attempts(tmp_path: Path) -> None:
+class _Clock:
+    """The job table's clock, moved by the test alone: a lease expires when the test says so, not
+    when a loaded machine happens to pause the test for longer than the lease."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_lease_expiry_requeue_and_max_attempts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import vqpress_server.jobs.table as table_module
+
+    clock = _Clock()
+    monkeypatch.setattr(table_module, "time", clock)
     t = JobTable(tmp_path / "jobs.sqlite3", max_attempts=2)
     job = t.submit("quantize", {})
-    assert t.claim("w1", lease_s=0.05) is not None
+    assert t.claim("w1", lease_s=10) is not None
+    clock.now += 9.9
     assert t.requeue_expired() == 0  # lease still valid
-    time.sleep(0.1)
+    clock.now += 0.2
     assert t.requeue_expired() == 1
     j = t.get(job.id)
     assert j.state is JobState.QUEUED and j.attempts == 1 and j.error == ""
     with pytest.raises(LeaseLost):  # the old worker lost it
         t.heartbeat(job.id, "w1", 10)
-    assert t.claim("w2", lease_s=0.05).attempts == 2  # type: ignore[union-attr]
-    t.heartbeat(job.id, "w2", lease_s=0.05)
-    time.sleep(0.1)
+    assert t.claim("w2", lease_s=10).attempts == 2  # type: ignore[union-attr]
+    clock.now += 9
+    t.heartbeat(job.id, "w2", lease_s=10)  # renewed: 10 s from now
+    clock.now += 9
+    assert t.requeue_expired() == 0
+    clock.now += 2
     assert t.requeue_expired() == 1
     j = t.get(job.id)
     assert j.state is JobState.FAILED and "worker lost 2 times" in j.error and j.finished_at is not None
     # CANCELLING with an expired lease ends CANCELLED.
     c = t.submit("quantize", {})
-    t.claim("w3", lease_s=0.05)
+    t.claim("w3", lease_s=10)
     t.request_cancel(c.id)
-    time.sleep(0.1)
+    clock.now += 11
     t.requeue_expired()
     assert t.get(c.id).state is JobState.CANCELLED
 
@@ -154,9 +173,9 @@ def test_claim_is_atomic_across_processes(tmp_path: Path) -> None:
     procs = [ctx.Process(target=_race, args=(str(path), f"w{i}", q, start)) for i in range(3)]
     for p in procs:
         p.start()
-    got = [q.get(timeout=30) for _ in procs]
+    got = [q.get(timeout=180) for _ in procs]  # a bound for a stuck claim: spawning 3 is slow when loaded
     for p in procs:
-        p.join(10)
+        p.join(30)
     claimed = [i for g in got for i in g]
     assert sorted(claimed) == sorted(ids)  # every job exactly once
     assert all(j.attempts == 1 for j in t.list(limit=100))
