@@ -415,3 +415,27 @@ def test_result_is_the_same_on_one_or_two_threads(d: int, monkeypatch: pytest.Mo
     assert torch.equal(a.labels, b.labels)
     assert a.inertia_history == b.inertia_history
     assert_labels_exact(a.labels, x, a.centroids)
+
+
+def test_best_two_is_the_same_on_one_thread_and_on_many() -> None:
+    # numpy finds each row's best two on few threads, torch on many: the same entries, ties to the
+    # first index, the second-best the smallest of the others (also when it ties the best), D as it was.
+    from vqpress_server.core.cpu_threads import intra_op_threads
+    from vqpress_server.core.vq.kmeans import _NUMPY_BEST_TWO_MAX_THREADS, _best_two
+
+    g = torch.Generator().manual_seed(3)
+    D = torch.randint(0, 5, (300, 257), generator=g).float()  # many exact ties
+    D[7] = 1.0  # a row of nothing but ties
+    D[8, :] = torch.inf
+    D[8, 200] = -2.0  # one finite entry
+    before = D.clone()
+    got = {}
+    for n in (1, _NUMPY_BEST_TWO_MAX_THREADS + 1):
+        with intra_op_threads(n):
+            got[n] = _best_two(D)
+        assert torch.equal(D, before)
+    (m1, a1, m2), (t1, b1, t2) = got.values()
+    assert torch.equal(m1, t1) and torch.equal(a1, b1) and torch.equal(m2, t2) and a1.dtype == torch.int64
+    first = (D == D.min(1, keepdim=True).values).int().argmax(1)
+    assert torch.equal(a1, first) and a1[7] == 0 and a1[8] == 200
+    assert m2[7] == 1.0 and m2[8] == torch.inf

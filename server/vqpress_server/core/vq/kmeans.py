@@ -50,6 +50,7 @@ U32 = 2.0**-24  # unit roundoff of float32
 MAX_ABS = 1e30  # inputs beyond this magnitude are rejected (their squares leave fp32 range)
 _CPU_BUDGET_BYTES = 256 << 20  # scratch memory per assignment chunk on CPU
 _CPU_SEED_CHUNK_BYTES = 4 << 20  # seeding distances per GEMM chunk on CPU
+_NUMPY_BEST_TWO_MAX_THREADS = 4  # _best_two through numpy up to this many intra-op threads
 _CPU_GEMM_CHUNK_BYTES = 8 << 20  # distances per GEMM chunk on CPU (lego sh: 0.51 s at 8 MiB, 0.93 s at 32)
 _CUDA_BUDGET_FRACTION = 0.25  # of free device memory, per assignment chunk
 _CUDA_BUDGET_MAX = 2 << 30  # cap per chunk on CUDA (bytes)
@@ -230,11 +231,14 @@ def _best_two(D: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     """Each row's smallest entry, its index (the first on ties) and its second-smallest entry (the
     smallest of the others), for a contiguous float32 matrix [B, M]; D is as it was afterwards.
 
-    On the CPU through numpy, whose SIMD argmin is about 7x torch's ``min(1)`` with indices on one
-    thread (0.31 against 2.1 ms for 512 x 4096): the row minimum with its index was 70 % of the
-    GEMM's time. The same entries either way: both take the first minimum.
+    On the CPU with few intra-op threads through numpy, whose SIMD argmin is about 7x torch's
+    ``min(1)`` with indices on one thread (0.31 against 2.1 ms for 512 x 4096): the row minimum with
+    its index was 70 % of the GEMM's time. numpy's pass is one thread and torch's scales with its
+    threads (the whole step for 512 x 4096: numpy 0.45 ms; torch 2.39 ms on one thread, 1.21 on two),
+    so with more than _NUMPY_BEST_TWO_MAX_THREADS threads torch's is used. The same entries either
+    way: both take the first minimum.
     """
-    if D.device.type != "cpu":
+    if D.device.type != "cpu" or torch.get_num_threads() > _NUMPY_BEST_TWO_MAX_THREADS:
         min1, a1 = D.min(1)
         D.scatter_(1, a1[:, None], math.inf)
         min2 = D.amin(1)
