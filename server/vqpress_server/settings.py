@@ -45,7 +45,8 @@ class Settings:
     tls_key: Path | None = None  # PEM private key
     max_artifact_bytes: int = 8 << 30  # largest upload accepted: 8 GiB
     # Digest function new content is named by ("blake3" or "sha256"); uploads may use either, and
-    # stored ids of both stay valid. "sha256" serves clients before BLAKE3 ids results they can verify.
+    # stored ids of both stay valid. "sha256" names job results so that clients that know only
+    # sha256 can verify them.
     digest_function: str = digests.DEFAULT
     max_queued_jobs: int = 1000  # Quantize/Export/Train/Render beyond this -> RESOURCE_EXHAUSTED
     min_free_bytes: int = 64 << 20  # submits refused (RESOURCE_EXHAUSTED) below this free disk space: 64 MiB

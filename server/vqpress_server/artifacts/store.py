@@ -232,10 +232,6 @@ class Upload:
             t.join()
         self._queues, self._sinks = [], []
 
-    @property
-    def digest_function(self) -> str:
-        return self._function
-
     def commit(self, digest: str | None = None) -> ArtifactInfo:
         """Store the bytes; ``digest``: the hex digest (in the upload's function) they must have,
         when it was not known at ``begin_upload`` (an upload whose last message carries it)."""
