@@ -85,6 +85,29 @@ def test_kmeans_deterministic_for_a_seed() -> None:
     assert not torch.equal(a.centroids, c.centroids)
 
 
+def test_cached_seeding_subset_draws_what_a_fresh_generator_draws() -> None:
+    """The quantizer's attributes share one seed and one N: the seeding subset is kept, and a
+    k-means that takes it from the cache must start exactly where a fresh generator would."""
+    from vqpress_server.core.vq import kmeans as km
+
+    km._SUBSET_CACHE.clear()
+    N, m = 70_000, km._INIT_SUBSET_MIN
+    for _ in range(2):  # a miss, then a hit
+        sub, gen = km._random_subset(N, m, seed=3)
+        ref = torch.Generator().manual_seed(3)
+        assert torch.equal(sub, torch.randperm(N, generator=ref)[:m])
+        assert torch.equal(torch.rand(5, generator=gen), torch.rand(5, generator=ref))  # the state after it
+    assert len(km._SUBSET_CACHE) == 1
+
+    x = torch.randn(N, 2, generator=torch.Generator().manual_seed(8))
+    km._SUBSET_CACHE.clear()
+    cold = kmeans(x, 8, iters=2, seed=3)
+    warm = kmeans(x, 8, iters=2, seed=3)  # the subset now comes from the cache
+    reference = km._init_kmeanspp(x, 8, torch.Generator().manual_seed(3))  # no cache: draws it itself
+    assert torch.equal(cold.centroids, warm.centroids) and torch.equal(cold.labels, warm.labels)
+    assert torch.equal(km._init_kmeanspp(x, 8, torch.Generator().manual_seed(3), seed=3), reference)
+
+
 def test_large_k_uses_batched_init() -> None:
     x = torch.randn(6000, 3, generator=torch.Generator().manual_seed(2))
     res = kmeans(x, 700, iters=2, seed=0)

@@ -35,6 +35,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -598,66 +600,113 @@ def _update_reseed(
 
 
 # -- initialization -------------------------------------------------------------------------------
-def _init_kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator, w: torch.Tensor | None = None) -> torch.Tensor:
+# A quantizer clusters several attributes of one scene with the same seed, and their distinct rows
+# are usually as many as the scene's points, so the seeding subset (a permutation of all N points,
+# O(N) on one CPU thread: ~0.1-0.16 s at N = 3M, measured) is the same each time. The prefix it
+# keeps and the generator's state after it are kept for a few (seed, N, m), so later calls draw
+# exactly what a fresh generator would.
+_SUBSET_CACHE: OrderedDict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+_SUBSET_CACHE_SIZE = 4
+_SUBSET_CACHE_LOCK = threading.Lock()
+
+
+def _random_subset(N: int, m: int, seed: int) -> tuple[torch.Tensor, torch.Generator]:
+    """``torch.randperm(N, generator=G)[:m]`` for a generator G freshly seeded with ``seed``, and G
+    as it is after that draw (a new generator each call: the caller may draw from it)."""
+    key = (int(seed), int(N), int(m))
+    with _SUBSET_CACHE_LOCK:
+        hit = _SUBSET_CACHE.get(key)
+        if hit is not None:
+            _SUBSET_CACHE.move_to_end(key)
+    if hit is None:
+        gen = torch.Generator().manual_seed(int(seed))
+        hit = (torch.randperm(N, generator=gen)[:m].clone(), gen.get_state())
+        with _SUBSET_CACHE_LOCK:
+            _SUBSET_CACHE[key] = hit
+            while len(_SUBSET_CACHE) > _SUBSET_CACHE_SIZE:
+                _SUBSET_CACHE.popitem(last=False)
+    gen = torch.Generator()
+    gen.set_state(hit[1])
+    return hit[0], gen
+
+
+def _init_kmeanspp(
+    x: torch.Tensor, k: int, gen: torch.Generator, w: torch.Tensor | None = None, seed: int | None = None
+) -> torch.Tensor:
     """k-means++ style D^2 sampling (D^2 w with weights w [N]) on a random subset; ceil(k / 64)
-    draws per round for large k. Points of weight 0 enter the subset only after all others."""
+    draws per round for large k. Points of weight 0 enter the subset only after all others.
+
+    Every random number is drawn from ``gen`` (a CPU generator), so the seeding is the same on
+    every device up to the rounding of its distances. The arithmetic on them (the D^2 keys, the
+    b smallest, the bookkeeping) runs on x's device: on CUDA that is a few small kernels and one
+    host read per round, where the same passes over the subset on the host took most of a 3M-point
+    quantization (BENCHMARKS §2). ``seed``: the seed ``gen`` was freshly made with, if it is (then
+    the unweighted subset may come from ``_random_subset``'s cache); None draws it here.
+    """
+    dev = x.device
     N = x.shape[0]
     m = min(N, max(_INIT_SUBSET_MIN, 8 * k), _INIT_SUBSET_MAX)
     if w is None:
-        sub_idx = torch.randperm(N, generator=gen)[:m] if m < N else torch.arange(N)
+        if m >= N:
+            sub_idx = torch.arange(N)
+        elif seed is not None:
+            sub_idx, gen = _random_subset(N, m, seed)
+        else:
+            sub_idx = torch.randperm(N, generator=gen)[:m]
         ws = None
         first = int(torch.randint(m, (1,), generator=gen))
     else:
-        wc = w.cpu()
-        keys = torch.rand(N, generator=gen, dtype=torch.float64) + (wc == 0).double()
-        sub_idx = torch.sort(keys, stable=True).indices[:m] if m < N else torch.arange(N)
-        ws = wc[sub_idx]  # [m] float64
-        first = int(torch.multinomial(ws, 1, generator=gen))
-    xs = x[sub_idx.to(x.device)]  # [m, d]
+        keys = torch.rand(N, generator=gen, dtype=torch.float64).to(dev) + (w == 0).double()
+        sub_idx = torch.sort(keys, stable=True).indices[:m] if m < N else torch.arange(N, device=dev)
+        ws = w[sub_idx.to(w.device)].to(dev)  # [m] float64
+        first = int(torch.multinomial(ws.cpu(), 1, generator=gen))
+    xs = x[sub_idx.to(dev)]  # [m, d]
     per_round = max(1, math.ceil(k / _INIT_ROUNDS))
-    chosen = [first]
-    taken = torch.zeros(m, dtype=torch.bool)
-    taken[chosen[0]] = True
-    dmin = torch.full((m,), math.inf, dtype=torch.float64, device=x.device)
-    new = torch.tensor(chosen)
+    chosen = [torch.tensor([first], device=dev)]
+    n_chosen = 1
+    taken = torch.zeros(m, dtype=torch.bool, device=dev)
+    taken[first] = True
+    dmin = torch.full((m,), math.inf, dtype=torch.float64, device=dev)
+    new = chosen[0]
     xs_n = xs.square().sum(1)  # [m]
-    buf = torch.empty(0, dtype=torch.float32, device=x.device)  # the GEMM's output, reused every round
+    buf = torch.empty(0, dtype=torch.float32, device=dev)  # the GEMM's output, reused every round
     while True:
         # Distances for seeding need no exactness: one fp32 GEMM per round, clamped at zero.
-        c = xs[new.to(x.device)]  # [b, d]
-        step = _chunk_rows(8 * len(new) + 8 * x.shape[1], x.device)
-        if x.device.type == "cpu":  # rows whose distances stay in cache until their minimum is taken
+        c = xs[new]  # [b, d]
+        step = _chunk_rows(8 * len(new) + 8 * x.shape[1], dev)
+        if dev.type == "cpu":  # rows whose distances stay in cache until their minimum is taken
             step = max(1, min(step, _CPU_SEED_CHUNK_BYTES // (4 * len(new))))
         for s0 in range(0, m, step):
             rows = min(step, m - s0)
             if buf.numel() < rows * len(new):
-                buf = torch.empty(rows * len(new), dtype=torch.float32, device=x.device)
+                buf = torch.empty(rows * len(new), dtype=torch.float32, device=dev)
             out = buf[: rows * len(new)].view(rows, len(new))
             part = torch.addmm(c.square().sum(1), xs[s0 : s0 + step], c.T, beta=1.0, alpha=-2.0, out=out).amin(1)
             # Rounding is monotone, so adding ||x||^2 and clamping after the row minimum gives the
             # same bits as doing both to every entry first, at a fraction of the memory traffic.
             part = (part + xs_n[s0 : s0 + step]).clamp_min_(0).double()
             dmin[s0 : s0 + step] = torch.minimum(dmin[s0 : s0 + step], part)
-        if len(chosen) >= k:
+        if n_chosen >= k:
             break
-        b = min(per_round, k - len(chosen))
-        p = dmin.cpu().clone() if ws is None else dmin.cpu() * ws
+        b = min(per_round, k - n_chosen)
+        p = dmin.clone() if ws is None else dmin * ws
         p[taken] = 0.0
         n_pos = int((p > 0).sum())
         if n_pos >= b:
             # D^2 sampling of b distinct points without replacement in one pass
             # (Efraimidis-Spirakis keys: the b smallest of -log(u) / p).
-            u = torch.rand(m, generator=gen, dtype=torch.float64).clamp_min_(1e-300)
+            u = torch.rand(m, generator=gen, dtype=torch.float64).clamp_min_(1e-300).to(dev)
             keys = torch.where(p > 0, -torch.log(u) / p, torch.full_like(p, math.inf))
             new = torch.topk(keys, b, largest=False).indices
         else:  # fewer distinct points than centroids: fill with unused (duplicate) points
             pos = (p > 0).nonzero().squeeze(1)
             rest = (~taken & (p == 0)).nonzero().squeeze(1)
-            rest = rest[torch.randperm(len(rest), generator=gen)[: b - n_pos]]
+            rest = rest[torch.randperm(len(rest), generator=gen)[: b - n_pos].to(dev)]
             new = torch.cat([pos, rest])
         taken[new] = True
-        chosen.extend(new.tolist())
-    return xs[torch.tensor(chosen[:k], device=x.device)].clone()
+        chosen.append(new)
+        n_chosen += len(new)
+    return xs[torch.cat(chosen)[:k]].clone()
 
 
 def _total(point_dist: torch.Tensor, w: torch.Tensor | None) -> float:
@@ -741,7 +790,7 @@ def _lloyd(
         return KMeansResult(centroids, inv, 0.0, [0.0])
 
     gen = torch.Generator().manual_seed(int(seed))
-    centroids = c0 if c0 is not None else _init_kmeanspp(xu, k, gen, wu)
+    centroids = c0 if c0 is not None else _init_kmeanspp(xu, k, gen, wu, seed=int(seed))
     history: list[float] = []
     for it in range(iters):
         labels = _assign_exact(xu, centroids)
