@@ -99,6 +99,13 @@ def test_cached_seeding_subset_draws_what_a_fresh_generator_draws() -> None:
         assert torch.equal(torch.rand(5, generator=gen), torch.rand(5, generator=ref))  # the state after it
     assert len(km._SUBSET_CACHE) == 1
 
+    # A prefix above the cap is drawn each time and not kept (its memory would stay with the worker).
+    sub, gen = km._random_subset(N, km._SUBSET_CACHE_MAX_ROWS + 1, seed=4)
+    ref = torch.Generator().manual_seed(4)
+    assert torch.equal(sub, torch.randperm(N, generator=ref)[: km._SUBSET_CACHE_MAX_ROWS + 1])
+    assert torch.equal(torch.rand(5, generator=gen), torch.rand(5, generator=ref))
+    assert len(km._SUBSET_CACHE) == 1
+
     x = torch.randn(N, 2, generator=torch.Generator().manual_seed(8))
     km._SUBSET_CACHE.clear()
     cold = kmeans(x, 8, iters=2, seed=3)

@@ -607,6 +607,7 @@ def _update_reseed(
 # exactly what a fresh generator would.
 _SUBSET_CACHE: OrderedDict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 _SUBSET_CACHE_SIZE = 4
+_SUBSET_CACHE_MAX_ROWS = 1 << 21  # a kept prefix is at most 16 MiB (K <= 262,144); larger ones are drawn each time
 _SUBSET_CACHE_LOCK = threading.Lock()
 
 
@@ -621,6 +622,8 @@ def _random_subset(N: int, m: int, seed: int) -> tuple[torch.Tensor, torch.Gener
     if hit is None:
         gen = torch.Generator().manual_seed(int(seed))
         hit = (torch.randperm(N, generator=gen)[:m].clone(), gen.get_state())
+        if m > _SUBSET_CACHE_MAX_ROWS:
+            return hit[0], gen
         with _SUBSET_CACHE_LOCK:
             _SUBSET_CACHE[key] = hit
             while len(_SUBSET_CACHE) > _SUBSET_CACHE_SIZE:
