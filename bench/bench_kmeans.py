@@ -183,7 +183,7 @@ def cpu_rows(scenes: list[str], repeats: int) -> None:
         for attr, x in _flat_attributes(splats).items():
             x = x.contiguous()
             K = sizes[attr]
-            c = km._init_kmeanspp(x, K, torch.Generator().manual_seed(0))
+            c = km._init_kmeanspp(x, K, 0)
 
             def previous(x: torch.Tensor = x, c: torch.Tensor = c) -> torch.Tensor:
                 labels = km._assign_gemm(x, c)

@@ -110,9 +110,9 @@ def test_cached_seeding_subset_draws_what_a_fresh_generator_draws() -> None:
     km._SUBSET_CACHE.clear()
     cold = kmeans(x, 8, iters=2, seed=3)
     warm = kmeans(x, 8, iters=2, seed=3)  # the subset now comes from the cache
-    reference = km._init_kmeanspp(x, 8, torch.Generator().manual_seed(3))  # no cache: draws it itself
+    reference = km._init_kmeanspp(x, 8, 3, cache=False)  # draws the subset itself
     assert torch.equal(cold.centroids, warm.centroids) and torch.equal(cold.labels, warm.labels)
-    assert torch.equal(km._init_kmeanspp(x, 8, torch.Generator().manual_seed(3), seed=3), reference)
+    assert torch.equal(km._init_kmeanspp(x, 8, 3), reference)  # from the cache
 
 
 def test_large_k_uses_batched_init() -> None:

@@ -634,25 +634,26 @@ def _random_subset(N: int, m: int, seed: int) -> tuple[torch.Tensor, torch.Gener
 
 
 def _init_kmeanspp(
-    x: torch.Tensor, k: int, gen: torch.Generator, w: torch.Tensor | None = None, seed: int | None = None
+    x: torch.Tensor, k: int, seed: int, w: torch.Tensor | None = None, *, cache: bool = True
 ) -> torch.Tensor:
     """k-means++ style D^2 sampling (D^2 w with weights w [N]) on a random subset; ceil(k / 64)
     draws per round for large k. Points of weight 0 enter the subset only after all others.
 
-    Every random number is drawn from ``gen`` (a CPU generator), so the seeding is the same on
+    Every random number is drawn from a CPU generator seeded by ``seed``, so the seeding is the same on
     every device up to the rounding of its distances. The arithmetic on them (the D^2 keys, the
     b smallest, the bookkeeping) runs on x's device: on CUDA that is a few small kernels and one
     host read per round, where the same passes over the subset on the host took most of a 3M-point
-    quantization (BENCHMARKS §2). ``seed``: the seed ``gen`` was freshly made with, if it is (then
-    the unweighted subset may come from ``_random_subset``'s cache); None draws it here.
+    quantization (BENCHMARKS §2). ``cache``: the unweighted subset may come from
+    ``_random_subset``'s cache (False: drawn here; the same draws either way).
     """
     dev = x.device
     N = x.shape[0]
     m = min(N, max(_INIT_SUBSET_MIN, 8 * k), _INIT_SUBSET_MAX)
+    gen = torch.Generator().manual_seed(int(seed))
     if w is None:
         if m >= N:
             sub_idx = torch.arange(N)
-        elif seed is not None:
+        elif cache:
             sub_idx, gen = _random_subset(N, m, seed)
         else:
             sub_idx = torch.randperm(N, generator=gen)[:m]
@@ -792,8 +793,7 @@ def _lloyd(
         centroids = torch.cat([x[first], x[extra_idx]])
         return KMeansResult(centroids, inv, 0.0, [0.0])
 
-    gen = torch.Generator().manual_seed(int(seed))
-    centroids = c0 if c0 is not None else _init_kmeanspp(xu, k, gen, wu, seed=int(seed))
+    centroids = c0 if c0 is not None else _init_kmeanspp(xu, k, int(seed), wu)
     history: list[float] = []
     for it in range(iters):
         labels = _assign_exact(xu, centroids)
